@@ -1,0 +1,3 @@
+"""Synthetic clinical note generator (GenerationRequested -> NoteGenerated)."""
+
+__version__ = "0.1.0"

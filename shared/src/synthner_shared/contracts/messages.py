@@ -1,0 +1,343 @@
+"""Every message type of the pipeline (DESIGN.md, "Messages"): one pydantic model each, version 1.
+
+A new incompatible version of a message is a new class next to the old one (``NoteGeneratedV2`` with
+``schema_version: Literal[2]``), registered in :mod:`synthner_shared.contracts.registry`; consumers then accept both
+for as long as producers of the old one run.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal, Self
+
+from pydantic import Field, field_validator, model_validator
+
+from synthner_shared.contracts.envelope import Contract, Envelope, content_id
+from synthner_shared.contracts.spans import check_spans
+
+Label = str
+LanguageCode = str
+Provenance = Literal["synthetic", "real"]
+"""Where a text came from. Only ``synthetic`` text that passed the leak gate may reach an external endpoint."""
+
+_LABEL_PATTERN = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
+_LANGUAGE_PATTERN = r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$"
+_SHA256_PATTERN = r"^[0-9a-f]{64}$"
+
+
+def _unique(values: list[str], what: str) -> list[str]:
+    if len(set(values)) != len(values):
+        raise ValueError(f"{what} must not repeat a value")
+    return values
+
+
+class PromptRef(Contract):
+    """A versioned prompt template, loaded by name; the pair travels in every message produced with it."""
+
+    name: str = Field(min_length=1, max_length=100, description="Template name, e.g. 'discharge_summary'.")
+    version: str = Field(min_length=1, max_length=40, description="Template version, e.g. 'v1'.")
+
+
+class SamplingParameters(Contract):
+    """LLM sampling parameters; ``None`` leaves the backend's default."""
+
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    max_new_tokens: int | None = Field(default=None, ge=1, le=32768)
+    stop: list[str] = Field(default_factory=list, max_length=16, description="Stop sequences.")
+
+
+class Mention(Contract):
+    """An entity by label and surface text, without offsets (a lexicon entry or a mention requested in a prompt)."""
+
+    label: Label = Field(pattern=_LABEL_PATTERN)
+    text: str = Field(min_length=1, max_length=500)
+
+
+class EntitySpan(Contract):
+    """An entity as a character span of the document's text (code-point offsets, end exclusive)."""
+
+    start: int = Field(ge=0, description="Offset of the first code point of the mention.")
+    end: int = Field(ge=1, description="Offset one past the last code point of the mention.")
+    label: Label = Field(pattern=_LABEL_PATTERN)
+    score: float | None = Field(default=None, ge=0.0, le=1.0, description="Annotator confidence, when it has one.")
+    source: str | None = Field(
+        default=None, max_length=100, description="Which annotator (or ensemble member) proposed the span."
+    )
+
+
+# --- generation -----------------------------------------------------------------------------------------------------
+
+
+class GenerationRequested(Envelope):
+    """Command: generate ``count`` synthetic notes. ``correlation_id`` equals ``job_id``."""
+
+    routing_key: ClassVar[str] = "generation.requested"
+    type: Literal["GenerationRequested"] = "GenerationRequested"
+    schema_version: Literal[1] = 1
+
+    job_id: str = Field(min_length=1, max_length=200)
+    count: int = Field(ge=1, le=10_000_000, description="Number of notes to generate.")
+    first_index: int = Field(
+        default=0, ge=0, description="Index of the first note of this (possibly split) request within the job."
+    )
+    language: LanguageCode = Field(pattern=_LANGUAGE_PATTERN, description="BCP-47 language, e.g. 'en', 'sv'.")
+    note_types: list[str] = Field(min_length=1, max_length=50)
+    entity_labels: list[Label] = Field(min_length=1, max_length=100)
+    mode: Literal["free", "label_conditioned", "prefix"] = "free"
+    seed: int = Field(ge=0, description="Base seed; note i uses a seed derived from it and i.")
+    sampling: SamplingParameters = Field(default_factory=SamplingParameters)
+    prompt: PromptRef
+    seed_lexicon: list[Mention] | None = Field(
+        default=None, description="Entities to sample from in label-conditioned mode."
+    )
+
+    @field_validator("entity_labels", "note_types")
+    @classmethod
+    def _no_repeats(cls, values: list[str]) -> list[str]:
+        return _unique(values, "the list")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _correlation_is_job(cls, data: object) -> object:
+        if isinstance(data, dict) and "job_id" in data:
+            data.setdefault("correlation_id", data["job_id"])
+        return data
+
+    @model_validator(mode="after")
+    def _check_job(self) -> Self:
+        if self.correlation_id != self.job_id:
+            raise ValueError("correlation_id must equal job_id for a generation request")
+        if self.seed_lexicon is not None:
+            unknown = {m.label for m in self.seed_lexicon} - set(self.entity_labels)
+            if unknown:
+                raise ValueError(f"seed_lexicon has labels outside entity_labels: {sorted(unknown)}")
+        return self
+
+
+class LeakCheckResult(Contract):
+    """Outcome of the generator's privacy gate for one note."""
+
+    status: Literal["passed", "failed", "skipped"]
+    detectors: list[str] = Field(default_factory=list, description="Detectors that ran.")
+    reasons: list[str] = Field(
+        default_factory=list, description="Why the note failed (detector names and counts; never the matched text)."
+    )
+    max_ngram_overlap: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="Highest n-gram overlap with the real-note reference, if checked."
+    )
+
+
+class GenerationRecord(Contract):
+    """Everything needed to regenerate a note."""
+
+    backend: str = Field(min_length=1, max_length=100, description="LLM backend, e.g. 'tgi', 'openai'.")
+    model: str = Field(min_length=1, max_length=300)
+    prompt: PromptRef
+    seed: int = Field(ge=0)
+    sampling: SamplingParameters = Field(default_factory=SamplingParameters)
+    attributes: dict[str, str | int | float | list[str]] = Field(
+        default_factory=dict, description="Sampled note attributes (age, sex, specialty, diagnoses, ...)."
+    )
+
+
+class NoteGenerated(Envelope):
+    """Event: a synthetic note was written. ``note_id`` is the SHA-256 of the text."""
+
+    routing_key: ClassVar[str] = "note.generated"
+    type: Literal["NoteGenerated"] = "NoteGenerated"
+    schema_version: Literal[1] = 1
+
+    note_id: str = Field(pattern=_SHA256_PATTERN, description="SHA-256 (hex) of the UTF-8 text.")
+    text: str = Field(min_length=1)
+    language: LanguageCode = Field(pattern=_LANGUAGE_PATTERN)
+    note_type: str = Field(min_length=1, max_length=100)
+    provenance: Provenance
+    generation: GenerationRecord
+    requested_entities: list[Mention] = Field(
+        default_factory=list, description="Entities the prompt asked the LLM to include (label-conditioned mode)."
+    )
+    leak_check: LeakCheckResult
+
+    @model_validator(mode="after")
+    def _check_note_id(self) -> Self:
+        if self.note_id != content_id(self.text):
+            raise ValueError("note_id must be the SHA-256 hex digest of the text")
+        return self
+
+
+class GenerationFailed(Envelope):
+    """Event: a note of a job could not be generated; failures are data, not log lines."""
+
+    routing_key: ClassVar[str] = "generation.failed"
+    type: Literal["GenerationFailed"] = "GenerationFailed"
+    schema_version: Literal[1] = 1
+
+    job_id: str = Field(min_length=1, max_length=200)
+    note_index: int | None = Field(default=None, ge=0, description="Index of the note within the job, if known.")
+    reason: str = Field(min_length=1, max_length=2000, description="Why; never contains note text.")
+    attempts: int = Field(ge=1)
+
+
+# --- annotation -----------------------------------------------------------------------------------------------------
+
+
+class AnnotatorRecord(Contract):
+    """Which annotator produced the spans."""
+
+    backend: str = Field(min_length=1, max_length=100, description="e.g. 'llm', 'encoder', 'lexicon', 'ensemble'.")
+    model: str | None = Field(default=None, max_length=300)
+    prompt: PromptRef | None = None
+    members: list[str] = Field(default_factory=list, description="Ensemble members, if an ensemble.")
+
+
+class AlignmentStats(Contract):
+    """How many mentions the annotator proposed and how many became spans."""
+
+    mentions_found: int = Field(ge=0)
+    mentions_aligned: int = Field(ge=0)
+    mentions_dropped: int = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _balanced(self) -> Self:
+        if self.mentions_aligned + self.mentions_dropped != self.mentions_found:
+            raise ValueError("mentions_aligned + mentions_dropped must equal mentions_found")
+        return self
+
+
+class DocumentAnnotated(Envelope):
+    """Event: a note with its entity spans. The span invariants are enforced here, so no stage can emit a broken one."""
+
+    routing_key: ClassVar[str] = "document.annotated"
+    type: Literal["DocumentAnnotated"] = "DocumentAnnotated"
+    schema_version: Literal[1] = 1
+
+    note_id: str = Field(pattern=_SHA256_PATTERN)
+    text: str = Field(min_length=1)
+    language: LanguageCode = Field(pattern=_LANGUAGE_PATTERN)
+    provenance: Provenance
+    labels: list[Label] = Field(min_length=1, description="The declared label set the annotator worked with.")
+    entities: list[EntitySpan] = Field(
+        description="Sorted, non-overlapping spans, 0 <= start < end <= len(text), labels from `labels`."
+    )
+    annotator: AnnotatorRecord
+    alignment: AlignmentStats
+    agreement: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="Ensemble agreement for this document, if an ensemble annotated it."
+    )
+
+    @field_validator("labels")
+    @classmethod
+    def _labels_unique(cls, values: list[str]) -> list[str]:
+        return _unique(values, "labels")
+
+    @model_validator(mode="after")
+    def _check_document(self) -> Self:
+        if self.note_id != content_id(self.text):
+            raise ValueError("note_id must be the SHA-256 hex digest of the text")
+        check_spans(self.text, self.entities, set(self.labels))
+        return self
+
+
+class AnnotationFailed(Envelope):
+    """Event: a note could not be annotated."""
+
+    routing_key: ClassVar[str] = "annotation.failed"
+    type: Literal["AnnotationFailed"] = "AnnotationFailed"
+    schema_version: Literal[1] = 1
+
+    note_id: str = Field(pattern=_SHA256_PATTERN)
+    annotator: AnnotatorRecord
+    reason: str = Field(min_length=1, max_length=2000, description="Why; never contains note text.")
+    attempts: int = Field(ge=1)
+
+
+# --- training -------------------------------------------------------------------------------------------------------
+
+
+class DatasetSelection(Contract):
+    """Which stored documents to train on."""
+
+    dataset_version: str | None = Field(
+        default=None, max_length=200, description="An existing dataset version; None = snapshot everything stored now."
+    )
+    annotators: list[str] = Field(default_factory=list, description="Only documents from these annotators, if set.")
+    max_documents: int | None = Field(default=None, ge=1)
+
+
+class HyperParameters(Contract):
+    """Overrides of the trainer's configured hyper-parameters; ``None`` keeps the configured value."""
+
+    epochs: float | None = Field(default=None, gt=0, le=1000)
+    learning_rate: float | None = Field(default=None, gt=0, le=1)
+    batch_size: int | None = Field(default=None, ge=1, le=4096)
+    max_length: int | None = Field(default=None, ge=8, le=8192, description="Window length in tokens.")
+    stride: int | None = Field(default=None, ge=0, le=8192, description="Overlap between windows in tokens.")
+    weight_decay: float | None = Field(default=None, ge=0, le=1)
+    warmup_ratio: float | None = Field(default=None, ge=0, le=1)
+    seed: int | None = Field(default=None, ge=0)
+
+
+class TrainingRequested(Envelope):
+    """Command: train a model now."""
+
+    routing_key: ClassVar[str] = "training.requested"
+    type: Literal["TrainingRequested"] = "TrainingRequested"
+    schema_version: Literal[1] = 1
+
+    dataset: DatasetSelection = Field(default_factory=DatasetSelection)
+    base_model: str | None = Field(
+        default=None, max_length=1000, description="Local base-model folder; None = the trainer's configured one."
+    )
+    hyperparameters: HyperParameters = Field(default_factory=HyperParameters)
+
+
+class Scores(Contract):
+    precision: float = Field(ge=0.0, le=1.0)
+    recall: float = Field(ge=0.0, le=1.0)
+    f1: float = Field(ge=0.0, le=1.0)
+    support: int = Field(ge=0, description="Number of gold entities.")
+
+
+class EvaluationResult(Contract):
+    """Entity-level scores on one evaluation set: strict (seqeval IOB2) and partial-overlap."""
+
+    dataset: str = Field(min_length=1, max_length=300, description="Name of the evaluation set, e.g. 'synthetic-dev'.")
+    documents: int = Field(ge=0)
+    strict_micro: Scores
+    strict_macro: Scores
+    partial_micro: Scores
+    strict_per_label: dict[Label, Scores]
+    partial_per_label: dict[Label, Scores]
+
+
+class DatasetManifest(Contract):
+    """Summary of an immutable dataset version."""
+
+    version: str = Field(min_length=1, max_length=200)
+    content_hash: str = Field(pattern=_SHA256_PATTERN, description="Hash over the sorted document ids and spans.")
+    document_count: int = Field(ge=0)
+    annotators: list[str]
+    label_counts: dict[Label, int]
+    location: str | None = Field(default=None, description="Where the manifest with all document ids is stored.")
+
+
+class ModelPublished(Envelope):
+    """Event: a model version passed the gate and can be served."""
+
+    routing_key: ClassVar[str] = "model.published"
+    type: Literal["ModelPublished"] = "ModelPublished"
+    schema_version: Literal[1] = 1
+
+    model_version: str = Field(min_length=1, max_length=200)
+    artifact_uri: str = Field(min_length=1, max_length=2000, description="Folder or URI of the model artifact.")
+    labels: list[Label] = Field(min_length=1)
+    base_model: str = Field(min_length=1, max_length=1000)
+    metrics: list[EvaluationResult] = Field(
+        min_length=1, description="Scores on the synthetic dev split and on each configured real gold set."
+    )
+    dataset: DatasetManifest
+
+    @field_validator("labels")
+    @classmethod
+    def _labels_unique(cls, values: list[str]) -> list[str]:
+        return _unique(values, "labels")

@@ -1,0 +1,62 @@
+"""The RabbitMQ messaging layer every service uses (aio-pika, quorum queues, confirms, retries, dead-lettering)."""
+
+from synthner_shared.messaging.broker import Broker
+from synthner_shared.messaging.consumer import (
+    LAST_ERROR_HEADER,
+    QUEUE_HEADER,
+    REASON_HEADER,
+    RETRIES_HEADER,
+    Consumer,
+    ConsumerRunner,
+    Handler,
+)
+from synthner_shared.messaging.errors import (
+    BrokerRefused,
+    BrokerUnavailable,
+    HandlerError,
+    PoisonMessageError,
+    PublishError,
+    RetryableError,
+)
+from synthner_shared.messaging.publisher import Publisher, to_amqp
+from synthner_shared.messaging.service import Health, Service, serve_health
+from synthner_shared.messaging.settings import BrokerSettings
+from synthner_shared.messaging.topology import (
+    ANNOTATOR,
+    FAILURES,
+    GENERATOR,
+    NER_API,
+    TRAINER,
+    QueueRole,
+    Topology,
+)
+
+__all__ = [
+    "ANNOTATOR",
+    "FAILURES",
+    "GENERATOR",
+    "LAST_ERROR_HEADER",
+    "NER_API",
+    "QUEUE_HEADER",
+    "REASON_HEADER",
+    "RETRIES_HEADER",
+    "TRAINER",
+    "Broker",
+    "BrokerRefused",
+    "BrokerSettings",
+    "BrokerUnavailable",
+    "Consumer",
+    "ConsumerRunner",
+    "Handler",
+    "HandlerError",
+    "Health",
+    "PoisonMessageError",
+    "PublishError",
+    "Publisher",
+    "QueueRole",
+    "RetryableError",
+    "Service",
+    "Topology",
+    "serve_health",
+    "to_amqp",
+]

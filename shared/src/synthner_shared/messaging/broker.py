@@ -1,0 +1,116 @@
+"""One robust broker connection per process, with a confirm-mode publishing channel and the namespace's topology."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from types import TracebackType
+from typing import Self
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
+from aio_pika.exceptions import CONNECTION_EXCEPTIONS
+
+from synthner_shared.messaging.errors import BrokerUnavailable
+from synthner_shared.messaging.publisher import Publisher
+from synthner_shared.messaging.settings import BrokerSettings
+from synthner_shared.messaging.topology import Topology
+
+log = logging.getLogger(__name__)
+
+
+class Broker:
+    """A robust connection (it reconnects and restores channels, queues and consumers after a broker restart).
+
+    Use as ``async with Broker(settings, producer="annotator-1") as broker: ...``. Outputs, retries and dead letters
+    are published on a channel of their own, so a consumer channel never closes because of a publishing problem.
+    """
+
+    def __init__(self, settings: BrokerSettings, producer: str) -> None:
+        self.settings = settings
+        self.producer = producer
+        self.topology = Topology.from_settings(settings)
+        self._connection: AbstractRobustConnection | None = None
+        self._channel: AbstractChannel | None = None
+        self._exchange: AbstractExchange | None = None
+        self._dead_letter_exchange: AbstractExchange | None = None
+        self._publisher: Publisher | None = None
+
+    async def connect(self) -> None:
+        """Connect, retrying until ``connect_timeout_s``; declare the shared topology."""
+        deadline = asyncio.get_running_loop().time() + self.settings.connect_timeout_s
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                self._connection = await aio_pika.connect_robust(
+                    self.settings.url.get_secret_value(),
+                    reconnect_interval=self.settings.reconnect_interval_s,
+                    client_properties={"connection_name": self.producer},
+                )
+                break
+            except CONNECTION_EXCEPTIONS as exc:
+                remaining = deadline - asyncio.get_running_loop().time()
+                if remaining <= 0:
+                    raise BrokerUnavailable(
+                        f"could not connect to {self.settings.redacted_url} within "
+                        f"{self.settings.connect_timeout_s:g}s ({attempt} attempts): {type(exc).__name__}: {exc}"
+                    ) from None
+                log.warning("broker %s not reachable (%s), retrying", self.settings.redacted_url, type(exc).__name__)
+                await asyncio.sleep(min(self.settings.reconnect_interval_s, remaining))
+        self._channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
+        self._exchange = await self.topology.declare_shared(self._channel)
+        self._dead_letter_exchange = await self._channel.get_exchange(self.topology.dead_letter_exchange)
+        self._publisher = Publisher(self._channel, self._exchange, self.settings.publish_timeout_s)
+        log.info("connected to broker %s as %s", self.settings.redacted_url, self.producer)
+
+    async def close(self) -> None:
+        if self._connection is not None and not self._connection.is_closed:
+            await self._connection.close()
+
+    async def __aenter__(self) -> Self:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    @property
+    def connection(self) -> AbstractRobustConnection:
+        if self._connection is None:
+            raise RuntimeError("broker not connected; call connect() first")
+        return self._connection
+
+    @property
+    def publisher(self) -> Publisher:
+        if self._publisher is None:
+            raise RuntimeError("broker not connected; call connect() first")
+        return self._publisher
+
+    @property
+    def publish_channel(self) -> AbstractChannel:
+        if self._channel is None:
+            raise RuntimeError("broker not connected; call connect() first")
+        return self._channel
+
+    @property
+    def dead_letter_exchange(self) -> AbstractExchange:
+        if self._dead_letter_exchange is None:
+            raise RuntimeError("broker not connected; call connect() first")
+        return self._dead_letter_exchange
+
+    @property
+    def connected(self) -> bool:
+        """True while the connection is open (False while a robust connection is reconnecting)."""
+        connection = self._connection
+        return connection is not None and not connection.is_closed and not connection.reconnecting
+
+    async def wait_connected(self, timeout_s: float) -> None:
+        """Wait until the robust connection and the publishing channel are restored; raises ``TimeoutError``."""
+        async with asyncio.timeout(timeout_s):
+            await self.connection.ready()
+            channel = self.publish_channel
+            if isinstance(channel, aio_pika.RobustChannel):
+                await channel.ready()

@@ -1,0 +1,321 @@
+"""The consumer runner: binds a plain async handler (message in, messages out) to a work queue.
+
+Per delivery:
+
+1. decode and validate the body; an unknown type/version or an invalid body is poison: dead-lettered at once with
+   the reason in the ``x-synthner-dead-letter-reason`` header;
+2. skip it (ack) when its idempotency key was already processed by this consumer;
+3. call the handler; :class:`RetryableError` (and any unexpected exception) parks the message in a retry queue for
+   the back-off delay, up to ``max_retries``, then dead-letters it; :class:`PoisonMessageError` dead-letters it;
+4. publish the handler's outputs with confirms, and only then ack the input.
+
+A consumer process that dies before acking leaves the message with the broker, which redelivers it; the quorum
+queue's ``x-delivery-limit`` dead-letters a message that keeps killing its consumers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, ConsumerTag
+from aio_pika.exceptions import CONNECTION_EXCEPTIONS
+
+from synthner_shared.contracts.envelope import Envelope
+from synthner_shared.contracts.registry import MessageDecodeError, decode_message
+from synthner_shared.messaging.broker import Broker
+from synthner_shared.messaging.errors import BrokerRefused, HandlerError, PoisonMessageError, PublishError
+from synthner_shared.messaging.publisher import send_confirmed
+from synthner_shared.messaging.topology import QueueRole
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=Envelope)
+
+REASON_HEADER = "x-synthner-dead-letter-reason"
+QUEUE_HEADER = "x-synthner-queue"
+RETRIES_HEADER = "x-synthner-retries"
+LAST_ERROR_HEADER = "x-synthner-last-error"
+MAX_REASON_CHARS = 2_000
+
+Handler = Callable[[M], Awaitable[Sequence[Envelope]]]
+
+
+def _message_id_key(message: Envelope) -> str:
+    return str(message.message_id)
+
+
+@dataclass(frozen=True)
+class Consumer(Generic[M]):
+    """What a service consumes: a role's queue, the message types it accepts, and its handler.
+
+    ``idempotency_key`` defaults to the message id; a content id (``note_id``) makes re-published copies of the same
+    content count as duplicates too.
+    """
+
+    role: QueueRole
+    accepts: tuple[type[M], ...]
+    handler: Handler[M]
+    idempotency_key: Callable[[M], str] = _message_id_key
+    instance: str | None = None
+
+
+def describe_error(exc: BaseException) -> str:
+    """A reason for a failure, for the dead-letter header. Handler errors carry their own (PHI-free) message; for any
+    other exception only the type is given, since its text may quote the input."""
+    if isinstance(exc, HandlerError | PublishError | MessageDecodeError):
+        text = f"{type(exc).__name__}: {exc}"
+    else:
+        text = f"unexpected {type(exc).__module__}.{type(exc).__qualname__}"
+    if len(text) > MAX_REASON_CHARS:
+        cut = len(text) - MAX_REASON_CHARS
+        text = f"{text[:MAX_REASON_CHARS]}... [{cut} more characters not shown]"
+    return text
+
+
+class ProcessedKeys:
+    """Bounded memory of processed idempotency keys (least recently used forgotten first)."""
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._keys: OrderedDict[str, None] = OrderedDict()
+
+    def __contains__(self, key: str) -> bool:
+        if key in self._keys:
+            self._keys.move_to_end(key)
+            return True
+        return False
+
+    def add(self, key: str) -> None:
+        if self._capacity == 0:
+            return
+        self._keys[key] = None
+        self._keys.move_to_end(key)
+        while len(self._keys) > self._capacity:
+            self._keys.popitem(last=False)
+
+
+@dataclass
+class ConsumerStats:
+    processed: int = 0
+    duplicates: int = 0
+    retried: int = 0
+    dead_lettered: int = 0
+    requeued: int = 0
+
+
+def _republished(incoming: AbstractIncomingMessage, headers: Mapping[str, Any]) -> aio_pika.Message:
+    """A persistent copy of a delivery with extra headers (for the retry and dead-letter queues)."""
+    return aio_pika.Message(
+        body=incoming.body,
+        headers={**(incoming.headers or {}), **headers},
+        content_type=incoming.content_type,
+        content_encoding=incoming.content_encoding,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        message_id=incoming.message_id,
+        correlation_id=incoming.correlation_id,
+        type=incoming.type,
+        timestamp=incoming.timestamp,
+        app_id=incoming.app_id,
+    )
+
+
+def _retries_so_far(incoming: AbstractIncomingMessage) -> int:
+    value = (incoming.headers or {}).get(RETRIES_HEADER, 0)
+    return value if isinstance(value, int) and value >= 0 else 0
+
+
+class ConsumerRunner(Generic[M]):
+    """Runs one :class:`Consumer` on its own channel of a connected :class:`Broker`."""
+
+    def __init__(self, broker: Broker, consumer: Consumer[M]) -> None:
+        self._broker = broker
+        self._consumer = consumer
+        self._settings = broker.settings
+        self._queue_name = broker.topology.queue_name(consumer.role, consumer.instance)
+        self._processed = ProcessedKeys(self._settings.idempotency_cache_size)
+        self._in_progress: dict[str, asyncio.Future[None]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._channel: AbstractChannel | None = None
+        self._queue: AbstractQueue | None = None
+        self._consumer_tag: ConsumerTag | None = None
+        self._stopping = False
+        self.stats = ConsumerStats()
+
+    @property
+    def queue_name(self) -> str:
+        return self._queue_name
+
+    @property
+    def consuming(self) -> bool:
+        return self._consumer_tag is not None and not self._stopping and self._broker.connected
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._tasks)
+
+    async def start(self) -> None:
+        """Declare the role's queues and start consuming with the configured prefetch."""
+        self._channel = await self._broker.connection.channel(publisher_confirms=True, on_return_raises=True)
+        await self._channel.set_qos(prefetch_count=self._settings.prefetch)
+        self._queue = await self._broker.topology.declare_role(
+            self._channel, self._consumer.role, self._consumer.instance
+        )
+        self._consumer_tag = await self._queue.consume(self._on_message)
+        log.info("consuming %s (prefetch %d)", self._queue_name, self._settings.prefetch)
+
+    async def stop_consuming(self) -> None:
+        """Cancel the subscription: no new deliveries; in-flight work goes on."""
+        self._stopping = True
+        if self._queue is not None and self._consumer_tag is not None:
+            try:
+                await self._queue.cancel(self._consumer_tag)
+            except CONNECTION_EXCEPTIONS as exc:
+                log.warning("cancelling consumer on %s failed: %s", self._queue_name, type(exc).__name__)
+
+    async def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until no delivery is in flight; False if ``timeout_s`` passed first."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._idle.wait()
+            return True
+        except TimeoutError:
+            return False
+
+    async def close(self) -> None:
+        """Abandon whatever is still in flight (the broker requeues it) and close the channel."""
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._channel is not None and not self._channel.is_closed:
+            await self._channel.close()
+
+    # --- per delivery ---------------------------------------------------------------------------------------------
+
+    async def _on_message(self, incoming: AbstractIncomingMessage) -> None:
+        if self._stopping:
+            self.stats.requeued += 1
+            await self._settle(incoming.nack(requeue=True))
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        self._idle.clear()
+        try:
+            await self._process(incoming)
+        finally:
+            self._tasks.discard(task)
+            if not self._tasks:
+                self._idle.set()
+
+    async def _process(self, incoming: AbstractIncomingMessage) -> None:
+        try:
+            message = decode_message(incoming.body, self._consumer.accepts)
+        except MessageDecodeError as exc:
+            await self._dead_letter(incoming, f"undecodable message: {describe_error(exc)}")
+            return
+        assert isinstance(message, self._consumer.accepts)
+        key = self._consumer.idempotency_key(message)
+        while (pending := self._in_progress.get(key)) is not None:
+            # The same key is being handled right now (a redelivered copy): wait for that outcome first.
+            await asyncio.shield(pending)
+        if key in self._processed:
+            self.stats.duplicates += 1
+            log.info("duplicate %s %s on %s acknowledged without processing", message.type, key, self._queue_name)
+            await self._settle(incoming.ack())
+            return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._in_progress[key] = done
+        try:
+            await self._handle(incoming, message, key)
+        finally:
+            del self._in_progress[key]
+            done.set_result(None)
+
+    async def _handle(self, incoming: AbstractIncomingMessage, message: M, key: str) -> None:
+        try:
+            outputs = await self._consumer.handler(message)
+        except PoisonMessageError as exc:
+            await self._dead_letter(incoming, describe_error(exc))
+            return
+        except Exception as exc:  # noqa: BLE001 - any other failure may be transient: retry with back-off, then DLQ
+            log.warning(
+                "%s %s on %s failed: %s", message.type, message.message_id, self._queue_name, describe_error(exc)
+            )
+            await self._retry_or_dead_letter(incoming, exc)
+            return
+        try:
+            await self._broker.publisher.publish_many(outputs)
+        except BrokerRefused as exc:
+            await self._retry_or_dead_letter(incoming, exc)
+            return
+        except PublishError as exc:
+            # No connection: the delivery cannot be acked either; the broker redelivers it once we are back.
+            log.warning("outputs of %s not confirmed (%s); leaving it to the broker", key, type(exc).__name__)
+            self.stats.requeued += 1
+            await self._settle(incoming.nack(requeue=True))
+            return
+        self._processed.add(key)
+        self.stats.processed += 1
+        await self._settle(incoming.ack())
+
+    async def _retry_or_dead_letter(self, incoming: AbstractIncomingMessage, exc: BaseException) -> None:
+        retries = _retries_so_far(incoming) + 1
+        reason = describe_error(exc)
+        if retries > self._settings.max_retries:
+            await self._dead_letter(
+                incoming, f"gave up after {self._settings.max_retries} retries; last error: {reason}"
+            )
+            return
+        delay_ms = self._settings.retry_delay_ms(retries)
+        retry_queue = self._broker.topology.retry_queue_name(self._queue_name, delay_ms)
+        copy = _republished(incoming, {RETRIES_HEADER: retries, LAST_ERROR_HEADER: reason})
+        try:
+            await send_confirmed(
+                self._broker.publish_channel.default_exchange, copy, retry_queue, self._settings.publish_timeout_s
+            )
+        except PublishError as publish_error:
+            log.warning("could not park %s for retry (%s); requeueing", incoming.message_id, publish_error)
+            self.stats.requeued += 1
+            await self._settle(incoming.nack(requeue=True))
+            return
+        self.stats.retried += 1
+        log.info("retry %d of %s in %d ms via %s", retries, incoming.message_id, delay_ms, retry_queue)
+        await self._settle(incoming.ack())
+
+    async def _dead_letter(self, incoming: AbstractIncomingMessage, reason: str) -> None:
+        headers = {REASON_HEADER: reason, QUEUE_HEADER: self._queue_name}
+        try:
+            await send_confirmed(
+                self._broker.dead_letter_exchange,
+                _republished(incoming, headers),
+                self._consumer.role.name,
+                self._settings.publish_timeout_s,
+            )
+        except PublishError as publish_error:
+            log.warning("could not dead-letter %s (%s); requeueing", incoming.message_id, publish_error)
+            self.stats.requeued += 1
+            await self._settle(incoming.nack(requeue=True))
+            return
+        self.stats.dead_lettered += 1
+        log.warning("dead-lettered %s from %s: %s", incoming.message_id, self._queue_name, reason)
+        await self._settle(incoming.ack())
+
+    async def _settle(self, settlement: Awaitable[None]) -> None:
+        """Ack/nack, tolerating a channel lost meanwhile (the broker then redelivers the message)."""
+        try:
+            await settlement
+        except CONNECTION_EXCEPTIONS as exc:
+            log.warning(
+                "could not settle a delivery on %s (%s); the broker will redeliver it",
+                self._queue_name,
+                type(exc).__name__,
+            )

@@ -1,0 +1,153 @@
+"""Test support: sample messages (synthetic text only, never real notes) and helpers to run services in a test."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+from synthner_shared.contracts import (
+    AlignmentStats,
+    AnnotatorRecord,
+    DocumentAnnotated,
+    EntitySpan,
+    Envelope,
+    GenerationRecord,
+    LeakCheckResult,
+    NoteGenerated,
+    PromptRef,
+    content_id,
+)
+from synthner_shared.messaging import ANNOTATOR, Broker, BrokerSettings, Consumer, Service
+
+_WORDS = [
+    "patient",
+    "presents",
+    "with",
+    "chest",
+    "pain",
+    "dyspnoea",
+    "fever",
+    "history",
+    "of",
+    "hypertension",
+    "diabetes",
+    "treated",
+    "with",
+    "metformin",
+    "aspirin",
+    "lisinopril",
+    "follow-up",
+    "in",
+    "clinic",
+    "discharged",
+    "home",
+    "stable",
+    "condition",
+    "examination",
+    "unremarkable",
+]
+_DISEASES = ("hypertension", "type 2 diabetes", "asthma", "atrial fibrillation", "pneumonia", "migraine")
+
+
+def sample_note(seed: int = 0, words: int = 60, correlation_id: str = "job-test") -> NoteGenerated:
+    """A synthetic note of about ``words`` words."""
+    rng = random.Random(seed)  # noqa: S311 - reproducible sample text, not security
+    text = " ".join(rng.choice(_WORDS) for _ in range(words)).capitalize() + "."
+    return NoteGenerated(
+        correlation_id=correlation_id,
+        producer="tests",
+        note_id=content_id(text),
+        text=text,
+        language="en",
+        note_type="discharge_summary",
+        provenance="synthetic",
+        generation=GenerationRecord(
+            backend="test", model="none", prompt=PromptRef(name="discharge_summary", version="v1"), seed=seed
+        ),
+        leak_check=LeakCheckResult(status="passed", detectors=["test"]),
+    )
+
+
+def sample_annotated(seed: int = 0, target_chars: int = 2_000, spans: int = 20) -> DocumentAnnotated:
+    """A document of about ``target_chars`` characters with exactly ``spans`` Disease spans (benchmark payload)."""
+    rng = random.Random(seed)  # noqa: S311 - reproducible sample text, not security
+    pieces: list[str] = []
+    entities: list[EntitySpan] = []
+    length = 0
+    filler_per_span = max(1, (target_chars // spans) // 8)
+    for _ in range(spans):
+        filler = " ".join(rng.choice(_WORDS) for _ in range(filler_per_span)) + " "
+        pieces.append(filler)
+        length += len(filler)
+        disease = rng.choice(_DISEASES)
+        entities.append(EntitySpan(start=length, end=length + len(disease), label="Disease", source="lexicon"))
+        pieces.append(disease)
+        length += len(disease)
+        pieces.append(". ")
+        length += 2
+    text = "".join(pieces)
+    return DocumentAnnotated(
+        correlation_id="job-bench",
+        producer="tests",
+        note_id=content_id(text),
+        text=text,
+        language="en",
+        provenance="synthetic",
+        labels=["Disease"],
+        entities=entities,
+        annotator=AnnotatorRecord(backend="lexicon"),
+        alignment=AlignmentStats(mentions_found=spans, mentions_aligned=spans, mentions_dropped=0),
+    )
+
+
+def annotate_without_entities(note: NoteGenerated, producer: str = "tests") -> DocumentAnnotated:
+    """The trivial annotation of a note (no entities), for tests of the message flow."""
+    return DocumentAnnotated(
+        correlation_id=note.correlation_id,
+        producer=producer,
+        note_id=note.note_id,
+        text=note.text,
+        language=note.language,
+        provenance=note.provenance,
+        labels=["Disease"],
+        entities=[],
+        annotator=AnnotatorRecord(backend="none"),
+        alignment=AlignmentStats(mentions_found=0, mentions_aligned=0, mentions_dropped=0),
+    )
+
+
+@asynccontextmanager
+async def running_service(service: Service, start_timeout_s: float = 30.0) -> AsyncIterator[Service]:
+    """Run a service in the current event loop for the block's duration, without signal handlers."""
+    task = asyncio.create_task(service.run(install_signal_handlers=False))
+    started = asyncio.create_task(service.wait_started())
+    done, _ = await asyncio.wait({task, started}, timeout=start_timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    if task in done:
+        task.result()
+    if started not in done:
+        started.cancel()
+        task.cancel()
+        raise TimeoutError(f"service did not start within {start_timeout_s:g}s")
+    try:
+        yield service
+    finally:
+        service.request_stop()
+        await asyncio.wait_for(task, timeout=start_timeout_s)
+
+
+async def publish_once(settings: BrokerSettings, *messages: Envelope) -> None:
+    """Connect, publish the messages with confirms, disconnect."""
+    async with Broker(settings, "tests") as broker:
+        await broker.publisher.publish_many(messages)
+
+
+def echo_annotator(calls: list[NoteGenerated]) -> Consumer[NoteGenerated]:
+    """An annotator-role consumer that records each note it handles and annotates it without entities."""
+
+    async def handle(note: NoteGenerated) -> Sequence[Envelope]:
+        calls.append(note)
+        return [annotate_without_entities(note)]
+
+    return Consumer(ANNOTATOR, (NoteGenerated,), handle)
