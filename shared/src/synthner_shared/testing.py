@@ -7,6 +7,9 @@ import random
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+
 from synthner_shared.contracts import (
     AlignmentStats,
     AnnotatorRecord,
@@ -19,7 +22,7 @@ from synthner_shared.contracts import (
     PromptRef,
     content_id,
 )
-from synthner_shared.messaging import ANNOTATOR, Broker, BrokerSettings, Consumer, Service
+from synthner_shared.messaging import ANNOTATOR, Broker, BrokerSettings, Consumer, Service, Topology
 
 _WORDS = [
     "patient",
@@ -151,3 +154,53 @@ def echo_annotator(calls: list[NoteGenerated]) -> Consumer[NoteGenerated]:
         return [annotate_without_entities(note)]
 
     return Consumer(ANNOTATOR, (NoteGenerated,), handle)
+
+
+class BrokerProbe:
+    """A plain aio-pika connection for the test side: publish raw bodies, read queues, all with deadlines."""
+
+    def __init__(self, connection: AbstractRobustConnection, topology: Topology) -> None:
+        self.connection = connection
+        self.topology = topology
+
+    async def _channel(self, **options: bool) -> AbstractChannel:
+        async with asyncio.timeout(60):  # the robust connection may be reconnecting after a broker restart
+            await self.connection.ready()
+        return await self.connection.channel(**options)
+
+    async def get(self, queue_name: str, timeout_s: float = 20.0) -> AbstractIncomingMessage:
+        """The next message of a queue (acked), waiting at most ``timeout_s``."""
+        channel = await self._channel()
+        await channel.set_qos(prefetch_count=1)
+        try:
+            queue = await channel.get_queue(queue_name, ensure=False)
+            async with asyncio.timeout(timeout_s), queue.iterator() as messages:
+                async for message in messages:
+                    await message.ack()
+                    return message
+            raise AssertionError("unreachable: the iterator ends only by timeout")
+        finally:
+            await channel.close()
+
+    async def drain(self, queue_name: str) -> list[AbstractIncomingMessage]:
+        """Every message now ready in a queue (acked)."""
+        channel = await self._channel()
+        try:
+            queue = await channel.get_queue(queue_name, ensure=False)
+            messages = []
+            while (message := await queue.get(fail=False, no_ack=True)) is not None:
+                messages.append(message)
+            return messages
+        finally:
+            await channel.close()
+
+    async def publish_raw(self, body: bytes, routing_key: str, **properties: object) -> None:
+        channel = await self._channel(publisher_confirms=True, on_return_raises=True)
+        try:
+            exchange = await channel.get_exchange(self.topology.exchange)
+            await exchange.publish(
+                aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT, **properties),  # type: ignore[arg-type]
+                routing_key,
+            )
+        finally:
+            await channel.close()

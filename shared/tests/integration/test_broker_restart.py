@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from synthner_shared.contracts import decode_message
+from synthner_shared.contracts import NoteGenerated, decode_message
 from synthner_shared.messaging import TRAINER, Broker, BrokerSettings, BrokerUnavailable, Service
-from synthner_shared.testing import echo_annotator, running_service, sample_note
+from synthner_shared.testing import BrokerProbe, echo_annotator, running_service, sample_note
 
 pytestmark = [
     pytest.mark.rabbitmq,
@@ -39,10 +39,10 @@ async def stoppable_broker() -> AsyncIterator[None]:
 
 
 async def test_publishing_to_a_stopped_broker_fails_loudly_and_works_after_it_returns(
-    broker_settings: BrokerSettings, broker_probe, stoppable_broker
+    broker_settings: BrokerSettings, broker_probe: BrokerProbe, stoppable_broker: None
 ) -> None:
     settings = broker_settings.model_copy(update={"publish_timeout_s": 5.0})
-    calls: list = []
+    calls: list[NoteGenerated] = []
     publisher_broker = Broker(settings, "test-publisher")
     await publisher_broker.connect()
     try:

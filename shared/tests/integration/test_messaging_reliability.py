@@ -29,6 +29,7 @@ from synthner_shared.messaging import (
 )
 from synthner_shared.messaging.publisher import send_confirmed, to_amqp
 from synthner_shared.testing import (
+    BrokerProbe,
     annotate_without_entities,
     echo_annotator,
     publish_once,
@@ -91,7 +92,9 @@ class ConsumerProcess:
             self.process.kill()
 
 
-async def test_handler_output_is_published_and_input_acked(broker_settings, broker_probe) -> None:
+async def test_handler_output_is_published_and_input_acked(
+    broker_settings: BrokerSettings, broker_probe: BrokerProbe
+) -> None:
     calls: list[NoteGenerated] = []
     note = sample_note(1)
     async with running_service(Service(broker_settings, "annotator-test", [echo_annotator(calls)])):
@@ -105,7 +108,7 @@ async def test_handler_output_is_published_and_input_acked(broker_settings, brok
 
 
 async def test_message_survives_a_consumer_killed_before_ack_and_is_processed_once(
-    broker_settings, broker_probe
+    broker_settings: BrokerSettings, broker_probe: BrokerProbe
 ) -> None:
     note = sample_note(2)
     victim = await ConsumerProcess.start("block", broker_settings)
@@ -138,7 +141,7 @@ async def test_message_survives_a_consumer_killed_before_ack_and_is_processed_on
     ],
 )
 async def test_undecodable_message_goes_to_the_dlq_at_once_with_its_reason(
-    broker_settings, broker_probe, body: bytes, reason_part: str
+    broker_settings: BrokerSettings, broker_probe: BrokerProbe, body: bytes, reason_part: str
 ) -> None:
     calls: list[NoteGenerated] = []
     async with running_service(Service(broker_settings, "annotator-test", [echo_annotator(calls)])) as service:
@@ -159,7 +162,7 @@ async def test_undecodable_message_goes_to_the_dlq_at_once_with_its_reason(
 
 
 async def test_message_that_kills_its_consumer_is_dead_lettered_after_the_delivery_limit(
-    broker_settings, broker_probe
+    broker_settings: BrokerSettings, broker_probe: BrokerProbe
 ) -> None:
     note = sample_note(4)
     await publish_once(broker_settings, note)
@@ -182,7 +185,7 @@ async def test_message_that_kills_its_consumer_is_dead_lettered_after_the_delive
 
 
 async def test_retryable_error_is_retried_through_the_backoff_queues_then_succeeds(
-    broker_settings, broker_probe
+    broker_settings: BrokerSettings, broker_probe: BrokerProbe
 ) -> None:
     seen_retries: list[int] = []
 
@@ -205,7 +208,9 @@ async def test_retryable_error_is_retried_through_the_backoff_queues_then_succee
     assert await broker_probe.drain(broker_probe.topology.dead_letter_queue_name(ANNOTATOR)) == []
 
 
-async def test_retry_headers_record_each_backoff_tier(broker_settings, broker_probe) -> None:
+async def test_retry_headers_record_each_backoff_tier(
+    broker_settings: BrokerSettings, broker_probe: BrokerProbe
+) -> None:
     """Read the retried input itself: the broker's x-death shows it expired from each tier queue in turn."""
     work = broker_probe.topology.queue_name(ANNOTATOR)
 
@@ -223,13 +228,15 @@ async def test_retry_headers_record_each_backoff_tier(broker_settings, broker_pr
     assert "upstream time-out" in reason
     deaths = dead.headers["x-death"]
     assert isinstance(deaths, list)
-    expired_from = {d["queue"] for d in deaths if d["reason"] == "expired"}  # type: ignore[index]
+    expired_from = {d["queue"] for d in deaths if isinstance(d, dict) and d["reason"] == "expired"}
     assert expired_from == {
         broker_probe.topology.retry_queue_name(work, delay) for delay in broker_settings.retry_delays_ms
     }
 
 
-async def test_poison_error_from_the_handler_dead_letters_without_retry(broker_settings, broker_probe) -> None:
+async def test_poison_error_from_the_handler_dead_letters_without_retry(
+    broker_settings: BrokerSettings, broker_probe: BrokerProbe
+) -> None:
     calls = 0
 
     async def rejecting(note: NoteGenerated) -> Sequence[Envelope]:
@@ -247,7 +254,9 @@ async def test_poison_error_from_the_handler_dead_letters_without_retry(broker_s
     assert calls == 1
 
 
-async def test_duplicate_delivery_is_not_processed_twice(broker_settings, broker_probe) -> None:
+async def test_duplicate_delivery_is_not_processed_twice(
+    broker_settings: BrokerSettings, broker_probe: BrokerProbe
+) -> None:
     calls: list[NoteGenerated] = []
     note = sample_note(8)
     marker = sample_note(9)
@@ -263,7 +272,9 @@ async def test_duplicate_delivery_is_not_processed_twice(broker_settings, broker
     assert await broker_probe.drain(broker_probe.topology.queue_name(TRAINER)) == []
 
 
-async def test_sigterm_lets_in_flight_work_finish_and_consumes_nothing_new(broker_settings, broker_probe) -> None:
+async def test_sigterm_lets_in_flight_work_finish_and_consumes_nothing_new(
+    broker_settings: BrokerSettings, broker_probe: BrokerProbe
+) -> None:
     first, second = sample_note(10), sample_note(11)
     service = await ConsumerProcess.start("wait-stdin", broker_settings)
     try:
@@ -284,7 +295,9 @@ async def test_sigterm_lets_in_flight_work_finish_and_consumes_nothing_new(broke
     assert [decode_message(m.body).message_id for m in left] == [second.message_id]
 
 
-async def test_publish_to_a_routing_key_without_queue_is_refused_loudly(broker_settings, broker_probe) -> None:
+async def test_publish_to_a_routing_key_without_queue_is_refused_loudly(
+    broker_settings: BrokerSettings, broker_probe: BrokerProbe
+) -> None:
     service = Service(broker_settings, "test-publisher", [])
     await service.broker.connect()
     try:
@@ -299,7 +312,9 @@ async def test_publish_to_a_routing_key_without_queue_is_refused_loudly(broker_s
         await service.broker.close()
 
 
-async def test_health_reports_connected_and_consuming(broker_settings, broker_probe) -> None:
+async def test_health_reports_connected_and_consuming(
+    broker_settings: BrokerSettings, broker_probe: BrokerProbe
+) -> None:
     service = Service(broker_settings, "annotator-test", [echo_annotator([])])
     assert not service.health().ready
     async with running_service(service):

@@ -75,6 +75,7 @@ class GenerationRequested(Envelope):
     type: Literal["GenerationRequested"] = "GenerationRequested"
     schema_version: Literal[1] = 1
 
+    correlation_id: str = Field(default="", max_length=200, description="Equals job_id; filled from it if omitted.")
     job_id: str = Field(min_length=1, max_length=200)
     count: int = Field(ge=1, le=10_000_000, description="Number of notes to generate.")
     first_index: int = Field(
@@ -99,8 +100,8 @@ class GenerationRequested(Envelope):
     @model_validator(mode="before")
     @classmethod
     def _correlation_is_job(cls, data: object) -> object:
-        if isinstance(data, dict) and "job_id" in data:
-            data.setdefault("correlation_id", data["job_id"])
+        if isinstance(data, dict) and "job_id" in data and not data.get("correlation_id"):
+            return {**data, "correlation_id": data["job_id"]}
         return data
 
     @model_validator(mode="after")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, HeadersType
@@ -16,7 +16,7 @@ from synthner_shared.messaging.errors import BrokerRefused, BrokerUnavailable
 SCHEMA_VERSION_HEADER = "x-schema-version"
 
 
-def to_amqp(message: Envelope, headers: Mapping[str, object] | None = None) -> aio_pika.Message:
+def to_amqp(message: Envelope, headers: HeadersType | None = None) -> aio_pika.Message:
     """The AMQP message for an envelope: JSON body, persistent, ids and type also in the properties."""
     return aio_pika.Message(
         body=message.model_dump_json().encode("utf-8"),

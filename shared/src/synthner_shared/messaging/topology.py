@@ -171,3 +171,10 @@ class Topology:
                 names.append(queue)
                 names.extend(self.retry_queue_name(queue, d) for d in sorted(set(self.retry_delays_ms)))
         return names
+
+    async def delete(self, channel: AbstractChannel, instances: dict[str, list[str]] | None = None) -> None:
+        """Delete every queue and exchange of the namespace (tests, benchmarks, demo clean-up)."""
+        for name in self.all_queue_names(instances):
+            await channel.queue_delete(name)
+        await channel.exchange_delete(self.exchange)
+        await channel.exchange_delete(self.dead_letter_exchange)

@@ -1,0 +1,49 @@
+# synthner developer commands. `make test` and `make demo` set everything up themselves.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: help install test check lint typecheck unit demo bench snapshots constraints clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+install: ## create .venv with every package installed editable, plus the dev tools
+	@bash scripts/bootstrap.sh
+
+test: install ## the test command: broker check, lint, types, then every test tier against the real RabbitMQ
+	@bash scripts/ensure-rabbitmq.sh
+	@$(MAKE) --no-print-directory check
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+check: lint typecheck ## lint and type-check
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: install
+	$(VENV)/bin/mypy shared/src services/generator/src services/annotator/src services/trainer/src \
+		services/ner-api/src shared/tests tests conftest.py benchmarks
+
+unit: install ## only the tests that need no broker
+	$(PY) -m pytest -m "not rabbitmq" $(PYTEST_ARGS)
+
+demo: install ## the main job: runs the pipeline that exists on this machine
+	@bash scripts/ensure-rabbitmq.sh
+	$(PY) scripts/demo.py $(DEMO_ARGS)
+
+bench: install ## broker throughput: our publisher and consumer runner against plain aio-pika
+	@bash scripts/ensure-rabbitmq.sh
+	$(PY) benchmarks/broker_throughput.py $(BENCH_ARGS)
+
+snapshots: install ## regenerate the contract JSON-schema snapshots after an intended change
+	SYNTHNER_UPDATE_SNAPSHOTS=1 $(PY) -m pytest -q tests/contracts
+
+constraints: install ## re-pin constraints.txt from the current environment
+	@(echo "# Exact versions of everything in the development environment (regenerate: make constraints)."; \
+	  $(VENV)/bin/pip freeze --exclude-editable | grep -v '^-e') > constraints.txt
+
+clean: ## remove the environment and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
