@@ -7,9 +7,9 @@ for as long as producers of the old one run.
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal, Self
+from typing import Annotated, ClassVar, Literal, Self
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from synthner_shared.contracts.envelope import Contract, Envelope, content_id
 from synthner_shared.contracts.spans import check_spans
@@ -24,10 +24,14 @@ _LANGUAGE_PATTERN = r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$"
 _SHA256_PATTERN = r"^[0-9a-f]{64}$"
 
 
-def _unique(values: list[str], what: str) -> list[str]:
+def _unique(values: list[str]) -> list[str]:
     if len(set(values)) != len(values):
-        raise ValueError(f"{what} must not repeat a value")
+        raise ValueError("the list must not repeat a value")
     return values
+
+
+LabelSet = Annotated[list[Label], Field(min_length=1, max_length=200), AfterValidator(_unique)]
+"""A declared label set: at least one label, none repeated."""
 
 
 class PromptRef(Contract):
@@ -82,8 +86,8 @@ class GenerationRequested(Envelope):
         default=0, ge=0, description="Index of the first note of this (possibly split) request within the job."
     )
     language: LanguageCode = Field(pattern=_LANGUAGE_PATTERN, description="BCP-47 language, e.g. 'en', 'sv'.")
-    note_types: list[str] = Field(min_length=1, max_length=50)
-    entity_labels: list[Label] = Field(min_length=1, max_length=100)
+    note_types: Annotated[list[str], Field(min_length=1, max_length=50), AfterValidator(_unique)]
+    entity_labels: LabelSet
     mode: Literal["free", "label_conditioned", "prefix"] = "free"
     seed: int = Field(ge=0, description="Base seed; note i uses a seed derived from it and i.")
     sampling: SamplingParameters = Field(default_factory=SamplingParameters)
@@ -91,11 +95,6 @@ class GenerationRequested(Envelope):
     seed_lexicon: list[Mention] | None = Field(
         default=None, description="Entities to sample from in label-conditioned mode."
     )
-
-    @field_validator("entity_labels", "note_types")
-    @classmethod
-    def _no_repeats(cls, values: list[str]) -> list[str]:
-        return _unique(values, "the list")
 
     @model_validator(mode="before")
     @classmethod
@@ -216,7 +215,7 @@ class DocumentAnnotated(Envelope):
     text: str = Field(min_length=1)
     language: LanguageCode = Field(pattern=_LANGUAGE_PATTERN)
     provenance: Provenance
-    labels: list[Label] = Field(min_length=1, description="The declared label set the annotator worked with.")
+    labels: LabelSet = Field(description="The declared label set the annotator worked with.")
     entities: list[EntitySpan] = Field(
         description="Sorted, non-overlapping spans, 0 <= start < end <= len(text), labels from `labels`."
     )
@@ -225,11 +224,6 @@ class DocumentAnnotated(Envelope):
     agreement: float | None = Field(
         default=None, ge=0.0, le=1.0, description="Ensemble agreement for this document, if an ensemble annotated it."
     )
-
-    @field_validator("labels")
-    @classmethod
-    def _labels_unique(cls, values: list[str]) -> list[str]:
-        return _unique(values, "labels")
 
     @model_validator(mode="after")
     def _check_document(self) -> Self:
@@ -331,14 +325,9 @@ class ModelPublished(Envelope):
 
     model_version: str = Field(min_length=1, max_length=200)
     artifact_uri: str = Field(min_length=1, max_length=2000, description="Folder or URI of the model artifact.")
-    labels: list[Label] = Field(min_length=1)
+    labels: LabelSet
     base_model: str = Field(min_length=1, max_length=1000)
     metrics: list[EvaluationResult] = Field(
         min_length=1, description="Scores on the synthetic dev split and on each configured real gold set."
     )
     dataset: DatasetManifest
-
-    @field_validator("labels")
-    @classmethod
-    def _labels_unique(cls, values: list[str]) -> list[str]:
-        return _unique(values, "labels")

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, ConsumerTag
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage, AbstractQueue, ConsumerTag
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 
 from synthner_shared.contracts.envelope import Envelope
@@ -278,36 +278,32 @@ class ConsumerRunner(Generic[M]):
         delay_ms = self._settings.retry_delay_ms(retries)
         retry_queue = self._broker.topology.retry_queue_name(self._queue_name, delay_ms)
         copy = _republished(incoming, {RETRIES_HEADER: retries, LAST_ERROR_HEADER: reason})
-        try:
-            await send_confirmed(
-                self._broker.publish_channel.default_exchange, copy, retry_queue, self._settings.publish_timeout_s
-            )
-        except PublishError as publish_error:
-            log.warning("could not park %s for retry (%s); requeueing", incoming.message_id, publish_error)
-            self.stats.requeued += 1
-            await self._settle(incoming.nack(requeue=True))
+        if not await self._move(incoming, self._broker.publish_channel.default_exchange, copy, retry_queue):
             return
         self.stats.retried += 1
         log.info("retry %d of %s in %d ms via %s", retries, incoming.message_id, delay_ms, retry_queue)
         await self._settle(incoming.ack())
 
     async def _dead_letter(self, incoming: AbstractIncomingMessage, reason: str) -> None:
-        headers = {REASON_HEADER: reason, QUEUE_HEADER: self._queue_name}
-        try:
-            await send_confirmed(
-                self._broker.dead_letter_exchange,
-                _republished(incoming, headers),
-                self._consumer.role.name,
-                self._settings.publish_timeout_s,
-            )
-        except PublishError as publish_error:
-            log.warning("could not dead-letter %s (%s); requeueing", incoming.message_id, publish_error)
-            self.stats.requeued += 1
-            await self._settle(incoming.nack(requeue=True))
+        copy = _republished(incoming, {REASON_HEADER: reason, QUEUE_HEADER: self._queue_name})
+        if not await self._move(incoming, self._broker.dead_letter_exchange, copy, self._consumer.role.name):
             return
         self.stats.dead_lettered += 1
         log.warning("dead-lettered %s from %s: %s", incoming.message_id, self._queue_name, reason)
         await self._settle(incoming.ack())
+
+    async def _move(
+        self, incoming: AbstractIncomingMessage, exchange: AbstractExchange, copy: aio_pika.Message, routing_key: str
+    ) -> bool:
+        """Publish a copy of a delivery elsewhere (retry or dead-letter queue); on failure requeue the delivery."""
+        try:
+            await send_confirmed(exchange, copy, routing_key, self._settings.publish_timeout_s)
+        except PublishError as publish_error:
+            log.warning("could not move %s to %s (%s); requeueing", incoming.message_id, routing_key, publish_error)
+            self.stats.requeued += 1
+            await self._settle(incoming.nack(requeue=True))
+            return False
+        return True
 
     async def _settle(self, settlement: Awaitable[None]) -> None:
         """Ack/nack, tolerating a channel lost meanwhile (the broker then redelivers the message)."""
