@@ -24,7 +24,7 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 
 typecheck: install
-	$(VENV)/bin/mypy shared/src services/generator/src services/annotator/src services/trainer/src \
+	$(VENV)/bin/mypy shared/src services/generator/src services/annotator/src services/trainer/src cli/src \
 		services/ner-api/src shared/tests tests conftest.py benchmarks
 
 unit: install ## only the tests that need no broker

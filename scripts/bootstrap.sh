@@ -9,7 +9,7 @@ command -v "$python" >/dev/null 2>&1 || python=python3
 "$python" -c 'import sys; assert sys.version_info >= (3, 11), sys.version' 2>/dev/null \
   || { echo "Python 3.11 or newer is needed (set PYTHON=/path/to/python3.11)" >&2; exit 1; }
 
-packages=(shared services/generator services/annotator services/trainer services/ner-api)
+packages=(shared services/generator services/annotator services/trainer services/ner-api cli)
 stamp=.venv/.synthner-installed
 inputs=(requirements-dev.txt constraints.txt)
 for package in "${packages[@]}"; do inputs+=("$package/pyproject.toml"); done

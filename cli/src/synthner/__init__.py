@@ -1,0 +1,3 @@
+"""The synthner command line (``synthner ...`` or ``python -m synthner ...``)."""
+
+__version__ = "0.1.0"

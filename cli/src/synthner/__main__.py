@@ -1,0 +1,5 @@
+import sys
+
+from synthner.main import main
+
+sys.exit(main())

@@ -1,0 +1,17 @@
+"""One module per command. Each exposes ``register(subparsers)``, which adds its parser and sets ``handler``.
+
+Command modules import their service packages inside the handler, so ``synthner --help`` stays fast and a command
+works with only its own service installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from types import ModuleType
+
+from synthner.commands import documents
+
+COMMAND_MODULES: tuple[ModuleType, ...] = (documents,)
+
+Handler = Callable[[argparse.Namespace], int]
