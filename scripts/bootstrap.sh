@@ -10,6 +10,7 @@ command -v "$python" >/dev/null 2>&1 || python=python3
   || { echo "Python 3.11 or newer is needed (set PYTHON=/path/to/python3.11)" >&2; exit 1; }
 
 packages=(shared services/generator services/annotator services/trainer services/ner-api cli)
+declare -A extras=([shared]="[eval]")  # optional extras the development environment needs
 stamp=.venv/.synthner-installed
 inputs=(requirements-dev.txt constraints.txt)
 for package in "${packages[@]}"; do inputs+=("$package/pyproject.toml"); done
@@ -26,7 +27,7 @@ if [ -f "$stamp" ]; then
 fi
 if [ "$fresh" = 1 ]; then
   editable=()
-  for package in "${packages[@]}"; do editable+=(-e "$package"); done
+  for package in "${packages[@]}"; do editable+=(-e "$package${extras[$package]:-}"); done
   echo "Installing ${packages[*]} (editable) and the dev tools into .venv"
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt "${editable[@]}" -r requirements-dev.txt
   touch "$stamp"
