@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -312,22 +313,29 @@ async def test_publish_to_a_routing_key_without_queue_is_refused_loudly(
         await service.broker.close()
 
 
-async def test_health_reports_connected_and_consuming(
+async def test_health_endpoint_reports_ready_only_while_connected_and_consuming(
     broker_settings: BrokerSettings, broker_probe: BrokerProbe
 ) -> None:
-    service = Service(broker_settings, "annotator-test", [echo_annotator([])])
+    async def get(port: int, path: str) -> str:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        response = (await asyncio.wait_for(reader.read(), 10)).decode()
+        writer.close()
+        return response
+
+    with socket.socket() as probe_socket:
+        probe_socket.bind(("127.0.0.1", 0))
+        port = probe_socket.getsockname()[1]
+    service = Service(broker_settings, "annotator-test", [echo_annotator([])], health_address=("127.0.0.1", port))
     assert not service.health().ready
+    not_yet = await serve_health(service.health, "127.0.0.1", 0)
+    try:
+        assert (await get(not_yet.sockets[0].getsockname()[1], "/readyz")).startswith("HTTP/1.1 503")
+        assert (await get(not_yet.sockets[0].getsockname()[1], "/livez")).startswith("HTTP/1.1 200")
+    finally:
+        not_yet.close()
     async with running_service(service):
-        assert service.health().ready
-        server = await serve_health(service.health, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.write(b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")
-            response = (await asyncio.wait_for(reader.read(), 10)).decode()
-            writer.close()
-        finally:
-            server.close()
+        response = await get(port, "/readyz")
         assert response.startswith("HTTP/1.1 200")
         assert '"ready": true' in response
     assert not service.health().ready

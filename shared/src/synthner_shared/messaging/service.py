@@ -34,12 +34,20 @@ class Service:
     """Runs a set of consumers on one broker connection until asked to stop.
 
     ``run()`` installs SIGTERM/SIGINT handlers: on a signal it stops consuming, lets in-flight deliveries finish within
-    ``shutdown_grace_s`` (the rest are requeued by the broker), closes the connection and returns.
+    ``shutdown_grace_s`` (the rest are requeued by the broker), closes the connection and returns. With a
+    ``health_address`` (host, port) it serves ``/livez`` and ``/readyz`` there for the orchestrator's probes.
     """
 
-    def __init__(self, settings: BrokerSettings, producer: str, consumers: Sequence[Consumer[Any]]) -> None:
+    def __init__(
+        self,
+        settings: BrokerSettings,
+        producer: str,
+        consumers: Sequence[Consumer[Any]],
+        health_address: tuple[str, int] | None = None,
+    ) -> None:
         self.broker = Broker(settings, producer)
         self._consumers = consumers
+        self._health_address = health_address
         self.runners: list[ConsumerRunner[Any]] = []
         self._stop = asyncio.Event()
         self._started = asyncio.Event()
@@ -66,6 +74,9 @@ class Service:
         if install_signal_handlers:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(signum, self._on_signal, signum)
+        health_server = (
+            await serve_health(self.health, *self._health_address) if self._health_address is not None else None
+        )
         try:
             await self.broker.connect()
             for consumer in self._consumers:
@@ -80,6 +91,9 @@ class Service:
                 for signum in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(signum)
             await self.broker.close()
+            if health_server is not None:
+                health_server.close()
+                await health_server.wait_closed()
 
     def _on_signal(self, signum: int) -> None:
         log.info("received %s: stopping consumption, finishing in-flight work", signal.Signals(signum).name)
