@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 
 import pytest
 from pydantic import ValidationError
 
 from synthner_shared.contracts import MessageDecodeError
+from synthner_shared.logs import configure_logging
 from synthner_shared.messaging import BrokerSettings, RetryableError
 from synthner_shared.messaging.consumer import MAX_REASON_CHARS, ProcessedKeys, describe_error
 
@@ -78,3 +81,21 @@ def test_processed_keys_forget_the_least_recently_used_beyond_capacity() -> None
     assert "a" in keys
     assert "b" not in keys
     assert "c" in keys
+
+
+def test_json_logs_are_one_object_per_line_without_tracebacks(capsys: pytest.CaptureFixture[str]) -> None:
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    try:
+        configure_logging("INFO", "json")
+        try:
+            raise ValueError("Patient Jane Roe")
+        except ValueError:
+            logging.getLogger("synthner.test").exception("handler failed for note %s", "abc123")
+    finally:
+        root.handlers[:], root.level = saved_handlers, saved_level
+    line = capsys.readouterr().err.strip()
+    entry = json.loads(line)
+    assert entry["message"] == "handler failed for note abc123"
+    assert entry["exception"] == "ValueError"
+    assert "Jane" not in line
