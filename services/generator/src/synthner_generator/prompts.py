@@ -76,6 +76,7 @@ class PromptCatalog:
         language: str,
         note_type: str,
         attributes: Attributes,
+        *,
         requested: Sequence[Mention] = (),
         prefix: str = "",
     ) -> str:

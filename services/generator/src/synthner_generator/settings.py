@@ -70,7 +70,7 @@ class GeneratorSettings(BaseSettings):
         default=None, description="Hashed n-gram reference of real notes (synthner leakcheck build-reference)."
     )
     leak_min_run_tokens: int = Field(
-        default=16, ge=1, description="A verbatim run of this many tokens shared with the reference quarantines."
+        default=20, ge=1, description="A verbatim run of this many tokens shared with the reference quarantines."
     )
     leak_max_overlap: float = Field(
         default=0.5, gt=0, le=1, description="A share of the note's n-grams found in the reference that quarantines."

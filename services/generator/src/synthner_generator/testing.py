@@ -20,13 +20,17 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-REPLY_WORDS = (
-    "patient admitted with shortness of breath and fever chest x-ray showed a right lower lobe infiltrate "
-    "treated with intravenous antibiotics oxygen saturation improved blood cultures were negative renal function "
-    "remained stable the patient was mobilised and discharged home with oral medication follow-up in the clinic "
-    "in two weeks blood pressure controlled heart rate regular no signs of heart failure pain managed with "
-    "paracetamol wound healing well echocardiography normal ejection fraction lungs clear on auscultation"
-).split()
+REPLY_WORDS = tuple(
+    " ".join(
+        (
+            "patient admitted with shortness of breath and fever chest x-ray showed a right lower lobe infiltrate",
+            "treated with intravenous antibiotics oxygen saturation improved blood cultures were negative renal",
+            "function remained stable the patient was mobilised and discharged home with oral medication follow-up",
+            "in the clinic in two weeks blood pressure controlled heart rate regular no signs of heart failure pain",
+            "managed with paracetamol wound healing well echocardiography normal ejection fraction lungs clear",
+        )
+    ).split(" ")
+)
 
 
 @dataclass(frozen=True)
@@ -158,10 +162,8 @@ class LocalLLMServer:
                 body = await reader.readexactly(length) if length else b""
                 status, answer = await self._answer(method, path.split("?", 1)[0], body)
                 data = json.dumps(answer).encode()
-                writer.write(
-                    f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n".encode()
-                    + data
-                )
+                head = f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+                writer.write(head.encode() + data)
                 await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):
             return

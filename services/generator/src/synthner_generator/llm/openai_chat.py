@@ -1,4 +1,4 @@
-"""The OpenAI-compatible chat API (vLLM, SGLang, TGI's Messages API, llama.cpp server, OpenAI) via the ``openai`` SDK."""
+"""The OpenAI-compatible chat API (vLLM, SGLang, TGI's Messages API, llama.cpp server, OpenAI) via ``openai``."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from synthner_generator.llm.port import (
 )
 
 _FINISH: dict[str, FinishReason] = {"stop": "stop", "length": "length"}
-NO_KEY = "not-needed"  # noqa: S105 - local servers take no key, but the SDK insists on one
+NO_KEY = "not-needed"
 
 
 def _translate(exc: Exception) -> LLMError:

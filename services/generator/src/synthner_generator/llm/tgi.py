@@ -27,7 +27,7 @@ def _status_error(status: int, what: str) -> LLMError:
     return error(f"TGI answered HTTP {status} ({what})")
 
 
-def _translate(exc: Exception) -> LLMError:
+def _translate(exc: Exception) -> LLMError:  # noqa: PLR0911 - one return per error kind reads best
     """TGI and transport errors as the port's two kinds; never their text (it may quote the prompt)."""
     if isinstance(exc, InferenceTimeoutError | httpx2.TimeoutException):
         return LLMTransientError("TGI request timed out")
