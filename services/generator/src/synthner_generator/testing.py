@@ -18,7 +18,11 @@ import random
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+from synthner_generator.settings import GeneratorSettings
+from synthner_shared.contracts import GenerationRequested
 
 REPLY_WORDS = tuple(
     " ".join(
@@ -185,3 +189,36 @@ async def local_llm_server(
         listener.close()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(listener.wait_closed(), timeout=5)
+
+
+def settings_for(url: str, state: Path, **changes: Any) -> GeneratorSettings:
+    """Settings for the local LLM server at ``url``: small notes, quick back-off, state under ``state``."""
+    values: dict[str, Any] = {
+        "backend": "openai",
+        "endpoint_url": f"{url}/v1",
+        "model": "test-model",
+        "state_dir": state / "generator",
+        "tracker_db": state / "tracker.sqlite3",
+        "min_chars": 50,
+        "llm_attempts": 2,
+        "llm_backoff_s": (0.01,),
+        "concurrency": 4,
+        "part_size": 4,
+        "instance": "test",
+    }
+    values.update(changes)
+    return GeneratorSettings.model_validate(values)
+
+
+def sample_job(**changes: Any) -> GenerationRequested:
+    values: dict[str, Any] = {
+        "job_id": "job-1",
+        "producer": "tests",
+        "count": 3,
+        "language": "en",
+        "note_types": ["discharge_summary", "radiology_report"],
+        "entity_labels": ["Disease"],
+        "seed": 11,
+        "prompt": {"name": "clinical_note", "version": "v1"},
+    }
+    return GenerationRequested.model_validate({**values, **changes})
