@@ -81,6 +81,7 @@ class LocalLLMServer:
     port: int = 0
     in_flight: int = 0
     max_in_flight: int = 0
+    _writers: set[asyncio.StreamWriter] = field(default_factory=set)
 
     @property
     def url(self) -> str:
@@ -152,6 +153,7 @@ class LocalLLMServer:
         return answer
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
         try:
             while True:
                 request_line = await reader.readline()
@@ -172,7 +174,16 @@ class LocalLLMServer:
         except (ConnectionError, asyncio.IncompleteReadError):
             return
         finally:
+            self._writers.discard(writer)
             writer.close()
+
+    async def close_connections(self) -> None:
+        """Close every client connection (the handlers then end on their own)."""
+        for writer in list(self._writers):
+            writer.close()
+        for writer in list(self._writers):
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
 
 
 @contextlib.asynccontextmanager
@@ -187,8 +198,31 @@ async def local_llm_server(
         yield server
     finally:
         listener.close()
+        await server.close_connections()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(listener.wait_closed(), timeout=5)
+
+
+async def _serve_forever(latency_s: float) -> None:
+    async with local_llm_server(latency_s=latency_s) as server:
+        print(f"PORT {server.port}", flush=True)
+        await asyncio.Event().wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m synthner_generator.testing --latency L``: serve until killed; prints ``PORT <n>`` when ready."""
+    import argparse  # noqa: PLC0415 - only this entry point needs it
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--latency", type=float, default=0.0)
+    args = parser.parse_args(argv)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve_forever(args.latency))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
 
 
 def settings_for(url: str, state: Path, **changes: Any) -> GeneratorSettings:
