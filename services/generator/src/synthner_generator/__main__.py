@@ -16,6 +16,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("role", nargs="?", choices=("generator", "tracker"), default="generator")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "httpx2"):  # one INFO line per LLM request is noise; errors still show
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     finished = asyncio.run(run(args.role, BrokerSettings(), GeneratorSettings()))
     return 0 if finished else 1
 

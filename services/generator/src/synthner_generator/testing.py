@@ -103,7 +103,7 @@ class LocalLLMServer:
             if path == "/v1/chat/completions":
                 return 200, self._chat(payload)
             if path in ("/generate", "/"):
-                answer = self._generate(payload)
+                answer = self._generate(path, payload)
                 return 200, [answer] if path == "/" else answer
             return 404, {"error": f"no route {path}"}
         finally:
@@ -135,9 +135,9 @@ class LocalLLMServer:
             },
         }
 
-    def _generate(self, payload: dict[str, Any]) -> dict[str, Any]:
+    def _generate(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
         parameters = dict(payload.get("parameters") or {})
-        request = LLMRequest("/generate", str(payload.get("inputs", "")), parameters.pop("seed", None), parameters)
+        request = LLMRequest(path, str(payload.get("inputs", "")), parameters.pop("seed", None), parameters)
         self.requests.append(request)
         reply = self.reply(request)
         finish = {"stop": "eos_token", "length": "length"}.get(reply.finish_reason, reply.finish_reason)

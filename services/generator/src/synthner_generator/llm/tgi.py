@@ -60,7 +60,10 @@ class TgiClient:
         api_key: str | None = None,
         grammar: dict[str, Any] | None = None,
     ) -> None:
-        self._client = AsyncInferenceClient(base_url=base_url.rstrip("/"), api_key=api_key, timeout=timeout_s)
+        # The client posts to base_url as given: name TGI's native route, not the compat route at the root.
+        url = base_url.rstrip("/")
+        url = url if url.endswith("/generate") else f"{url}/generate"
+        self._client = AsyncInferenceClient(base_url=url, api_key=api_key, timeout=timeout_s)
         self._model = model
         self._grammar = grammar
 
