@@ -69,6 +69,13 @@ async def build_generator(settings: GeneratorSettings, llm: LLMClient | None = N
 
 
 def generator_service(broker: BrokerSettings, settings: GeneratorSettings, generator: Generator) -> Service:
+    if broker.prefetch * settings.part_size < settings.concurrency:
+        log.warning(
+            "prefetch %d x part_size %d < concurrency %d: fewer LLM requests than allowed will be in flight",
+            broker.prefetch,
+            settings.part_size,
+            settings.concurrency,
+        )
     consumer = Consumer(GENERATOR, (GenerationRequested,), generator.handle)
     return Service(broker, settings.producer, [consumer])
 

@@ -154,3 +154,13 @@ async def test_a_large_job_becomes_parts_without_any_llm_call(tmp_path: Path) ->
     assert not [m for m in of_type(part_outputs, GenerationProgress) if m.event == "accepted"]
     assert progress(part_outputs, "part").first_index == 8
     assert sorted(n.generation.attributes["note_index"] for n in of_type(part_outputs, NoteGenerated)) == [8, 9]
+
+
+async def test_a_redelivered_part_regenerates_the_same_notes_instead_of_rejecting_them(tmp_path: Path) -> None:
+    async with local_llm_server() as server, build_generator(settings_for(server.url, tmp_path)) as generator:
+        part = job(count=3, first_index=4, job_total=9)
+        first = await generator.handle(part)
+        again = await generator.handle(part)  # as after a crash before the ack
+    assert progress(again, "part").generated == 3
+    assert [n.note_id for n in of_type(first, NoteGenerated)] == [n.note_id for n in of_type(again, NoteGenerated)]
+    assert progress(first, "part").message_id == progress(again, "part").message_id
