@@ -9,10 +9,18 @@ from pathlib import Path
 
 import pytest
 
+from synthner.main import main
 from synthner_generator.service import build_generator, generator_service, tracker_service
 from synthner_generator.testing import local_llm_server, sample_job, settings_for
 from synthner_generator.tracker import JobStore
-from synthner_shared.contracts import Envelope, GenerationFailed, GenerationProgress, NoteGenerated, decode_message
+from synthner_shared.contracts import (
+    Envelope,
+    GenerationFailed,
+    GenerationProgress,
+    GenerationRequested,
+    NoteGenerated,
+    decode_message,
+)
 from synthner_shared.messaging import ANNOTATOR, FAILURES, GENERATOR, JOB_PROGRESS, REASON_HEADER, BrokerSettings
 from synthner_shared.testing import BrokerProbe, publish_once, running_service
 
@@ -102,3 +110,20 @@ async def test_invalid_jobs_are_refused_with_a_reason_before_any_llm_call(
     assert all(p.event == "refused" for p in progress if isinstance(p, GenerationProgress))
     assert "count: Input should be greater than or equal to 1" in str((dead.headers or {})[REASON_HEADER])
     assert server.requests == []
+
+
+async def test_synthner_generate_submits_the_job_to_the_generator_queue(
+    broker_settings: BrokerSettings, broker_probe: BrokerProbe, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SYNTHNER_BROKER_NAMESPACE", broker_settings.namespace)
+    # The CLI declares the topology too, so its queue arguments must match the test namespace's.
+    monkeypatch.setenv("SYNTHNER_BROKER_DELIVERY_LIMIT", str(broker_settings.delivery_limit))
+    monkeypatch.setenv("SYNTHNER_BROKER_RETRY_DELAYS_MS", json.dumps(list(broker_settings.retry_delays_ms)))
+    arguments = ["generate", "--count", "5", "--language", "es", "--labels", "Disease,Drug", "--job-id", "cli-job"]
+    code = await asyncio.to_thread(main, [*arguments, "--mode", "label_conditioned", "--seed", "9"])
+    assert code == 0
+    request = decode_message((await broker_probe.get(broker_probe.topology.queue_name(GENERATOR))).body)
+    assert isinstance(request, GenerationRequested)
+    assert (request.job_id, request.count, request.language, request.seed) == ("cli-job", 5, "es", 9)
+    assert request.entity_labels == ["Disease", "Drug"]
+    assert request.mode == "label_conditioned"
