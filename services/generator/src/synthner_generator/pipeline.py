@@ -133,7 +133,14 @@ class Generator:
             )
             return outputs + list(parts)
         indices = range(request.first_index, request.first_index + request.count)
-        results = await asyncio.gather(*(self._note(request, index) for index in indices))
+        try:
+            # A task group, unlike gather, cancels the part's other notes when one raises unexpectedly: the runner
+            # then retries the whole part, which regenerates the same notes.
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(self._note(request, index)) for index in indices]
+        except ExceptionGroup as errors:
+            raise errors.exceptions[0] from None
+        results = [task.result() for task in tasks]
         counts = Counter(result.outcome for result in results)
         outputs.extend(result.message for result in results if result.message is not None)
         outputs.append(

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TypeVar
+
+import pytest
 
 from synthner_generator.leakgate import NgramReference
 from synthner_generator.service import build_generator
@@ -164,3 +167,15 @@ async def test_a_redelivered_part_regenerates_the_same_notes_instead_of_rejectin
     assert progress(again, "part").generated == 3
     assert [n.note_id for n in of_type(first, NoteGenerated)] == [n.note_id for n in of_type(again, NoteGenerated)]
     assert progress(first, "part").message_id == progress(again, "part").message_id
+
+
+async def test_an_unexpected_error_fails_the_whole_part_so_the_runner_retries_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise sqlite3.OperationalError("database is locked")
+
+    async with local_llm_server() as server, build_generator(settings_for(server.url, tmp_path)) as generator:
+        monkeypatch.setattr(generator._dedup, "admit", broken)
+        with pytest.raises(sqlite3.OperationalError):
+            await generator.handle(job(count=3))
