@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help install test check lint typecheck unit demo bench snapshots constraints clean
+.PHONY: help install test check lint typecheck unit demo bench bench-generator snapshots constraints clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -37,6 +37,11 @@ demo: install ## the main job: runs the pipeline that exists on this machine
 bench: install ## broker throughput: our publisher and consumer runner against plain aio-pika
 	@bash scripts/ensure-rabbitmq.sh
 	$(PY) benchmarks/broker_throughput.py $(BENCH_ARGS)
+
+bench-generator: install ## generator throughput (local LLM server, fixed latency) and leak-gate recall/fpr
+	@bash scripts/ensure-rabbitmq.sh
+	$(PY) benchmarks/generator_throughput.py $(BENCH_ARGS)
+	$(PY) benchmarks/leak_gate.py
 
 snapshots: install ## regenerate the contract JSON-schema snapshots after an intended change
 	SYNTHNER_UPDATE_SNAPSHOTS=1 $(PY) -m pytest -q tests/contracts
