@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help install test check lint typecheck unit demo bench snapshots constraints clean
+.PHONY: help install test check lint typecheck unit demo bench bench-generator snapshots constraints clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -25,7 +25,7 @@ lint: install
 
 typecheck: install
 	$(VENV)/bin/mypy shared/src services/generator/src services/annotator/src services/trainer/src cli/src \
-		services/ner-api/src shared/tests tests conftest.py benchmarks
+		services/ner-api/src shared/tests services/generator/tests cli/tests tests conftest.py benchmarks
 
 unit: install ## only the tests that need no broker
 	$(PY) -m pytest -m "not rabbitmq" $(PYTEST_ARGS)
@@ -37,6 +37,11 @@ demo: install ## the main job: runs the pipeline that exists on this machine
 bench: install ## broker throughput: our publisher and consumer runner against plain aio-pika
 	@bash scripts/ensure-rabbitmq.sh
 	$(PY) benchmarks/broker_throughput.py $(BENCH_ARGS)
+
+bench-generator: install ## generator throughput (local LLM server, fixed latency) and leak-gate recall/fpr
+	@bash scripts/ensure-rabbitmq.sh
+	$(PY) benchmarks/generator_throughput.py $(BENCH_ARGS)
+	$(PY) benchmarks/leak_gate.py
 
 snapshots: install ## regenerate the contract JSON-schema snapshots after an intended change
 	SYNTHNER_UPDATE_SNAPSHOTS=1 $(PY) -m pytest -q tests/contracts

@@ -95,6 +95,13 @@ class GenerationRequested(Envelope):
     seed_lexicon: list[Mention] | None = Field(
         default=None, description="Entities to sample from in label-conditioned mode."
     )
+    job_total: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "Set only on the parts the generator splits a job into: the job's total count. None on a job as submitted."
+        ),
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -162,6 +169,67 @@ class NoteGenerated(Envelope):
     def _check_note_id(self) -> Self:
         if self.note_id != content_id(self.text):
             raise ValueError("note_id must be the SHA-256 hex digest of the text")
+        return self
+
+
+class NoteQuarantined(Envelope):
+    """Event: a generated note failed the leak gate. It goes to the quarantine queue for review, never to annotators.
+
+    The text stays on the in-hospital broker; the reasons name detectors and counts, never the matched text.
+    """
+
+    routing_key: ClassVar[str] = "note.quarantined"
+    type: Literal["NoteQuarantined"] = "NoteQuarantined"
+    schema_version: Literal[1] = 1
+
+    job_id: str = Field(min_length=1, max_length=200)
+    note_index: int = Field(ge=0, description="Index of the note within the job.")
+    note_id: str = Field(pattern=_SHA256_PATTERN, description="SHA-256 (hex) of the UTF-8 text.")
+    text: str = Field(min_length=1)
+    language: LanguageCode = Field(pattern=_LANGUAGE_PATTERN)
+    note_type: str = Field(min_length=1, max_length=100)
+    generation: GenerationRecord
+    leak_check: LeakCheckResult
+
+    @model_validator(mode="after")
+    def _check_quarantined(self) -> Self:
+        if self.note_id != content_id(self.text):
+            raise ValueError("note_id must be the SHA-256 hex digest of the text")
+        if self.leak_check.status != "failed":
+            raise ValueError("only a note that failed the leak check is quarantined")
+        return self
+
+
+class GenerationProgress(Envelope):
+    """Event: progress of a generation job, consumed by the job tracker behind ``synthner status``.
+
+    ``accepted`` (the whole job, once), ``refused`` (an invalid job, with the reason) or ``part`` (the outcome of the
+    notes ``first_index .. first_index + requested - 1``). A redelivered part repeats its event; the tracker keys
+    parts by ``(job_id, first_index)``, so repeats never double-count.
+    """
+
+    routing_key: ClassVar[str] = "generation.progress"
+    type: Literal["GenerationProgress"] = "GenerationProgress"
+    schema_version: Literal[1] = 1
+
+    job_id: str = Field(min_length=1, max_length=200)
+    event: Literal["accepted", "refused", "part"]
+    first_index: int = Field(default=0, ge=0)
+    requested: int = Field(ge=0, description="Notes asked for: the whole job (accepted/refused) or this part.")
+    generated: int = Field(default=0, ge=0, description="Notes published as NoteGenerated.")
+    rejected: int = Field(default=0, ge=0, description="Replies rejected by the quality filters.")
+    duplicates: int = Field(default=0, ge=0, description="Notes dropped as exact or near duplicates.")
+    quarantined: int = Field(default=0, ge=0, description="Notes that failed the leak gate (NoteQuarantined).")
+    failed: int = Field(default=0, ge=0, description="Notes the LLM could not produce (GenerationFailed).")
+    reason: str | None = Field(default=None, max_length=2000, description="Why a job was refused; never note text.")
+
+    @model_validator(mode="after")
+    def _check_counts(self) -> Self:
+        outcomes = self.generated + self.rejected + self.duplicates + self.quarantined + self.failed
+        if self.event == "part" and outcomes != self.requested:
+            raise ValueError("a part's outcomes must add up to the notes it requested")
+        if self.event == "refused" and not self.reason:
+            raise ValueError("a refused job needs a reason")
         return self
 
 

@@ -11,15 +11,19 @@ from synthner_shared.contracts.messages import (
     AnnotationFailed,
     DocumentAnnotated,
     GenerationFailed,
+    GenerationProgress,
     GenerationRequested,
     ModelPublished,
     NoteGenerated,
+    NoteQuarantined,
     TrainingRequested,
 )
 
 MESSAGE_CLASSES: tuple[type[Envelope], ...] = (
     GenerationRequested,
     NoteGenerated,
+    NoteQuarantined,
+    GenerationProgress,
     GenerationFailed,
     DocumentAnnotated,
     AnnotationFailed,

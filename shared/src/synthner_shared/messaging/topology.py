@@ -24,9 +24,11 @@ from synthner_shared.contracts.messages import (
     AnnotationFailed,
     DocumentAnnotated,
     GenerationFailed,
+    GenerationProgress,
     GenerationRequested,
     ModelPublished,
     NoteGenerated,
+    NoteQuarantined,
     TrainingRequested,
 )
 from synthner_shared.messaging.settings import BrokerSettings
@@ -49,7 +51,11 @@ ANNOTATOR = QueueRole("annotator", (NoteGenerated.routing_key,))
 TRAINER = QueueRole("trainer", (DocumentAnnotated.routing_key, TrainingRequested.routing_key))
 FAILURES = QueueRole("failures", (GenerationFailed.routing_key, AnnotationFailed.routing_key))
 NER_API = QueueRole("ner-api", (ModelPublished.routing_key,), per_instance=True)
-SHARED_ROLES: tuple[QueueRole, ...] = (GENERATOR, ANNOTATOR, TRAINER, FAILURES)
+QUARANTINE = QueueRole("quarantine", (NoteQuarantined.routing_key,))
+"""Notes that failed the leak gate, kept for human review; no service consumes it automatically."""
+JOB_PROGRESS = QueueRole("job-progress", (GenerationProgress.routing_key,))
+"""Generation progress events, consumed by the one job tracker."""
+SHARED_ROLES: tuple[QueueRole, ...] = (GENERATOR, ANNOTATOR, TRAINER, FAILURES, QUARANTINE, JOB_PROGRESS)
 MODEL_HISTORY = "model-history"
 """A bounded queue keeping the last published model events, so ``model.published`` always has a durable route."""
 

@@ -1,0 +1,106 @@
+"""Binds the generator (and the job tracker) to RabbitMQ: build once from settings, run until SIGTERM."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from synthner_generator.dedup import DedupStore
+from synthner_generator.leakgate import LeakGate, NgramReference
+from synthner_generator.llm import LLMClient
+from synthner_generator.llm.factory import build_client
+from synthner_generator.pipeline import Generator, RetryPolicy
+from synthner_generator.planning import JobContext
+from synthner_generator.prompts import PromptCatalog
+from synthner_generator.quality import QualityBounds
+from synthner_generator.settings import GeneratorSettings
+from synthner_generator.tracker import JobStore, Tracker, progress_key
+from synthner_generator.vocabulary import load_vocabularies
+from synthner_shared.contracts import GenerationProgress, GenerationRequested
+from synthner_shared.documents import read_documents
+from synthner_shared.messaging import GENERATOR, JOB_PROGRESS, BrokerSettings, Consumer, Service, serve_health
+
+log = logging.getLogger(__name__)
+
+
+def load_prefixes(path: Path, words: int) -> list[str]:
+    """The opening words of each real note; nothing else of the notes is kept in memory."""
+    return [" ".join(d.text.split()[:words]) for d in read_documents(path) if d.text.split()]
+
+
+def job_context(settings: GeneratorSettings) -> JobContext:
+    prefixes = load_prefixes(settings.prefix_file, settings.prefix_words) if settings.prefix_file else None
+    return JobContext(
+        catalog=PromptCatalog(settings.prompt_dir),
+        vocabularies=load_vocabularies(settings.vocabulary_dir),
+        known_labels=settings.labels,
+        external_endpoint=settings.endpoint_zone == "external",
+        prefixes=prefixes,
+        entities_per_label=settings.entities_per_label,
+        prefix_words=settings.prefix_words,
+    )
+
+
+@contextlib.asynccontextmanager
+async def build_generator(settings: GeneratorSettings, llm: LLMClient | None = None) -> AsyncIterator[Generator]:
+    """The generator with its long-lived resources (LLM client, dedup database), closed on exit."""
+    client = llm if llm is not None else build_client(settings)
+    dedup = DedupStore(settings.state_dir / "dedup.sqlite3", settings.near_duplicate_threshold)
+    reference = NgramReference.load(settings.leak_reference) if settings.leak_reference else None
+    try:
+        yield Generator(
+            client,
+            job_context(settings),
+            dedup=dedup,
+            gate=LeakGate(reference, settings.leak_min_run_tokens, settings.leak_max_overlap),
+            bounds=QualityBounds(settings.min_chars, settings.max_chars),
+            retry=RetryPolicy(settings.llm_attempts, settings.llm_backoff_s, settings.regenerate_rejected),
+            producer=settings.producer,
+            concurrency=settings.concurrency,
+            part_size=settings.part_size,
+            split_fanout=settings.split_fanout,
+        )
+    finally:
+        dedup.close()
+        if llm is None:
+            await client.aclose()
+
+
+def generator_service(broker: BrokerSettings, settings: GeneratorSettings, generator: Generator) -> Service:
+    if broker.prefetch * settings.part_size < settings.concurrency:
+        log.warning(
+            "prefetch %d x part_size %d < concurrency %d: fewer LLM requests than allowed will be in flight",
+            broker.prefetch,
+            settings.part_size,
+            settings.concurrency,
+        )
+    consumer = Consumer(GENERATOR, (GenerationRequested,), generator.handle)
+    return Service(broker, settings.producer, [consumer])
+
+
+def tracker_service(broker: BrokerSettings, settings: GeneratorSettings, store: JobStore) -> Service:
+    consumer = Consumer(JOB_PROGRESS, (GenerationProgress,), Tracker(store).handle, idempotency_key=progress_key)
+    return Service(broker, f"synthner-tracker/{settings.instance}", [consumer])
+
+
+async def run(role: str, broker: BrokerSettings, settings: GeneratorSettings) -> bool:
+    """Run the generator or the tracker until SIGTERM; True when in-flight work finished in time."""
+    if role == "tracker":
+        store = JobStore(settings.tracker_db)
+        try:
+            return await _serve(tracker_service(broker, settings, store), settings)
+        finally:
+            store.close()
+    async with build_generator(settings) as generator:
+        return await _serve(generator_service(broker, settings, generator), settings)
+
+
+async def _serve(service: Service, settings: GeneratorSettings) -> bool:
+    server = await serve_health(service.health, "0.0.0.0", settings.health_port) if settings.health_port else None  # noqa: S104 - probes come from the cluster
+    try:
+        return await service.run()
+    finally:
+        if server is not None:
+            server.close()

@@ -1,0 +1,94 @@
+"""The generator's settings: one class, read from ``SYNTHNER_GENERATOR_*`` once at start-up and passed in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, Self
+
+from pydantic import AnyHttpUrl, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Backend = Literal["tgi", "openai"]
+Zone = Literal["internal", "external"]
+
+
+class GeneratorSettings(BaseSettings):
+    """How the generator reaches its LLM, what it accepts, and where it keeps its state.
+
+    Every field reads ``SYNTHNER_GENERATOR_<FIELD>`` (lists and dicts as JSON).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="SYNTHNER_GENERATOR_", extra="ignore", frozen=True)
+
+    # --- LLM endpoint -------------------------------------------------------------------------------------------
+    backend: Backend = Field(default="openai", description="'tgi' (native /generate) or 'openai' (chat completions).")
+    endpoint_url: AnyHttpUrl = Field(
+        default=AnyHttpUrl("http://127.0.0.1:8080/v1"),
+        description="TGI: the server root. OpenAI-compatible: the base URL including /v1.",
+    )
+    endpoint_zone: Zone = Field(
+        default="internal",
+        description="'external' endpoints (outside the hospital) never receive real text: prefix jobs are refused.",
+    )
+    model: str = Field(default="local", min_length=1, max_length=300, description="Model name sent and recorded.")
+    api_key: SecretStr | None = Field(default=None, description="Bearer token of the endpoint, if it needs one.")
+    grammar: dict[str, Any] | None = Field(
+        default=None, description="TGI only: a grammar ({'type': 'json'|'regex', 'value': ...}) constraining output."
+    )
+    concurrency: int = Field(default=16, ge=1, le=1024, description="LLM requests kept in flight per process.")
+    request_timeout_s: float = Field(default=120.0, gt=0, description="Time limit of one LLM request.")
+    llm_attempts: int = Field(default=4, ge=1, le=20, description="Tries per LLM request on transient errors.")
+    llm_backoff_s: tuple[float, ...] = Field(
+        default=(1.0, 4.0, 15.0), min_length=1, description="Pause before retry n (the last value repeats)."
+    )
+
+    # --- jobs ---------------------------------------------------------------------------------------------------
+    part_size: int = Field(default=16, ge=1, le=1000, description="Most notes one delivery generates.")
+    split_fanout: int = Field(default=64, ge=2, le=1000, description="Most parts one delivery splits a job into.")
+    labels: list[str] = Field(
+        default_factory=lambda: ["Disease", "Drug", "Procedure"],
+        min_length=1,
+        description="Entity labels a job may ask for.",
+    )
+    prompt_dir: Path | None = Field(default=None, description="Extra prompt templates (same layout as built-in).")
+    vocabulary_dir: Path | None = Field(default=None, description="Vocabularies <language>.json replacing built-in.")
+    entities_per_label: int = Field(default=2, ge=1, le=20, description="Label-conditioned: entities per label.")
+    prefix_file: Path | None = Field(default=None, description="Prefix mode: JSONL documents of real notes.")
+    prefix_words: int = Field(default=3, ge=1, le=50, description="Prefix mode: opening words given to the LLM.")
+    regenerate_rejected: int = Field(
+        default=1, ge=0, le=10, description="Extra tries (new derived seed) when a reply is rejected or a duplicate."
+    )
+
+    # --- quality, dedup, leak gate ------------------------------------------------------------------------------
+    min_chars: int = Field(default=200, ge=1, description="Shorter replies are rejected.")
+    max_chars: int = Field(default=20_000, ge=1, description="Longer replies are rejected (never cut).")
+    state_dir: Path = Field(default=Path("var/generator"), description="Dedup state (SQLite), kept across restarts.")
+    near_duplicate_threshold: float = Field(
+        default=0.8, gt=0, le=1, description="Estimated Jaccard of word 3-shingles at or above which notes are dups."
+    )
+    leak_reference: Path | None = Field(
+        default=None, description="Hashed n-gram reference of real notes (synthner leakcheck build-reference)."
+    )
+    leak_min_run_tokens: int = Field(
+        default=20, ge=1, description="A verbatim run of this many tokens shared with the reference quarantines."
+    )
+    leak_max_overlap: float = Field(
+        default=0.5, gt=0, le=1, description="A share of the note's n-grams found in the reference that quarantines."
+    )
+
+    # --- process ------------------------------------------------------------------------------------------------
+    instance: str = Field(default="generator", min_length=1, max_length=100, description="Producer name in messages.")
+    health_port: int | None = Field(default=None, ge=1, le=65535, description="Serve /livez and /readyz here.")
+    tracker_db: Path = Field(default=Path("var/tracker/jobs.sqlite3"), description="The job tracker's state.")
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.min_chars > self.max_chars:
+            raise ValueError("min_chars must not exceed max_chars")
+        if self.grammar is not None and self.backend != "tgi":
+            raise ValueError("grammar is supported by the 'tgi' backend only")
+        return self
+
+    @property
+    def producer(self) -> str:
+        return f"synthner-generator/{self.instance}"

@@ -1,0 +1,114 @@
+"""Both LLM adapters against the local wire-compatible server (a real HTTP server on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from synthner_generator.llm import LLMPermanentError, LLMTransientError, Prompt, complete_with_retries
+from synthner_generator.llm.openai_chat import OpenAIChatClient
+from synthner_generator.llm.tgi import TgiClient
+from synthner_generator.testing import LLMRequest, Reply, default_reply, local_llm_server
+from synthner_shared.contracts import SamplingParameters
+
+SAMPLING = SamplingParameters(temperature=0.7, top_p=0.9, max_new_tokens=300, stop=["###"])
+PROMPT = Prompt("Write a discharge summary.", sampling=SAMPLING, seed=42)
+
+
+async def test_tgi_sends_the_native_generate_parameters_and_reads_the_finish_reason() -> None:
+    async with local_llm_server(reply=lambda r: Reply("Note text.", "length")) as server:
+        client = TgiClient(server.url, "tgi-model", timeout_s=10, grammar={"type": "regex", "value": ".+"})
+        try:
+            completion = await client.complete(PROMPT)
+        finally:
+            await client.aclose()
+    assert completion.text == "Note text."
+    assert completion.finish_reason == "length"
+    (request,) = server.requests
+    assert request.path == "/generate"
+    assert request.prompt == "Write a discharge summary."
+    assert request.seed == 42
+    assert request.parameters["temperature"] == 0.7
+    assert request.parameters["top_p"] == 0.9
+    assert request.parameters["max_new_tokens"] == 300
+    assert request.parameters["stop"] == ["###"]
+    assert request.parameters["grammar"] == {"type": "regex", "value": ".+"}
+    assert request.parameters["details"] is True
+    assert request.parameters["do_sample"] is True
+
+
+async def test_tgi_appends_a_prefix_so_the_model_continues_it() -> None:
+    async with local_llm_server() as server:
+        client = TgiClient(server.url, "m", timeout_s=10)
+        try:
+            await client.complete(Prompt("Continue the note.", prefix="Paciente de 70", seed=1))
+        finally:
+            await client.aclose()
+    assert server.requests[0].prompt.endswith("\n\nPaciente de 70")
+
+
+async def test_openai_chat_sends_the_sampling_parameters_and_reads_the_reply() -> None:
+    async with local_llm_server(reply=lambda r: Reply("Chat note.")) as server:
+        client = OpenAIChatClient(f"{server.url}/v1", "chat-model", timeout_s=10)
+        try:
+            completion = await client.complete(PROMPT)
+        finally:
+            await client.aclose()
+    assert completion.text == "Chat note."
+    assert completion.finish_reason == "stop"
+    (request,) = server.requests
+    assert request.path == "/v1/chat/completions"
+    assert request.seed == 42
+    assert request.parameters["model"] == "chat-model"
+    assert request.parameters["temperature"] == 0.7
+    assert request.parameters["top_p"] == 0.9
+    assert request.parameters["max_tokens"] == 300
+    assert request.parameters["stop"] == ["###"]
+
+
+@pytest.mark.parametrize("backend", ["tgi", "openai"])
+async def test_server_errors_are_transient_and_client_errors_permanent(backend: str) -> None:
+    async with local_llm_server(fail_next=[503, 422]) as server:
+        client = TgiClient(server.url, "m", 10) if backend == "tgi" else OpenAIChatClient(f"{server.url}/v1", "m", 10)
+        try:
+            with pytest.raises(LLMTransientError):
+                await client.complete(PROMPT)
+            with pytest.raises(LLMPermanentError):
+                await client.complete(PROMPT)
+        finally:
+            await client.aclose()
+
+
+@pytest.mark.parametrize("backend", ["tgi", "openai"])
+async def test_an_unreachable_endpoint_is_transient(backend: str) -> None:
+    async with local_llm_server() as server:
+        url = server.url
+    client = TgiClient(url, "m", 5) if backend == "tgi" else OpenAIChatClient(f"{url}/v1", "m", 5)
+    try:
+        with pytest.raises(LLMTransientError):
+            await client.complete(PROMPT)
+    finally:
+        await client.aclose()
+
+
+async def test_transient_errors_are_retried_and_permanent_ones_are_not() -> None:
+    async with local_llm_server(fail_next=[503, 500]) as server:
+        client = OpenAIChatClient(f"{server.url}/v1", "m", 10)
+        try:
+            limit = asyncio.Semaphore(1)
+            retried = await complete_with_retries(client, PROMPT, attempts=3, backoff_s=[0.01], limit=limit)
+            assert retried.completion is not None
+            assert retried.attempts == 3
+            server.fail_next = [400]
+            refused = await complete_with_retries(client, PROMPT, attempts=3, backoff_s=[0.01], limit=limit)
+            assert refused.completion is None
+            assert refused.attempts == 1
+            assert isinstance(refused.error, LLMPermanentError)
+        finally:
+            await client.aclose()
+
+
+def test_the_default_reply_echoes_requested_entities() -> None:
+    text = default_reply(LLMRequest("/generate", "Write.\n- Disease: gout", 1, {})).text
+    assert "gout" in text
