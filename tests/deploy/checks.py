@@ -127,16 +127,17 @@ def _by_kind(resources: list[Resource], kind: str) -> dict[str, Resource]:
     return {str(r["metadata"]["name"]): r for r in resources if r.get("kind") == kind}
 
 
-def policy_errors(resources: list[Resource], secrets_outside: dict[str, set[str]]) -> list[str]:  # noqa: PLR0912, PLR0915
+def policy_errors(resources: list[Resource], secrets_outside: dict[str, set[str]]) -> list[str]:  # noqa: PLR0912
     """Rules the schemas cannot express: probes, hardening, grace periods, references, autoscaling, network policy.
 
     ``secrets_outside``: Secrets created outside the render (name -> keys), i.e. the documented examples.
     """
     errors: list[str] = []
     config_maps = _by_kind(resources, "ConfigMap")
-    secrets = {name: set((r.get("stringData") or {})) | set(r.get("data") or {}) for name, r in _by_kind(
-        resources, "Secret"
-    ).items()}
+    secrets = {
+        name: set(r.get("stringData") or {}) | set(r.get("data") or {})
+        for name, r in _by_kind(resources, "Secret").items()
+    }
     all_secrets = {**secrets_outside, **secrets}
     claims = _by_kind(resources, "PersistentVolumeClaim")
     workloads = [r for r in resources if r.get("kind") in WORKLOAD_KINDS]
@@ -217,7 +218,8 @@ def policy_errors(resources: list[Resource], secrets_outside: dict[str, set[str]
             for item in (volume.get("secret") or {}).get("items") or []:
                 if secret in all_secrets and item.get("key") not in all_secrets[secret]:
                     errors.append(f"{where}: volume {volume.get('name')} uses missing Secret key {item.get('key')!r}")
-        if uses_broker and int(pod.get("terminationGracePeriodSeconds", 30)) <= grace:
+        termination = pod.get("terminationGracePeriodSeconds", 30)
+        if uses_broker and (not isinstance(termination, int) or termination <= grace):
             errors.append(
                 f"{where}: terminationGracePeriodSeconds {pod.get('terminationGracePeriodSeconds', 30)} must exceed "
                 f"SYNTHNER_BROKER_SHUTDOWN_GRACE_S {grace}"
@@ -237,10 +239,15 @@ def _service_errors(resources: list[Resource], workloads: list[Resource]) -> lis
         if not matched:
             errors.append(f"{_name(service)}: selector {selector} matches no workload")
             continue
-        port_names = {p.get("name") for w in matched for c in _pod_spec(w).get("containers") or [] for p in
-                      c.get("ports") or []}
-        port_numbers = {p.get("containerPort") for w in matched for c in _pod_spec(w).get("containers") or [] for p in
-                        c.get("ports") or []}
+        port_names = {
+            p.get("name") for w in matched for c in _pod_spec(w).get("containers") or [] for p in c.get("ports") or []
+        }
+        port_numbers = {
+            p.get("containerPort")
+            for w in matched
+            for c in _pod_spec(w).get("containers") or []
+            for p in c.get("ports") or []
+        }
         for port in (service.get("spec") or {}).get("ports") or []:
             target = port.get("targetPort", port.get("port"))
             if target not in port_names | port_numbers:
@@ -248,7 +255,7 @@ def _service_errors(resources: list[Resource], workloads: list[Resource]) -> lis
     return errors
 
 
-def _scaling_errors(
+def _scaling_errors(  # noqa: PLR0912
     resources: list[Resource], deployments: dict[str, Resource], all_secrets: dict[str, set[str]], namespace: str
 ) -> list[str]:
     errors: list[str] = []
@@ -258,7 +265,9 @@ def _scaling_errors(
     budgets = _by_kind(resources, "PodDisruptionBudget")
     keda_targets: set[str] = set()
     for name in KEDA_SCALED:
-        if not any((s.get("spec") or {}).get("scaleTargetRef", {}).get("name") == name for s in scaled_objects.values()):
+        if not any(
+            (s.get("spec") or {}).get("scaleTargetRef", {}).get("name") == name for s in scaled_objects.values()
+        ):
             errors.append(f"Deployment/{name} has no KEDA ScaledObject")
     for scaled in scaled_objects.values():
         spec = scaled.get("spec") or {}
@@ -282,9 +291,9 @@ def _scaling_errors(
                 )
             if "host" in metadata or "hostFromEnv" in metadata:
                 errors.append(f"{_name(scaled)}: the management URL belongs in the TriggerAuthentication's Secret")
-            auth = str((trigger.get("authenticationRef") or {}).get("name"))
-            if auth not in auths:
-                errors.append(f"{_name(scaled)}: TriggerAuthentication {auth!r} does not exist")
+            auth_name = str((trigger.get("authenticationRef") or {}).get("name"))
+            if auth_name not in auths:
+                errors.append(f"{_name(scaled)}: TriggerAuthentication {auth_name!r} does not exist")
     for auth in auths.values():
         for ref in (auth.get("spec") or {}).get("secretTargetRef") or []:
             if ref.get("key") not in all_secrets.get(str(ref.get("name")), set()):
@@ -302,7 +311,8 @@ def _scaling_errors(
         if deployment is None:
             continue
         if not any(
-            _selects((b.get("spec") or {}).get("selector") or {}, _template_labels(deployment)) for b in budgets.values()
+            _selects((b.get("spec") or {}).get("selector") or {}, _template_labels(deployment))
+            for b in budgets.values()
         ):
             errors.append(f"Deployment/{name} has no PodDisruptionBudget")
     return errors
@@ -419,7 +429,7 @@ def compose_reference_errors(compose_file: Path, env_file: Path, root: Path) -> 
     grace_default = float(re.sub(r"\D", "", env.get("SYNTHNER_BROKER_SHUTDOWN_GRACE_S", "0")) or 0)
     for name, service in services.items():
         depends = service.get("depends_on") or {}
-        for dependency, condition in (depends.items() if isinstance(depends, dict) else ((d, {}) for d in depends)):
+        for dependency, condition in depends.items() if isinstance(depends, dict) else ((d, {}) for d in depends):
             if dependency not in services:
                 errors.append(f"{name}: depends_on {dependency!r}, which is not a service")
                 continue
@@ -619,6 +629,6 @@ def all_errors(root: Path = ROOT) -> list[str]:
 if __name__ == "__main__":
     problems = all_errors()
     for problem in problems:
-        print(problem)  # noqa: T201
-    print(f"{len(problems)} problem(s)")  # noqa: T201
+        print(problem)
+    print(f"{len(problems)} problem(s)")
     sys.exit(1 if problems else 0)

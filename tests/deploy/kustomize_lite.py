@@ -89,7 +89,7 @@ def resource_id(resource: Resource) -> tuple[str, str, str, str]:
     return group, str(resource.get("kind", "")), str(metadata.get("namespace", "")), str(metadata.get("name", ""))
 
 
-def render(directory: Path) -> list[Resource]:
+def render(directory: Path) -> list[Resource]:  # noqa: PLR0912
     """Render the kustomization in ``directory`` (base first, then this level's patches and transformers)."""
     kustomization_file = directory / "kustomization.yaml"
     if not kustomization_file.is_file():
