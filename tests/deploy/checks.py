@@ -6,6 +6,7 @@ that the real files pass and that a deliberately broken copy fails.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 import shlex
@@ -603,6 +604,46 @@ def dockerfile_rule_errors(dockerfile: Path, root: Path, light: bool) -> list[st
     return errors
 
 
+def _pattern_inside(pattern: str, folder: str) -> bool:
+    """Whether ``pattern`` names something inside ``folder`` (its leading segments match the folder's)."""
+    pattern_parts, folder_parts = pattern.split("/"), folder.split("/")
+    return len(pattern_parts) > len(folder_parts) and all(
+        fnmatch.fnmatch(part, glob) for part, glob in zip(folder_parts, pattern_parts, strict=False)
+    )
+
+
+def dockerignore_errors(dockerfile: Path, dockerignore: Path) -> list[str]:
+    """Every COPY source of the Dockerfile is let back in by a ``!`` pattern and not excluded again after it.
+
+    The build context is the repository root; .dockerignore excludes everything first (``*``) so data and models never
+    reach a layer, then re-includes the sources (a folder counts as included when something inside it is). Matching is
+    by path prefix and ``fnmatch``, enough for these patterns.
+    """
+    patterns = [
+        line.strip()
+        for line in dockerignore.read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.strip().startswith("#")
+    ]
+    errors: list[str] = []
+    for keyword, arguments in instructions(dockerfile):
+        if keyword not in ("COPY", "ADD") or "--from" in arguments:
+            continue
+        for source in [w for w in arguments.split() if not w.startswith("--")][:-1]:
+            included = False
+            for pattern in patterns:
+                negated = pattern.startswith("!")
+                body = pattern.lstrip("!").rstrip("/")
+                path = source.rstrip("/")
+                if negated:  # a re-inclusion of the source, of something inside it, or of a folder holding it
+                    if fnmatch.fnmatch(path, body) or path.startswith(body + "/") or _pattern_inside(body, path):
+                        included = True
+                elif fnmatch.fnmatch(path, body) or path.startswith(body + "/"):
+                    included = False
+            if not included:
+                errors.append(f"{keyword} source {source!r} is excluded by .dockerignore")
+    return errors
+
+
 # --- all together --------------------------------------------------------------------------------------------------
 
 
@@ -623,6 +664,7 @@ def all_errors(root: Path = ROOT) -> list[str]:
         dockerfile = root / relative
         errors += [f"{relative}: {e}" for e in hadolint_errors(dockerfile, root / ".hadolint.yaml")]
         errors += [f"{relative}: {e}" for e in dockerfile_rule_errors(dockerfile, root, relative in LIGHT_DOCKERFILES)]
+        errors += [f"{relative}: {e}" for e in dockerignore_errors(dockerfile, root / ".dockerignore")]
     return errors
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-DEPLOY_FILES = ("k8s", "compose.yaml", ".env.example", ".hadolint.yaml", "deploy", "services")
+DEPLOY_FILES = ("k8s", "compose.yaml", ".env.example", ".hadolint.yaml", ".dockerignore", "deploy", "services")
 
 
 @pytest.fixture

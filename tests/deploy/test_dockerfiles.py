@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.checks import DOCKERFILES, LIGHT_DOCKERFILES, ROOT, dockerfile_rule_errors, hadolint_errors
+from tests.deploy.checks import (
+    DOCKERFILES,
+    LIGHT_DOCKERFILES,
+    ROOT,
+    dockerfile_rule_errors,
+    dockerignore_errors,
+    hadolint_errors,
+)
 from tests.deploy.conftest import edit
 
 
@@ -74,3 +81,21 @@ def test_broken_copy_fails_image_rules(deploy_copy: Path, dockerfile: str, old: 
     edit(path, old, new)
     errors = dockerfile_rule_errors(path, deploy_copy, dockerfile in LIGHT_DOCKERFILES)
     assert any(expected in e for e in errors), errors
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES)
+def test_dockerignore_lets_in_what_the_dockerfile_copies(dockerfile: str) -> None:
+    assert dockerignore_errors(ROOT / dockerfile, ROOT / ".dockerignore") == []
+
+
+def test_dockerignore_keeps_data_and_models_out() -> None:
+    patterns = (ROOT / ".dockerignore").read_text().splitlines()
+    assert "*" in patterns  # everything out first; sources let back in one by one
+    for excluded in ("**/*.gguf", "**/*.safetensors", "**/*.jsonl"):
+        assert excluded in patterns
+
+
+def test_broken_copy_dockerignore_excluding_a_copied_folder_fails(deploy_copy: Path) -> None:
+    edit(deploy_copy / ".dockerignore", "!deploy/llama-cpp/\n", "")
+    errors = dockerignore_errors(deploy_copy / "deploy/llama-cpp/Dockerfile", deploy_copy / ".dockerignore")
+    assert any("deploy/llama-cpp/locate_model.py" in e for e in errors), errors
