@@ -299,6 +299,10 @@ def _scaling_errors(  # noqa: PLR0912
         for ref in (auth.get("spec") or {}).get("secretTargetRef") or []:
             if ref.get("key") not in all_secrets.get(str(ref.get("name")), set()):
                 errors.append(f"{_name(auth)}: Secret {ref.get('name')!r} key {ref.get('key')!r} does not exist")
+    hpa_targets = {str(((h.get("spec") or {}).get("scaleTargetRef") or {}).get("name")) for h in hpas.values()}
+    for name in sorted((keda_targets | hpa_targets) & set(deployments)):
+        if "replicas" in (deployments[name].get("spec") or {}):
+            errors.append(f"Deployment/{name}: autoscaled, so spec.replicas must be unset (each apply would reset it)")
     for hpa in hpas.values():
         target = str(((hpa.get("spec") or {}).get("scaleTargetRef") or {}).get("name"))
         if target in keda_targets:

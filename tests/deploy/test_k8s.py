@@ -160,6 +160,13 @@ def test_broken_copy_secret_key_not_documented_fails(deploy_copy: Path) -> None:
     assert any("missing Secret key" in e for e in errors_of(deploy_copy / "k8s", "prod", schemas=False))
 
 
+def test_broken_copy_replicas_on_an_autoscaled_deployment_fails(deploy_copy: Path) -> None:
+    edit(
+        deploy_copy / "k8s/base/annotator.yaml", "  revisionHistoryLimit: 3", "  replicas: 2\n  revisionHistoryLimit: 3"
+    )
+    assert any("spec.replicas must be unset" in e for e in errors_of(deploy_copy / "k8s", schemas=False))
+
+
 def test_broken_copy_patch_of_missing_resource_fails_to_render(deploy_copy: Path) -> None:
     edit(deploy_copy / "k8s/overlays/prod/trainer-gpu.yaml", "name: trainer", "name: trainr")
     with pytest.raises(KustomizeError, match="matches 0 resources"):
