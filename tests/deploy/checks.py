@@ -600,10 +600,14 @@ def dockerfile_rule_errors(dockerfile: Path, root: Path, light: bool) -> list[st
             for source in sources:
                 if not (root / source).exists():
                     errors.append(f"{keyword} source {source!r} does not exist in the build context")
-        if keyword == "RUN" and re.search(r"\btorch\b", arguments):
-            if not re.search(rf"torch=={re.escape(TORCH_VERSION)}\b", arguments):
-                errors.append(f"torch is installed without the pinned version {TORCH_VERSION}: {arguments}")
-            if light and not arguments.startswith("if [ -n "):
+        if keyword != "RUN":
+            continue
+        for command in re.split(r"&&|;", arguments):
+            if "pip install" not in command or not re.search(r"(?<![\w-])torch(?![\w-])", command):
+                continue
+            if not re.search(rf"(?<![\w-])torch=={re.escape(TORCH_VERSION)}(?![\w.])", command):
+                errors.append(f"torch is installed without the pinned version {TORCH_VERSION}: {command.strip()}")
+            if light and not command.strip().startswith("then "):
                 errors.append("a light image (no model backend) installs torch unconditionally")
     return errors
 
