@@ -19,7 +19,7 @@ from tests.deploy.checks import (
     schema_errors,
 )
 from tests.deploy.conftest import edit
-from tests.deploy.kustomize_lite import KustomizeError, Resource
+from tests.deploy.kustomize_lite import KustomizeError, Resource, load_documents, render
 
 
 def errors_of(k8s: Path, overlay: str = "dev", schemas: bool = True) -> list[str]:
@@ -171,3 +171,16 @@ def test_broken_copy_patch_of_missing_resource_fails_to_render(deploy_copy: Path
     edit(deploy_copy / "k8s/overlays/prod/trainer-gpu.yaml", "name: trainer", "name: trainr")
     with pytest.raises(KustomizeError, match="matches 0 resources"):
         render_overlay(deploy_copy / "k8s", "prod")
+
+
+def test_example_secrets_hold_placeholders_only() -> None:
+    documents = load_documents(ROOT / "k8s" / "secrets-example" / "secrets.yaml")
+    assert documents
+    for secret in documents:
+        assert "data" not in secret, "examples use readable stringData"
+        for key, value in secret["stringData"].items():
+            assert key == "username" or "CHANGE-ME" in value, f"{secret['metadata']['name']}.{key} looks real"
+
+
+def test_base_holds_no_secret() -> None:
+    assert not [r for r in render(ROOT / "k8s" / "base") if r["kind"] == "Secret"]
