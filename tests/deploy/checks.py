@@ -36,7 +36,7 @@ KEDA_SCHEMAS = {
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
 # Containers allowed a writable root filesystem, and why.
 WRITABLE_ROOT = {"rabbitmq": "dev-only broker: the image's entrypoint writes its configuration under /etc/rabbitmq"}
-SYNTHNER_SERVICES = ("generator", "annotator", "trainer", "ner-api")
+SYNTHNER_SERVICES = ("generator", "tracker", "annotator", "trainer", "ner-api")
 KEDA_SCALED = ("generator", "annotator")
 BROKER_PORTS = {5672, 5671}
 LLM_PORTS = {8000, 8080, 443}
@@ -363,8 +363,8 @@ def _network_errors(resources: list[Resource], workloads: list[Resource]) -> lis
                 for rule in spec.get("egress") or []:
                     if not _rule_ports(rule) or not _rule_ports(rule) <= BROKER_PORTS or not rule.get("to"):
                         errors.append(f"{_name(policy)}: ner-api egress may reach only the broker (and DNS)")
-            if name in ("annotator", "generator", "trainer"):
-                allowed = BROKER_PORTS if name == "trainer" else BROKER_PORTS | LLM_PORTS
+            if name in ("annotator", "generator", "trainer", "tracker"):
+                allowed = BROKER_PORTS if name in ("trainer", "tracker") else BROKER_PORTS | LLM_PORTS
                 if spec.get("ingress"):
                     errors.append(f"{_name(policy)}: {name} takes no ingress")
                 for rule in spec.get("egress") or []:

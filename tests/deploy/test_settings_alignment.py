@@ -21,12 +21,14 @@ from tests.deploy.kustomize_lite import Resource
 
 SETTINGS = {
     "generator": ("synthner_generator.settings", "GeneratorSettings"),
+    "tracker": ("synthner_generator.settings", "GeneratorSettings"),
     "annotator": ("synthner_annotator.settings", "AnnotatorSettings"),
     "trainer": ("synthner_trainer.settings", "TrainerSettings"),
     "ner-api": ("synthner_ner_api.settings", "NerApiSettings"),
 }
 COMPOSE_SERVICES = {
     "generator": "generator",
+    "tracker": "tracker",
     "annotator": "annotator",
     "trainer": "trainer",
     "trainer-gpu": "trainer",
