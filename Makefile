@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help install test check lint typecheck unit demo bench bench-generator snapshots constraints clean
+.PHONY: help install test check lint typecheck unit demo bench bench-generator snapshots constraints clean deploy-check
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -25,7 +25,7 @@ lint: install
 
 typecheck: install
 	$(VENV)/bin/mypy shared/src services/generator/src services/annotator/src services/trainer/src cli/src \
-		services/ner-api/src shared/tests services/generator/tests cli/tests tests conftest.py benchmarks
+		services/ner-api/src shared/tests services/generator/tests cli/tests tests conftest.py benchmarks deploy/llama-cpp
 
 unit: install ## only the tests that need no broker
 	$(PY) -m pytest -m "not rabbitmq" $(PYTEST_ARGS)
@@ -33,6 +33,9 @@ unit: install ## only the tests that need no broker
 demo: install ## the main job: runs the pipeline that exists on this machine
 	@bash scripts/ensure-rabbitmq.sh
 	$(PY) scripts/demo.py $(DEMO_ARGS)
+
+deploy-check: install ## offline validation of Dockerfiles, compose.yaml and every k8s overlay (also part of make test)
+	$(PY) -m tests.deploy.checks
 
 bench: install ## broker throughput: our publisher and consumer runner against plain aio-pika
 	@bash scripts/ensure-rabbitmq.sh

@@ -1,0 +1,186 @@
+"""Every overlay renders offline and is valid: strict Kubernetes schemas, KEDA CRD schemas, and the rules of issue 8.
+
+Each check is also shown to fail on a deliberately broken copy of k8s/.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.deploy.checks import (
+    OVERLAYS,
+    ROOT,
+    example_secrets,
+    policy_errors,
+    render_overlay,
+    schema_errors,
+)
+from tests.deploy.conftest import edit
+from tests.deploy.kustomize_lite import KustomizeError, Resource, load_documents, render
+
+
+def errors_of(k8s: Path, overlay: str = "dev", schemas: bool = True) -> list[str]:
+    rendered = render_overlay(k8s, overlay)
+    found = policy_errors(rendered, example_secrets(k8s))
+    return (schema_errors(rendered) if schemas else []) + found
+
+
+def find(resources: list[Resource], kind: str, name: str) -> dict[str, Any]:
+    return next(r for r in resources if r["kind"] == kind and r["metadata"]["name"] == name)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_renders_and_passes_schemas_and_rules(overlay: str) -> None:
+    assert errors_of(ROOT / "k8s", overlay) == []
+
+
+def test_prod_runs_the_trainer_on_a_gpu_node_with_shared_model_store() -> None:
+    rendered = render_overlay(ROOT / "k8s", "prod")
+    pod = find(rendered, "Deployment", "trainer")["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+    trainer = pod["containers"][0]
+    assert trainer["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert trainer["image"].endswith(":0.1.0-cuda")
+    assert {"name": "SYNTHNER_TRAINER_DEVICE", "value": "cuda"} in trainer["env"]
+    assert find(rendered, "PersistentVolumeClaim", "synthner-models")["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert find(rendered, "PersistentVolumeClaim", "synthner-trainer-data")["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert {r["metadata"]["namespace"] for r in rendered} == {"synthner"}
+    assert not [r for r in rendered if r["kind"] == "Secret"], "prod Secrets come from the secret store, not git"
+
+
+def test_dev_is_cpu_only_with_its_own_broker_and_llama_cpp() -> None:
+    rendered = render_overlay(ROOT / "k8s", "dev")
+    assert "nvidia.com/gpu" not in str(rendered)
+    assert find(rendered, "StatefulSet", "rabbitmq")
+    assert find(rendered, "Deployment", "llm")["spec"]["template"]["spec"]["containers"][0]["image"] == (
+        "synthner/llama-cpp:0.3.36"
+    )
+
+
+def test_ner_api_replicas_get_their_instance_name_from_the_pod_name() -> None:
+    for overlay in OVERLAYS:
+        container = find(render_overlay(ROOT / "k8s", overlay), "Deployment", "ner-api")["spec"]["template"]["spec"][
+            "containers"
+        ][0]
+        assert {
+            "name": "SYNTHNER_NER_API_INSTANCE",
+            "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}},
+        } in container["env"]
+
+
+# --- broken copies -------------------------------------------------------------------------------------------------
+
+
+def test_broken_copy_unknown_field_fails_strict_kubernetes_schema(deploy_copy: Path) -> None:
+    edit(
+        deploy_copy / "k8s/base/ner-api.yaml",
+        "httpGet: {path: /readyz, port: http}",
+        "httpGet: {paht: /readyz, port: http}",
+    )
+    assert any("Deployment/ner-api" in e and "paht" in e for e in errors_of(deploy_copy / "k8s"))
+
+
+def test_broken_copy_wrong_type_fails_kubernetes_schema(deploy_copy: Path) -> None:
+    edit(
+        deploy_copy / "k8s/base/trainer.yaml",
+        "terminationGracePeriodSeconds: 60",
+        "terminationGracePeriodSeconds: soon",
+    )
+    assert any(
+        "Deployment/trainer" in e and "terminationGracePeriodSeconds" in e for e in errors_of(deploy_copy / "k8s")
+    )
+
+
+def test_broken_copy_unknown_field_fails_keda_crd_schema(deploy_copy: Path) -> None:
+    edit(
+        deploy_copy / "k8s/base/annotator.yaml",
+        "  scaleTargetRef:\n    name: annotator",
+        "  scaleTargetRef:\n    nme: annotator",
+    )
+    errors = errors_of(deploy_copy / "k8s")
+    assert any("ScaledObject/annotator" in e and "'name' is a required property" in e for e in errors)
+
+
+def test_broken_copy_keda_over_amqp_fails(deploy_copy: Path) -> None:
+    edit(deploy_copy / "k8s/base/annotator.yaml", "protocol: http", "protocol: amqp")
+    assert any("protocol: http" in e for e in errors_of(deploy_copy / "k8s", schemas=False))
+
+
+def test_broken_copy_queue_name_not_matching_broker_namespace_fails(deploy_copy: Path) -> None:
+    edit(
+        deploy_copy / "k8s/base/common.yaml", "SYNTHNER_BROKER_NAMESPACE: synthner", "SYNTHNER_BROKER_NAMESPACE: other"
+    )
+    assert any("queueName" in e for e in errors_of(deploy_copy / "k8s", schemas=False))
+
+
+def test_broken_copy_grace_period_shorter_than_shutdown_grace_fails(deploy_copy: Path) -> None:
+    edit(
+        deploy_copy / "k8s/base/annotator.yaml",
+        "terminationGracePeriodSeconds: 40",
+        "terminationGracePeriodSeconds: 20",
+    )
+    assert any(
+        "Deployment/annotator" in e and "must exceed" in e for e in errors_of(deploy_copy / "k8s", schemas=False)
+    )
+
+
+def test_broken_copy_writable_root_filesystem_fails(deploy_copy: Path) -> None:
+    edit(deploy_copy / "k8s/base/generator.yaml", "readOnlyRootFilesystem: true", "readOnlyRootFilesystem: false")
+    assert any(
+        "generator" in e and "readOnlyRootFilesystem" in e for e in errors_of(deploy_copy / "k8s", schemas=False)
+    )
+
+
+def test_broken_copy_missing_readiness_probe_fails(deploy_copy: Path) -> None:
+    edit(deploy_copy / "k8s/base/trainer.yaml", "readinessProbe:", "startupProbeX:")
+    errors = errors_of(deploy_copy / "k8s", schemas=False)
+    assert any("Deployment/trainer" in e and "no readinessProbe" in e for e in errors)
+
+
+def test_broken_copy_ner_api_open_egress_fails(deploy_copy: Path) -> None:
+    edit(
+        deploy_copy / "k8s/base/ner-api.yaml",
+        "  egress:\n    - to:",
+        "  egress:\n    - to:\n        - ipBlock: {cidr: 0.0.0.0/0}\n"
+        "      ports:\n        - {protocol: TCP, port: 443}\n    - to:",
+    )
+    assert any("ner-api egress may reach only the broker" in e for e in errors_of(deploy_copy / "k8s", schemas=False))
+
+
+def test_broken_copy_secret_key_not_documented_fails(deploy_copy: Path) -> None:
+    edit(
+        deploy_copy / "k8s/base/trainer.yaml",
+        "secretKeyRef: {name: synthner-broker, key: AMQP_URL}",
+        "secretKeyRef: {name: synthner-broker, key: URL}",
+    )
+    assert any("missing Secret key" in e for e in errors_of(deploy_copy / "k8s", "prod", schemas=False))
+
+
+def test_broken_copy_replicas_on_an_autoscaled_deployment_fails(deploy_copy: Path) -> None:
+    edit(
+        deploy_copy / "k8s/base/annotator.yaml", "  revisionHistoryLimit: 3", "  replicas: 2\n  revisionHistoryLimit: 3"
+    )
+    assert any("spec.replicas must be unset" in e for e in errors_of(deploy_copy / "k8s", schemas=False))
+
+
+def test_broken_copy_patch_of_missing_resource_fails_to_render(deploy_copy: Path) -> None:
+    edit(deploy_copy / "k8s/overlays/prod/trainer-gpu.yaml", "name: trainer", "name: trainr")
+    with pytest.raises(KustomizeError, match="matches 0 resources"):
+        render_overlay(deploy_copy / "k8s", "prod")
+
+
+def test_example_secrets_hold_placeholders_only() -> None:
+    documents = load_documents(ROOT / "k8s" / "secrets-example" / "secrets.yaml")
+    assert documents
+    for secret in documents:
+        assert "data" not in secret, "examples use readable stringData"
+        for key, value in secret["stringData"].items():
+            assert key == "username" or "CHANGE-ME" in value, f"{secret['metadata']['name']}.{key} looks real"
+
+
+def test_base_holds_no_secret() -> None:
+    assert not [r for r in render(ROOT / "k8s" / "base") if r["kind"] == "Secret"]
