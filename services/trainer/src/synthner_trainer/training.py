@@ -270,6 +270,14 @@ class _Best:
     state: dict[str, torch.Tensor] | None = None
     result: EvaluationResult | None = None
 
+    def offer(self, model: Any, epoch: int, result: EvaluationResult) -> bool:
+        """Keep a copy of the weights if this epoch beats the best so far; True if it did."""
+        if result.strict_micro.f1 <= self.f1:
+            return False
+        self.f1, self.epoch, self.result = result.strict_micro.f1, epoch, result
+        self.state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        return True
+
 
 def fine_tune(
     plan: TrainingPlan,
@@ -278,8 +286,13 @@ def fine_tune(
     patience: int = 2,
     progress: ProgressCallback = log_progress,
     log_every: int = 50,
+    max_seconds: float | None = None,
 ) -> TrainingResult:
-    """Fine-tune the plan's base model; returns the best epoch's model (by strict micro F1 on the dev documents)."""
+    """Fine-tune the plan's base model; returns the best epoch's model (by strict micro F1 on the dev documents).
+
+    ``max_seconds`` bounds the optimisation time: when it runs out, the current epoch ends early, is scored on dev,
+    and training stops (the learning-rate schedule still spans the planned steps).
+    """
     started = time.perf_counter()
     config = plan.config
     seed_everything(config.seed)
@@ -299,7 +312,8 @@ def fine_tune(
     best = _Best()
     history: list[dict[str, float]] = []
     step, epoch, stale, tokens, train_seconds = 0, 0, 0, 0, 0.0
-    while step < total_steps:
+    out_of_time = False
+    while step < total_steps and not out_of_time:
         epoch += 1
         model.train()
         epoch_started = time.perf_counter()
@@ -320,15 +334,10 @@ def fine_tune(
         loss_mean = sum(losses) / max(1, len(losses))
         history.append({"epoch": float(epoch), "step": float(step), "loss": loss_mean, "dev_strict_f1": dev_f1})
         progress(Progress(step / steps_per_epoch, step, total_steps, loss_mean, tokens / train_seconds, dev_f1))
-        if dev_f1 > best.f1:
-            stale = 0
-            state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-            best = _Best(dev_f1, epoch, state, dev_result)
-        else:
-            stale += 1
-            if patience and stale >= patience:
-                log.info("early stop after epoch %d: no dev F1 gain for %d epochs", epoch, stale)
-                break
+        stale = 0 if best.offer(model, epoch, dev_result) else stale + 1
+        if patience and stale >= patience:
+            log.info("early stop after epoch %d: no dev F1 gain for %d epochs", epoch, stale)
+            break
     assert best.state is not None
     assert best.result is not None
     model.load_state_dict(best.state)
