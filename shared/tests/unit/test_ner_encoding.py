@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import re
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,9 @@ GOLD_DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 
 def whitespace_tokens(text: str, split_every: int = 4) -> TokenizedText:
     """Words at whitespace; words longer than ``split_every`` characters split into sub-tokens (like word pieces)."""
-    ids, offsets, words = [], [], []
+    ids: list[int] = []
+    offsets: list[tuple[int, int]] = []
+    words: list[int] = []
     for word, match in enumerate(re.finditer(r"\S+", text)):
         for start in range(match.start(), match.end(), split_every):
             ids.append(len(ids) + 1)
@@ -92,7 +95,7 @@ def test_windows_cover_every_token_within_the_length_and_overlap(length: int, st
     covered = sorted({i for start, end in windows for i in range(start, end)})
     assert covered == list(range(len(tokens)))
     assert all(0 < end - start <= length for start, end in windows)
-    assert all(b[0] > a[0] for a, b in zip(windows, windows[1:], strict=False))
+    assert all(b[0] > a[0] for a, b in itertools.pairwise(windows))
     assert windows[-1][1] == len(tokens)
 
 
