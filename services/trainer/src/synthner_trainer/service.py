@@ -57,6 +57,8 @@ class TrainerService:
         self._wake = asyncio.Event()
         self.training = asyncio.Event()
         """Set while a training runs (for health and tests)."""
+        self.finished = asyncio.Event()
+        """Set each time a training ends (successfully or not); waiters clear it."""
         self.outcomes: list[TrainingOutcome] = []
 
     # --- handlers (message in, messages out) ------------------------------------------------------------------------
@@ -78,8 +80,7 @@ class TrainerService:
             log.info("document %s already stored", message.note_id[:12])
             return
         every = self.settings.train_every
-        if every and await asyncio.to_thread(self.store.new_since_trigger) >= every:
-            await asyncio.to_thread(self.store.mark_trigger)
+        if every and await asyncio.to_thread(self.store.claim_trigger, every):
             await self.request_training(
                 TrainingRequested(correlation_id=f"auto-{message.note_id[:12]}", producer=PRODUCER)
             )
@@ -101,6 +102,12 @@ class TrainerService:
             await self._run_one(request)
 
     async def _run_one(self, request: TrainingRequested) -> None:
+        try:
+            await self._train_and_announce(request)
+        finally:
+            self.finished.set()
+
+    async def _train_and_announce(self, request: TrainingRequested) -> None:
         await asyncio.to_thread(self.store.set_request_status, request, "running")
         self.training.set()
         try:

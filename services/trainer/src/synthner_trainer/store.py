@@ -160,18 +160,26 @@ class DatasetStore:
     def new_since_trigger(self) -> int:
         """Documents stored since the last automatic training trigger."""
         with self._lock:
-            mark = self._db.execute("SELECT value FROM counters WHERE name = 'trigger_seq'").fetchone()
-            since = int(mark[0]) if mark else 0
-            return int(self._db.execute("SELECT COUNT(*) FROM documents WHERE seq > ?", (since,)).fetchone()[0])
+            return self._new_since_trigger(self._db)
 
-    def mark_trigger(self) -> None:
-        """Remember that an automatic training was triggered for everything stored so far."""
+    @staticmethod
+    def _new_since_trigger(db: sqlite3.Connection) -> int:
+        mark = db.execute("SELECT value FROM counters WHERE name = 'trigger_seq'").fetchone()
+        since = int(mark[0]) if mark else 0
+        return int(db.execute("SELECT COUNT(*) FROM documents WHERE seq > ?", (since,)).fetchone()[0])
+
+    def claim_trigger(self, every: int) -> bool:
+        """True (once) when ``every`` documents arrived since the last trigger; checks and marks in one transaction,
+        so concurrent handlers cannot both trigger."""
         with self._transaction() as db:
+            if self._new_since_trigger(db) < every:
+                return False
             db.execute(
                 "INSERT INTO counters (name, value)"
                 " VALUES ('trigger_seq', (SELECT COALESCE(MAX(seq), 0) FROM documents))"
                 " ON CONFLICT(name) DO UPDATE SET value = excluded.value"
             )
+            return True
 
     # --- dataset versions ------------------------------------------------------------------------------------------
 
