@@ -42,7 +42,7 @@ from synthner_shared.ner import (
     iob2_tags,
     tokenize,
 )
-from synthner_shared.ner.predictor import SpanPredictor, pad_batch, pick_device
+from synthner_shared.ner.predictor import SpanPredictor, pad_batch, pick_device, write_encoding
 from synthner_trainer.base_model import check_base_model
 from synthner_trainer.settings import TrainingConfig
 from synthner_trainer.store import EmptyDatasetError
@@ -94,6 +94,7 @@ class TrainingResult:
     model: Any
     tokenizer: Any
     labels: list[str]
+    config: TrainingConfig
     dev_result: EvaluationResult
     best_epoch: int
     epochs_run: int
@@ -103,12 +104,14 @@ class TrainingResult:
     history: list[dict[str, float]] = field(default_factory=list)
 
     def predictor(self) -> SpanPredictor:
-        return SpanPredictor(self.model, self.tokenizer, max_length=512)
+        """Predicts with the trained model in memory, with the windows it was trained on."""
+        return SpanPredictor(self.model, self.tokenizer, max_length=self.config.max_length, stride=self.config.stride)
 
     def save(self, folder: Path) -> None:
-        """Write the Hugging Face folder: config (with the label map), safetensors weights, tokenizer."""
+        """Write the Hugging Face folder: config (with the label map), safetensors weights, tokenizer, encoding."""
         self.model.save_pretrained(folder, safe_serialization=True)
         self.tokenizer.save_pretrained(folder)
+        write_encoding(folder, self.config.max_length, self.config.stride)
 
 
 def label_set(documents: Sequence[Document], configured: Sequence[str] | None) -> list[str]:
@@ -346,6 +349,7 @@ def fine_tune(
         model=model,
         tokenizer=tokenizer,
         labels=plan.labels,
+        config=config,
         dev_result=best.result,
         best_epoch=best.epoch,
         epochs_run=epoch,
