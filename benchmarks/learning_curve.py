@@ -40,7 +40,9 @@ def main() -> int:
     )
     train, test = list(read_documents(args.train)), list(read_documents(args.test))
     dev = list(read_documents(args.dev))[: args.dev_docs]
-    for point in learning_curve(train, dev, test, args.fractions, default_base_model(), config, device=args.device):
+    for point in learning_curve(
+        train, dev, test, args.fractions, base_model=default_base_model(), config=config, device=args.device
+    ):
         print(
             f"fraction={point.fraction:g} documents={point.documents} strict_f1={point.strict_f1:.4f}"
             f" partial_f1={point.partial_f1:.4f} seconds={point.seconds:.0f}",
