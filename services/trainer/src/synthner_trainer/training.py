@@ -63,6 +63,12 @@ class Progress:
 
 
 ProgressCallback = Callable[[Progress], None]
+StopCheck = Callable[[], bool]
+"""Asked before every step; True cancels the training (SIGTERM while training)."""
+
+
+class TrainingCancelled(RuntimeError):
+    """The training was asked to stop; nothing was written."""
 
 
 def log_progress(progress: Progress) -> None:
@@ -290,6 +296,7 @@ def fine_tune(
     progress: ProgressCallback = log_progress,
     log_every: int = 50,
     max_seconds: float | None = None,
+    should_stop: StopCheck | None = None,
 ) -> TrainingResult:
     """Fine-tune the plan's base model; returns the best epoch's model (by strict micro F1 on the dev documents).
 
@@ -322,6 +329,8 @@ def fine_tune(
         epoch_started = time.perf_counter()
         losses: list[float] = []
         for batch_indices in length_grouped_batches(lengths, config.batch_size, rng)[: total_steps - step]:
+            if should_stop is not None and should_stop():
+                raise TrainingCancelled(f"training cancelled at step {step} of {total_steps}")
             batch = collate([windows[i] for i in batch_indices], pad_id, torch_device)
             losses.append(optimizer.step(batch))
             step += 1
