@@ -92,6 +92,22 @@ def train_and_register(
     result = fine_tune(
         plan, device=settings.device, patience=settings.patience, progress=progress, should_stop=should_stop
     )
+    return gate_and_register(
+        result, manifest=manifest, settings=settings, registry=registry, gold=gold, correlation_id=correlation_id
+    )
+
+
+def gate_and_register(
+    result: TrainingResult,
+    *,
+    manifest: DatasetManifest,
+    settings: TrainerSettings,
+    registry: ModelRegistry,
+    gold: GoldSet | None,
+    correlation_id: str,
+) -> TrainingOutcome:
+    """Score a trained model, gate it against the current version on the gold set, add it as a version."""
+    config, base_model = result.config, result.base_model
     metrics = evaluate_result(result, gold)
     candidate = gate_score(metrics[-1], settings.gate_metric) if gold is not None else None
     current_name, current_score = (None, None)
@@ -176,8 +192,15 @@ def train_to_folder(
 ) -> tuple[TrainingResult, list[EvaluationResult]]:
     """The CLI's training: documents from files into one model folder at ``out`` (written atomically)."""
     plan = prepare(train, dev, base_model, config, labels=labels)
-    manifest = manifest_for("files", plan.train, ["files"])
     result = fine_tune(plan, device=device, patience=patience, progress=progress)
+    return result, write_model_folder(result, out, manifest_for("files", plan.train, ["files"]), gold)
+
+
+def write_model_folder(
+    result: TrainingResult, out: Path, manifest: DatasetManifest, gold: GoldSet | None
+) -> list[EvaluationResult]:
+    """Score a trained model and write it with its metadata to ``out`` (atomically); returns the metrics."""
+    config, base_model = result.config, result.base_model
     metrics = evaluate_result(result, gold)
     metrics[0] = metrics[0].model_copy(update={"dataset": "dev"})
 
@@ -194,4 +217,4 @@ def train_to_folder(
         )
 
     write_folder_atomically(out, write)
-    return result, metrics
+    return metrics

@@ -101,6 +101,7 @@ class TrainingResult:
     tokenizer: Any
     labels: list[str]
     config: TrainingConfig
+    base_model: Path
     dev_result: EvaluationResult
     best_epoch: int
     epochs_run: int
@@ -359,6 +360,7 @@ def fine_tune(
         tokenizer=tokenizer,
         labels=plan.labels,
         config=config,
+        base_model=plan.base_model,
         dev_result=best.result,
         best_epoch=best.epoch,
         epochs_run=epoch,
