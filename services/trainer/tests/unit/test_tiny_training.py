@@ -22,7 +22,10 @@ from synthner_trainer.training import TrainingResult
 NCBI = Path(__file__).resolve().parents[4].parent / "shared" / "data" / "ncbi_disease"
 TRAIN_DOCS = int(os.environ.get("SYNTHNER_TEST_TRAIN_DOCS", "24"))
 
-pytestmark = pytest.mark.skipif(not (NCBI / "train.jsonl").is_file(), reason="no NCBI-disease data beside the repo")
+pytestmark = [
+    pytest.mark.skipif(not (NCBI / "train.jsonl").is_file(), reason="no NCBI-disease data beside the repo"),
+    pytest.mark.timeout(900),  # about 1.5 min on 2 idle cores; a shared, busy machine takes several times longer
+]
 
 
 Trained = tuple[Path, list[object], GoldSet, TrainingResult]
