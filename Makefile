@@ -25,7 +25,7 @@ lint: install
 
 typecheck: install
 	$(VENV)/bin/mypy shared/src services/generator/src services/annotator/src services/trainer/src cli/src \
-		services/ner-api/src shared/tests services/generator/tests cli/tests tests conftest.py benchmarks deploy/llama-cpp
+		services/ner-api/src shared/tests services/generator/tests cli/tests tests conftest.py benchmarks deploy/llama-cpp services/trainer/tests
 
 unit: install ## only the tests that need no broker
 	$(PY) -m pytest -m "not rabbitmq" $(PYTEST_ARGS)
@@ -51,7 +51,7 @@ snapshots: install ## regenerate the contract JSON-schema snapshots after an int
 
 constraints: install ## re-pin constraints.txt from the current environment
 	@(echo "# Exact versions of everything in the development environment (regenerate: make constraints)."; \
-	  $(VENV)/bin/pip freeze --exclude-editable | grep -v '^-e') > constraints.txt
+	  $(VENV)/bin/pip freeze --exclude-editable | grep -v '^-e' | sed -E 's/^(torch==[0-9.]+)\+[a-z0-9]+$$/\1/') > constraints.txt
 
 clean: ## remove the environment and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
