@@ -7,12 +7,13 @@ Policy, declared here because every annotator's output depends on it:
   removed. Offsets always come back to the original text through the index map. A mention that is found in neither
   is **dropped and counted, never guessed** (no fuzzy matching).
 - **Repeated mentions**, ``mode="in_order"`` (default): the list is read as mentions in order of appearance; each
-  mention takes one occurrence, preferring (in this order) one that does not overlap a span already placed, one
-  not inside an occurrence of a longer mention of the same list, one at or after the previous mention's end, an
-  exact (case-sensitive) match, one on word boundaries, and finally the earliest. A mention with a position hint
-  (inline markup) takes the free occurrence nearest the hint instead. A mention whose every occurrence is already
-  taken is dropped. This tolerates lists that are out of order. ``mode="all"``: every word-bounded occurrence of
-  every distinct mention becomes a span.
+  mention takes one free occurrence, preferring (in this order) one that does not overlap a span already placed,
+  one on word boundaries, one at or after the previous mention's end, one not inside an occurrence of a longer
+  mention of the same list, an exact (case-sensitive) match, and finally the earliest. The list is placed a second
+  time with the order and containment preferences swapped (reading it as out of order); the reading that places
+  more mentions wins, the in-order one on a tie. A mention with a position hint (inline markup) takes the free
+  occurrence nearest the hint instead. A mention whose every occurrence is taken is dropped. ``mode="all"``: every
+  word-bounded occurrence of every distinct mention becomes a span.
 - **Overlaps** between the resulting spans are resolved by the declared :data:`~synthner_annotator.spans.OverlapPolicy`.
 - **Labels** are matched to the declared set ignoring case; a mention with any other label is dropped and counted.
 """
@@ -161,17 +162,25 @@ def align_mentions(
 
     if mode == "all":
         placed = _place_all(index, known, report, source)
-    else:
-        placed = _place_in_order(index, known, report, source)
-
-    kept, rejected = resolve_overlaps(placed, overlap_policy)
-    report.spans = kept
-    if mode == "all":
+        kept, rejected = resolve_overlaps(placed, overlap_policy)
         # A mention counts as aligned when at least one of its spans survives.
-        surviving = {span.rank for span in kept}
-        report.overlapping += len({s.rank for s in rejected} - surviving)
-    else:
-        report.overlapping += len(rejected)
+        report.overlapping += len({s.rank for s in rejected} - {s.rank for s in kept})
+        report.spans = kept
+        return report
+
+    # Two readings of the list: as in order of appearance (order first), and as out of order (shadowing first).
+    # The one that places more mentions wins; on a tie, the in-order reading.
+    best: tuple[AlignmentReport, list[Span], list[Span]] | None = None
+    for shadow_first in (False, True):
+        attempt = AlignmentReport(proposed=report.proposed, unknown_label=report.unknown_label)
+        placed = _place_in_order(index, known, attempt, source, shadow_first)
+        kept, rejected = resolve_overlaps(placed, overlap_policy)
+        if best is None or len(kept) > len(best[1]):
+            best = attempt, kept, rejected
+    assert best is not None
+    report, kept, rejected = best
+    report.overlapping += len(rejected)
+    report.spans = kept
     return report
 
 
@@ -195,17 +204,27 @@ def _place_all(index: _Index, known: _Known, report: AlignmentReport, source: st
 
 
 def _preference(
-    occurrence: _Occurrence, placed: Sequence[Span], hint: int | None, shadowed: set[tuple[int, int]], cursor: int
+    occurrence: _Occurrence,
+    *,
+    placed: Sequence[Span],
+    hint: int | None,
+    shadowed: bool,
+    cursor: int,
+    shadow_first: bool,
 ) -> tuple[int, ...]:
     """Sort key of a candidate occurrence: smaller is better (see the module docstring)."""
     o = occurrence
     overlapping = any(o.start < p.end and p.start < o.end for p in placed)
     if hint is not None:  # a position from the reply (inline markup) outranks order and shadowing
         return (overlapping, abs(o.start - hint), not o.exact, o.start)
-    return (overlapping, (o.start, o.end) in shadowed, o.start < cursor, not o.exact, not o.word_bounded, o.start)
+    before = o.start < cursor
+    ordered = (shadowed, before) if shadow_first else (before, shadowed)
+    return (overlapping, not o.word_bounded, *ordered, not o.exact, o.start)
 
 
-def _place_in_order(index: _Index, known: _Known, report: AlignmentReport, source: str | None) -> list[Span]:
+def _place_in_order(
+    index: _Index, known: _Known, report: AlignmentReport, source: str | None, shadow_first: bool
+) -> list[Span]:
     placed: list[Span] = []
     shadowed = _shadowed_occurrences(index, [m for _, m, _ in known])
     taken: set[tuple[int, int]] = set()
@@ -219,8 +238,18 @@ def _place_in_order(index: _Index, known: _Known, report: AlignmentReport, sourc
         if not free:
             report.no_free_occurrence += 1
             continue
-        own_shadowed = shadowed.get(mention.text, set())
-        best = min(free, key=lambda o: _preference(o, placed, mention.hint, own_shadowed, cursor))
+        own = shadowed.get(mention.text, set())
+        best = min(
+            free,
+            key=lambda o: _preference(
+                o,
+                placed=placed,
+                hint=mention.hint,
+                shadowed=(o.start, o.end) in own,
+                cursor=cursor,
+                shadow_first=shadow_first,
+            ),
+        )
         taken.add((best.start, best.end))
         placed.append(Span(best.start, best.end, label, source=source, rank=rank))
         cursor = best.end
