@@ -24,7 +24,7 @@ from synthner_annotator.ratelimit import Backoff, RateLimiter, Sleep, retry_afte
 
 log = logging.getLogger(__name__)
 
-StructuredOutput = Literal["json_schema", "json_object", "none"]
+StructuredOutput = Literal["json_schema", "json_object", "json_object_schema", "none"]
 _TRANSIENT_STATUS = {408, 409, 429}
 
 
@@ -49,8 +49,9 @@ class EndpointSettings(BaseModel):
     backoff_max_s: float = Field(default=60.0, gt=0)
     structured_output: StructuredOutput = Field(
         default="json_schema",
-        description="json_schema: JSON schema of the reply format (OpenAI, vLLM, recent llama.cpp); json_object: "
-        "JSON mode only; none: free text, parsed with repair.",
+        description="json_schema: OpenAI structured output with the reply's JSON schema (OpenAI, Azure, vLLM); "
+        "json_object: JSON mode only; json_object_schema: JSON mode with a 'schema' key (llama-cpp-python's server "
+        "turns it into a grammar); none: free text, parsed with repair.",
     )
     temperature: float = Field(default=0.0, ge=0, le=2)
     max_tokens: int = Field(default=2048, ge=1, le=65536)
@@ -90,9 +91,11 @@ def estimate_tokens(messages: Sequence[dict[str, str]], max_tokens: int) -> int:
 def response_format(mode: StructuredOutput, schema: type[BaseModel] | None) -> dict[str, Any] | None:
     if schema is None or mode == "none":
         return None
+    json_schema = schema.model_json_schema()
     if mode == "json_object":
         return {"type": "json_object"}
-    json_schema = schema.model_json_schema()
+    if mode == "json_object_schema":
+        return {"type": "json_object", "schema": json_schema}
     return {"type": "json_schema", "json_schema": {"name": schema.__name__, "strict": True, "schema": json_schema}}
 
 
