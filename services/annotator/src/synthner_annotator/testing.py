@@ -133,7 +133,12 @@ class OpenAICompatibleServer:
             await asyncio.sleep(self.latency_s)
         answer = await self.script(request)
         if answer.status != 200:
-            error = {"message": f"scripted HTTP {answer.status}", "type": answer.error_type, "param": None, "code": None}
+            error = {
+                "message": f"scripted HTTP {answer.status}",
+                "type": answer.error_type,
+                "param": None,
+                "code": None,
+            }
             return answer.status, answer.headers, {"error": error}
         return 200, answer.headers, completion_body(request, answer)
 
@@ -170,11 +175,7 @@ def lexicon_oracle(terms: dict[str, str]) -> Script:
 
     async def script(request: dict[str, Any]) -> Answer:
         text = user_text(request)
-        found = sorted(
-            (position, term)
-            for term in terms
-            for position in _positions(text, term)
-        )
+        found = sorted((position, term) for term in terms for position in _positions(text, term))
         mentions = [{"label": terms[term], "text": term} for _, term in found]
         return Answer(json.dumps({"mentions": mentions}))
 

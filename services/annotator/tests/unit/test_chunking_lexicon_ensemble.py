@@ -53,7 +53,9 @@ def test_chunk_rejects_overlap_of_half_the_size() -> None:
 
 
 def lexicon(**options: object) -> LexiconAnnotator:
-    settings = LexiconSettings(terms={"Disease": ["type 2 diabetes", "diabetes", "Crohn's disease"], "Drug": ["metformin"]}, **options)  # type: ignore[arg-type]
+    settings = LexiconSettings(
+        terms={"Disease": ["type 2 diabetes", "diabetes", "Crohn's disease"], "Drug": ["metformin"]}, **options
+    )  # type: ignore[arg-type]
     return LexiconAnnotator(settings, LABELS)
 
 
