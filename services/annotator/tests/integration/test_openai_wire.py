@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from synthner_annotator.backends.base import AnnotationRequest
 from synthner_annotator.backends.llm import LLMAnnotator, LLMAnnotatorSettings
@@ -33,7 +34,7 @@ class RecordedSleep:
 
 def annotator(base_url: str, sleep: RecordedSleep | None = None, **options: Any) -> LLMAnnotator:
     endpoint_options = {k: options.pop(k) for k in list(options) if k in EndpointSettings.model_fields}
-    endpoint = EndpointSettings(base_url=base_url, model="gpt-test", api_key="sk-test", **endpoint_options)
+    endpoint = EndpointSettings(base_url=base_url, model="gpt-test", api_key=SecretStr("sk-test"), **endpoint_options)
     settings = LLMAnnotatorSettings(endpoint=endpoint, **options)
     return LLMAnnotator(
         settings, LABELS, ChatEndpoint(endpoint, sleep=sleep or RecordedSleep(), random_unit=lambda: 1.0)
@@ -64,13 +65,17 @@ async def test_json_design_sends_the_schema_and_aligns_the_reply() -> None:
     ]
     assert result.report.stats().model_dump() == {"mentions_found": 4, "mentions_aligned": 3, "mentions_dropped": 1}
     sent = server.requests[0]
-    assert sent["model"] == "gpt-test" and sent["temperature"] == 0
+    assert sent["model"] == "gpt-test"
+    assert sent["temperature"] == 0
     assert sent["response_format"]["type"] == "json_schema"
     schema = sent["response_format"]["json_schema"]
-    assert schema["strict"] is True and schema["schema"]["required"] == ["mentions"]
+    assert schema["strict"] is True
+    assert schema["schema"]["required"] == ["mentions"]
     assert server.headers[0]["authorization"] == "Bearer sk-test"
-    assert result.record.prompt is not None and result.record.prompt.name == "json_mentions"
-    assert llm.usage()["llm"]["requests"] == 1 and llm.usage()["llm"]["prompt_tokens"] > 0
+    assert result.record.prompt is not None
+    assert result.record.prompt.name == "json_mentions"
+    assert llm.usage()["llm"]["requests"] == 1
+    assert llm.usage()["llm"]["prompt_tokens"] > 0
 
 
 async def test_429_with_retry_after_is_honoured_then_succeeds() -> None:
@@ -89,7 +94,8 @@ async def test_429_with_retry_after_is_honoured_then_succeeds() -> None:
     assert result.spans == []
     assert sleep.delays == [7.0, 1.0]  # Retry-After, then exponential back-off (attempt 2, full jitter unit)
     assert len(server.requests) == 3
-    assert llm.endpoint.usage.rate_limited == 1 and llm.endpoint.usage.retries == 2
+    assert llm.endpoint.usage.rate_limited == 1
+    assert llm.endpoint.usage.retries == 2
 
 
 async def test_endpoint_down_for_every_attempt_is_transient() -> None:
@@ -121,7 +127,8 @@ async def test_malformed_replies_are_retried_then_fail_with_the_reason() -> None
                 await llm.annotate(request())
         finally:
             await llm.aclose()
-    assert len(server.requests) == 3 and failure.value.attempts == 3
+    assert len(server.requests) == 3
+    assert failure.value.attempts == 3
 
 
 async def test_a_malformed_reply_then_a_good_one_succeeds() -> None:
@@ -177,4 +184,5 @@ async def test_long_note_is_chunked_and_merged_without_duplicates() -> None:
     assert max(len(user_text(r)) for r in server.requests) <= 600
     assert [text[s.start : s.end] for s in result.spans] == ["asthma", "salbutamol"] * 60
     stats = result.report.stats()
-    assert stats.mentions_aligned == 120 and stats.mentions_found == stats.mentions_aligned + stats.mentions_dropped
+    assert stats.mentions_aligned == 120
+    assert stats.mentions_found == stats.mentions_aligned + stats.mentions_dropped

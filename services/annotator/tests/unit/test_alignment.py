@@ -97,7 +97,8 @@ def test_align_given_hint_takes_nearest_occurrence() -> None:
 
 def test_align_given_blank_mention_drops_it() -> None:
     report = align_mentions("fever", [ProposedMention("Disease", "  \u200b ")], LABELS)
-    assert report.spans == [] and report.not_found == 1
+    assert report.spans == []
+    assert report.not_found == 1
 
 
 def test_normalize_maps_every_character_back_inside_the_original() -> None:
@@ -113,7 +114,8 @@ def test_any_substring_is_found_and_maps_to_an_equivalent_span(text: str, data: 
     mention = text[start:end]
     report = align_mentions(text, [ProposedMention("Disease", mention)], LABELS)
     if not normalize_key(mention):
-        assert report.spans == [] and report.not_found == 1
+        assert report.spans == []
+        assert report.not_found == 1
         return
     assert len(report.spans) == 1
     span = report.spans[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -22,10 +23,12 @@ LABELS = ["Disease", "Drug"]
 @given(st.text(min_size=1, max_size=3000), st.integers(200, 800), st.integers(0, 99))
 def test_chunks_cover_the_text_and_ownership_partitions_it(text: str, size: int, overlap: int) -> None:
     chunks = chunk_text(text, size, overlap)
-    assert chunks[0].start == 0 and chunks[-1].end == len(text)
+    assert chunks[0].start == 0
+    assert chunks[-1].end == len(text)
     assert all(c.end - c.start <= size for c in chunks)
-    assert chunks[0].own_start == 0 and chunks[-1].own_end == len(text)
-    for before, after in zip(chunks, chunks[1:], strict=False):
+    assert chunks[0].own_start == 0
+    assert chunks[-1].own_end == len(text)
+    for before, after in itertools.pairwise(chunks):
         assert after.start <= before.end  # no gap
         assert before.own_end == after.own_start
         assert after.start <= after.own_start <= before.end
@@ -52,10 +55,10 @@ def test_chunk_rejects_overlap_of_half_the_size() -> None:
         chunk_text("x", 100, 50)
 
 
-def lexicon(**options: object) -> LexiconAnnotator:
-    settings = LexiconSettings(
-        terms={"Disease": ["type 2 diabetes", "diabetes", "Crohn's disease"], "Drug": ["metformin"]}, **options
-    )  # type: ignore[arg-type]
+def lexicon(**options: bool) -> LexiconAnnotator:
+    settings = LexiconSettings.model_validate(
+        {"terms": {"Disease": ["type 2 diabetes", "diabetes", "Crohn's disease"], "Drug": ["metformin"]}, **options}
+    )
     return LexiconAnnotator(settings, LABELS)
 
 

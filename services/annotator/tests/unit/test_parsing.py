@@ -52,7 +52,8 @@ def test_parse_counts_items_of_the_wrong_shape() -> None:
 
 def test_parse_empty_list_is_valid() -> None:
     parsed = parse_mention_list('{"mentions": []}')
-    assert parsed.mentions == [] and parsed.malformed_items == 0
+    assert parsed.mentions == []
+    assert parsed.malformed_items == 0
 
 
 def test_markup_mentions_carry_their_position() -> None:

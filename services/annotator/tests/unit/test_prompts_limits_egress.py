@@ -33,7 +33,8 @@ def test_every_design_renders_in_every_language(design: str, language: str) -> N
     )
     messages = PromptTemplate(settings, LABELS).messages("Fever.", language)
     system = messages[0]["content"]
-    assert "Disease: a disorder or illness" in system and "Drug: Drug" in system
+    assert "Disease: a disorder or illness" in system
+    assert "Drug: Drug" in system
     assert "Do not annotate negated findings." in system
     assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
     assert messages[-1]["content"] == "Fever."
@@ -155,7 +156,8 @@ async def test_handler_publishes_a_document_with_the_spans_and_counts() -> None:
     handle = make_handler(ScriptedAnnotator(annotation([Span(0, 3, "Disease", source="s")])), LABELS, "t", 10_000)
     [document] = await handle(note)
     assert isinstance(document, DocumentAnnotated)
-    assert document.note_id == note.note_id and document.correlation_id == note.correlation_id
+    assert document.note_id == note.note_id
+    assert document.correlation_id == note.correlation_id
     assert [(e.start, e.end, e.label) for e in document.entities] == [(0, 3, "Disease")]
     assert document.alignment.mentions_aligned == 1
 
@@ -171,7 +173,8 @@ async def test_handler_reports_permanent_failures_as_annotation_failed() -> None
 async def test_handler_rejects_huge_notes_without_calling_the_backend() -> None:
     handle = make_handler(ScriptedAnnotator(RuntimeError("not called")), LABELS, "t", 10)
     [failed] = await handle(sample_note(3))
-    assert isinstance(failed, AnnotationFailed) and "above the limit of 10" in failed.reason
+    assert isinstance(failed, AnnotationFailed)
+    assert "above the limit of 10" in failed.reason
 
 
 async def test_handler_turns_transient_failures_into_retries() -> None:
