@@ -177,6 +177,8 @@ def align_mentions(
         kept, rejected = resolve_overlaps(placed, overlap_policy)
         if best is None or len(kept) > len(best[1]):
             best = attempt, kept, rejected
+        if len(kept) == len(known):
+            break  # every mention placed: no reading can do better
     assert best is not None
     report, kept, rejected = best
     report.overlapping += len(rejected)

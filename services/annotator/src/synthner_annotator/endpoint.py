@@ -10,6 +10,7 @@ The SDK's own retries are off (``max_retries=0``) so that every wait is ours: ex
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 from collections.abc import Sequence
@@ -88,7 +89,9 @@ def estimate_tokens(messages: Sequence[dict[str, str]], max_tokens: int) -> int:
     return sum(len(m["content"]) for m in messages) // 3 + max_tokens
 
 
+@functools.lru_cache(maxsize=32)
 def response_format(mode: StructuredOutput, schema: type[BaseModel] | None) -> dict[str, Any] | None:
+    """The ``response_format`` request field (built once per schema and mode)."""
     if schema is None or mode == "none":
         return None
     json_schema = schema.model_json_schema()
@@ -136,7 +139,8 @@ class ChatEndpoint:
         estimate = estimate_tokens(messages, settings.max_tokens)
         extra: dict[str, Any] = {}
         if (fmt := response_format(settings.structured_output, schema)) is not None:
-            extra["response_format"] = fmt
+            # Sent as extra body: the SDK would otherwise walk the whole JSON schema on every request.
+            extra["extra_body"] = {"response_format": fmt}
         if settings.seed is not None:
             extra["seed"] = settings.seed
         last_error = ""

@@ -35,9 +35,21 @@ class NormalizationOptions:
 DEFAULT_OPTIONS = NormalizationOptions()
 
 
-@lru_cache(maxsize=65_536)
 def fold_char(char: str, options: NormalizationOptions) -> str:
     """The normalised form of one code point (possibly empty, possibly several characters)."""
+    cache = _fold_cache(options)
+    folded = cache.get(char)
+    if folded is None:
+        folded = cache[char] = _fold(char, options)
+    return folded
+
+
+@lru_cache(maxsize=16)
+def _fold_cache(options: NormalizationOptions) -> dict[str, str]:
+    return {}
+
+
+def _fold(char: str, options: NormalizationOptions) -> str:
     if char in _IGNORABLE:
         return ""
     if options.unify_punctuation:
@@ -67,15 +79,31 @@ class NormalizedText:
 
 def normalize(text: str, options: NormalizationOptions = DEFAULT_OPTIONS) -> NormalizedText:
     """Fold ``text`` code point by code point, collapsing whitespace runs to one space when asked."""
+    cache = _fold_cache(options)
     out: list[str] = []
     starts: list[int] = []
     ends: list[int] = []
+    collapse = options.collapse_whitespace
+    previous_space = False
     for index, char in enumerate(text):
-        for folded in fold_char(char, options):
-            if options.collapse_whitespace and folded == " " and out and out[-1] == " ":
-                ends[-1] = index + 1  # the one space stands for the whole run
-                continue
+        folded = cache.get(char)
+        if folded is None:
+            folded = cache[char] = _fold(char, options)
+        if len(folded) == 1 and folded != " ":  # the common case, kept fast
             out.append(folded)
+            starts.append(index)
+            ends.append(index + 1)
+            previous_space = False
+            continue
+        for piece in folded:
+            if collapse and piece == " ":
+                if previous_space:
+                    ends[-1] = index + 1  # the one space stands for the whole run
+                    continue
+                previous_space = True
+            else:
+                previous_space = False
+            out.append(piece)
             starts.append(index)
             ends.append(index + 1)
     return NormalizedText("".join(out), tuple(starts), tuple(ends))

@@ -106,12 +106,19 @@ class PromptTemplate:
             if outside:
                 raise ConfigurationError(f"few-shot example with labels outside the label set: {sorted(outside)}")
         self._guides = [LabelGuide(label, settings.definitions.get(label, label)) for label in labels]
+        self._systems: dict[str, str] = {}
+        self._examples = [(example, self.example_reply(example)) for example in settings.examples]  # fails early
 
     @property
     def design(self) -> PromptDesign:
         return self.settings.name
 
     def system_message(self, language: str) -> str:
+        if language not in self._systems:
+            self._systems[language] = self._render_system(language)
+        return self._systems[language]
+
+    def _render_system(self, language: str) -> str:
         lang = base_language(language)
         if _template_name(self.settings.name, self.settings.version, lang) not in self._environment.list_templates():
             lang = FALLBACK_LANGUAGE
@@ -132,9 +139,9 @@ class PromptTemplate:
     def messages(self, text: str, language: str) -> list[Message]:
         """The chat messages asking to annotate ``text``."""
         messages: list[Message] = [{"role": "system", "content": self.system_message(language)}]
-        for example in self.settings.examples:
+        for example, reply in self._examples:
             if example.language is None or base_language(example.language) == base_language(language):
                 messages.append({"role": "user", "content": example.text})
-                messages.append({"role": "assistant", "content": self.example_reply(example)})
+                messages.append({"role": "assistant", "content": reply})
         messages.append({"role": "user", "content": text})
         return messages

@@ -80,6 +80,7 @@ class OpenAICompatibleServer:
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self._server: asyncio.Server | None = None
+        self._connections: set[asyncio.StreamWriter] = set()
 
     @property
     def base_url(self) -> str:
@@ -93,10 +94,13 @@ class OpenAICompatibleServer:
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
+            for writer in list(self._connections):  # idle keep-alive connections: their handlers end normally
+                writer.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), timeout=5)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._connections.add(writer)
         try:
             while True:
                 request_line = await reader.readline()
@@ -117,6 +121,7 @@ class OpenAICompatibleServer:
         except (ConnectionError, asyncio.IncompleteReadError, ValueError):
             return
         finally:
+            self._connections.discard(writer)
             writer.close()
 
     async def _answer(
