@@ -34,9 +34,12 @@ demo: install ## the main job: runs the pipeline that exists on this machine
 	@bash scripts/ensure-rabbitmq.sh
 	$(PY) scripts/demo.py $(DEMO_ARGS)
 
-bench: install ## broker throughput: our publisher and consumer runner against plain aio-pika
+bench: install ## broker throughput, annotator alignment (NCBI-disease, MEDDOCAN dev) and annotator throughput
 	@bash scripts/ensure-rabbitmq.sh
 	$(PY) benchmarks/broker_throughput.py $(BENCH_ARGS)
+	$(PY) benchmarks/alignment.py --gold ../shared/data/ncbi_disease/dev.jsonl
+	$(PY) benchmarks/alignment.py --gold ../shared/data/meddocan/dev.jsonl
+	$(PY) benchmarks/annotator_throughput.py
 
 snapshots: install ## regenerate the contract JSON-schema snapshots after an intended change
 	SYNTHNER_UPDATE_SNAPSHOTS=1 $(PY) -m pytest -q tests/contracts
