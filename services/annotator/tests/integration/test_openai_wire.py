@@ -10,6 +10,8 @@ import pytest
 from pydantic import SecretStr
 
 from synthner_annotator.backends.base import AnnotationRequest
+from synthner_annotator.backends.ensemble import EnsembleAnnotator, EnsembleMember, EnsembleSettings
+from synthner_annotator.backends.lexicon import LexiconAnnotator, LexiconSettings
 from synthner_annotator.backends.llm import LLMAnnotator, LLMAnnotatorSettings
 from synthner_annotator.endpoint import ChatEndpoint, EndpointSettings
 from synthner_annotator.errors import EgressRefused, MalformedReply, PermanentAnnotationError, TransientAnnotationError
@@ -186,3 +188,26 @@ async def test_long_note_is_chunked_and_merged_without_duplicates() -> None:
     stats = result.report.stats()
     assert stats.mentions_aligned == 120
     assert stats.mentions_found == stats.mentions_aligned + stats.mentions_dropped
+
+
+async def test_ensemble_of_llm_and_lexicon_votes_and_records_agreement() -> None:
+    reply = json.dumps({"mentions": [{"label": "Disease", "text": "asthma"}, {"label": "Drug", "text": "salbutamol"}]})
+    async with openai_compatible_server(constant(reply)) as server:
+        llm = annotator(server.base_url)
+        lexicon_settings = LexiconSettings(terms={"Disease": ["asthma"]})
+        settings = EnsembleSettings(
+            members=[
+                EnsembleMember(weight=1.0, annotator=llm.settings),
+                EnsembleMember(weight=1.5, annotator=lexicon_settings),
+            ]
+        )
+        ensemble = EnsembleAnnotator(settings, [(1.0, llm), (1.5, LexiconAnnotator(lexicon_settings, LABELS))])
+        try:
+            result = await ensemble.annotate(request())
+        finally:
+            await ensemble.aclose()
+    # asthma: both (share 1.0); salbutamol: llm only (0.4); second Asthma: lexicon only (0.6 > 0.5)
+    assert [(TEXT[s.start : s.end], s.score) for s in result.spans] == [("asthma", 1.0), ("Asthma", 0.6)]
+    assert result.agreement == pytest.approx(0.5)  # one span in common out of two each
+    assert set(result.members) == {"llm", "lexicon"}
+    assert result.record.backend == "ensemble"
