@@ -41,7 +41,7 @@ async def test_settings_from_a_config_file_with_environment_overrides(
     config.write_text(json.dumps(CONFIG), encoding="utf-8")
     monkeypatch.setenv(CONFIG_FILE_VARIABLE, str(config))
     monkeypatch.setenv("SYNTHNER_ANNOTATOR_PRODUCER", "annotator-7")
-    settings = AnnotatorSettings()  # type: ignore[call-arg]
+    settings = AnnotatorSettings()
     assert settings.producer == "annotator-7"
     assert settings.labels == ["Disease", "Drug"]
     annotator = build_annotator(settings.annotator, settings.labels)
@@ -56,7 +56,7 @@ def test_settings_from_environment_variables_alone(monkeypatch: pytest.MonkeyPat
     monkeypatch.delenv(CONFIG_FILE_VARIABLE, raising=False)
     monkeypatch.setenv("SYNTHNER_ANNOTATOR_LABELS", '["Disease"]')
     monkeypatch.setenv("SYNTHNER_ANNOTATOR_ANNOTATOR", '{"kind": "lexicon", "terms": {"Disease": ["gout"]}}')
-    settings = AnnotatorSettings()  # type: ignore[call-arg]
+    settings = AnnotatorSettings()
     assert isinstance(build_annotator(settings.annotator, settings.labels), LexiconAnnotator)
 
 
