@@ -107,12 +107,12 @@ async def annotate_once(base_url: str, design: str, structured_output: str) -> N
         external=False,
         max_concurrency=1,
         structured_output=structured_output,  # type: ignore[arg-type]
-        max_tokens=96,
+        max_tokens=64,
         timeout_s=120,
         max_attempts=2,
     )
     prompt = PromptSettings(name=design)  # type: ignore[arg-type]
-    annotator = LLMAnnotator(LLMAnnotatorSettings(endpoint=endpoint, prompt=prompt, malformed_retries=1), LABELS)
+    annotator = LLMAnnotator(LLMAnnotatorSettings(endpoint=endpoint, prompt=prompt, malformed_retries=0), LABELS)
     text = "Patient with asthma and hypertension, treated with salbutamol."
     request = AnnotationRequest("b" * 64, text, "en", "real", "skipped")  # an internal endpoint takes any note
     try:

@@ -111,6 +111,16 @@ async def test_endpoint_down_for_every_attempt_is_transient() -> None:
         await llm.aclose()
 
 
+async def test_a_server_slower_than_the_timeout_is_transient() -> None:
+    async with openai_compatible_server(constant('{"mentions": []}'), latency_s=2.0) as server:
+        llm = annotator(server.base_url, max_attempts=1, timeout_s=0.2)
+        try:
+            with pytest.raises(TransientAnnotationError, match="APITimeoutError"):
+                await llm.annotate(request())
+        finally:
+            await llm.aclose()
+
+
 async def test_client_error_is_permanent() -> None:
     async with openai_compatible_server(sequence(Answer.error(400, error_type="invalid_request_error"))) as server:
         llm = annotator(server.base_url)
