@@ -12,6 +12,7 @@ Folding is per code point on purpose: ``normalize(text[a:b])`` is then exactly t
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -69,16 +70,28 @@ class NormalizedText:
     """A normalised text; ``starts[i]``/``ends[i]`` give the original code point that character ``i`` came from."""
 
     text: str
-    starts: tuple[int, ...]
-    ends: tuple[int, ...]
+    starts: Sequence[int]
+    ends: Sequence[int]
 
     def original_span(self, start: int, end: int) -> tuple[int, int]:
         """Original offsets of the normalised slice ``[start, end)`` (``end > start``)."""
         return self.starts[start], self.ends[end - 1]
 
 
+@lru_cache(maxsize=16)
+def _ascii_table(options: NormalizationOptions) -> dict[int, str]:
+    """Every ASCII character folds to exactly one character, so ASCII text folds with ``str.translate``."""
+    table = {code: _fold(chr(code), options) for code in range(128)}
+    assert all(len(folded) == 1 for folded in table.values())
+    return table
+
+
 def normalize(text: str, options: NormalizationOptions = DEFAULT_OPTIONS) -> NormalizedText:
     """Fold ``text`` code point by code point, collapsing whitespace runs to one space when asked."""
+    if text.isascii():
+        translated = text.translate(_ascii_table(options))
+        if not (options.collapse_whitespace and "  " in translated):  # one character for one: an identity map
+            return NormalizedText(translated, range(len(text)), range(1, len(text) + 1))
     cache = _fold_cache(options)
     out: list[str] = []
     starts: list[int] = []

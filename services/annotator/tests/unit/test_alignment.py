@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from synthner_annotator.alignment import ProposedMention, align_mentions
-from synthner_annotator.normalization import normalize, normalize_key
+from synthner_annotator.normalization import DEFAULT_OPTIONS, fold_char, normalize, normalize_key
 from synthner_shared.contracts import check_spans
 
 LABELS = ["Disease", "Drug"]
@@ -160,3 +160,25 @@ def test_exact_mentions_in_order_recover_a_span_of_the_same_text(case: tuple[str
     report = align_mentions(text, mentions, LABELS)
     check_spans(text, report.spans, set(LABELS))
     assert report.not_found == 0
+
+
+def reference_normalize(text: str) -> tuple[str, list[int], list[int]]:
+    """The definition, one code point at a time (the module has a faster path for ASCII)."""
+    out: list[str] = []
+    starts: list[int] = []
+    ends: list[int] = []
+    for index, char in enumerate(text):
+        for piece in fold_char(char, DEFAULT_OPTIONS):
+            if piece == " " and out and out[-1] == " ":
+                ends[-1] = index + 1
+                continue
+            out.append(piece)
+            starts.append(index)
+            ends.append(index + 1)
+    return "".join(out), starts, ends
+
+
+@given(st.one_of(st.text(alphabet=st.characters(max_codepoint=127)), st.text()))
+def test_normalize_agrees_with_its_definition(text: str) -> None:
+    view = normalize(text)
+    assert (view.text, list(view.starts), list(view.ends)) == reference_normalize(text)
