@@ -94,3 +94,21 @@ def test_run_refuses_real_documents_for_an_external_llm(tmp_path: Path, capsys: 
     assert "EgressRefused" in captured.err
     assert "only synthetic notes" in captured.err
     assert "0 documents, 0 spans; 2 documents failed" in captured.out
+
+
+def test_score_an_ensemble_scores_each_member_and_their_agreement(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gold = write(tmp_path / "gold.jsonl", GOLD)
+    members = [
+        {"weight": 1, "annotator": {"kind": "lexicon", "name": "asthma-only", "terms": {"Disease": ["asthma"]}}},
+        {"weight": 1, "annotator": {"kind": "lexicon", "name": "both", "terms": {"Disease": ["asthma", "gout"]}}},
+    ]
+    config = tmp_path / "ensemble.json"
+    config.write_text(json.dumps({"annotator": {"kind": "ensemble", "members": members, "threshold": 0.4}}))
+    assert main(["annotate", "score", "--gold", str(gold), "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "ensemble: 2 documents" in out
+    assert "asthma-only: 2 documents" in out
+    assert "both: 2 documents" in out
+    assert "asthma-only ~ both: 0.800" in out

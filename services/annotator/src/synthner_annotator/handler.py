@@ -31,6 +31,16 @@ from synthner_shared.contracts import (
 from synthner_shared.messaging import PoisonMessageError, RetryableError
 
 log = logging.getLogger(__name__)
+USAGE_LOG_EVERY = 100
+MAX_REASON_CHARS = 2000
+
+
+def _reason(text: str) -> str:
+    """The reason as it fits the message; a longer one says how much is not shown (never cut silently)."""
+    if len(text) <= MAX_REASON_CHARS:
+        return text
+    keep = MAX_REASON_CHARS - 50  # room for the note below
+    return f"{text[:keep]}... [{len(text) - keep} more characters not shown]"
 
 
 def to_document(note: NoteGenerated, annotation: Annotation, labels: Sequence[str], producer: str) -> DocumentAnnotated:
@@ -55,7 +65,13 @@ def to_document(note: NoteGenerated, annotation: Annotation, labels: Sequence[st
 def make_handler(
     annotator: Annotator, labels: Sequence[str], producer: str, max_note_chars: int
 ) -> Callable[[NoteGenerated], Awaitable[Sequence[Envelope]]]:
+    handled = 0
+
     async def handle(note: NoteGenerated) -> Sequence[Envelope]:
+        nonlocal handled
+        handled += 1
+        if handled % USAGE_LOG_EVERY == 0:
+            log.info("%d notes handled; usage per endpoint: %s", handled, annotator.usage())
         try:
             if len(note.text) > max_note_chars:
                 raise NoteRejected(f"note has {len(note.text)} characters, above the limit of {max_note_chars}")
@@ -69,7 +85,7 @@ def make_handler(
                 producer=producer,
                 note_id=note.note_id,
                 annotator=annotator.record(),
-                reason=exc.reason[:2000],
+                reason=_reason(exc.reason),
                 attempts=max(1, exc.attempts),
             )
             return [failed]

@@ -188,3 +188,11 @@ async def test_handler_never_publishes_a_broken_span_list() -> None:
     handle = make_handler(ScriptedAnnotator(broken), LABELS, "t", 10_000)
     with pytest.raises(PoisonMessageError, match="not a non-empty span inside the text"):
         await handle(sample_note(5))
+
+
+async def test_handler_marks_a_reason_too_long_for_the_message() -> None:
+    handle = make_handler(ScriptedAnnotator(MalformedReply("x" * 5000)), LABELS, "t", 10_000)
+    [failed] = await handle(sample_note(6))
+    assert isinstance(failed, AnnotationFailed)
+    assert len(failed.reason) <= 2000
+    assert failed.reason.endswith("[3050 more characters not shown]")
