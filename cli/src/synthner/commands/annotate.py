@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import sys
@@ -212,9 +213,20 @@ def _print_result(name: str, result: Any) -> None:
     print(row("macro (strict)", result.strict_macro, None))
 
 
+def pairwise_agreement(systems: dict[str, list[Any]]) -> list[tuple[str, str, float]]:
+    """Strict micro F1 of each pair of annotators against each other (symmetric)."""
+    from synthner_shared.evaluation import evaluate_spans
+
+    rows = []
+    for (first, a), (second, b) in itertools.combinations(systems.items(), 2):
+        rows.append((first, second, evaluate_spans(a, b, f"{first} vs {second}").strict_micro.f1))
+    return rows
+
+
 def run_score(args: argparse.Namespace) -> int:
-    from synthner_annotator.offline import pairwise_agreement, predictions, score
+    from synthner_annotator.offline import predictions
     from synthner_shared.documents import read_documents
+    from synthner_shared.evaluation import evaluate_spans
 
     gold = list(read_documents(args.gold))
     systems: dict[str, list[Any]] = {}
@@ -230,7 +242,7 @@ def run_score(args: argparse.Namespace) -> int:
     if not systems:
         raise SystemExit("synthner annotate score: nothing to score (drop --no-annotator or add --predictions)")
     for name, predicted in systems.items():
-        _print_result(name, score(gold, predicted, name))
+        _print_result(name, evaluate_spans(gold, predicted, name))
     if failed:
         print(f"{failed} documents failed to annotate and were scored as having no entities")
     if len(systems) > 1:

@@ -1,4 +1,5 @@
-"""Offline annotation of document files and scoring against gold, for the ``synthner annotate`` command.
+"""Offline annotation of document files, for the ``synthner annotate`` command (scoring lives in the command, with
+``synthner_shared.evaluation``, so the service image does not need seqeval).
 
 Documents of a JSONL file carry no provenance: they are treated as ``real`` (so the egress guard keeps them from
 external endpoints) unless the caller declares them synthetic and leak-checked.
@@ -7,16 +8,14 @@ external endpoints) unless the caller declares them synthetic and leak-checked.
 from __future__ import annotations
 
 import asyncio
-import itertools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from synthner_annotator.backends.base import Annotation, AnnotationRequest, Annotator
 from synthner_annotator.errors import AnnotatorError
 from synthner_annotator.spans import Span
-from synthner_shared.contracts import EvaluationResult, Provenance, content_id
+from synthner_shared.contracts import Provenance, content_id
 from synthner_shared.documents import Document, DocumentEntity
-from synthner_shared.evaluation import evaluate_spans
 
 
 @dataclass(frozen=True)
@@ -78,15 +77,3 @@ def predictions(outcomes: Sequence[Outcome], member: str | None = None) -> list[
             spans = outcome.annotation.members.get(member, []) if member else outcome.annotation.spans
         documents.append(with_spans(outcome.document, spans))
     return documents
-
-
-def score(gold: Sequence[Document], predicted: Sequence[Document], name: str) -> EvaluationResult:
-    return evaluate_spans(gold, predicted, name)
-
-
-def pairwise_agreement(systems: Mapping[str, Sequence[Document]]) -> list[tuple[str, str, float]]:
-    """Strict micro F1 of each pair of annotators against each other (symmetric)."""
-    rows = []
-    for (first, a), (second, b) in itertools.combinations(systems.items(), 2):
-        rows.append((first, second, evaluate_spans(a, b, f"{first} vs {second}").strict_micro.f1))
-    return rows
