@@ -1,0 +1,133 @@
+"""The served model and its hot swap: load a version in the background, then replace the current one atomically.
+
+Every batch takes the current model once, so a request is answered wholly by one version (reported in the
+response), and a swap never fails or mixes requests. The previous model stays loaded for an instant rollback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+REJECTED_MARKER = "REJECTED"
+
+
+@dataclass(frozen=True)
+class SpanPrediction:
+    start: int
+    end: int
+    label: str
+    score: float
+
+
+class Predictor(Protocol):
+    """Character-span NER over whole texts (windows, offsets and merging are the predictor's job)."""
+
+    def predict(self, texts: Sequence[str]) -> list[list[SpanPrediction]]: ...
+
+
+Loader = Callable[[Path], Predictor]
+
+
+class ModelNotFound(LookupError):
+    """No servable model version by that name (or none at all)."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    version: str
+    path: Path
+    predictor: Predictor
+    labels: list[str]
+    base_model: str | None
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    value = json.loads(path.read_text(encoding="utf-8"))
+    return value if isinstance(value, dict) else {}
+
+
+def describe_model(path: Path, predictor: Predictor) -> LoadedModel:
+    config = _read_json(path / "config.json")
+    id2label = config.get("id2label", {})
+    labels = sorted({str(v)[2:] for v in id2label.values() if str(v)[:2] in {"B-", "I-"}})
+    card = _read_json(path / "synthner.json")
+    return LoadedModel(
+        version=str(card.get("model_version", path.name)),
+        path=path,
+        predictor=predictor,
+        labels=labels,
+        base_model=card.get("base_model") or config.get("_name_or_path"),
+        metrics=_read_json(path / "metrics.json"),
+    )
+
+
+class ModelRegistry:
+    """Knows the model store, holds the current and the previous model, and swaps them."""
+
+    def __init__(self, loader: Loader, store: Path | None = None, fixed: Path | None = None) -> None:
+        if store is None and fixed is None:
+            raise ValueError("a model store or a fixed model folder is needed")
+        self._loader = loader
+        self._store = store
+        self._fixed = fixed
+        self._lock = asyncio.Lock()
+        self.current: LoadedModel | None = None
+        self.previous: LoadedModel | None = None
+
+    def servable_versions(self) -> list[str]:
+        """Version folders of the store that hold a model and were not rejected by the trainer's gate, oldest first."""
+        if self._store is None or not self._store.is_dir():
+            return []
+        folders = [
+            p
+            for p in self._store.iterdir()
+            if p.is_dir()
+            and not p.name.startswith(".")
+            and (p / "config.json").is_file()
+            and not (p / REJECTED_MARKER).exists()
+        ]
+        return [p.name for p in sorted(folders, key=lambda p: (p.stat().st_mtime, p.name))]
+
+    def _path_of(self, version: str | None) -> Path:
+        if self._fixed is not None and version is None:
+            return self._fixed
+        versions = self.servable_versions()
+        if version is None:
+            if not versions:
+                raise ModelNotFound(f"no servable model version in {self._store}")
+            return self._store / versions[-1]  # type: ignore[operator]
+        if version not in versions:
+            raise ModelNotFound(f"unknown or unservable model version {version!r}")
+        return self._store / version  # type: ignore[operator]
+
+    async def load(self, version: str | None = None) -> LoadedModel:
+        """Load a version (default: the newest) off the event loop, then make it current. Returns it."""
+        async with self._lock:
+            path = self._path_of(version)
+            if self.current is not None and self.current.path == path:
+                return self.current
+            predictor = await asyncio.to_thread(self._loader, path)
+            model = describe_model(path, predictor)
+            self.previous, self.current = self.current, model
+            log.info("serving model %s (previous %s)", model.version, self.previous.version if self.previous else None)
+            return model
+
+    async def rollback(self) -> LoadedModel:
+        async with self._lock:
+            if self.previous is None:
+                raise ModelNotFound("no previous model version to roll back to")
+            restored = self.previous
+            self.previous, self.current = self.current, restored
+            log.info("rolled back to model %s", restored.version)
+            return restored
