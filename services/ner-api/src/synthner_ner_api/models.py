@@ -82,6 +82,7 @@ class ModelRegistry:
         self._store = store
         self._fixed = fixed
         self._lock = asyncio.Lock()
+        self._swapped = asyncio.Condition()
         self.current: LoadedModel | None = None
         self.previous: LoadedModel | None = None
 
@@ -121,7 +122,8 @@ class ModelRegistry:
             model = describe_model(path, predictor)
             self.previous, self.current = self.current, model
             log.info("serving model %s (previous %s)", model.version, self.previous.version if self.previous else None)
-            return model
+        await self._notify()
+        return model
 
     async def rollback(self) -> LoadedModel:
         async with self._lock:
@@ -130,4 +132,16 @@ class ModelRegistry:
             restored = self.previous
             self.previous, self.current = self.current, restored
             log.info("rolled back to model %s", restored.version)
-            return restored
+        await self._notify()
+        return restored
+
+    async def _notify(self) -> None:
+        async with self._swapped:
+            self._swapped.notify_all()
+
+    async def wait_for_version(self, version: str) -> LoadedModel:
+        """Return once ``version`` is the current model (bound it with a time-out)."""
+        async with self._swapped:
+            await self._swapped.wait_for(lambda: self.current is not None and self.current.version == version)
+            assert self.current is not None
+            return self.current

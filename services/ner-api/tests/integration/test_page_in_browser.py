@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import socket
 import threading
@@ -12,6 +11,11 @@ from pathlib import Path
 import pytest
 import uvicorn
 from ner_api_support import USER_KEY, load_lexicon_model
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service as DriverService
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.wait import WebDriverWait
 
 from synthner_ner_api.app import create_app
 from synthner_ner_api.models import ModelRegistry
@@ -36,21 +40,15 @@ def served(settings: NerApiSettings) -> Iterator[str]:
     """The app on a real HTTP port in a background thread, until the test ends."""
     registry = ModelRegistry(load_lexicon_model, store=settings.model_store)
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, registry), host="127.0.0.1", port=port, log_config=None))
+    app = create_app(settings, registry)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    ready = threading.Event()
-
-    def wait_ready() -> None:
-        async def poll() -> None:
-            while not (server.started and registry.current is not None):
-                await asyncio.sleep(0.05)
-
-        asyncio.run(asyncio.wait_for(poll(), timeout=30))
-        ready.set()
-
-    wait_ready()
-    assert ready.is_set()
+    deadline = time.monotonic() + 30
+    while not (server.started and registry.current is not None):  # uvicorn offers no start event to wait on
+        assert time.monotonic() < deadline, "the server did not start within 30 s"
+        assert thread.is_alive(), "the server thread died"
+        threading.Event().wait(0.05)
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
@@ -59,12 +57,6 @@ def served(settings: NerApiSettings) -> Iterator[str]:
 
 
 def test_a_pasted_note_comes_back_with_highlighted_entities(served: str, tmp_path: Path) -> None:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service as DriverService
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
-    from selenium.webdriver.support.wait import WebDriverWait
-
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
     for flag in (
@@ -85,7 +77,9 @@ def test_a_pasted_note_comes_back_with_highlighted_entities(served: str, tmp_pat
         driver.find_element(By.ID, "key").send_keys(USER_KEY)
         driver.find_element(By.ID, "note").send_keys("Señora 🙂 with diabetes and asthma.")
         driver.find_element(By.ID, "run").click()
-        WebDriverWait(driver, 30).until(expected_conditions.text_to_be_present_in_element((By.ID, "status"), "entities"))
+        WebDriverWait(driver, 30).until(
+            expected_conditions.text_to_be_present_in_element((By.ID, "status"), "entities")
+        )
         marks = driver.find_elements(By.CSS_SELECTOR, "#result mark")
         assert [m.get_attribute("data-label") for m in marks] == ["Disease", "Disease"]
         assert [m.text.replace("Disease", "").strip() for m in marks] == ["diabetes", "asthma"]
