@@ -10,8 +10,8 @@ import argparse
 from collections.abc import Callable
 from types import ModuleType
 
-from synthner.commands import documents
+from synthner.commands import dataset, documents, evaluate, train
 
-COMMAND_MODULES: tuple[ModuleType, ...] = (documents,)
+COMMAND_MODULES: tuple[ModuleType, ...] = (documents, dataset, train, evaluate)
 
 Handler = Callable[[argparse.Namespace], int]
