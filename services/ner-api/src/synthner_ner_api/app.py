@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from synthner_ner_api.auth import ApiKeys, Principal
 from synthner_ner_api.batcher import MicroBatcher
-from synthner_ner_api.models import LoadedModel, ModelNotFound, ModelRegistry, SpanPrediction
+from synthner_ner_api.models import LoadedModel, ModelNotFound, ModelRegistry, SpanPrediction, UnknownModelVersion
 from synthner_ner_api.page import PAGE_HTML
 from synthner_ner_api.schemas import (
     BatchItemOut,
@@ -235,14 +235,17 @@ async def get_model(state: State, _: User) -> ModelInfo:
         base_model=model.base_model,
         metrics=model.metrics,
         previous_version=previous.version if previous else None,
+        serving=model.serving,
     )
 
 
 async def _swapped(state: ApiState, action: Callable[[], Awaitable[LoadedModel]]) -> SwapResult:
     try:
         model = await action()
+    except UnknownModelVersion as exc:
+        raise ApiError(404, str(exc)) from None
     except ModelNotFound as exc:
-        raise ApiError(404 if "unknown" in str(exc) else 409, str(exc)) from None
+        raise ApiError(409, str(exc)) from None
     state.metrics.serving(model.version)
     previous = state.registry.previous
     return SwapResult(version=model.version, previous_version=previous.version if previous else None)

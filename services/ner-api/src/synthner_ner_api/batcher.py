@@ -94,7 +94,7 @@ class MicroBatcher:
                 self._on_batch(len(texts))
             try:
                 sorted_results = await loop.run_in_executor(
-                    self._executor, model.predictor.predict, [texts[i] for i in order]
+                    self._executor, model.predictor.annotate, [texts[i] for i in order]
                 )
             except Exception as exc:  # noqa: BLE001 - a model failure answers the waiting requests, never kills the worker
                 log.error("model call failed: %s", type(exc).__name__)

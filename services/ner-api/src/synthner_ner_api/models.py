@@ -16,7 +16,9 @@ from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 
-REJECTED_MARKER = "REJECTED"
+VERSIONS = "versions"
+STATUS_FILE = "status.json"
+CURRENT_FILE = "current.json"
 
 
 @dataclass(frozen=True)
@@ -30,14 +32,18 @@ class SpanPrediction:
 class Predictor(Protocol):
     """Character-span NER over whole texts (windows, offsets and merging are the predictor's job)."""
 
-    def predict(self, texts: Sequence[str]) -> list[list[SpanPrediction]]: ...
+    def annotate(self, texts: Sequence[str]) -> list[list[SpanPrediction]]: ...
 
 
 Loader = Callable[[Path], Predictor]
 
 
 class ModelNotFound(LookupError):
-    """No servable model version by that name (or none at all)."""
+    """No model to serve: the store has no published version, or there is nothing to roll back to."""
+
+
+class UnknownModelVersion(ModelNotFound):
+    """A version was asked for by name that the store does not hold as published."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,7 @@ class LoadedModel:
     labels: list[str]
     base_model: str | None
     metrics: dict[str, Any] = field(default_factory=dict)
+    serving: dict[str, Any] = field(default_factory=dict)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -69,6 +76,7 @@ def describe_model(path: Path, predictor: Predictor) -> LoadedModel:
         labels=labels,
         base_model=card.get("base_model") or config.get("_name_or_path"),
         metrics=_read_json(path / "metrics.json"),
+        serving=dict(getattr(predictor, "serving_info", {})),
     )
 
 
@@ -87,30 +95,42 @@ class ModelRegistry:
         self.previous: LoadedModel | None = None
 
     def servable_versions(self) -> list[str]:
-        """Version folders of the store that hold a model and were not rejected by the trainer's gate, oldest first."""
-        if self._store is None or not self._store.is_dir():
+        """Published versions of the store (the trainer's layout: ``versions/<v>/status.json`` with verdict
+        ``published``), oldest first; rejected and half-written versions are never served."""
+        if self._store is None:
             return []
-        folders = [
-            p
-            for p in self._store.iterdir()
+        versions = self._store / VERSIONS
+        if not versions.is_dir():
+            return []
+        return sorted(
+            p.name
+            for p in versions.iterdir()
             if p.is_dir()
-            and not p.name.startswith(".")
             and (p / "config.json").is_file()
-            and not (p / REJECTED_MARKER).exists()
-        ]
-        return [p.name for p in sorted(folders, key=lambda p: (p.stat().st_mtime, p.name))]
+            and _read_json(p / STATUS_FILE).get("verdict") == "published"
+        )
+
+    def _default_version(self, servable: list[str]) -> str:
+        """The trainer's current pointer when it names a servable version, else the newest published one."""
+        assert self._store is not None
+        pointed = _read_json(self._store / CURRENT_FILE).get("version")
+        if isinstance(pointed, str) and pointed in servable:
+            return pointed
+        if not servable:
+            raise ModelNotFound(f"no published model version in {self._store}")
+        return servable[-1]
 
     def _path_of(self, version: str | None) -> Path:
         if self._fixed is not None and version is None:
             return self._fixed
-        versions = self.servable_versions()
+        if self._store is None:
+            raise ModelNotFound("this replica serves a fixed model folder; it has no versions to choose from")
+        servable = self.servable_versions()
         if version is None:
-            if not versions:
-                raise ModelNotFound(f"no servable model version in {self._store}")
-            return self._store / versions[-1]  # type: ignore[operator]
-        if version not in versions:
-            raise ModelNotFound(f"unknown or unservable model version {version!r}")
-        return self._store / version  # type: ignore[operator]
+            version = self._default_version(servable)
+        elif version not in servable:
+            raise UnknownModelVersion(f"unknown or unpublished model version {version!r}")
+        return self._store / VERSIONS / version
 
     async def load(self, version: str | None = None) -> LoadedModel:
         """Load a version (default: the newest) off the event loop, then make it current. Returns it."""

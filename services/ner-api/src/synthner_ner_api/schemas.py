@@ -57,6 +57,9 @@ class ModelInfo(_Out):
     base_model: str | None
     metrics: dict[str, object] = Field(description="The model's metrics.json as the trainer wrote it.")
     previous_version: str | None = Field(description="The version a rollback returns to, if any.")
+    serving: dict[str, object] = Field(
+        default_factory=dict, description="How it is served: precision (fp32/int8) and the int8 gate's F1s."
+    )
 
 
 class ReloadRequest(_In):

@@ -136,7 +136,7 @@ async def test_rollback_returns_to_the_previous_version_and_unknown_versions_are
 
 async def test_rejected_versions_are_never_served(client: httpx.AsyncClient, store: Path) -> None:
     folder = write_model(store, "v3", "Condition", ["asthma"])
-    (folder / "REJECTED").write_text("strict F1 below the current model")
+    (folder / "status.json").write_text('{"verdict": "rejected"}')
     assert (await client.post("/v1/admin/reload", json={"version": "v3"}, headers=ADMIN)).status_code == 404
 
 
