@@ -42,9 +42,10 @@ def gold() -> list[Document]:
     return list(read_documents(GOLD / "ncbi_disease" / "test.jsonl"))[:20]
 
 
-def spans_of(
-    predictions: list[SpanPrediction], shift: int = 0, within: tuple[int, int] | None = None
-) -> set[tuple[int, int, str]]:
+Span = tuple[int, int, str]
+
+
+def spans_of(predictions: list[SpanPrediction], shift: int = 0, within: tuple[int, int] | None = None) -> set[Span]:
     return {
         (p.start - shift, p.end - shift, p.label)
         for p in predictions
