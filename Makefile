@@ -14,6 +14,7 @@ install: ## create .venv with every package installed editable, plus the dev too
 
 test: install ## the test command: broker check, lint, types, then every test tier against the real RabbitMQ
 	@bash scripts/ensure-rabbitmq.sh
+	@bash scripts/ensure-browser.sh
 	@$(MAKE) --no-print-directory check
 	$(PY) -m pytest $(PYTEST_ARGS)
 
