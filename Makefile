@@ -14,6 +14,7 @@ install: ## create .venv with every package installed editable, plus the dev too
 
 test: install ## the test command: broker check, lint, types, then every test tier against the real RabbitMQ
 	@bash scripts/ensure-rabbitmq.sh
+	@bash scripts/ensure-browser.sh
 	@$(MAKE) --no-print-directory check
 	$(PY) -m pytest $(PYTEST_ARGS)
 
@@ -25,7 +26,7 @@ lint: install
 
 typecheck: install
 	$(VENV)/bin/mypy shared/src services/generator/src services/annotator/src services/trainer/src cli/src \
-		services/ner-api/src shared/tests services/generator/tests cli/tests tests conftest.py benchmarks deploy/llama-cpp
+		services/ner-api/src shared/tests services/generator/tests cli/tests tests conftest.py benchmarks deploy/llama-cpp services/trainer/tests
 
 unit: install ## only the tests that need no broker
 	$(PY) -m pytest -m "not rabbitmq" $(PYTEST_ARGS)

@@ -10,8 +10,8 @@ import argparse
 from collections.abc import Callable
 from types import ModuleType
 
-from synthner.commands import documents, generate, leakcheck, status
+from synthner.commands import dataset, documents, evaluate, generate, leakcheck, status, train
 
-COMMAND_MODULES: tuple[ModuleType, ...] = (documents, generate, status, leakcheck)
+COMMAND_MODULES: tuple[ModuleType, ...] = (documents, generate, status, leakcheck, dataset, train, evaluate)
 
 Handler = Callable[[argparse.Namespace], int]

@@ -1,0 +1,106 @@
+"""Train the default backbone on a gold training set, early-stop on dev, score on test.
+
+Defaults to NCBI-disease from ``../shared/data`` beside the repository; ``--train/--dev/--test`` take any document
+JSONL files (MEDDOCAN works the same way). The last line is ``strict_f1=… partial_f1=… seconds=…`` (wall time of
+the whole run: loading, training, dev scoring and the test evaluation).
+
+    python benchmarks/train_ncbi.py [--out DIR] [--epochs 8] [--max-seconds 780]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from synthner_shared.documents import read_documents
+from synthner_shared.evaluation import evaluate_spans
+from synthner_trainer.artifacts import write_folder_atomically, write_metadata
+from synthner_trainer.base_model import default_base_model
+from synthner_trainer.settings import TrainingConfig
+from synthner_trainer.store import manifest_for
+from synthner_trainer.training import fine_tune, prepare
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data" / "ncbi_disease"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--train", type=Path, default=DATA / "train.jsonl")
+    parser.add_argument("--dev", type=Path, default=DATA / "dev.jsonl")
+    parser.add_argument("--test", type=Path, default=DATA / "test.jsonl")
+    parser.add_argument("--out", type=Path, help="keep the model folder here (must not exist)")
+    parser.add_argument("--base-model", type=Path, help="local base-model folder (default: all-MiniLM-L6-v2)")
+    parser.add_argument("--epochs", type=float, default=8)
+    parser.add_argument("--learning-rate", type=float, default=1e-4)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--stride", type=int, default=32)
+    parser.add_argument("--patience", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--max-seconds", type=float, default=780, help="training time budget (the goal is 15 min)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    for name in ("transformers", "httpx"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+    started = time.perf_counter()
+
+    print(f"load before: {os.getloadavg()}", flush=True)
+    train, dev, test = (list(read_documents(p)) for p in (args.train, args.dev, args.test))
+    config = TrainingConfig(
+        epochs=args.epochs,
+        learning_rate=args.learning_rate,
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+        stride=args.stride,
+        seed=args.seed,
+    )
+    plan = prepare(train, dev, args.base_model or default_base_model(), config)
+    result = fine_tune(plan, device=args.device, patience=args.patience, max_seconds=args.max_seconds)
+    predicted = result.predictor().predict_documents(test)
+    scores = evaluate_spans(test, predicted, args.test.name)
+    seconds = time.perf_counter() - started
+    print(
+        f"train={len(train)} dev={len(dev)} test={len(test)} epochs_run={result.epochs_run}"
+        f" best_epoch={result.best_epoch}"
+        f" tokens_per_s={result.tokens_per_second:.0f} dev_strict_f1={result.dev_result.strict_micro.f1:.4f}"
+        f" load_after={os.getloadavg()} commit={_commit()}"
+    )
+    for label, label_scores in sorted(scores.strict_per_label.items()):
+        print(f"  {label}: strict_f1={label_scores.f1:.4f} support={label_scores.support}")
+    if args.out:
+        manifest = manifest_for("files", plan.train, ["gold"])
+
+        def write(folder: Path) -> None:
+            result.save(folder)
+            write_metadata(
+                folder,
+                version=args.out.name,
+                base_model=str(plan.base_model),
+                labels=result.labels,
+                manifest=manifest,
+                metrics=[result.dev_result, scores],
+                config=config,
+            )
+
+        write_folder_atomically(args.out, write)
+    print(f"strict_f1={scores.strict_micro.f1:.4f} partial_f1={scores.partial_micro.f1:.4f} seconds={seconds:.0f}")
+    return 0
+
+
+def _commit() -> str:
+    completed = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=False
+    )
+    return completed.stdout.strip() or "unknown"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""The serving predictor: the shared windowed token classifier, tuned for latency on CPU.
+
+Compared with the shared :class:`~synthner_shared.ner.predictor.SpanPredictor` (used for evaluation), it
+
+- batches windows of similar length under a token budget, so little compute goes to padding;
+- returns a score per entity (the mean probability of its words' predicted tags);
+- can run int8 weights (torch dynamic quantisation of the Linear layers), served only when its strict F1 on a gold
+  sample is within the configured tolerance of the fp32 model (see :mod:`synthner_ner_api.quantization`).
+
+Encoding, windows and decoding are the shared ones, so offsets and entity boundaries match training exactly.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import cast
+
+import torch
+from transformers import PreTrainedModel
+
+from synthner_ner_api.models import SpanPrediction
+from synthner_shared.ner.encoding import (
+    OUTSIDE,
+    TokenizedText,
+    best_window_per_token,
+    decode_word_tags,
+    plan_windows,
+    tokenize,
+)
+from synthner_shared.ner.predictor import SpanPredictor, pad_batch
+
+
+def quantize_int8(model: PreTrainedModel) -> PreTrainedModel:
+    """int8 dynamic quantisation of every Linear layer (weights int8, activations quantised on the fly)."""
+    from torch.ao.quantization import quantize_dynamic  # noqa: PLC0415 - only the int8 path needs it
+
+    quantized = quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)  # type: ignore[no-untyped-call]
+    return cast("PreTrainedModel", quantized)
+
+
+class ServingPredictor(SpanPredictor):
+    """Character spans with scores for whole texts of any length; implements the API's ``Predictor`` port."""
+
+    def __init__(self, base: SpanPredictor, max_batch_tokens: int = 8192, int8: bool = False) -> None:
+        model = quantize_int8(base.model) if int8 else base.model
+        super().__init__(model, base.tokenizer, max_length=base.window + len(base.special), stride=base.stride)
+        self.max_batch_tokens = max_batch_tokens
+        self.int8 = int8
+        self.serving_info: dict[str, object] = {"precision": "int8" if int8 else "fp32"}
+
+    @classmethod
+    def load_for_serving(
+        cls, folder: str | os.PathLike[str], *, int8: bool = False, threads: int | None = None
+    ) -> ServingPredictor:
+        if threads is not None:
+            torch.set_num_threads(threads)
+        return cls(SpanPredictor.load(Path(folder), device="cpu"), int8=int8)
+
+    def _batches(self, jobs: Sequence[tuple[int, int, int]]) -> Iterator[Sequence[tuple[int, int, int]]]:
+        """Consecutive jobs (sorted by length) whose padded size stays within the token budget."""
+        start = 0
+        while start < len(jobs):
+            end = start + 1
+            while end < len(jobs) and (end - start + 1) * (jobs[end][2] + len(self.special)) <= self.max_batch_tokens:
+                end += 1
+            yield jobs[start:end]
+            start = end
+
+    def annotate(self, texts: Sequence[str]) -> list[list[SpanPrediction]]:
+        tokenized = [tokenize(self.tokenizer, text) for text in texts]
+        plans = [plan_windows(tokens, self.window, self.stride) if len(tokens) else [] for tokens in tokenized]
+        # (document, window, length), longest first: each batch pads to its first entry.
+        jobs = sorted(
+            ((doc, w, end - start) for doc, windows in enumerate(plans) for w, (start, end) in enumerate(windows)),
+            key=lambda job: -job[2],
+        )
+        tags: list[list[list[str]]] = [[[] for _ in windows] for windows in plans]
+        probabilities: list[list[list[float]]] = [[[] for _ in windows] for windows in plans]
+        prefix = len(self.special.prefix)
+        with torch.inference_mode():
+            for batch in self._batches(jobs):
+                inputs = []
+                for doc, w, _ in batch:
+                    start, end = plans[doc][w]
+                    inputs.append([*self.special.prefix, *tokenized[doc].input_ids[start:end], *self.special.suffix])
+                ids, mask = pad_batch(inputs, self.pad_id, torch.device("cpu"))
+                best_probability, best_tag = self.model(input_ids=ids, attention_mask=mask).logits.softmax(-1).max(-1)
+                for row, (doc, w, length) in enumerate(batch):
+                    tags[doc][w] = [self.tags[t] for t in best_tag[row, prefix : prefix + length].tolist()]
+                    probabilities[doc][w] = best_probability[row, prefix : prefix + length].tolist()
+        return [
+            self._spans(tokens, plans[doc], tags[doc], probabilities[doc]) if plans[doc] else []
+            for doc, tokens in enumerate(tokenized)
+        ]
+
+    def _spans(
+        self,
+        tokens: TokenizedText,
+        windows: Sequence[tuple[int, int]],
+        tags: Sequence[Sequence[str]],
+        probabilities: Sequence[Sequence[float]],
+    ) -> list[SpanPrediction]:
+        best = best_window_per_token(windows, len(tokens))
+        words = tokens.words()
+        word_tags: list[str] = []
+        word_probabilities: list[float] = []
+        for first_token, _, _ in words:
+            window = best[first_token]
+            position = first_token - windows[window][0]
+            word_tags.append(tags[window][position])
+            word_probabilities.append(probabilities[window][position])
+        spans = []
+        word = 0
+        for span in decode_word_tags(tokens, word_tags):
+            while words[word][2] <= span.start:
+                word += 1
+            inside = []
+            while word < len(words) and words[word][1] < span.end:
+                if word_tags[word] != OUTSIDE:
+                    inside.append(word_probabilities[word])
+                word += 1
+            score = sum(inside) / len(inside) if inside else 0.0
+            spans.append(SpanPrediction(span.start, span.end, span.label, min(1.0, max(0.0, score))))
+        return spans

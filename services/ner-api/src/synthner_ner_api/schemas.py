@@ -1,0 +1,76 @@
+"""HTTP request and response models, split by direction."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class NerRequest(_In):
+    text: str = Field(min_length=1, description="The note; any Unicode. Offsets in the answer index this string.")
+
+
+class BatchItemIn(_In):
+    id: str = Field(min_length=1, max_length=200, description="Caller's id, returned with the item's result.")
+    text: str = Field(min_length=1)
+
+
+class NerBatchRequest(_In):
+    items: list[BatchItemIn] = Field(min_length=1, description="Texts to annotate, answered by one model version.")
+
+
+class EntityOut(_Out):
+    start: int = Field(description="Offset of the first character (Python str index / Unicode code point).")
+    end: int = Field(description="Offset one past the last character.")
+    label: str
+    text: str = Field(description="text[start:end] of the request.")
+    score: float = Field(ge=0.0, le=1.0)
+
+
+class NerResponse(_Out):
+    entities: list[EntityOut]
+    model_version: str = Field(description="The model version that answered.")
+    request_id: str
+
+
+class BatchItemOut(_Out):
+    id: str
+    entities: list[EntityOut]
+
+
+class NerBatchResponse(_Out):
+    results: list[BatchItemOut]
+    model_version: str
+    request_id: str
+
+
+class ModelInfo(_Out):
+    version: str
+    labels: list[str]
+    base_model: str | None
+    metrics: dict[str, object] = Field(description="The model's metrics.json as the trainer wrote it.")
+    previous_version: str | None = Field(description="The version a rollback returns to, if any.")
+    serving: dict[str, object] = Field(
+        default_factory=dict, description="How it is served: precision (fp32/int8) and the int8 gate's F1s."
+    )
+
+
+class ReloadRequest(_In):
+    version: str | None = Field(default=None, description="Version folder to load; None = the newest in the store.")
+
+
+class SwapResult(_Out):
+    version: str
+    previous_version: str | None
+
+
+class ErrorOut(_Out):
+    error: str = Field(description="What went wrong, without echoing request text.")
+    request_id: str | None = None

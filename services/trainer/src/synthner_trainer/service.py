@@ -1,0 +1,148 @@
+"""The trainer service: consumes ``DocumentAnnotated`` and ``TrainingRequested``, trains one model at a time.
+
+- A document is written to the dataset store (durably, de-duplicated by ``note_id``) before the handler returns,
+  so the runner acks only after the write.
+- A training request is stored, acked, and served by one worker task that runs the training in a thread: the event
+  loop keeps consuming documents meanwhile, and only one training runs at a time. Requests wait in the store, so
+  one acked before a crash runs after the restart. Every ``train_every`` new documents the service enqueues a
+  request itself.
+- A published version is announced with ``ModelPublished`` (publisher confirms); a rejected one only in the logs and
+  its ``status.json``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+
+from synthner_shared.contracts import DocumentAnnotated, Envelope, TrainingRequested
+from synthner_shared.messaging import TRAINER, BrokerSettings, Consumer, PoisonMessageError, Service
+from synthner_trainer.pipeline import PRODUCER, TrainingOutcome, run_training_request
+from synthner_trainer.registry import ModelRegistry
+from synthner_trainer.settings import TrainerSettings
+from synthner_trainer.store import DatasetStore
+
+log = logging.getLogger(__name__)
+
+TrainFunction = Callable[[TrainingRequested, DatasetStore, ModelRegistry, TrainerSettings], TrainingOutcome]
+"""Runs one training (in a worker thread); :func:`run_training_request` in production, a fake in tests."""
+
+TrainerMessage = DocumentAnnotated | TrainingRequested
+
+
+def idempotency_key(message: TrainerMessage) -> str:
+    """Documents de-duplicate on their content id, requests on their message id."""
+    return message.note_id if isinstance(message, DocumentAnnotated) else f"request:{message.message_id}"
+
+
+class TrainerService:
+    """Binds the store, the model registry and the training worker to the broker."""
+
+    def __init__(
+        self,
+        settings: TrainerSettings,
+        broker_settings: BrokerSettings,
+        train: TrainFunction = run_training_request,
+    ) -> None:
+        self.settings = settings
+        self.store = DatasetStore(settings.store_path)
+        self.registry = ModelRegistry(settings.models_dir)
+        self._train = train
+        self.service = Service(
+            broker_settings,
+            PRODUCER,
+            [Consumer(TRAINER, (DocumentAnnotated, TrainingRequested), self.handle, idempotency_key=idempotency_key)],
+        )
+        self._wake = asyncio.Event()
+        self.training = asyncio.Event()
+        """Set while a training runs (for health and tests)."""
+        self.finished = asyncio.Event()
+        """Set each time a training ends (successfully or not); waiters clear it."""
+        self.outcomes: list[TrainingOutcome] = []
+
+    # --- handlers (message in, messages out) ------------------------------------------------------------------------
+
+    async def handle(self, message: TrainerMessage) -> Sequence[Envelope]:
+        if isinstance(message, DocumentAnnotated):
+            await self.store_document(message)
+        else:
+            await self.request_training(message)
+        return []
+
+    async def store_document(self, message: DocumentAnnotated) -> None:
+        labels = self.settings.labels
+        if labels is not None and not {e.label for e in message.entities} <= set(labels):
+            outside = sorted({e.label for e in message.entities} - set(labels))
+            raise PoisonMessageError(f"document uses labels {outside} outside the trainer's label set")
+        added = await asyncio.to_thread(self.store.add, message)
+        if not added:
+            log.info("document %s already stored", message.note_id[:12])
+            return
+        every = self.settings.train_every
+        if every and await asyncio.to_thread(self.store.claim_trigger, every):
+            await self.request_training(
+                TrainingRequested(correlation_id=f"auto-{message.note_id[:12]}", producer=PRODUCER)
+            )
+
+    async def request_training(self, request: TrainingRequested) -> None:
+        if await asyncio.to_thread(self.store.enqueue_request, request):
+            log.info("training request %s queued", request.message_id)
+        self._wake.set()
+
+    # --- the training worker ----------------------------------------------------------------------------------------
+
+    async def _worker(self) -> None:
+        while True:
+            request = await asyncio.to_thread(self.store.next_request)
+            if request is None:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            await self._run_one(request)
+
+    async def _run_one(self, request: TrainingRequested) -> None:
+        try:
+            await self._train_and_announce(request)
+        finally:
+            self.finished.set()
+
+    async def _train_and_announce(self, request: TrainingRequested) -> None:
+        await asyncio.to_thread(self.store.set_request_status, request, "running")
+        self.training.set()
+        try:
+            outcome = await asyncio.to_thread(self._train, request, self.store, self.registry, self.settings)
+        except Exception as exc:  # noqa: BLE001 - a failed training is recorded and the worker goes on
+            reason = f"{type(exc).__name__}: {exc}"
+            log.error("training request %s failed: %s", request.message_id, reason)
+            await asyncio.to_thread(self.store.set_request_status, request, "failed", reason[:2000])
+            return
+        finally:
+            self.training.clear()
+        self.outcomes.append(outcome)
+        if outcome.published is not None:
+            await self.service.broker.publisher.publish(outcome.published)
+        detail = f"{outcome.version.status} {outcome.version.name}"
+        await asyncio.to_thread(self.store.set_request_status, request, "done", detail)
+
+    async def run(self, install_signal_handlers: bool = True) -> bool:
+        """Consume and train until stopped (SIGTERM); a training in progress is abandoned and re-run after restart."""
+        discarded = self.registry.discard_staging()
+        if discarded:
+            log.warning("removed %d half-written model versions left by an earlier crash", discarded)
+        service_task = asyncio.create_task(self.service.run(install_signal_handlers))
+        await asyncio.wait(
+            [service_task, asyncio.create_task(self.service.wait_started())], return_when=asyncio.FIRST_COMPLETED
+        )
+        worker = asyncio.create_task(self._worker())
+        try:
+            return await service_task
+        finally:
+            worker.cancel()
+            await asyncio.gather(worker, return_exceptions=True)
+
+    def request_stop(self) -> None:
+        self.service.request_stop()
+
+    def close(self) -> None:
+        self.store.close()

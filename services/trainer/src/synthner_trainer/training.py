@@ -1,0 +1,356 @@
+"""Fine-tuning a token-classification model on documents with character spans (our own loop, plain PyTorch).
+
+- Inputs: every window of every document (:func:`synthner_shared.ner.encode_windows`, first sub-token labelled,
+  overlapping windows, nothing truncated).
+- Batches are grouped by length (shuffled pools of 50 batches, sorted inside), so little compute goes to padding.
+- Seeded (``random``, numpy, torch) and reproducible on one machine; AdamW with linear warm-up and decay.
+- After each epoch the model is scored on the dev documents with the same span decoding and span evaluation used
+  everywhere else; the best epoch's weights are kept, and training stops after ``patience`` epochs without gain.
+- On CUDA it runs under bf16 autocast (fp16 with loss scaling where bf16 is missing); on CPU in fp32.
+
+Validation (:func:`prepare`) raises before any model weights load: empty data, labels outside the set, a bad base
+model folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np
+import torch
+from transformers import AutoModelForTokenClassification, AutoTokenizer, get_linear_schedule_with_warmup
+
+from synthner_shared.contracts import EvaluationResult
+from synthner_shared.documents import Document
+from synthner_shared.evaluation import evaluate_spans
+from synthner_shared.ner import (
+    IGNORE_INDEX,
+    EncodedWindow,
+    LabelOutsideSetError,
+    SpecialTokens,
+    encode_windows,
+    iob2_tags,
+    tokenize,
+)
+from synthner_shared.ner.predictor import SpanPredictor, pad_batch, pick_device
+from synthner_trainer.base_model import check_base_model
+from synthner_trainer.settings import TrainingConfig
+from synthner_trainer.store import EmptyDatasetError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Reported after every logging interval and at each epoch's end (no text, only numbers)."""
+
+    epoch: float
+    step: int
+    total_steps: int
+    loss: float
+    tokens_per_second: float
+    dev_f1: float | None = None
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+def log_progress(progress: Progress) -> None:
+    dev = f" dev_f1={progress.dev_f1:.4f}" if progress.dev_f1 is not None else ""
+    log.info(
+        "epoch %.2f step %d/%d loss %.4f %.0f tokens/s%s",
+        progress.epoch,
+        progress.step,
+        progress.total_steps,
+        progress.loss,
+        progress.tokens_per_second,
+        dev,
+    )
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """Checked inputs of a training run: nothing in here can fail once weights start loading."""
+
+    train: list[Document]
+    dev: list[Document]
+    labels: list[str]
+    base_model: Path
+    config: TrainingConfig
+
+
+@dataclass
+class TrainingResult:
+    model: Any
+    tokenizer: Any
+    labels: list[str]
+    dev_result: EvaluationResult
+    best_epoch: int
+    epochs_run: int
+    seconds: float
+    train_tokens: int
+    tokens_per_second: float
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def predictor(self) -> SpanPredictor:
+        return SpanPredictor(self.model, self.tokenizer, max_length=512)
+
+    def save(self, folder: Path) -> None:
+        """Write the Hugging Face folder: config (with the label map), safetensors weights, tokenizer."""
+        self.model.save_pretrained(folder, safe_serialization=True)
+        self.tokenizer.save_pretrained(folder)
+
+
+def label_set(documents: Sequence[Document], configured: Sequence[str] | None) -> list[str]:
+    """The configured labels, or the labels found in the documents; raises when a document uses another label."""
+    found = {e.label for d in documents for e in d.entities}
+    if configured is None:
+        if not found:
+            raise EmptyDatasetError("the training documents contain no entities, and no label set is configured")
+        return sorted(found)
+    outside = sorted(found - set(configured))
+    if outside:
+        raise LabelOutsideSetError(
+            f"documents use labels {outside} outside the configured label set {sorted(configured)}"
+        )
+    return sorted(set(configured))
+
+
+def split_dev(documents: Sequence[Document], fraction: float, seed: int) -> tuple[list[Document], list[Document]]:
+    """A reproducible train/dev split (at least one document each when there are two or more)."""
+    order = list(range(len(documents)))
+    random.Random(seed).shuffle(order)  # noqa: S311 - reproducible split, not security
+    size = min(max(1, round(len(documents) * fraction)), len(documents) - 1) if len(documents) > 1 else 0
+    dev_indices = set(order[:size])
+    return (
+        [d for i, d in enumerate(documents) if i not in dev_indices],
+        [d for i, d in enumerate(documents) if i in dev_indices],
+    )
+
+
+def prepare(
+    train: Sequence[Document],
+    dev: Sequence[Document] | None,
+    base_model: str | Path,
+    config: TrainingConfig,
+    *,
+    labels: Sequence[str] | None = None,
+    dev_fraction: float = 0.1,
+) -> TrainingPlan:
+    """Check everything a training run needs; raise a clear error before any weights load."""
+    if not train:
+        raise EmptyDatasetError("the training set is empty")
+    folder = check_base_model(base_model)
+    if dev is None:
+        if len(train) < 2:
+            raise EmptyDatasetError("at least two documents are needed to hold one out for early stopping")
+        train, dev = split_dev(train, dev_fraction, config.seed)
+    if not dev:
+        raise EmptyDatasetError("the dev set is empty")
+    resolved = label_set([*train, *dev], labels)
+    if config.stride >= config.max_length - 2:
+        raise ValueError(f"stride {config.stride} must be smaller than max_length {config.max_length} minus 2")
+    return TrainingPlan(list(train), list(dev), resolved, folder, config)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.cuda.manual_seed_all(seed)
+
+
+def length_grouped_batches(lengths: Sequence[int], batch_size: int, rng: random.Random) -> list[list[int]]:
+    """Shuffled index batches of similar lengths: shuffle, sort within pools of 50 batches, shuffle the batches."""
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    pool = batch_size * 50
+    batches = []
+    for start in range(0, len(order), pool):
+        chunk = sorted(order[start : start + pool], key=lambda i: lengths[i], reverse=True)
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def collate(windows: Sequence[EncodedWindow], pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
+    ids, mask = pad_batch([w.input_ids for w in windows], pad_id, device)
+    labels = torch.full(ids.shape, IGNORE_INDEX, dtype=torch.long)
+    for row, window in enumerate(windows):
+        labels[row, : len(window.labels)] = torch.tensor(window.labels, dtype=torch.long)
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels.to(device)}
+
+
+def encode_documents(
+    documents: Sequence[Document], tokenizer: Any, tag_ids: dict[str, int], config: TrainingConfig
+) -> list[EncodedWindow]:
+    special = SpecialTokens.of(tokenizer)
+    windows: list[EncodedWindow] = []
+    for document in documents:
+        tokens = tokenize(tokenizer, document.text)
+        windows += encode_windows(
+            tokens, document.entities, tag_ids, special, max_length=config.max_length, stride=config.stride
+        )
+    return windows
+
+
+def load_for_training(plan: TrainingPlan) -> tuple[Any, Any]:
+    """Tokenizer and a fresh token-classification model (new head for the plan's tags) from the base folder."""
+    tags = iob2_tags(plan.labels)
+    tokenizer = AutoTokenizer.from_pretrained(plan.base_model, local_files_only=True)
+    model = AutoModelForTokenClassification.from_pretrained(
+        plan.base_model,
+        local_files_only=True,
+        num_labels=len(tags),
+        id2label=dict(enumerate(tags)),
+        label2id={t: i for i, t in enumerate(tags)},
+        ignore_mismatched_sizes=True,  # a token-classification base model with another label set gets a new head
+    )
+    return tokenizer, model
+
+
+class _Optimizer:
+    """AdamW with linear warm-up and decay, gradient clipping, and mixed precision on CUDA."""
+
+    def __init__(self, model: Any, config: TrainingConfig, total_steps: int, device: torch.device) -> None:
+        no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
+        named = list(model.named_parameters())
+        groups = [
+            {"params": [p for n, p in named if not n.endswith(no_decay)], "weight_decay": config.weight_decay},
+            {"params": [p for n, p in named if n.endswith(no_decay)], "weight_decay": 0.0},
+        ]
+        self.model = model
+        self.optimizer = torch.optim.AdamW(groups, lr=config.learning_rate)
+        warmup = round(total_steps * config.warmup_ratio)
+        self.scheduler = get_linear_schedule_with_warmup(self.optimizer, warmup, total_steps)  # type: ignore[no-untyped-call]
+        self.autocast: torch.autocast | None = None
+        self.scaler: torch.amp.GradScaler | None = None
+        if device.type == "cuda":
+            bf16 = torch.cuda.is_bf16_supported()
+            self.autocast = torch.autocast("cuda", dtype=torch.bfloat16 if bf16 else torch.float16)
+            self.scaler = None if bf16 else torch.amp.GradScaler("cuda")
+
+    def step(self, batch: dict[str, torch.Tensor]) -> float:
+        """One optimisation step on a batch; returns the loss."""
+        if self.autocast is not None:
+            with self.autocast:
+                loss = self.model(**batch).loss
+        else:
+            loss = self.model(**batch).loss
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+        else:
+            loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return float(loss.detach())
+
+
+@dataclass
+class _Best:
+    f1: float = -1.0
+    epoch: int = 0
+    state: dict[str, torch.Tensor] | None = None
+    result: EvaluationResult | None = None
+
+    def offer(self, model: Any, epoch: int, result: EvaluationResult) -> bool:
+        """Keep a copy of the weights if this epoch beats the best so far; True if it did."""
+        if result.strict_micro.f1 <= self.f1:
+            return False
+        self.f1, self.epoch, self.result = result.strict_micro.f1, epoch, result
+        self.state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        return True
+
+
+def fine_tune(
+    plan: TrainingPlan,
+    *,
+    device: str = "auto",
+    patience: int = 2,
+    progress: ProgressCallback = log_progress,
+    log_every: int = 50,
+    max_seconds: float | None = None,
+) -> TrainingResult:
+    """Fine-tune the plan's base model; returns the best epoch's model (by strict micro F1 on the dev documents).
+
+    ``max_seconds`` bounds the optimisation time: when it runs out, the current epoch ends early, is scored on dev,
+    and training stops (the learning-rate schedule still spans the planned steps).
+    """
+    started = time.perf_counter()
+    config = plan.config
+    seed_everything(config.seed)
+    torch_device = pick_device(device)
+    tokenizer, model = load_for_training(plan)
+    model.to(torch_device)
+    tag_ids = {t: i for i, t in enumerate(iob2_tags(plan.labels))}
+    windows = encode_documents(plan.train, tokenizer, tag_ids, config)
+    lengths = [len(w.input_ids) for w in windows]
+    pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
+    steps_per_epoch = math.ceil(len(windows) / config.batch_size)
+    total_steps = max(1, math.ceil(steps_per_epoch * config.epochs))
+    optimizer = _Optimizer(model, config, total_steps, torch_device)
+    predictor = SpanPredictor(model, tokenizer, max_length=config.max_length, stride=config.stride, batch_size=64)
+    rng = random.Random(config.seed)  # noqa: S311 - reproducible shuffling, not security
+
+    best = _Best()
+    history: list[dict[str, float]] = []
+    step, epoch, stale, tokens, train_seconds = 0, 0, 0, 0, 0.0
+    out_of_time = False
+    while step < total_steps and not out_of_time:
+        epoch += 1
+        model.train()
+        epoch_started = time.perf_counter()
+        losses: list[float] = []
+        for batch_indices in length_grouped_batches(lengths, config.batch_size, rng)[: total_steps - step]:
+            batch = collate([windows[i] for i in batch_indices], pad_id, torch_device)
+            losses.append(optimizer.step(batch))
+            step += 1
+            tokens += int(batch["attention_mask"].sum())
+            if step % log_every == 0:
+                elapsed = train_seconds + time.perf_counter() - epoch_started
+                progress(
+                    Progress(step / steps_per_epoch, step, total_steps, sum(losses) / len(losses), tokens / elapsed)
+                )
+        train_seconds += time.perf_counter() - epoch_started
+        dev_result = evaluate_spans(plan.dev, predictor.predict_documents(plan.dev), "dev")
+        dev_f1 = dev_result.strict_micro.f1
+        loss_mean = sum(losses) / max(1, len(losses))
+        history.append({"epoch": float(epoch), "step": float(step), "loss": loss_mean, "dev_strict_f1": dev_f1})
+        progress(Progress(step / steps_per_epoch, step, total_steps, loss_mean, tokens / train_seconds, dev_f1))
+        stale = 0 if best.offer(model, epoch, dev_result) else stale + 1
+        if patience and stale >= patience:
+            log.info("early stop after epoch %d: no dev F1 gain for %d epochs", epoch, stale)
+            break
+    assert best.state is not None
+    assert best.result is not None
+    model.load_state_dict(best.state)
+    model.eval()
+    return TrainingResult(
+        model=model,
+        tokenizer=tokenizer,
+        labels=plan.labels,
+        dev_result=best.result,
+        best_epoch=best.epoch,
+        epochs_run=epoch,
+        seconds=time.perf_counter() - started,
+        train_tokens=tokens,
+        tokens_per_second=tokens / train_seconds if train_seconds else 0.0,
+        history=history,
+    )

@@ -1,0 +1,235 @@
+"""The trainer service against the real RabbitMQ: stores, de-duplicates, acks after the write, survives a restart,
+trains one request at a time in a worker thread and publishes ``ModelPublished`` only for a version the gate passed.
+
+Training itself is replaced by a fake (the real one is covered by the unit tier); everything else is real.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+
+from synthner_shared.contracts import (
+    DocumentAnnotated,
+    EvaluationResult,
+    ModelPublished,
+    Scores,
+    TrainingRequested,
+    decode_message,
+)
+from synthner_shared.messaging import TRAINER, BrokerSettings
+from synthner_shared.testing import BrokerProbe, publish_once, sample_annotated
+from synthner_trainer.pipeline import PRODUCER, TrainingOutcome
+from synthner_trainer.registry import ModelRegistry, decide
+from synthner_trainer.service import TrainerService
+from synthner_trainer.settings import TrainerSettings
+from synthner_trainer.store import DatasetStore
+
+pytestmark = pytest.mark.rabbitmq
+
+SCORES = Scores(precision=0.5, recall=0.5, f1=0.5, support=2)
+RESULT = EvaluationResult(
+    dataset="gold",
+    documents=1,
+    strict_micro=SCORES,
+    strict_macro=SCORES,
+    partial_micro=SCORES,
+    strict_per_label={"Disease": SCORES},
+    partial_per_label={"Disease": SCORES},
+)
+
+
+class FakeTraining:
+    """Stands in for ``run_training_request``: freezes a dataset version, registers a version with a given gold F1."""
+
+    def __init__(self, gold_f1: list[float], release: threading.Event | None = None) -> None:
+        self.gold_f1 = gold_f1
+        self.release = release
+        self.requests: list[TrainingRequested] = []
+        self.started = threading.Event()
+
+    def __call__(
+        self, request: TrainingRequested, store: DatasetStore, registry: ModelRegistry, settings: TrainerSettings
+    ) -> TrainingOutcome:
+        self.requests.append(request)
+        self.started.set()
+        if self.release is not None:
+            assert self.release.wait(30)
+        manifest = store.create_version(request.dataset)
+        current = registry.current()
+        current_f1 = float(current.gate.candidate or 0) if current else None
+        gate = decide(self.gold_f1.pop(0), current_f1, settings.gate_tolerance, current_version=None)
+        name = f"m-{len(registry.list()) + 1}"
+
+        def write(folder: Path) -> None:
+            (folder / "config.json").write_text("{}")
+
+        version = registry.add(name, write, gate)
+        published = None
+        if gate.verdict == "published":
+            published = ModelPublished(
+                correlation_id=request.correlation_id,
+                producer=PRODUCER,
+                model_version=name,
+                artifact_uri=str(version.path),
+                labels=["Disease"],
+                base_model="fake",
+                metrics=[RESULT],
+                dataset=manifest,
+            )
+        return TrainingOutcome(version, [RESULT], published)
+
+
+class Recorder:
+    """Wraps the service's document handler: an event per handled document, and optional injected failures."""
+
+    def __init__(self, trainer: TrainerService, fail_first: int = 0) -> None:
+        self.handled: asyncio.Queue[str] = asyncio.Queue()
+        self.failures_left = fail_first
+        original = trainer.store_document
+
+        async def recording(message: DocumentAnnotated) -> None:
+            if self.failures_left:
+                self.failures_left -= 1
+                raise OSError("disk unavailable")  # before the write: the message must come back
+            await original(message)
+            await self.handled.put(message.note_id)
+
+        trainer.store_document = recording  # type: ignore[method-assign]
+
+    async def next(self, timeout_s: float = 20.0) -> str:
+        return await asyncio.wait_for(self.handled.get(), timeout_s)
+
+
+@asynccontextmanager
+async def trainer_running(trainer: TrainerService) -> AsyncIterator[TrainerService]:
+    """Run a TrainerService (consumer and training worker) for the block, without signal handlers."""
+    task = asyncio.create_task(trainer.run(install_signal_handlers=False))
+    started = asyncio.create_task(trainer.service.wait_started())
+    done, _ = await asyncio.wait({task, started}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+    if task in done:
+        task.result()
+    assert started in done, "trainer did not start"
+    try:
+        yield trainer
+    finally:
+        trainer.request_stop()
+        await asyncio.wait_for(task, 30)
+        trainer.close()
+
+
+def settings_for(tmp_path: Path, **changes: object) -> TrainerSettings:
+    return TrainerSettings(data_dir=tmp_path / "trainer", **changes)  # type: ignore[arg-type]
+
+
+def docs(*seeds: int) -> list[DocumentAnnotated]:
+    return [sample_annotated(seed=s, target_chars=300, spans=3) for s in seeds]
+
+
+async def test_documents_are_stored_once_and_survive_a_restart(
+    tmp_path: Path, broker_settings: BrokerSettings, broker_probe: BrokerProbe
+) -> None:
+    first, second, third = docs(1, 2, 3)
+    trainer = TrainerService(settings_for(tmp_path), broker_settings, FakeTraining([]))
+    recorder = Recorder(trainer)
+    async with trainer_running(trainer):
+        await publish_once(broker_settings, first, second)
+        assert {await recorder.next(), await recorder.next()} == {first.note_id, second.note_id}
+    # a new service object on the same data directory: what was stored is still there, a re-sent copy is not added
+    restarted = TrainerService(settings_for(tmp_path), broker_settings, FakeTraining([]))
+    recorder = Recorder(restarted)
+    async with trainer_running(restarted):
+        assert restarted.store.count() == 2
+        await publish_once(broker_settings, first.model_copy(update={"message_id": third.message_id}), third)
+        assert {await recorder.next(), await recorder.next()} == {first.note_id, third.note_id}
+        assert restarted.store.count() == 3
+    assert await broker_probe.drain(broker_probe.topology.queue_name(TRAINER)) == []
+
+
+async def test_a_document_is_acked_only_after_it_is_written(
+    tmp_path: Path, broker_settings: BrokerSettings, broker_probe: BrokerProbe
+) -> None:
+    (document,) = docs(5)
+    trainer = TrainerService(settings_for(tmp_path), broker_settings, FakeTraining([]))
+    recorder = Recorder(trainer, fail_first=1)
+    async with trainer_running(trainer):
+        await publish_once(broker_settings, document)
+        assert await recorder.next() == document.note_id  # stored on the retry, not lost on the failure
+        assert trainer.store.count() == 1
+        assert trainer.service.runners[0].stats.retried == 1
+
+
+async def test_every_n_documents_trigger_one_training_that_publishes_a_passing_model(
+    tmp_path: Path, broker_settings: BrokerSettings, broker_probe: BrokerProbe
+) -> None:
+    release = threading.Event()
+    training = FakeTraining([0.8], release)
+    trainer = TrainerService(settings_for(tmp_path, train_every=2), broker_settings, training)
+    recorder = Recorder(trainer)
+    async with trainer_running(trainer):
+        await publish_once(broker_settings, *docs(1, 2))
+        await recorder.next()
+        await recorder.next()
+        assert await asyncio.to_thread(training.started.wait, 20)
+        # while the training runs in its thread, the consumer keeps storing documents
+        await publish_once(broker_settings, *docs(3))
+        await recorder.next()
+        assert trainer.store.count() == 3
+        release.set()
+        message = await broker_probe.get(f"{broker_probe.topology.namespace}.model-history")
+    published = decode_message(message.body)
+    assert isinstance(published, ModelPublished)
+    assert published.model_version == "m-1"
+    assert published.dataset.document_count >= 2
+    assert len(training.requests) == 1
+
+
+async def test_a_rejected_model_is_kept_but_not_published(
+    tmp_path: Path, broker_settings: BrokerSettings, broker_probe: BrokerProbe
+) -> None:
+    training = FakeTraining([0.8, 0.5])
+    trainer = TrainerService(settings_for(tmp_path), broker_settings, training)
+    recorder = Recorder(trainer)
+    history = f"{broker_probe.topology.namespace}.model-history"
+    async with trainer_running(trainer):
+        await publish_once(broker_settings, *docs(1))
+        await recorder.next()
+        await publish_once(broker_settings, TrainingRequested(correlation_id="job-a", producer="tests"))
+        first = decode_message((await broker_probe.get(history)).body)
+        await publish_once(broker_settings, TrainingRequested(correlation_id="job-b", producer="tests"))
+        await wait_for(lambda: len(trainer.outcomes) == 2, trainer)
+    assert isinstance(first, ModelPublished)
+    assert [v.status for v in trainer.registry.list()] == ["published", "rejected"]
+    assert trainer.registry.current() is not None
+    assert trainer.registry.current().name == "m-1"  # type: ignore[union-attr]
+    assert await broker_probe.drain(history) == []
+
+
+async def test_a_request_acked_before_a_crash_runs_after_the_restart(
+    tmp_path: Path, broker_settings: BrokerSettings
+) -> None:
+    settings = settings_for(tmp_path)
+    store = DatasetStore(settings.store_path)
+    store.add(docs(1)[0])
+    request = TrainingRequested(correlation_id="job-crash", producer="tests")
+    store.enqueue_request(request)
+    store.set_request_status(request, "running")  # the process died during this training
+    store.close()
+    training = FakeTraining([0.7])
+    trainer = TrainerService(settings, broker_settings, training)
+    async with trainer_running(trainer):
+        await wait_for(lambda: len(trainer.outcomes) == 1, trainer)
+    assert [r.message_id for r in training.requests] == [request.message_id]
+
+
+async def wait_for(condition: Callable[[], bool], trainer: TrainerService, timeout_s: float = 30.0) -> None:
+    """Wait until ``condition`` holds, re-checking whenever a training finishes."""
+    async with asyncio.timeout(timeout_s):
+        while not condition():
+            await trainer.finished.wait()
+            trainer.finished.clear()

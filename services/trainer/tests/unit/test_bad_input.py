@@ -1,0 +1,68 @@
+"""Bad input is a clear error before any training starts (no weights are loaded by ``prepare``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from synthner_shared.documents import Document, DocumentEntity
+from synthner_shared.ner import LabelOutsideSetError
+from synthner_trainer.base_model import BaseModelError, check_base_model, default_base_model
+from synthner_trainer.settings import TrainingConfig
+from synthner_trainer.store import EmptyDatasetError
+from synthner_trainer.training import prepare
+
+DOCS = [
+    Document(id="a", text="history of asthma", entities=[DocumentEntity(start=11, end=17, label="Disease")]),
+    Document(id="b", text="no fever today", entities=[DocumentEntity(start=3, end=8, label="Symptom")]),
+]
+
+
+def test_empty_dataset_is_refused() -> None:
+    with pytest.raises(EmptyDatasetError, match="empty"):
+        prepare([], None, default_base_model(), TrainingConfig())
+
+
+def test_labels_outside_the_configured_set_are_refused() -> None:
+    with pytest.raises(LabelOutsideSetError, match="Symptom"):
+        prepare(DOCS, None, default_base_model(), TrainingConfig(), labels=["Disease"])
+
+
+def test_label_set_comes_from_the_data_when_not_configured() -> None:
+    plan = prepare(DOCS, DOCS[:1], default_base_model(), TrainingConfig())
+    assert plan.labels == ["Disease", "Symptom"]
+
+
+def test_missing_base_model_folder_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(BaseModelError, match="does not exist"):
+        prepare(DOCS, None, tmp_path / "nowhere", TrainingConfig())
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({}, "no config.json"),
+        ({"config.json": "[1, 2"}, "not a JSON object"),
+        ({"config.json": json.dumps({"model_type": "resnet"})}, "no token-classification head"),
+        ({"config.json": json.dumps({"model_type": "bert"})}, "no weights"),
+        ({"config.json": json.dumps({"model_type": "bert"}), "model.safetensors": ""}, "tokenizer.json"),
+    ],
+)
+def test_folders_that_cannot_become_a_token_classifier_are_refused(
+    tmp_path: Path, files: dict[str, str], message: str
+) -> None:
+    for name, content in files.items():
+        (tmp_path / name).write_text(content)
+    with pytest.raises(BaseModelError, match=message):
+        check_base_model(tmp_path)
+
+
+def test_the_packaged_default_base_model_passes_the_check() -> None:
+    assert check_base_model(default_base_model()).is_dir()
+
+
+def test_a_stride_as_long_as_the_window_is_refused() -> None:
+    with pytest.raises(ValueError, match="stride"):
+        prepare(DOCS, None, default_base_model(), TrainingConfig(max_length=16, stride=14))

@@ -1,0 +1,80 @@
+"""The promotion gate and model versions: both verdicts, atomic immutable versions, rollback."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from synthner_trainer.registry import ModelRegistry, VersionExistsError, decide
+
+
+def test_gate_publishes_a_candidate_within_the_tolerance() -> None:
+    decision = decide(0.795, 0.80, tolerance=0.01, current_version="m-1")
+    assert decision.verdict == "published"
+    assert decision.current_version == "m-1"
+
+
+def test_gate_rejects_a_candidate_worse_than_the_tolerance_allows() -> None:
+    decision = decide(0.70, 0.80, tolerance=0.01)
+    assert decision.verdict == "rejected"
+    assert "0.7000 < 0.8000" in decision.reason
+
+
+def test_gate_publishes_the_first_model_and_says_when_nothing_was_gated() -> None:
+    assert decide(0.1, None, tolerance=0.0).verdict == "published"
+    ungated = decide(None, 0.9, tolerance=0.0)
+    assert ungated.verdict == "published"
+    assert "no gold set" in ungated.reason
+
+
+def _write(content: str) -> Callable[[Path], None]:
+    def write(folder: Path) -> None:
+        (folder / "config.json").write_text(content)
+
+    return write
+
+
+def test_registry_keeps_rejected_versions_and_moves_current_only_on_publish(tmp_path: Path) -> None:
+    registry = ModelRegistry(tmp_path)
+    first = registry.add("m-1", _write("{}"), decide(0.8, None, 0.01))
+    rejected = registry.add("m-2", _write("{}"), decide(0.5, 0.8, 0.01))
+    assert registry.current() == first
+    assert rejected.status == "rejected"
+    assert (rejected.path / "config.json").is_file()
+    assert [v.name for v in registry.list()] == ["m-1", "m-2"]
+    third = registry.add("m-3", _write("{}"), decide(0.81, 0.8, 0.01))
+    assert registry.current() == third
+    assert registry.rollback("m-1") == first
+    assert registry.current() == first
+    with pytest.raises(ValueError, match="rejected"):
+        registry.rollback("m-2")
+
+
+def test_a_version_that_fails_while_written_never_becomes_visible(tmp_path: Path) -> None:
+    registry = ModelRegistry(tmp_path)
+
+    def crash(folder: Path) -> None:
+        (folder / "model.safetensors").write_bytes(b"half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        registry.add("m-1", crash, decide(0.8, None, 0.01))
+    assert registry.list() == []
+    assert registry.current() is None
+    assert not any(registry.staging_dir.iterdir())
+
+
+def test_versions_are_never_overwritten(tmp_path: Path) -> None:
+    registry = ModelRegistry(tmp_path)
+    registry.add("m-1", _write("{}"), decide(0.8, None, 0.01))
+    with pytest.raises(VersionExistsError):
+        registry.add("m-1", _write("{}"), decide(0.9, None, 0.01))
+
+
+def test_half_written_versions_left_by_a_crash_are_discarded_at_start(tmp_path: Path) -> None:
+    registry = ModelRegistry(tmp_path)
+    (registry.staging_dir / "m-9.abc").mkdir()
+    assert registry.discard_staging() == 1
+    assert registry.list() == []

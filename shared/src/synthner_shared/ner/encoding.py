@@ -1,0 +1,291 @@
+"""Character spans <-> per-token IOB2 labels, and windows for documents longer than a model's input (torch-free).
+
+Shared by the trainer, the annotator's encoder backend and the NER API, so training and inference encode a text
+the same way.
+
+- **Tokens and words.** A text is tokenized once, whole, by a *fast* tokenizer without special tokens; each token has
+  its character offsets in the original text (the offset mapping) and the index of the pre-tokenizer word it belongs
+  to (``word_ids``). Offsets are Python ``str`` indices (code points), like the document format's.
+- **Sub-token policy.** Labels are assigned per *word*: a word overlapping an entity span gets ``B-<label>`` when it
+  is the first word of the span and ``I-<label>`` otherwise. Only the **first sub-token** of a word carries the
+  word's label; the other sub-tokens are masked with ``-100`` (ignored by the loss), and at decoding time a word takes
+  the prediction of its first sub-token.
+- **Decoding.** Predicted word labels become character spans from the start of the first word to the end of the last
+  word of a ``B I I`` run (an ``I`` that does not continue an entity of its label opens one). Entity boundaries that
+  fall inside a word therefore widen to the word's boundaries; :func:`iob2_round_trip` counts where that happens.
+- **Windows.** A document longer than the model's window is split into overlapping windows of token indices
+  (``stride`` tokens shared between neighbours), never truncated. Window starts snap back to a word start where that
+  still makes progress. When decoding, each token takes the prediction of the window in which it lies furthest from
+  an edge (most context on both sides).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+IGNORE_INDEX = -100
+OUTSIDE = "O"
+
+
+class SpanLike(Protocol):
+    @property
+    def start(self) -> int: ...
+
+    @property
+    def end(self) -> int: ...
+
+    @property
+    def label(self) -> str: ...
+
+
+@dataclass(frozen=True, order=True)
+class CharSpan:
+    """A decoded entity: character offsets into the text (end exclusive) and a label."""
+
+    start: int
+    end: int
+    label: str
+
+
+class LabelOutsideSetError(ValueError):
+    """A document carries an entity label that is not in the model's label set."""
+
+
+def iob2_tags(labels: Iterable[str]) -> list[str]:
+    """The IOB2 tag list for an entity label set: ``O`` first, then ``B-x``, ``I-x`` per label in sorted order."""
+    tags = [OUTSIDE]
+    for label in sorted(set(labels)):
+        tags += [f"B-{label}", f"I-{label}"]
+    return tags
+
+
+@dataclass(frozen=True)
+class TokenizedText:
+    """A whole text tokenized without special tokens."""
+
+    input_ids: list[int]
+    offsets: list[tuple[int, int]]
+    word_ids: list[int]
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    def first_subtokens(self) -> list[bool]:
+        """True for the first token of each word."""
+        return [i == 0 or self.word_ids[i] != self.word_ids[i - 1] for i in range(len(self.word_ids))]
+
+    def words(self) -> list[tuple[int, int, int]]:
+        """``(first_token, start, end)`` per word, in order: the word's first token and its character extent."""
+        words: list[tuple[int, int, int]] = []
+        for i, (start, end) in enumerate(self.offsets):
+            if i == 0 or self.word_ids[i] != self.word_ids[i - 1]:
+                words.append((i, start, end))
+            else:
+                first, word_start, word_end = words[-1]
+                words[-1] = (first, min(word_start, start), max(word_end, end))
+        return words
+
+
+TokenizerCall = Callable[..., Mapping[str, Any]]
+"""A Hugging Face fast tokenizer (``tokenizer(text, ...)`` returning a ``BatchEncoding``)."""
+
+
+class SlowTokenizerError(TypeError):
+    """The tokenizer cannot give word ids and character offsets (it is not a fast tokenizer)."""
+
+
+def tokenize(tokenizer: TokenizerCall, text: str) -> TokenizedText:
+    """Tokenize ``text`` whole (no special tokens, no truncation), keeping offsets and word ids.
+
+    Tokens with an empty character extent (nothing of the text) are dropped, so every token covers text.
+    """
+    encoding: Any = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+    if not getattr(tokenizer, "is_fast", False):
+        raise SlowTokenizerError("a fast tokenizer (tokenizer.json) is required for offsets and word ids")
+    word_ids = encoding.word_ids()
+    ids, offsets, words = [], [], []
+    for token_id, (start, end), word in zip(encoding["input_ids"], encoding["offset_mapping"], word_ids, strict=True):
+        if end <= start or word is None:
+            continue
+        ids.append(int(token_id))
+        offsets.append((int(start), int(end)))
+        words.append(int(word))
+    return TokenizedText(ids, offsets, words)
+
+
+@dataclass(frozen=True)
+class SpecialTokens:
+    """The special token ids a tokenizer puts before and after a single sequence (``[CLS] … [SEP]``)."""
+
+    prefix: tuple[int, ...]
+    suffix: tuple[int, ...]
+
+    @classmethod
+    def of(cls, tokenizer: TokenizerCall) -> SpecialTokens:
+        encoding: Any = tokenizer("a", add_special_tokens=True, return_offsets_mapping=True)
+        spans = [tuple(o) for o in encoding["offset_mapping"]]
+        ids = [int(i) for i in encoding["input_ids"]]
+        content = [i for i, (start, end) in enumerate(spans) if end > start]
+        if not content:
+            raise SlowTokenizerError("could not find where the tokenizer puts the text among its special tokens")
+        return cls(prefix=tuple(ids[: content[0]]), suffix=tuple(ids[content[-1] + 1 :]))
+
+    def __len__(self) -> int:
+        return len(self.prefix) + len(self.suffix)
+
+
+def word_tags(tokens: TokenizedText, spans: Sequence[SpanLike]) -> list[str]:
+    """IOB2 tag per word of ``tokens`` for character ``spans`` (sorted, non-overlapping)."""
+    words = tokens.words()
+    tags = [OUTSIDE] * len(words)
+    index = 0
+    for span in spans:
+        while index < len(words) and words[index][2] <= span.start:
+            index += 1
+        first = True
+        position = index
+        while position < len(words) and words[position][1] < span.end:
+            if tags[position] == OUTSIDE:  # a word shared by two spans keeps the first
+                tags[position] = f"{'B' if first else 'I'}-{span.label}"
+                first = False
+            position += 1
+    return tags
+
+
+def token_label_ids(tokens: TokenizedText, spans: Sequence[SpanLike], tag_ids: Mapping[str, int]) -> list[int]:
+    """Label id per token: the word's IOB2 tag id on its first sub-token, ``IGNORE_INDEX`` on the others."""
+    unknown = sorted({s.label for s in spans} - {t[2:] for t in tag_ids if t != OUTSIDE})
+    if unknown:
+        raise LabelOutsideSetError(f"labels {unknown} are not in the label set {sorted({t[2:] for t in tag_ids})}")
+    tags = word_tags(tokens, spans)
+    labels = [IGNORE_INDEX] * len(tokens)
+    for word_index, (first_token, _, _) in enumerate(tokens.words()):
+        labels[first_token] = tag_ids[tags[word_index]]
+    return labels
+
+
+def decode_word_tags(tokens: TokenizedText, tags: Sequence[str]) -> list[CharSpan]:
+    """Character spans from one IOB2 tag per word (lenient: an unexpected ``I-x`` opens an entity)."""
+    spans: list[CharSpan] = []
+    current: CharSpan | None = None
+    for (_, start, end), tag in zip(tokens.words(), tags, strict=True):
+        if tag == OUTSIDE or "-" not in tag:
+            if current is not None:
+                spans.append(current)
+            current = None
+            continue
+        prefix, label = tag.split("-", 1)
+        if prefix == "I" and current is not None and current.label == label:
+            current = CharSpan(current.start, end, label)
+        else:
+            if current is not None:
+                spans.append(current)
+            current = CharSpan(start, end, label)
+    if current is not None:
+        spans.append(current)
+    return spans
+
+
+def plan_windows(tokens: TokenizedText, length: int, stride: int) -> list[tuple[int, int]]:
+    """Token ranges ``[start, end)`` of at most ``length`` tokens covering every token, neighbours sharing ``stride``.
+
+    ``length`` counts text tokens only (the model's window minus its special tokens). Every token is in at least one
+    window: nothing is truncated. An empty text has no window.
+    """
+    if length < 1:
+        raise ValueError(f"window length must be at least 1 token, got {length}")
+    if not 0 <= stride < length:
+        raise ValueError(f"stride must be in [0, window length {length}), got {stride}")
+    total = len(tokens)
+    first_subtokens = tokens.first_subtokens()
+    windows: list[tuple[int, int]] = []
+    start = 0
+    while start < total:
+        end = min(start + length, total)
+        windows.append((start, end))
+        if end == total:
+            break
+        following = end - stride
+        snapped = following
+        while snapped > start + 1 and not first_subtokens[snapped]:
+            snapped -= 1
+        start = snapped if snapped > start and first_subtokens[snapped] else following
+    return windows
+
+
+def best_window_per_token(windows: Sequence[tuple[int, int]], total: int) -> list[int]:
+    """For each token, the index of the window in which it is furthest from a window edge."""
+    best = [-1] * total
+    margin = [-1] * total
+    for index, (start, end) in enumerate(windows):
+        for position in range(start, end):
+            distance = min(position - start, end - 1 - position)
+            if distance > margin[position]:
+                margin[position], best[position] = distance, index
+    if any(b < 0 for b in best):
+        raise ValueError("the windows do not cover every token")
+    return best
+
+
+def merge_window_predictions(
+    tokens: TokenizedText, windows: Sequence[tuple[int, int]], window_predictions: Sequence[Sequence[str]]
+) -> list[str]:
+    """One tag per word from per-window tag sequences (one tag per text token of each window)."""
+    for (start, end), predicted in zip(windows, window_predictions, strict=True):
+        if len(predicted) != end - start:
+            raise ValueError(f"window [{start}, {end}) has {len(predicted)} predictions, expected {end - start}")
+    best = best_window_per_token(windows, len(tokens))
+    tags = []
+    for first_token, _, _ in tokens.words():
+        window = best[first_token]
+        tags.append(window_predictions[window][first_token - windows[window][0]])
+    return tags
+
+
+@dataclass(frozen=True)
+class EncodedWindow:
+    """A model input: token ids with special tokens, and label ids aligned with them (``-100`` where ignored)."""
+
+    input_ids: list[int]
+    labels: list[int]
+
+
+def encode_windows(
+    tokens: TokenizedText,
+    spans: Sequence[SpanLike],
+    tag_ids: Mapping[str, int],
+    special: SpecialTokens,
+    *,
+    max_length: int,
+    stride: int,
+) -> list[EncodedWindow]:
+    """Training inputs of one document: every window with special tokens and labels (first sub-token policy)."""
+    labels = token_label_ids(tokens, spans, tag_ids)
+    windows = plan_windows(tokens, max_length - len(special), stride)
+    encoded = []
+    for start, end in windows:
+        ids = [*special.prefix, *tokens.input_ids[start:end], *special.suffix]
+        window_labels = [IGNORE_INDEX] * len(special.prefix) + labels[start:end] + [IGNORE_INDEX] * len(special.suffix)
+        encoded.append(EncodedWindow(ids, window_labels))
+    return encoded
+
+
+@dataclass(frozen=True)
+class RoundTrip:
+    """How many spans survive span -> IOB2 -> span unchanged."""
+
+    spans: int
+    exact: int
+
+    @property
+    def lost(self) -> int:
+        return self.spans - self.exact
+
+
+def iob2_round_trip(tokens: TokenizedText, spans: Sequence[SpanLike]) -> tuple[list[CharSpan], RoundTrip]:
+    """Encode spans to word tags and decode them back; count spans recovered exactly."""
+    decoded = decode_word_tags(tokens, word_tags(tokens, spans))
+    wanted = {CharSpan(s.start, s.end, s.label) for s in spans}
+    return decoded, RoundTrip(spans=len(wanted), exact=len(wanted & set(decoded)))

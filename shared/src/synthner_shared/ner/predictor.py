@@ -1,0 +1,152 @@
+"""Windowed token-classification inference that returns character spans (needs the ``model`` extra: torch).
+
+Import this module only where a model runs; ``import synthner_shared`` and ``synthner_shared.ner`` stay torch-free.
+Loading never reaches a model hub: ``HF_HUB_OFFLINE`` is set and only local folders are accepted.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch
+from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+from synthner_shared.documents import Document, DocumentEntity
+from synthner_shared.ner.encoding import (
+    CharSpan,
+    SpecialTokens,
+    TokenizedText,
+    decode_word_tags,
+    merge_window_predictions,
+    plan_windows,
+    tokenize,
+)
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
+
+class ModelFolderError(ValueError):
+    """A model folder is missing, incomplete, or not a token-classification model."""
+
+
+def pick_device(requested: str = "auto") -> torch.device:
+    """``auto`` takes CUDA when present, else CPU; ``cpu``/``cuda`` force one."""
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
+
+
+def pad_batch(
+    sequences: Sequence[Sequence[int]], pad_id: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ``input_ids`` and ``attention_mask`` tensors of a batch."""
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, sequence in enumerate(sequences):
+        ids[row, : len(sequence)] = torch.tensor(sequence, dtype=torch.long)
+        mask[row, : len(sequence)] = 1
+    return ids.to(device), mask.to(device)
+
+
+class SpanPredictor:
+    """Predicts entity character spans for whole texts of any length with a token-classification model."""
+
+    def __init__(
+        self,
+        model: PreTrainedModel,  # or any module with .config.id2label returning .logits
+        tokenizer: Any,
+        max_length: int = 256,
+        stride: int = 64,
+        batch_size: int = 32,
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.special = SpecialTokens.of(tokenizer)
+        self.window = min(max_length, int(getattr(model.config, "max_position_embeddings", max_length))) - len(
+            self.special
+        )
+        self.stride = min(stride, self.window - 1)
+        self.batch_size = batch_size
+        id2label: dict[Any, Any] = dict(model.config.id2label or {})
+        if not id2label:
+            raise ModelFolderError("the model config has no id2label map (not a token-classification model)")
+        self.tags = [str(id2label.get(i, id2label.get(str(i)))) for i in range(len(id2label))]
+        self.pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike[str], device: str = "auto", **options: int) -> SpanPredictor:
+        """Load a Hugging Face token-classification folder (config, weights, tokenizer) from local disk."""
+        path = Path(folder)
+        if not (path / "config.json").is_file():
+            raise ModelFolderError(f"{path} is not a model folder (no config.json)")
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+            model = AutoModelForTokenClassification.from_pretrained(path, local_files_only=True)
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelFolderError(f"{path} could not be loaded as a token-classification model: {exc}") from exc
+        model.to(pick_device(device))
+        model.train(False)  # inference mode (no dropout)
+        return cls(model, tokenizer, **options)
+
+    @property
+    def labels(self) -> list[str]:
+        """The entity labels the model predicts (without B-/I- prefixes)."""
+        return sorted({tag[2:] for tag in self.tags if tag != "O"})
+
+    def predict(self, texts: Sequence[str]) -> list[list[CharSpan]]:
+        """Entity spans for each text, sorted and non-overlapping, with offsets into that text."""
+        tokenized = [tokenize(self.tokenizer, text) for text in texts]
+        plans = [plan_windows(tokens, self.window, self.stride) for tokens in tokenized]
+        jobs = [(doc, w) for doc, windows in enumerate(plans) for w in range(len(windows))]
+        jobs.sort(key=lambda job: -(plans[job[0]][job[1]][1] - plans[job[0]][job[1]][0]))  # similar lengths batch well
+        predicted: list[list[list[str]]] = [[[] for _ in windows] for windows in plans]
+        device = next(self.model.parameters()).device
+        was_training = self.model.training
+        self.model.train(False)
+        try:
+            with torch.inference_mode():
+                for batch in _chunks(jobs, self.batch_size):
+                    inputs = []
+                    for doc, w in batch:
+                        start, end = plans[doc][w]
+                        inputs.append(
+                            [*self.special.prefix, *tokenized[doc].input_ids[start:end], *self.special.suffix]
+                        )
+                    ids, mask = pad_batch(inputs, self.pad_id, device)
+                    best = self.model(input_ids=ids, attention_mask=mask).logits.argmax(-1).tolist()
+                    offset = len(self.special.prefix)
+                    for (doc, w), row in zip(batch, best, strict=True):
+                        start, end = plans[doc][w]
+                        predicted[doc][w] = [self.tags[t] for t in row[offset : offset + end - start]]
+        finally:
+            self.model.train(was_training)
+        return [self._decode(tokens, plans[i], predicted[i]) for i, tokens in enumerate(tokenized)]
+
+    def _decode(
+        self, tokens: TokenizedText, windows: list[tuple[int, int]], predicted: list[list[str]]
+    ) -> list[CharSpan]:
+        if not windows:
+            return []
+        return decode_word_tags(tokens, merge_window_predictions(tokens, windows, predicted))
+
+    def predict_documents(self, documents: Sequence[Document]) -> list[Document]:
+        """Copies of ``documents`` (same id and text) whose entities are the model's predictions."""
+        spans = self.predict([d.text for d in documents])
+        return [
+            Document(
+                id=d.id, text=d.text, entities=[DocumentEntity(start=s.start, end=s.end, label=s.label) for s in p]
+            )
+            for d, p in zip(documents, spans, strict=True)
+        ]
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
