@@ -26,7 +26,7 @@ lint: install
 
 typecheck: install
 	$(VENV)/bin/mypy shared/src services/generator/src services/annotator/src services/trainer/src cli/src \
-		services/ner-api/src shared/tests services/generator/tests cli/tests tests conftest.py benchmarks deploy/llama-cpp services/trainer/tests
+		services/ner-api/src shared/tests services/generator/tests cli/tests tests conftest.py benchmarks deploy/llama-cpp services/trainer/tests services/annotator/tests
 
 unit: install ## only the tests that need no broker
 	$(PY) -m pytest -m "not rabbitmq" $(PYTEST_ARGS)
@@ -39,8 +39,12 @@ deploy-check: install ## offline validation of Dockerfiles, compose.yaml and eve
 	$(PY) -m tests.deploy.checks
 
 bench: install ## broker throughput: our publisher and consumer runner against plain aio-pika
+bench: install ## broker throughput, annotator alignment (NCBI-disease, MEDDOCAN dev) and annotator throughput
 	@bash scripts/ensure-rabbitmq.sh
 	$(PY) benchmarks/broker_throughput.py $(BENCH_ARGS)
+	$(PY) benchmarks/alignment.py --gold ../shared/data/ncbi_disease/dev.jsonl
+	$(PY) benchmarks/alignment.py --gold ../shared/data/meddocan/dev.jsonl
+	$(PY) benchmarks/annotator_throughput.py
 
 bench-generator: install ## generator throughput (local LLM server, fixed latency) and leak-gate recall/fpr
 	@bash scripts/ensure-rabbitmq.sh

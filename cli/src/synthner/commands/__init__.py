@@ -10,8 +10,8 @@ import argparse
 from collections.abc import Callable
 from types import ModuleType
 
-from synthner.commands import dataset, documents, evaluate, generate, leakcheck, status, train
+from synthner.commands import annotate, dataset, documents, evaluate, generate, leakcheck, status, train
 
-COMMAND_MODULES: tuple[ModuleType, ...] = (documents, generate, status, leakcheck, dataset, train, evaluate)
+COMMAND_MODULES: tuple[ModuleType, ...] = (documents, generate, status, leakcheck, dataset, train, evaluate, annotate)
 
 Handler = Callable[[argparse.Namespace], int]

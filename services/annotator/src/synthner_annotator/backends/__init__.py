@@ -1,0 +1,1 @@
+"""Annotator backends behind one port, :class:`~synthner_annotator.backends.base.Annotator`."""
