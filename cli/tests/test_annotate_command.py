@@ -4,6 +4,7 @@ annotator's own integration tests)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ GOLD = [
 ]
 
 
-def write(path: Path, documents: list[dict[str, object]]) -> Path:
+def write(path: Path, documents: Sequence[Mapping[str, object]]) -> Path:
     path.write_text("".join(json.dumps(d) + "\n" for d in documents), encoding="utf-8")
     return path
 
@@ -37,7 +38,7 @@ def test_score_lexicon_prints_strict_and_partial_per_label(tmp_path: Path, capsy
 
 def test_score_prediction_files_reports_agreement(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     gold = write(tmp_path / "gold.jsonl", GOLD)
-    half = [dict(GOLD[0], entities=GOLD[0]["entities"][:1]), GOLD[1]]  # type: ignore[index]
+    half = [dict(GOLD[0], entities=GOLD[0]["entities"][:1]), GOLD[1]]
     other = write(tmp_path / "other.jsonl", half)
     assert (
         main(
