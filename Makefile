@@ -56,7 +56,7 @@ snapshots: install ## regenerate the contract JSON-schema snapshots after an int
 
 constraints: install ## re-pin constraints.txt from the current environment
 	@(echo "# Exact versions of everything in the development environment (regenerate: make constraints)."; \
-	  $(VENV)/bin/pip freeze --exclude-editable | grep -v '^-e') > constraints.txt
+	  $(VENV)/bin/pip freeze --exclude-editable | grep -v '^-e' | sed -E 's/^(torch==[0-9.]+)\+[a-z0-9]+$$/\1/') > constraints.txt
 
 clean: ## remove the environment and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -20,7 +20,14 @@ from synthner_trainer.base_model import default_base_model
 from synthner_trainer.registry import ModelRegistry, ModelVersion, decide, new_version_name
 from synthner_trainer.settings import TrainerSettings, TrainingConfig
 from synthner_trainer.store import DatasetStore, manifest_for
-from synthner_trainer.training import ProgressCallback, TrainingResult, fine_tune, log_progress, prepare
+from synthner_trainer.training import (
+    ProgressCallback,
+    StopCheck,
+    TrainingResult,
+    fine_tune,
+    log_progress,
+    prepare,
+)
 
 log = logging.getLogger(__name__)
 
@@ -76,12 +83,31 @@ def train_and_register(
     base_model: Path,
     correlation_id: str,
     progress: ProgressCallback = log_progress,
+    should_stop: StopCheck | None = None,
 ) -> TrainingOutcome:
     """Train on ``documents``, gate on the configured gold set, and add the version (published or rejected)."""
     gold = GoldSet.read(settings.gold) if settings.gold is not None else None
     plan = prepare(documents, None, base_model, config, labels=settings.labels, dev_fraction=settings.dev_fraction)
     log.info("training on %d documents (%d dev) from %s", len(plan.train), len(plan.dev), manifest.version)
-    result = fine_tune(plan, device=settings.device, patience=settings.patience, progress=progress)
+    result = fine_tune(
+        plan, device=settings.device, patience=settings.patience, progress=progress, should_stop=should_stop
+    )
+    return gate_and_register(
+        result, manifest=manifest, settings=settings, registry=registry, gold=gold, correlation_id=correlation_id
+    )
+
+
+def gate_and_register(
+    result: TrainingResult,
+    *,
+    manifest: DatasetManifest,
+    settings: TrainerSettings,
+    registry: ModelRegistry,
+    gold: GoldSet | None,
+    correlation_id: str,
+) -> TrainingOutcome:
+    """Score a trained model, gate it against the current version on the gold set, add it as a version."""
+    config, base_model = result.config, result.base_model
     metrics = evaluate_result(result, gold)
     candidate = gate_score(metrics[-1], settings.gate_metric) if gold is not None else None
     current_name, current_score = (None, None)
@@ -132,7 +158,7 @@ def run_training_request(
     store: DatasetStore,
     registry: ModelRegistry,
     settings: TrainerSettings,
-    progress: ProgressCallback = log_progress,
+    should_stop: StopCheck | None = None,
 ) -> TrainingOutcome:
     """Serve a ``TrainingRequested``: freeze (or reuse) a dataset version, train, gate, register."""
     base_model = Path(request.base_model) if request.base_model else settings.base_model or default_base_model()
@@ -147,7 +173,7 @@ def run_training_request(
         config=config,
         base_model=base_model,
         correlation_id=request.correlation_id,
-        progress=progress,
+        should_stop=should_stop,
     )
 
 
@@ -166,8 +192,15 @@ def train_to_folder(
 ) -> tuple[TrainingResult, list[EvaluationResult]]:
     """The CLI's training: documents from files into one model folder at ``out`` (written atomically)."""
     plan = prepare(train, dev, base_model, config, labels=labels)
-    manifest = manifest_for("files", plan.train, ["files"])
     result = fine_tune(plan, device=device, patience=patience, progress=progress)
+    return result, write_model_folder(result, out, manifest_for("files", plan.train, ["files"]), gold)
+
+
+def write_model_folder(
+    result: TrainingResult, out: Path, manifest: DatasetManifest, gold: GoldSet | None
+) -> list[EvaluationResult]:
+    """Score a trained model and write it with its metadata to ``out`` (atomically); returns the metrics."""
+    config, base_model = result.config, result.base_model
     metrics = evaluate_result(result, gold)
     metrics[0] = metrics[0].model_copy(update={"dataset": "dev"})
 
@@ -184,4 +217,4 @@ def train_to_folder(
         )
 
     write_folder_atomically(out, write)
-    return result, metrics
+    return metrics

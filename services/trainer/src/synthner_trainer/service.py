@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable, Sequence
 
 from synthner_shared.contracts import DocumentAnnotated, Envelope, TrainingRequested
@@ -22,11 +23,15 @@ from synthner_trainer.pipeline import PRODUCER, TrainingOutcome, run_training_re
 from synthner_trainer.registry import ModelRegistry
 from synthner_trainer.settings import TrainerSettings
 from synthner_trainer.store import DatasetStore
+from synthner_trainer.training import TrainingCancelled
 
 log = logging.getLogger(__name__)
 
-TrainFunction = Callable[[TrainingRequested, DatasetStore, ModelRegistry, TrainerSettings], TrainingOutcome]
-"""Runs one training (in a worker thread); :func:`run_training_request` in production, a fake in tests."""
+TrainFunction = Callable[
+    [TrainingRequested, DatasetStore, ModelRegistry, TrainerSettings, Callable[[], bool]], TrainingOutcome
+]
+"""Runs one training in a worker thread (the last argument says when to stop): :func:`run_training_request` in
+production, a fake in tests."""
 
 TrainerMessage = DocumentAnnotated | TrainingRequested
 
@@ -55,6 +60,7 @@ class TrainerService:
             [Consumer(TRAINER, (DocumentAnnotated, TrainingRequested), self.handle, idempotency_key=idempotency_key)],
         )
         self._wake = asyncio.Event()
+        self._stop_training = threading.Event()
         self.training = asyncio.Event()
         """Set while a training runs (for health and tests)."""
         self.finished = asyncio.Event()
@@ -111,7 +117,12 @@ class TrainerService:
         await asyncio.to_thread(self.store.set_request_status, request, "running")
         self.training.set()
         try:
-            outcome = await asyncio.to_thread(self._train, request, self.store, self.registry, self.settings)
+            outcome = await asyncio.to_thread(
+                self._train, request, self.store, self.registry, self.settings, self._stop_training.is_set
+            )
+        except TrainingCancelled:
+            log.info("training request %s cancelled by shutdown; it runs again after the restart", request.message_id)
+            return
         except Exception as exc:  # noqa: BLE001 - a failed training is recorded and the worker goes on
             reason = f"{type(exc).__name__}: {exc}"
             log.error("training request %s failed: %s", request.message_id, reason)
@@ -138,6 +149,7 @@ class TrainerService:
         try:
             return await service_task
         finally:
+            self._stop_training.set()  # a running training stops at its next step; its request stays pending
             worker.cancel()
             await asyncio.gather(worker, return_exceptions=True)
 

@@ -42,7 +42,7 @@ from synthner_shared.ner import (
     iob2_tags,
     tokenize,
 )
-from synthner_shared.ner.predictor import SpanPredictor, pad_batch, pick_device
+from synthner_shared.ner.predictor import SpanPredictor, pad_batch, pick_device, write_encoding
 from synthner_trainer.base_model import check_base_model
 from synthner_trainer.settings import TrainingConfig
 from synthner_trainer.store import EmptyDatasetError
@@ -63,6 +63,12 @@ class Progress:
 
 
 ProgressCallback = Callable[[Progress], None]
+StopCheck = Callable[[], bool]
+"""Asked before every step; True cancels the training (SIGTERM while training)."""
+
+
+class TrainingCancelled(RuntimeError):
+    """The training was asked to stop; nothing was written."""
 
 
 def log_progress(progress: Progress) -> None:
@@ -94,6 +100,8 @@ class TrainingResult:
     model: Any
     tokenizer: Any
     labels: list[str]
+    config: TrainingConfig
+    base_model: Path
     dev_result: EvaluationResult
     best_epoch: int
     epochs_run: int
@@ -103,12 +111,14 @@ class TrainingResult:
     history: list[dict[str, float]] = field(default_factory=list)
 
     def predictor(self) -> SpanPredictor:
-        return SpanPredictor(self.model, self.tokenizer, max_length=512)
+        """Predicts with the trained model in memory, with the windows it was trained on."""
+        return SpanPredictor(self.model, self.tokenizer, max_length=self.config.max_length, stride=self.config.stride)
 
     def save(self, folder: Path) -> None:
-        """Write the Hugging Face folder: config (with the label map), safetensors weights, tokenizer."""
+        """Write the Hugging Face folder: config (with the label map), safetensors weights, tokenizer, encoding."""
         self.model.save_pretrained(folder, safe_serialization=True)
         self.tokenizer.save_pretrained(folder)
+        write_encoding(folder, self.config.max_length, self.config.stride)
 
 
 def label_set(documents: Sequence[Document], configured: Sequence[str] | None) -> list[str]:
@@ -287,6 +297,7 @@ def fine_tune(
     progress: ProgressCallback = log_progress,
     log_every: int = 50,
     max_seconds: float | None = None,
+    should_stop: StopCheck | None = None,
 ) -> TrainingResult:
     """Fine-tune the plan's base model; returns the best epoch's model (by strict micro F1 on the dev documents).
 
@@ -319,6 +330,8 @@ def fine_tune(
         epoch_started = time.perf_counter()
         losses: list[float] = []
         for batch_indices in length_grouped_batches(lengths, config.batch_size, rng)[: total_steps - step]:
+            if should_stop is not None and should_stop():
+                raise TrainingCancelled(f"training cancelled at step {step} of {total_steps}")
             batch = collate([windows[i] for i in batch_indices], pad_id, torch_device)
             losses.append(optimizer.step(batch))
             step += 1
@@ -346,6 +359,8 @@ def fine_tune(
         model=model,
         tokenizer=tokenizer,
         labels=plan.labels,
+        config=config,
+        base_model=plan.base_model,
         dev_result=best.result,
         best_epoch=best.epoch,
         epochs_run=epoch,

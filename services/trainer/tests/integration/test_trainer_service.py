@@ -29,6 +29,7 @@ from synthner_trainer.registry import ModelRegistry, decide
 from synthner_trainer.service import TrainerService
 from synthner_trainer.settings import TrainerSettings
 from synthner_trainer.store import DatasetStore
+from synthner_trainer.training import TrainingCancelled
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -54,12 +55,19 @@ class FakeTraining:
         self.started = threading.Event()
 
     def __call__(
-        self, request: TrainingRequested, store: DatasetStore, registry: ModelRegistry, settings: TrainerSettings
+        self,
+        request: TrainingRequested,
+        store: DatasetStore,
+        registry: ModelRegistry,
+        settings: TrainerSettings,
+        should_stop: Callable[[], bool],
     ) -> TrainingOutcome:
         self.requests.append(request)
         self.started.set()
         if self.release is not None:
-            assert self.release.wait(30)
+            while not self.release.wait(0.05):  # a training step: wakes on release or on shutdown
+                if should_stop():
+                    raise TrainingCancelled("stopped")
         manifest = store.create_version(request.dataset)
         current = registry.current()
         current_f1 = float(current.gate.candidate or 0) if current else None
@@ -225,6 +233,23 @@ async def test_a_request_acked_before_a_crash_runs_after_the_restart(
     async with trainer_running(trainer):
         await wait_for(lambda: len(trainer.outcomes) == 1, trainer)
     assert [r.message_id for r in training.requests] == [request.message_id]
+
+
+async def test_shutdown_cancels_a_running_training_which_runs_again_after_the_restart(
+    tmp_path: Path, broker_settings: BrokerSettings
+) -> None:
+    blocked = FakeTraining([0.9], threading.Event())  # never released: only shutdown ends it
+    trainer = TrainerService(settings_for(tmp_path), broker_settings, blocked)
+    async with trainer_running(trainer):
+        await publish_once(broker_settings, *docs(1))
+        await publish_once(broker_settings, TrainingRequested(correlation_id="job-stop", producer="tests"))
+        assert await asyncio.to_thread(blocked.started.wait, 20)
+    assert trainer.outcomes == []
+    again = FakeTraining([0.9])
+    restarted = TrainerService(settings_for(tmp_path), broker_settings, again)
+    async with trainer_running(restarted):
+        await wait_for(lambda: len(restarted.outcomes) == 1, restarted)
+    assert [r.correlation_id for r in again.requests] == ["job-stop"]
 
 
 async def wait_for(condition: Callable[[], bool], trainer: TrainerService, timeout_s: float = 30.0) -> None:

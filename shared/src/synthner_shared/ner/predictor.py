@@ -6,6 +6,7 @@ Loading never reaches a model hub: ``HF_HUB_OFFLINE`` is set and only local fold
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -33,6 +34,23 @@ if TYPE_CHECKING:
 
 class ModelFolderError(ValueError):
     """A model folder is missing, incomplete, or not a token-classification model."""
+
+
+ENCODING_FILE = "encoding.json"
+"""Beside the weights: how texts were encoded for training (window length, stride, sub-token policy)."""
+
+
+def write_encoding(folder: Path, max_length: int, stride: int) -> None:
+    data = {"max_length": max_length, "stride": stride, "subtokens": "first labelled, rest -100"}
+    (folder / ENCODING_FILE).write_text(json.dumps(data), encoding="utf-8")
+
+
+def read_encoding(folder: Path) -> dict[str, int]:
+    path = folder / ENCODING_FILE
+    if not path.is_file():
+        return {}
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return {key: int(data[key]) for key in ("max_length", "stride") if key in data}
 
 
 def pick_device(requested: str = "auto") -> torch.device:
@@ -82,8 +100,13 @@ class SpanPredictor:
 
     @classmethod
     def load(cls, folder: str | os.PathLike[str], device: str = "auto", **options: int) -> SpanPredictor:
-        """Load a Hugging Face token-classification folder (config, weights, tokenizer) from local disk."""
+        """Load a Hugging Face token-classification folder (config, weights, tokenizer) from local disk.
+
+        Window length and stride default to those the model was trained with (``encoding.json``, written by the
+        trainer), else 256 and 64 tokens; ``options`` override them.
+        """
         path = Path(folder)
+        options = {**read_encoding(path), **options}
         if not (path / "config.json").is_file():
             raise ModelFolderError(f"{path} is not a model folder (no config.json)")
         try:

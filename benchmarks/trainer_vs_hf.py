@@ -1,0 +1,140 @@
+"""Our training loop against a plain ``transformers.Trainer``: same model, data, encoding and hyper-parameters.
+
+Both start from the same base model with the same seed, train on the same windows (our encoding: first sub-token
+labelled, overlapping windows), for the same number of steps with AdamW, linear warm-up/decay, weight decay and
+gradient clipping; both are scored on the test documents with the same span decoding and evaluation. Tokens/s counts
+the real (non-padding) tokens of the training batches over the optimisation time only. Ours differs in batching:
+length-grouped batches (less padding). Last line: ``ratio=<ours/hf> f1_ours=… f1_hf=…``.
+
+    python benchmarks/trainer_vs_hf.py [--train-docs 100 --epochs 1 --max-length 128]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from transformers import DataCollatorForTokenClassification, Trainer, TrainingArguments
+
+from synthner_shared.documents import Document, read_documents
+from synthner_shared.evaluation import evaluate_spans
+from synthner_shared.ner import iob2_tags
+from synthner_shared.ner.predictor import SpanPredictor
+from synthner_trainer.base_model import default_base_model
+from synthner_trainer.settings import TrainingConfig
+from synthner_trainer.training import (
+    TrainingPlan,
+    encode_documents,
+    fine_tune,
+    load_for_training,
+    prepare,
+    seed_everything,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data" / "ncbi_disease"
+
+
+class Windows(torch.utils.data.Dataset[dict[str, list[int]]]):
+    def __init__(self, items: list[dict[str, list[int]]]) -> None:
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict[str, list[int]]:
+        return self.items[index]
+
+
+def run_hf(plan: TrainingPlan, test: list[Document], workdir: Path) -> tuple[float, float]:
+    """tokens/s and test strict F1 of a plain transformers.Trainer run."""
+    config = plan.config
+    seed_everything(config.seed)
+    tokenizer, model = load_for_training(plan)
+    tag_ids = {t: i for i, t in enumerate(iob2_tags(plan.labels))}
+    windows = encode_documents(plan.train, tokenizer, tag_ids, config)
+    items = [{"input_ids": w.input_ids, "attention_mask": [1] * len(w.input_ids), "labels": w.labels} for w in windows]
+    steps = max(1, math.ceil(math.ceil(len(items) / config.batch_size) * config.epochs))
+    arguments = TrainingArguments(
+        output_dir=str(workdir),
+        max_steps=steps,
+        per_device_train_batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        weight_decay=config.weight_decay,
+        warmup_steps=round(steps * config.warmup_ratio),
+        max_grad_norm=1.0,
+        seed=config.seed,
+        save_strategy="no",
+        eval_strategy="no",
+        logging_strategy="no",
+        report_to=[],
+        disable_tqdm=True,
+        use_cpu=not torch.cuda.is_available(),
+        bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
+    )
+    trainer = Trainer(
+        model=model,
+        args=arguments,
+        train_dataset=Windows(items),
+        data_collator=DataCollatorForTokenClassification(tokenizer),
+    )
+    started = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - started
+    epochs_done = steps * config.batch_size / len(items)
+    tokens = sum(len(i["input_ids"]) for i in items) * epochs_done
+    predictor = SpanPredictor(model, tokenizer, max_length=config.max_length, stride=config.stride)
+    f1 = evaluate_spans(test, predictor.predict_documents(test), "test").strict_micro.f1
+    return tokens / seconds, f1
+
+
+def run_ours(plan: TrainingPlan, test: list[Document]) -> tuple[float, float]:
+    result = fine_tune(plan, device="auto", patience=0)
+    f1 = evaluate_spans(test, result.predictor().predict_documents(test), "test").strict_micro.f1
+    return result.tokens_per_second, f1
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--train", type=Path, default=DATA / "train.jsonl")
+    parser.add_argument("--dev", type=Path, default=DATA / "dev.jsonl")
+    parser.add_argument("--test", type=Path, default=DATA / "test.jsonl")
+    parser.add_argument("--train-docs", type=int, default=100, help="first N training documents (0: all)")
+    parser.add_argument("--test-docs", type=int, default=50)
+    parser.add_argument("--epochs", type=float, default=1)
+    parser.add_argument("--learning-rate", type=float, default=1e-4)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--stride", type=int, default=32)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    train = list(read_documents(args.train))[: args.train_docs or None]
+    dev = list(read_documents(args.dev))[:20]
+    test = list(read_documents(args.test))[: args.test_docs]
+    config = TrainingConfig(
+        epochs=args.epochs,
+        learning_rate=args.learning_rate,
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+        stride=args.stride,
+    )
+    plan = prepare(train, dev, default_base_model(), config)
+    print(f"load before: {os.getloadavg()}", flush=True)
+    with tempfile.TemporaryDirectory() as workdir:
+        hf_tps, hf_f1 = run_hf(plan, test, Path(workdir))
+    print(f"hf: {hf_tps:.0f} tokens/s, test strict F1 {hf_f1:.4f}", flush=True)
+    ours_tps, ours_f1 = run_ours(plan, test)
+    print(f"ours: {ours_tps:.0f} tokens/s, test strict F1 {ours_f1:.4f}; load after: {os.getloadavg()}", flush=True)
+    print(f"ratio={ours_tps / hf_tps:.2f} f1_ours={ours_f1:.4f} f1_hf={hf_f1:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
