@@ -31,6 +31,7 @@ class ReportData:
     counts: Sequence[tuple[str, int | float | str]]
     evaluations: Sequence[EvaluationResult]
     learning_curve: Sequence[Mapping[str, float]] = ()
+    learning_curve_note: str = "No learning curve was recorded for this run."
     samples: Sequence[SampleNote] = ()
     artifacts: Sequence[tuple[str, str]] = ()
     notes: Sequence[str] = field(default_factory=list)
@@ -85,10 +86,10 @@ def f1_bars(evaluation: EvaluationResult, width: int = 560) -> str:
     return "".join(parts)
 
 
-def curve(points: Sequence[Mapping[str, float]], width: int = 560, height: int = 220) -> str:
+def curve(points: Sequence[Mapping[str, float]], width: int = 560, height: int = 220, empty: str = "") -> str:
     """Training loss and dev strict F1 per epoch (two lines on a shared x axis, each scaled to its own range)."""
     if not points:
-        return "<p>No learning curve was recorded for this run.</p>"
+        return f"<p>{_e(empty)}</p>"
     left, right, top, bottom = 50, 50, 16, 30
     plot_w, plot_h = width - left - right, height - top - bottom
     epochs = [p["epoch"] for p in points]
@@ -126,7 +127,8 @@ def curve(points: Sequence[Mapping[str, float]], width: int = 560, height: int =
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px auto;max-width:1100px;
 color:#222;line-height:1.4;padding:0 16px}
-h1{font-size:24px;margin-bottom:4px}h2{font-size:18px;border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:28px}
+h1{font-size:24px;margin-bottom:4px}h3{font-size:15px;margin:14px 0 6px}
+h2{font-size:18px;border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:28px}
 table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ddd;padding:3px 8px;text-align:left;
 vertical-align:top}th{background:#f4f4f4}code,.mono{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px}
 .final{font-family:ui-monospace,Menlo,Consolas,monospace;background:#f4f4f4;padding:6px 10px;display:inline-block}
@@ -179,7 +181,7 @@ def render(data: ReportData) -> str:
         sections.append(f1_bars(evaluation))
     sections.append(_scores_table(data.evaluations))
     sections += ["<h2>Counts per stage</h2>", _table(list(data.counts), ("stage", "count"))]
-    sections += ["<h2>Learning curve</h2>", curve(data.learning_curve)]
+    sections += ["<h2>Learning curve</h2>", curve(data.learning_curve, empty=data.learning_curve_note)]
     sections.append("<h2>Sample synthetic notes (annotator's entities highlighted)</h2>")
     if not data.samples:
         sections.append("<p>No annotated notes.</p>")

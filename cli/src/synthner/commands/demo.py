@@ -30,7 +30,7 @@ SAMPLE_TEXT = (
     "The patient has a history of type 2 diabetes and Duchenne muscular dystrophy; "
     "her brother was treated for colorectal cancer."
 )
-OWNED = ("generator", "trainer", "ner-api", "gold.jsonl", "notes.jsonl", "report.html", "summary.json", "sample.json")
+OWNED = ("generator", "trainer", "ner-api", "gold", "notes.jsonl", "report.html", "summary.json", "sample.json")
 """What a run writes under its workdir; a new run replaces exactly these."""
 
 
@@ -94,7 +94,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--gold", type=Path, default=REPO_DATA / "test.jsonl", help="real gold JSONL to score on")
     parser.add_argument("--gold-limit", type=int, help="score on the first N gold documents (quick: 20)")
     parser.add_argument("--epochs", type=float, help="training epochs (default 4, quick 1)")
-    parser.add_argument("--max-new-tokens", type=int, help="tokens per note (default 320, quick 160)")
+    parser.add_argument("--max-new-tokens", type=int, help="tokens per note (default 320, quick 256)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--api-port", type=int, help="NER API port on 127.0.0.1 (default: a free one)")
     parser.add_argument("--serve", action="store_true", help="keep the NER API running after the report (Ctrl-C)")
@@ -116,7 +116,7 @@ def options_from(args: argparse.Namespace) -> DemoOptions:
         gold=args.gold,
         gold_limit=args.gold_limit if args.gold_limit is not None else (20 if quick else None),
         epochs=args.epochs if args.epochs is not None else (1.0 if quick else 4.0),
-        max_new_tokens=args.max_new_tokens or (160 if quick else 320),
+        max_new_tokens=args.max_new_tokens or (256 if quick else 320),
         seed=args.seed,
         api_port=args.api_port,
         serve=bool(args.serve),
@@ -191,8 +191,10 @@ def write_gold(options: DemoOptions) -> Path:
         documents = documents[: options.gold_limit]
     if not documents:
         raise DemoError(f"gold set {options.gold} is empty")
-    # The name carries the source, so metrics say "gold:ncbi_disease/test.jsonl"-like names.
-    path = options.workdir / "gold.jsonl"
+    # The trainer names the set after its folder and file: "gold:gold/ncbi_disease-test-first20.jsonl".
+    suffix = f"-first{options.gold_limit}" if options.gold_limit is not None else ""
+    path = options.workdir / "gold" / f"{options.gold.parent.name}-{options.gold.stem}{suffix}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
     write_documents(path, documents)
     return path
 
@@ -241,7 +243,8 @@ def build_stages(options: DemoOptions, llm: LocalLLM, mentions: Sequence[Mention
     )
     spec: LexiconSettings | LLMAnnotatorSettings
     if options.annotator == "lexicon":
-        spec = LexiconSettings(name="lexicon", document_files=[options.lexicon_source])
+        # Terms under 3 characters ("AT" for ataxia telangiectasia) match common words once case is folded.
+        spec = LexiconSettings(name="lexicon", document_files=[options.lexicon_source], min_term_chars=3)
     else:
         endpoint = EndpointSettings(
             name="llama-cpp",
@@ -275,7 +278,7 @@ def build_stages(options: DemoOptions, llm: LocalLLM, mentions: Sequence[Mention
         mode="label_conditioned",
         seed=options.seed,
         sampling=SamplingParameters(temperature=0.8, top_p=0.95, max_new_tokens=options.max_new_tokens),
-        prompt=PromptRef(name="clinical_note", version="v1"),
+        prompt=PromptRef(name="clinical_note_brief", version="v1"),
         seed_lexicon=list(mentions),
     )
     return Stages(generator, annotator, trainer, request)
@@ -654,6 +657,12 @@ async def run_demo(options: DemoOptions, started: float) -> float:
         counts=count_rows,
         evaluations=training.metrics,
         learning_curve=training.history,
+        learning_curve_note=(
+            "Over the broker the trainer service runs the training; it records the best epoch in the model folder, "
+            "not per-epoch progress. Run with --in-process for the curve."
+            if transport == "broker"
+            else "No epoch finished."
+        ),
         samples=samples_from(run),
         artifacts=artifacts,
         notes=[
