@@ -68,7 +68,7 @@ def f1_bars(evaluation: EvaluationResult, width: int = 560) -> str:
     left, bar_h, gap = 110, 14, 10
     plot_w = width - left - 60
     height = 30 + len(rows) * (2 * bar_h + gap) + 24
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">']
+    parts = [f'<svg width="{width}" height="{height}" role="img">']
     for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
         x = left + tick * plot_w
         parts.append(f'<line x1="{x:.1f}" y1="20" x2="{x:.1f}" y2="{height - 20}" stroke="#ddd"/>')
@@ -104,7 +104,7 @@ def curve(points: Sequence[Mapping[str, float]], width: int = 560, height: int =
 
     loss = " ".join(xy(p["epoch"], p["loss"], max_loss) for p in points)
     f1 = " ".join(xy(p["epoch"], p["dev_strict_f1"], 1.0) for p in points)
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">']
+    parts = [f'<svg width="{width}" height="{height}" role="img">']
     parts.append(f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#ccc"/>')
     parts.append(f'<polyline points="{loss}" fill="none" stroke="#cc4125" stroke-width="2"/>')
     parts.append(f'<polyline points="{f1}" fill="none" stroke="#2f6f9f" stroke-width="2"/>')
