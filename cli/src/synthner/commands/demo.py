@@ -52,7 +52,6 @@ class DemoOptions:
     max_new_tokens: int
     seed: int
     api_port: int | None
-    serve: bool
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -97,7 +96,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--max-new-tokens", type=int, help="tokens per note (default 320, quick 256)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--api-port", type=int, help="NER API port on 127.0.0.1 (default: a free one)")
-    parser.add_argument("--serve", action="store_true", help="keep the NER API running after the report (Ctrl-C)")
     parser.set_defaults(handler=run_demo_command)
 
 
@@ -119,7 +117,6 @@ def options_from(args: argparse.Namespace) -> DemoOptions:
         max_new_tokens=args.max_new_tokens or (256 if quick else 320),
         seed=args.seed,
         api_port=args.api_port,
-        serve=bool(args.serve),
     )
 
 
@@ -132,8 +129,6 @@ def run_demo_command(args: argparse.Namespace) -> int:
         print(f"synthner demo: {exc}", file=sys.stderr)
         return 2
     print(f"f1={f1:.4f} seconds={time.perf_counter() - started:.0f}")
-    if options.serve:
-        print("(the NER API is not kept: --serve runs it in the foreground before the final line)", file=sys.stderr)
     return 0
 
 
@@ -531,9 +526,6 @@ async def serve_and_ask(options: DemoOptions, models_dir: Path) -> dict[str, Any
         print(f"\nNER API on {base} (API key in {key_path}); sample request and response:")
         print(f"  POST {base}/v1/ner  Authorization: Bearer <key>  {json.dumps(body)}")
         print(f"  -> {response.status_code} {json.dumps(answer['json'], ensure_ascii=False)}")
-        if options.serve:
-            print(f"serving on {base} until Ctrl-C ...", flush=True)
-            await task
         return sample
     except TimeoutError:
         raise DemoError(f"the NER API on port {port} was not ready within 180 s") from None
@@ -680,6 +672,11 @@ async def run_demo(options: DemoOptions, started: float) -> float:
     }
     write_atomically(options.workdir / "summary.json", json.dumps(summary, indent=2))
     write_atomically(options.workdir / "report.html", render(report))
+    print(
+        "\nserve the model again: SYNTHNER_NER_API_AUTH_MODE=api_keys "
+        f"SYNTHNER_NER_API_API_KEYS_FILE={options.workdir / 'ner-api' / 'api-keys'} "
+        f"SYNTHNER_NER_API_MODEL_STORE={models_dir} SYNTHNER_NER_API_LISTEN_FOR_MODELS=false python -m synthner_ner_api"
+    )
     print("\nartifacts:")
     for name, path in artifacts:
         print(f"  {name}: {path}")
