@@ -10,7 +10,19 @@ import argparse
 from collections.abc import Callable
 from types import ModuleType
 
-from synthner.commands import annotate, dataset, demo, documents, evaluate, generate, leakcheck, status, train
+from synthner.commands import (
+    annotate,
+    convert,
+    dataset,
+    demo,
+    documents,
+    evaluate,
+    generate,
+    leakcheck,
+    serve,
+    status,
+    train,
+)
 
 COMMAND_MODULES: tuple[ModuleType, ...] = (
     demo,
@@ -22,6 +34,8 @@ COMMAND_MODULES: tuple[ModuleType, ...] = (
     train,
     evaluate,
     annotate,
+    convert,
+    serve,
 )
 
 Handler = Callable[[argparse.Namespace], int]
