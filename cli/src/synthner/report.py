@@ -90,7 +90,7 @@ def curve(points: Sequence[Mapping[str, float]], width: int = 560, height: int =
     """Training loss and dev strict F1 per epoch (two lines on a shared x axis, each scaled to its own range)."""
     if not points:
         return f"<p>{_e(empty)}</p>"
-    left, right, top, bottom = 50, 50, 16, 30
+    left, right, top, bottom = 50, 50, 28, 30
     plot_w, plot_h = width - left - right, height - top - bottom
     epochs = [p["epoch"] for p in points]
     x_min, x_max = min(epochs), max(epochs)
@@ -109,17 +109,13 @@ def curve(points: Sequence[Mapping[str, float]], width: int = 560, height: int =
     parts.append(f'<polyline points="{loss}" fill="none" stroke="#cc4125" stroke-width="2"/>')
     parts.append(f'<polyline points="{f1}" fill="none" stroke="#2f6f9f" stroke-width="2"/>')
     for p in points:
-        parts.append(
-            f'<circle cx="{xy(p["epoch"], p["dev_strict_f1"], 1.0).split(",")[0]}" '
-            f'cy="{xy(p["epoch"], p["dev_strict_f1"], 1.0).split(",")[1]}" r="3" fill="#2f6f9f"/>'
-        )
-        x = xy(p["epoch"], 0, 1.0).split(",")[0]
+        cx, cy = xy(p["epoch"], p["dev_strict_f1"], 1.0).split(",")
+        parts.append(f'<circle cx="{cx}" cy="{cy}" r="3" fill="#2f6f9f"/>')
+        x = cx
         parts.append(f'<text x="{x}" y="{height - 12}" font-size="11" text-anchor="middle">{p["epoch"]:g}</text>')
     parts.append(f'<text x="{left + plot_w / 2}" y="{height - 1}" font-size="11" text-anchor="middle">epoch</text>')
-    parts.append(f'<text x="4" y="{top + 10}" font-size="11" fill="#cc4125">loss (max {max_loss:.3f})</text>')
-    parts.append(
-        f'<text x="{width - 4}" y="{top + 10}" font-size="11" fill="#2f6f9f" text-anchor="end">dev F1 (0..1)</text>'
-    )
+    parts.append(f'<text x="4" y="12" font-size="11" fill="#cc4125">loss (max {max_loss:.3f})</text>')
+    parts.append(f'<text x="{width - 4}" y="12" font-size="11" fill="#2f6f9f" text-anchor="end">dev F1 (0..1)</text>')
     parts.append("</svg>")
     return "".join(parts)
 
