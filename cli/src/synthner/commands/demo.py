@@ -71,7 +71,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--workdir", type=Path, default=Path("out/demo"), help="where every artifact goes")
-    parser.add_argument("--quick", action="store_true", help="CI size: few notes, one short epoch, a test slice")
+    parser.add_argument("--quick", action="store_true", help="CI size: 6 notes, 3 epochs, the first 20 test documents")
     parser.add_argument("--notes", type=int, help="synthetic notes to generate (default 40, quick 6)")
     parser.add_argument("--annotator", choices=["lexicon", "llm"], default="lexicon", help="default: lexicon")
     transport = parser.add_mutually_exclusive_group()
@@ -92,7 +92,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("--gold", type=Path, default=REPO_DATA / "test.jsonl", help="real gold JSONL to score on")
     parser.add_argument("--gold-limit", type=int, help="score on the first N gold documents (quick: 20)")
-    parser.add_argument("--epochs", type=float, help="training epochs (default 4, quick 1)")
+    parser.add_argument("--epochs", type=float, help="training epochs (default 10, quick 3)")
     parser.add_argument("--max-new-tokens", type=int, help="tokens per note (default 320, quick 256)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--api-port", type=int, help="NER API port on 127.0.0.1 (default: a free one)")
@@ -113,7 +113,7 @@ def options_from(args: argparse.Namespace) -> DemoOptions:
         lexicon_source=args.lexicon_source,
         gold=args.gold,
         gold_limit=args.gold_limit if args.gold_limit is not None else (20 if quick else None),
-        epochs=args.epochs if args.epochs is not None else (1.0 if quick else 4.0),
+        epochs=args.epochs if args.epochs is not None else (3.0 if quick else 10.0),
         max_new_tokens=args.max_new_tokens or (256 if quick else 320),
         seed=args.seed,
         api_port=args.api_port,
@@ -259,9 +259,11 @@ def build_stages(options: DemoOptions, llm: LocalLLM, mentions: Sequence[Mention
         labels=[LABEL],
         gold=gold,
         dev_fraction=0.2,
-        patience=2,
+        patience=3,
         device="cpu",
-        training=TrainingConfig(epochs=options.epochs, batch_size=8, max_length=256, stride=64),
+        # A few dozen short notes give few optimiser steps: small batches and a higher learning rate than the
+        # service's default make them count.
+        training=TrainingConfig(epochs=options.epochs, batch_size=4, learning_rate=3e-4, max_length=256, stride=64),
     )
     request = GenerationRequested(
         job_id=f"demo-{int(time.time())}",
