@@ -178,7 +178,7 @@ def render(data: ReportData) -> str:
     sections.append(_scores_table(data.evaluations))
     sections += ["<h2>Counts per stage</h2>", _table(list(data.counts), ("stage", "count"))]
     sections += ["<h2>Learning curve</h2>", curve(data.learning_curve, empty=data.learning_curve_note)]
-    sections.append("<h2>Sample synthetic notes (annotator's entities highlighted)</h2>")
+    sections.append("<h2>Sample synthetic notes (the most entities; annotator's entities highlighted)</h2>")
     if not data.samples:
         sections.append("<p>No annotated notes.</p>")
     for sample in data.samples:

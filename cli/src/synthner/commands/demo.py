@@ -540,7 +540,8 @@ def samples_from(run: PipelineRun, limit: int = 3) -> list[Any]:
     from synthner.report import SampleNote
     from synthner_shared.contracts import DocumentAnnotated
 
-    documents: list[DocumentAnnotated] = run.of(DocumentAnnotated)
+    # The notes with the most entities show the annotation best; the counts table gives the whole picture.
+    documents: list[DocumentAnnotated] = sorted(run.of(DocumentAnnotated), key=lambda d: -len(d.entities))
     return [
         SampleNote(
             f"note {d.note_id[:12]} ({d.language}, {len(d.text)} characters, {len(d.entities)} entities)",
