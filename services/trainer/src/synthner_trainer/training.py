@@ -289,7 +289,7 @@ class _Best:
         return True
 
 
-def fine_tune(
+def fine_tune(  # noqa: PLR0915 - one training loop, easier to follow in one piece
     plan: TrainingPlan,
     *,
     device: str = "auto",
@@ -336,11 +336,15 @@ def fine_tune(
             losses.append(optimizer.step(batch))
             step += 1
             tokens += int(batch["attention_mask"].sum())
+            elapsed = train_seconds + time.perf_counter() - epoch_started
             if step % log_every == 0:
-                elapsed = train_seconds + time.perf_counter() - epoch_started
                 progress(
                     Progress(step / steps_per_epoch, step, total_steps, sum(losses) / len(losses), tokens / elapsed)
                 )
+            if max_seconds is not None and elapsed >= max_seconds:
+                log.info("time budget of %.0f s used up at step %d of %d", max_seconds, step, total_steps)
+                out_of_time = True
+                break
         train_seconds += time.perf_counter() - epoch_started
         dev_result = evaluate_spans(plan.dev, predictor.predict_documents(plan.dev), "dev")
         dev_f1 = dev_result.strict_micro.f1

@@ -1,0 +1,209 @@
+"""NER API speed against the transformers pipeline, on the same documents and weights, in one run.
+
+Variants:
+- ``pipeline``: ``transformers.pipeline("token-classification", aggregation_strategy="simple")``, batch 8;
+- ``ours-fp32`` / ``ours-int8``: the NER API's serving predictor in process (int8 = dynamic quantisation);
+- ``http-fp32`` / ``http-int8``: ``python -m synthner_ner_api`` in a subprocess on 127.0.0.1, hit by concurrent
+  clients posting one document each (so the micro-batcher has company to batch).
+
+For each: documents/s, entity agreement with the pipeline (Jaccard of character spans) and strict F1 against the
+file's gold entities; plus p50/p95 latency of a single 2,000-character note. The last line is
+``ratio_fp32=… ratio_int8=… f1_drop_int8=…`` (ratios of in-process docs/s to the pipeline; F1 drop in 0-1).
+
+    python benchmarks/ner_api_throughput.py --model DIR [--docs FILE] [--count 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import httpx
+
+from synthner_ner_api.predictor import ServingPredictor
+from synthner_shared.documents import Document, DocumentEntity, read_documents
+from synthner_shared.evaluation import evaluate_spans
+
+Spans = list[tuple[int, int, str]]
+DEFAULT_DOCS = Path(__file__).resolve().parents[2] / "shared" / "data" / "ncbi_disease" / "train.jsonl"
+
+
+def as_documents(gold: Sequence[Document], predicted: Sequence[Spans]) -> list[Document]:
+    return [
+        Document(id=d.id, text=d.text, entities=[DocumentEntity(start=s, end=e, label=label) for s, e, label in p])
+        for d, p in zip(gold, predicted, strict=True)
+    ]
+
+
+def strict_f1(gold: Sequence[Document], predicted: Sequence[Spans]) -> float:
+    return evaluate_spans(gold, as_documents(gold, predicted), "benchmark").strict_micro.f1
+
+
+def agreement(a: Sequence[Spans], b: Sequence[Spans]) -> float:
+    both = sum(len(set(x) & set(y)) for x, y in zip(a, b, strict=True))
+    either = sum(len(set(x) | set(y)) for x, y in zip(a, b, strict=True))
+    return both / either if either else 1.0
+
+
+def run_pipeline(model: Path, texts: Sequence[str]) -> Callable[[Sequence[str]], list[Spans]]:
+    from transformers import pipeline  # noqa: PLC0415
+
+    tagger = pipeline("token-classification", model=str(model), aggregation_strategy="simple", device="cpu")
+
+    def predict(batch: Sequence[str]) -> list[Spans]:
+        results = tagger(list(batch), batch_size=8)
+        return [[(int(e["start"]), int(e["end"]), str(e["entity_group"])) for e in doc] for doc in results]
+
+    return predict
+
+
+def run_ours(predictor: ServingPredictor) -> Callable[[Sequence[str]], list[Spans]]:
+    def predict(batch: Sequence[str]) -> list[Spans]:
+        return [[(s.start, s.end, s.label) for s in doc] for doc in predictor.annotate(batch)]
+
+    return predict
+
+
+def timed(
+    predict: Callable[[Sequence[str]], list[Spans]], texts: Sequence[str], chunk: int = 32
+) -> tuple[float, list[Spans]]:
+    predict(texts[:2])  # warm-up
+    started = time.perf_counter()
+    out: list[Spans] = []
+    for offset in range(0, len(texts), chunk):
+        out.extend(predict(texts[offset : offset + chunk]))
+    return len(texts) / (time.perf_counter() - started), out
+
+
+def latency(predict: Callable[[Sequence[str]], list[Spans]], note: str, repeats: int = 30) -> tuple[float, float]:
+    predict([note])
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        predict([note])
+        times.append((time.perf_counter() - started) * 1000)
+    times.sort()
+    return statistics.median(times), times[int(0.95 * (len(times) - 1))]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+async def over_http(
+    model: Path, texts: Sequence[str], int8: bool, gold_file: Path, clients: int
+) -> tuple[float, list[Spans]]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "SYNTHNER_NER_API_PORT": str(port),
+        "SYNTHNER_NER_API_MODEL_DIR": str(model),
+        "SYNTHNER_NER_API_AUTH_MODE": "trusted_proxy",
+        "SYNTHNER_NER_API_LISTEN_FOR_MODELS": "false",
+        "SYNTHNER_NER_API_INT8": "true" if int8 else "false",
+        "SYNTHNER_NER_API_INT8_GATE_GOLD": str(gold_file),
+        "SYNTHNER_NER_API_INT8_MAX_F1_DROP": "1.0",  # the benchmark measures int8 whatever its F1 (reported below)
+        "SYNTHNER_LOG_LEVEL": "WARNING",
+    }
+    server = subprocess.Popen([sys.executable, "-m", "synthner_ner_api"], env=env)  # noqa: ASYNC220 - started once
+    headers = {"X-Authenticated-User": "benchmark"}
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=120, headers=headers) as client:
+            deadline = time.monotonic() + 300
+            while True:
+                try:
+                    if (await client.get("/readyz")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError("the NER API did not become ready")
+                await asyncio.sleep(0.2)
+            results: list[Spans] = [[] for _ in texts]
+            queue: asyncio.Queue[int] = asyncio.Queue()
+            for index in range(len(texts)):
+                queue.put_nowait(index)
+
+            async def worker() -> None:
+                while not queue.empty():
+                    index = queue.get_nowait()
+                    reply = await client.post("/v1/ner", json={"text": texts[index]})
+                    reply.raise_for_status()
+                    results[index] = [(e["start"], e["end"], e["label"]) for e in reply.json()["entities"]]
+
+            await client.post("/v1/ner", json={"text": texts[0]})
+            started = time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(clients)))
+            return len(texts) / (time.perf_counter() - started), results
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, required=True, help="token-classification model folder")
+    parser.add_argument("--docs", type=Path, default=DEFAULT_DOCS, help="gold JSONL file (default NCBI-disease train)")
+    parser.add_argument("--count", type=int, default=500, help="documents to annotate (default 500)")
+    parser.add_argument("--clients", type=int, default=8, help="concurrent HTTP clients (default 8)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    parser.add_argument("--no-http", action="store_true", help="skip the HTTP variants")
+    args = parser.parse_args(argv)
+
+    gold = list(read_documents(args.docs))[: args.count]
+    texts = [d.text for d in gold]
+    note = (" ".join(texts))[:2000]
+    print(f"{len(texts)} documents from {args.docs.name}, {sum(map(len, texts)) / len(texts):.0f} characters each")
+
+    fp32 = ServingPredictor.load_for_serving(args.model, threads=args.threads)
+    int8 = ServingPredictor(fp32, int8=True)
+    variants = {
+        "pipeline": run_pipeline(args.model, texts),
+        "ours-fp32": run_ours(fp32),
+        "ours-int8": run_ours(int8),
+    }
+    rates: dict[str, float] = {}
+    outputs: dict[str, list[Spans]] = {}
+    for name, predict in variants.items():
+        rates[name], outputs[name] = timed(predict, texts)
+        p50, p95 = latency(predict, note)
+        print(
+            f"{name:10s} {rates[name]:7.1f} docs/s  strict F1 {strict_f1(gold, outputs[name]):.4f}  "
+            f"agreement with pipeline {agreement(outputs[name], outputs['pipeline']):.3f}  "
+            f"2000-char note p50 {p50:.1f} ms p95 {p95:.1f} ms",
+            flush=True,
+        )
+    if not args.no_http:
+        with tempfile.TemporaryDirectory():
+            for name, quantized in (("http-fp32", False), ("http-int8", True)):
+                rate, out = asyncio.run(over_http(args.model, texts, quantized, args.docs, args.clients))
+                rates[name], outputs[name] = rate, out
+                print(
+                    f"{name:10s} {rate:7.1f} docs/s  strict F1 {strict_f1(gold, out):.4f}  "
+                    f"agreement with pipeline {agreement(out, outputs['pipeline']):.3f}  ({args.clients} clients)",
+                    flush=True,
+                )
+    f1_fp32 = strict_f1(gold, outputs["ours-fp32"])
+    f1_int8 = strict_f1(gold, outputs["ours-int8"])
+    print(
+        f"ratio_fp32={rates['ours-fp32'] / rates['pipeline']:.2f} "
+        f"ratio_int8={rates['ours-int8'] / rates['pipeline']:.2f} f1_drop_int8={f1_fp32 - f1_int8:.4f}"
+    )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
