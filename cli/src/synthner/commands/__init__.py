@@ -10,8 +10,32 @@ import argparse
 from collections.abc import Callable
 from types import ModuleType
 
-from synthner.commands import annotate, dataset, documents, evaluate, generate, leakcheck, status, train
+from synthner.commands import (
+    annotate,
+    convert,
+    dataset,
+    demo,
+    documents,
+    evaluate,
+    generate,
+    leakcheck,
+    serve,
+    status,
+    train,
+)
 
-COMMAND_MODULES: tuple[ModuleType, ...] = (documents, generate, status, leakcheck, dataset, train, evaluate, annotate)
+COMMAND_MODULES: tuple[ModuleType, ...] = (
+    demo,
+    documents,
+    generate,
+    status,
+    leakcheck,
+    dataset,
+    train,
+    evaluate,
+    annotate,
+    convert,
+    serve,
+)
 
 Handler = Callable[[argparse.Namespace], int]

@@ -1,0 +1,200 @@
+"""The four stages on one machine, built from the services' own handlers and settings.
+
+Two transports over the same handlers:
+
+- ``in-process``: the generator's, annotator's and trainer's handler functions chained in memory — each output
+  message is routed by its type to the handler that consumes it in production, until nothing is left to route;
+- ``broker``: each stage as its own ``Service`` (its own connection and quorum queue, the builders the services'
+  entry points use) in a fresh namespace on a RabbitMQ, plus an observer queue that receives a copy of every message
+  so the run can be counted and reported; the namespace is deleted at the end.
+
+Either way the outputs are the messages the stages produced; :class:`PipelineRun` counts them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import aio_pika
+
+from synthner_shared.contracts import (
+    AnnotationFailed,
+    DocumentAnnotated,
+    Envelope,
+    GenerationFailed,
+    GenerationProgress,
+    GenerationRequested,
+    ModelPublished,
+    NoteGenerated,
+    NoteQuarantined,
+    TrainingRequested,
+)
+from synthner_shared.messaging import BrokerSettings, Consumer, QueueRole, Service, Topology
+
+log = logging.getLogger(__name__)
+
+Transport = Literal["in-process", "broker"]
+Route = Callable[[Any], Awaitable[Sequence[Envelope]]]
+
+OBSERVED: tuple[type[Envelope], ...] = (
+    GenerationRequested,
+    GenerationProgress,
+    GenerationFailed,
+    NoteGenerated,
+    NoteQuarantined,
+    DocumentAnnotated,
+    AnnotationFailed,
+    TrainingRequested,
+    ModelPublished,
+)
+
+
+@dataclass
+class StageCounts:
+    """What each stage did, from the messages it produced."""
+
+    requested: int = 0
+    generated: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    generation_failed: int = 0
+    annotated: int = 0
+    annotation_failed: int = 0
+    entities: int = 0
+    mentions_found: int = 0
+    mentions_aligned: int = 0
+    mentions_dropped: int = 0
+    agreement: float | None = None
+
+
+@dataclass
+class PipelineRun:
+    """Every message the run produced, in order."""
+
+    messages: list[Envelope] = field(default_factory=list)
+
+    def of(self, kind: type[Any]) -> list[Any]:
+        return [m for m in self.messages if isinstance(m, kind)]
+
+    def counts(self) -> StageCounts:
+        counts = StageCounts()
+        for progress in self.of(GenerationProgress):
+            if progress.event == "part":
+                counts.requested += progress.requested
+                counts.generated += progress.generated
+                counts.rejected += progress.rejected
+                counts.duplicates += progress.duplicates
+                counts.quarantined += progress.quarantined
+                counts.generation_failed += progress.failed
+        documents: list[DocumentAnnotated] = self.of(DocumentAnnotated)
+        counts.annotated = len(documents)
+        counts.annotation_failed = len(self.of(AnnotationFailed))
+        counts.entities = sum(len(d.entities) for d in documents)
+        for document in documents:
+            counts.mentions_found += document.alignment.mentions_found
+            counts.mentions_aligned += document.alignment.mentions_aligned
+            counts.mentions_dropped += document.alignment.mentions_dropped
+        agreements = [d.agreement for d in documents if d.agreement is not None]
+        counts.agreement = sum(agreements) / len(agreements) if agreements else None
+        return counts
+
+
+async def run_in_memory(first: Envelope, routes: dict[type[Envelope], Route]) -> PipelineRun:
+    """Route ``first`` and every message produced from it to the handler for its type, breadth first."""
+    run = PipelineRun()
+    pending: deque[Envelope] = deque([first])
+    while pending:
+        message = pending.popleft()
+        run.messages.append(message)
+        handler = routes.get(type(message))
+        if handler is not None:
+            pending.extend(await handler(message))
+    return run
+
+
+class Observer:
+    """A per-run queue bound to every routing key: a copy of each message, for counting and waiting."""
+
+    def __init__(self, broker: BrokerSettings, instance: str) -> None:
+        self.role = QueueRole("observer", tuple(kind.routing_key for kind in OBSERVED), per_instance=True)
+        self.instance = instance
+        self.run = PipelineRun()
+        self._changed = asyncio.Event()
+        consumer = Consumer(self.role, OBSERVED, self._handle, instance=instance)
+        self.service = Service(broker, f"synthner-demo/{instance}", [consumer])
+
+    async def _handle(self, message: Envelope) -> Sequence[Envelope]:
+        self.run.messages.append(message)
+        self._changed.set()
+        return []
+
+    async def wait_for(self, done: Callable[[PipelineRun], bool], deadline_s: float, what: str) -> None:
+        """Wait until ``done`` holds for the messages seen so far; TimeoutError names ``what`` after the deadline."""
+        try:
+            async with asyncio.timeout(deadline_s):
+                while not done(self.run):
+                    self._changed.clear()
+                    await self._changed.wait()
+        except TimeoutError:
+            raise TimeoutError(f"{what} did not happen within {deadline_s:g} s") from None
+
+
+async def broker_reachable(settings: BrokerSettings, timeout_s: float = 5.0) -> bool:
+    """True when a connection to the broker opens within ``timeout_s``."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            connection = await aio_pika.connect(settings.url.get_secret_value())
+            await connection.close()
+    except Exception:  # noqa: BLE001 - any failure to connect means "not reachable" here
+        return False
+    return True
+
+
+@contextlib.asynccontextmanager
+async def running(services: Sequence[Service]) -> AsyncIterator[None]:
+    """Start the services (each its own connection), yield once all consume, stop them on exit."""
+    tasks = [asyncio.create_task(service.run(install_signal_handlers=False)) for service in services]
+    try:
+        started: asyncio.Future[Any] = asyncio.ensure_future(asyncio.gather(*(s.wait_started() for s in services)))
+        waiting: list[asyncio.Future[Any]] = [*tasks, started]
+        done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        for task in tasks:
+            if task in done:
+                started.cancel()
+                task.result()  # a service that ended before starting raises its error (e.g. broker unreachable)
+        yield
+    finally:
+        for service in services:
+            service.request_stop()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def delete_namespace(settings: BrokerSettings, observer: Observer) -> None:
+    """Remove every queue and exchange of the run's namespace, the observer's queues included."""
+    topology = Topology.from_settings(settings)
+    queue = topology.queue_name(observer.role, observer.instance)
+    extra = [
+        queue,
+        topology.dead_letter_queue_name(observer.role),
+        *(topology.retry_queue_name(queue, delay) for delay in sorted(set(topology.retry_delays_ms))),
+    ]
+    connection = await aio_pika.connect(settings.url.get_secret_value())
+    try:
+        channel = await connection.channel()
+        for name in extra:
+            await channel.queue_delete(name)
+        await topology.delete(channel)
+    finally:
+        await connection.close()
+
+
+def new_namespace() -> str:
+    return f"synthner-demo-{uuid.uuid4().hex[:10]}"

