@@ -20,17 +20,7 @@ from seqeval.metrics import classification_report
 from seqeval.scheme import IOB2
 
 from synthner_shared.contracts import EvaluationResult, Scores
-
-
-class SpanLike(Protocol):
-    @property
-    def start(self) -> int: ...
-
-    @property
-    def end(self) -> int: ...
-
-    @property
-    def label(self) -> str: ...
+from synthner_shared.contracts.spans import SpanLike
 
 
 class DocumentLike(Protocol):
