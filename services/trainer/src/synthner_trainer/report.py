@@ -10,7 +10,8 @@ import html
 from collections.abc import Sequence
 
 from synthner_shared.contracts import EvaluationResult
-from synthner_shared.evaluation import DocumentLike, SpanLike
+from synthner_shared.contracts.spans import SpanLike
+from synthner_shared.evaluation import DocumentLike
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em;max-width:70em}

@@ -23,21 +23,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
+
+from synthner_shared.contracts.spans import SpanLike
 
 IGNORE_INDEX = -100
 OUTSIDE = "O"
-
-
-class SpanLike(Protocol):
-    @property
-    def start(self) -> int: ...
-
-    @property
-    def end(self) -> int: ...
-
-    @property
-    def label(self) -> str: ...
 
 
 @dataclass(frozen=True, order=True)

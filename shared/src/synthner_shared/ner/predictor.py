@@ -96,6 +96,12 @@ class SpanPredictor:
         if not id2label:
             raise ModelFolderError("the model config has no id2label map (not a token-classification model)")
         self.tags = [str(id2label.get(i, id2label.get(str(i)))) for i in range(len(id2label))]
+        not_iob2 = [tag for tag in self.tags if tag != "O" and not (tag[:2] in ("B-", "I-") and len(tag) > 2)]
+        if not_iob2:
+            raise ModelFolderError(
+                f"the model's labels are not IOB2 tags (O, B-x, I-x): {not_iob2[:5]}"
+                " (a base model without a trained token-classification head?)"
+            )
         self.pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
 
     @classmethod
@@ -112,8 +118,9 @@ class SpanPredictor:
         try:
             tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
             model = AutoModelForTokenClassification.from_pretrained(path, local_files_only=True)
-        except (OSError, ValueError, KeyError) as exc:
-            raise ModelFolderError(f"{path} could not be loaded as a token-classification model: {exc}") from exc
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:  # RuntimeError: weights that do not fit config
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ModelFolderError(f"{path} could not be loaded as a token-classification model: {reason}") from exc
         model.to(pick_device(device))
         model.train(False)  # inference mode (no dropout)
         return cls(model, tokenizer, **options)

@@ -1,9 +1,9 @@
 """The port every annotator backend implements, and what goes in and out of it.
 
-Backends today: ``llm`` (OpenAI-compatible chat), ``lexicon`` (gazetteer), ``ensemble`` (weighted vote of others).
-An encoder-model backend (a Hugging Face token-classification folder, the Vakili et al. method) plugs in by
-implementing :class:`Annotator` in its own module that imports torch lazily, plus a settings class with
-``kind: Literal["encoder"]`` added to the union in :mod:`synthner_annotator.settings`.
+Backends: ``llm`` (OpenAI-compatible chat), ``lexicon`` (gazetteer), ``encoder`` (a Hugging Face token-classification
+folder, the Vakili et al. method; imports torch lazily), ``ensemble`` (weighted vote of others). A new backend
+implements :class:`Annotator` in its own module and adds its settings class (with a ``kind`` literal) to the union in
+:mod:`synthner_annotator.settings`.
 """
 
 from __future__ import annotations

@@ -18,12 +18,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from synthner_annotator.alignment import AlignmentReport
 from synthner_annotator.backends.base import Annotation, AnnotationRequest, Annotator
+from synthner_annotator.backends.encoder import EncoderSettings
 from synthner_annotator.backends.lexicon import LexiconSettings
 from synthner_annotator.backends.llm import LLMAnnotatorSettings
 from synthner_annotator.spans import Span, resolve_overlaps
 from synthner_shared.contracts import AnnotatorRecord
 
-MemberSpec = Annotated[LLMAnnotatorSettings | LexiconSettings, Field(discriminator="kind")]
+MemberSpec = Annotated[LLMAnnotatorSettings | LexiconSettings | EncoderSettings, Field(discriminator="kind")]
 
 
 class EnsembleMember(BaseModel):
