@@ -9,7 +9,8 @@ Policy, declared here because every annotator's output depends on it:
 - **Repeated mentions**, ``mode="in_order"`` (default): the list is read as mentions in order of appearance; each
   mention takes one free occurrence, preferring (in this order) one that does not overlap a span already placed,
   one on word boundaries, one at or after the previous mention's end, one not inside an occurrence of a longer
-  mention of the same list, an exact (case-sensitive) match, and finally the earliest. The list is placed a second
+  mention of the same list, one that is not hyphen-joined to a neighbouring word ("PWS" standing alone rather than
+  inside "PWS-IC"), an exact (case-sensitive) match, and finally the earliest. The list is placed a second
   time with the order and containment preferences swapped (reading it as out of order); the reading that places
   more mentions wins, the in-order one on a tie. A mention with a position hint (inline markup) takes the free
   occurrence nearest the hint instead. A mention whose every occurrence is taken is dropped. ``mode="all"``: every
@@ -87,6 +88,7 @@ class _Occurrence:
     end: int
     word_bounded: bool
     exact: bool
+    compound: bool = False  # joined by a hyphen to a neighbouring word ("PWS" in "PWS-IC")
 
 
 class _Index:
@@ -129,7 +131,10 @@ class _Index:
                 key[-1].isalnum() and end < len(haystack) and haystack[end].isalnum()
             )
             exact = self.text[start_original:end_original] == mention.strip()
-            found.append(_Occurrence(start_original, end_original, bounded, exact))
+            compound = (position > 1 and haystack[position - 1] == "-" and haystack[position - 2].isalnum()) or (
+                end + 1 < len(haystack) and haystack[end] == "-" and haystack[end + 1].isalnum()
+            )
+            found.append(_Occurrence(start_original, end_original, bounded, exact, compound))
             position = haystack.find(key, position + 1)
         return found
 
@@ -221,7 +226,7 @@ def _preference(
         return (overlapping, abs(o.start - hint), not o.exact, o.start)
     before = o.start < cursor
     ordered = (shadowed, before) if shadow_first else (before, shadowed)
-    return (overlapping, not o.word_bounded, *ordered, not o.exact, o.start)
+    return (overlapping, not o.word_bounded, *ordered, o.compound, not o.exact, o.start)
 
 
 def _place_in_order(

@@ -49,6 +49,12 @@ def test_align_prefers_word_boundaries() -> None:
     assert keys("hospital visit, sex H.", [("Disease", "H")]) == [(20, 21, "Disease")]
 
 
+def test_align_prefers_a_standalone_occurrence_over_part_of_a_hyphenated_compound() -> None:
+    text = "the PWS-IC deletion seen in PWS infants"
+    assert keys(text, [("Disease", "PWS")]) == [(28, 31, "Disease")]
+    assert keys(text, [("Disease", "PWS"), ("Disease", "PWS")]) == [(4, 7, "Disease"), (28, 31, "Disease")]
+
+
 def test_align_given_unknown_mention_drops_and_counts_it() -> None:
     report = align_mentions(
         "fever and cough",
