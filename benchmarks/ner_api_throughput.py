@@ -2,7 +2,9 @@
 
 Variants:
 - ``pipeline``: ``transformers.pipeline("token-classification", aggregation_strategy="simple")``, batch 8;
-- ``ours-fp32`` / ``ours-int8``: the NER API's serving predictor in process (int8 = dynamic quantisation);
+- ``ours-fp32`` / ``ours-int8``: the NER API's serving predictor in process, as served by default (ONNX Runtime;
+  int8 = its dynamic quantisation);
+- ``torch-fp32`` / ``torch-int8``: the same predictor on eager torch (``runtime="torch"``), for comparison;
 - ``http-fp32`` / ``http-int8``: ``python -m synthner_ner_api`` in a subprocess on 127.0.0.1, hit by concurrent
   clients posting one document each (so the micro-batcher has company to batch).
 
@@ -160,7 +162,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--docs", type=Path, default=DEFAULT_DOCS, help="gold JSONL file (default NCBI-disease train)")
     parser.add_argument("--count", type=int, default=500, help="documents to annotate (default 500)")
     parser.add_argument("--clients", type=int, default=8, help="concurrent HTTP clients (default 8)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    parser.add_argument("--threads", type=int, default=None, help="torch/ONNX Runtime threads (default: all cores)")
     parser.add_argument("--no-http", action="store_true", help="skip the HTTP variants")
     args = parser.parse_args(argv)
 
@@ -170,11 +172,13 @@ def main(argv: list[str]) -> None:
     print(f"{len(texts)} documents from {args.docs.name}, {sum(map(len, texts)) / len(texts):.0f} characters each")
 
     fp32 = ServingPredictor.load_for_serving(args.model, threads=args.threads)
-    int8 = ServingPredictor(fp32, int8=True)
+    torch_fp32 = ServingPredictor.load_for_serving(args.model, threads=args.threads, runtime="torch")
     variants = {
         "pipeline": run_pipeline(args.model, texts),
         "ours-fp32": run_ours(fp32),
-        "ours-int8": run_ours(int8),
+        "ours-int8": run_ours(fp32.variant(int8=True)),
+        "torch-fp32": run_ours(torch_fp32),
+        "torch-int8": run_ours(torch_fp32.variant(int8=True)),
     }
     rates: dict[str, float] = {}
     outputs: dict[str, list[Spans]] = {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import huggingface_hub.constants
 import pytest
 
 from synthner_generator.llm import LLMPermanentError, LLMTransientError, Prompt, complete_with_retries
@@ -36,6 +37,19 @@ async def test_tgi_sends_the_native_generate_parameters_and_reads_the_finish_rea
     assert request.parameters["grammar"] == {"type": "regex", "value": ".+"}
     assert request.parameters["details"] is True
     assert request.parameters["do_sample"] is True
+
+
+async def test_tgi_reaches_its_endpoint_when_hub_offline_mode_is_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Air-gapped sites set HF_HUB_OFFLINE=1; it must block the Hub, not the hospital's own TGI server.
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    assert huggingface_hub.constants.is_offline_mode()
+    async with local_llm_server(reply=lambda r: Reply("Offline fine.", "stop")) as server:
+        client = TgiClient(server.url, "m", timeout_s=10)
+        try:
+            completion = await client.complete(PROMPT)
+        finally:
+            await client.aclose()
+    assert completion.text == "Offline fine."
 
 
 async def test_tgi_appends_a_prefix_so_the_model_continues_it() -> None:

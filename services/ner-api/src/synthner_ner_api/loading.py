@@ -64,13 +64,13 @@ class ServingLoader:
         from synthner_ner_api.predictor import ServingPredictor  # noqa: PLC0415 - torch loads with the first model
 
         settings = self._settings
-        fp32 = ServingPredictor.load_for_serving(path, threads=settings.torch_threads)
+        fp32 = ServingPredictor.load_for_serving(path, threads=settings.torch_threads, runtime=settings.runtime)
         if not settings.int8:
             return fp32
         if settings.int8_gate_gold is None:
             raise ValueError("int8 serving needs a gold sample for its gate (SYNTHNER_NER_API_INT8_GATE_GOLD)")
         gold = list(read_documents(settings.int8_gate_gold))[: settings.int8_gate_documents]
-        int8 = ServingPredictor(fp32, int8=True)
+        int8 = fp32.variant(int8=True)
         gate = QuantizationGate(
             fp32_strict_f1=strict_f1(fp32, gold, "int8-gate"),
             int8_strict_f1=strict_f1(int8, gold, "int8-gate"),
@@ -86,5 +86,5 @@ class ServingLoader:
             "int8" if gate.int8_served else "fp32",
         )
         chosen = int8 if gate.int8_served else fp32
-        chosen.serving_info = gate.as_dict()
+        chosen.serving_info = {**gate.as_dict(), "runtime": settings.runtime}
         return chosen

@@ -4,8 +4,10 @@ Compared with the shared :class:`~synthner_shared.ner.predictor.SpanPredictor` (
 
 - batches windows of similar length under a token budget, so little compute goes to padding;
 - returns a score per entity (the mean probability of its words' predicted tags);
-- can run int8 weights (torch dynamic quantisation of the Linear layers), served only when its strict F1 on a gold
-  sample is within the configured tolerance of the fp32 model (see :mod:`synthner_ner_api.quantization`).
+- runs the forward pass on ONNX Runtime by default (``runtime="onnx"``, :mod:`synthner_ner_api.onnx_runtime`), or
+  on eager torch (``runtime="torch"``);
+- can run int8 weights (dynamic quantisation of the Linear layers / MatMuls), served only when its strict F1 on a
+  gold sample is within the configured tolerance of the fp32 model (see :mod:`synthner_ner_api.loading`).
 
 Encoding, windows and decoding are the shared ones, so offsets and entity boundaries match training exactly.
 """
@@ -13,9 +15,9 @@ Encoding, windows and decoding are the shared ones, so offsets and entity bounda
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import cast
+from typing import Literal, cast
 
 import torch
 from transformers import PreTrainedModel
@@ -40,23 +42,55 @@ def quantize_int8(model: PreTrainedModel) -> PreTrainedModel:
     return cast("PreTrainedModel", quantized)
 
 
+Runtime = Literal["onnx", "torch"]
+Forward = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""``(input_ids, attention_mask) -> logits``."""
+
+
 class ServingPredictor(SpanPredictor):
     """Character spans with scores for whole texts of any length; implements the API's ``Predictor`` port."""
 
-    def __init__(self, base: SpanPredictor, max_batch_tokens: int = 8192, int8: bool = False) -> None:
-        model = quantize_int8(base.model) if int8 else base.model
+    def __init__(
+        self,
+        base: SpanPredictor,
+        max_batch_tokens: int = 8192,
+        int8: bool = False,
+        runtime: Runtime = "onnx",
+        threads: int | None = None,
+    ) -> None:
+        model = base.model
+        if int8 and runtime == "torch":
+            model = quantize_int8(base.model)
         super().__init__(model, base.tokenizer, max_length=base.window + len(base.special), stride=base.stride)
         self.max_batch_tokens = max_batch_tokens
         self.int8 = int8
-        self.serving_info: dict[str, object] = {"precision": "int8" if int8 else "fp32"}
+        self.runtime = runtime
+        self.threads = threads
+        self.forward: Forward
+        if runtime == "onnx":
+            from synthner_ner_api.onnx_runtime import OnnxForward  # noqa: PLC0415 - onnxruntime loads only here
+
+            self.forward = OnnxForward.export(base.model, int8=int8, threads=threads)
+        else:
+            self.forward = lambda ids, mask: self.model(input_ids=ids, attention_mask=mask).logits
+        self.serving_info: dict[str, object] = {"precision": "int8" if int8 else "fp32", "runtime": runtime}
 
     @classmethod
     def load_for_serving(
-        cls, folder: str | os.PathLike[str], *, int8: bool = False, threads: int | None = None
+        cls,
+        folder: str | os.PathLike[str],
+        *,
+        int8: bool = False,
+        threads: int | None = None,
+        runtime: Runtime = "onnx",
     ) -> ServingPredictor:
         if threads is not None:
             torch.set_num_threads(threads)
-        return cls(SpanPredictor.load(Path(folder), device="cpu"), int8=int8)
+        return cls(SpanPredictor.load(Path(folder), device="cpu"), int8=int8, runtime=runtime, threads=threads)
+
+    def variant(self, *, int8: bool) -> ServingPredictor:
+        """The same weights on the same runtime, in the other precision."""
+        return ServingPredictor(self, self.max_batch_tokens, int8=int8, runtime=self.runtime, threads=self.threads)
 
     def _batches(self, jobs: Sequence[tuple[int, int, int]]) -> Iterator[Sequence[tuple[int, int, int]]]:
         """Consecutive jobs (sorted by length) whose padded size stays within the token budget."""
@@ -86,7 +120,7 @@ class ServingPredictor(SpanPredictor):
                     start, end = plans[doc][w]
                     inputs.append([*self.special.prefix, *tokenized[doc].input_ids[start:end], *self.special.suffix])
                 ids, mask = pad_batch(inputs, self.pad_id, torch.device("cpu"))
-                best_probability, best_tag = self.model(input_ids=ids, attention_mask=mask).logits.softmax(-1).max(-1)
+                best_probability, best_tag = self.forward(ids, mask).softmax(-1).max(-1)
                 for row, (doc, w, length) in enumerate(batch):
                     tags[doc][w] = [self.tags[t] for t in best_tag[row, prefix : prefix + length].tolist()]
                     probabilities[doc][w] = best_probability[row, prefix : prefix + length].tolist()

@@ -38,11 +38,16 @@ class NerApiSettings(BaseSettings):
     max_body_bytes: int = Field(default=8_000_000, ge=1_000, description="Larger request bodies: 413.")
     batch_max_texts: int = Field(default=32, ge=1, description="Texts per model call across concurrent requests.")
     batch_max_wait_ms: float = Field(default=3.0, ge=0, description="How long a request waits for others to join.")
+    runtime: Literal["onnx", "torch"] = Field(
+        default="onnx", description="Forward pass on ONNX Runtime (exported at load; faster on CPU) or eager torch."
+    )
     int8: bool = Field(default=False, description="Serve int8 weights when they pass the F1 gate.")
     int8_gate_gold: Path | None = Field(default=None, description="Gold JSONL sample the int8 gate scores on.")
     int8_gate_documents: int = Field(default=50, ge=1, description="Documents of the gold sample the gate uses.")
     int8_max_f1_drop: float = Field(default=0.005, ge=0, le=1, description="Largest strict-F1 drop int8 may cost.")
-    torch_threads: int | None = Field(default=None, ge=1, description="torch intra-op threads (default: all cores).")
+    torch_threads: int | None = Field(
+        default=None, ge=1, description="Intra-op threads of torch and ONNX Runtime (default: all cores)."
+    )
     cors_origins: list[str] = Field(default_factory=list, description="CORS is off unless origins are listed.")
     environment: Literal["local", "production"] = Field(default="local", alias="SYNTHNER_ENVIRONMENT")
 

@@ -106,6 +106,18 @@ def test_a_note_longer_than_three_windows_is_annotated_to_its_end(
         assert all(p.end <= region[1] for p in inside), "an entity runs across two copies"
 
 
+def test_the_onnx_runtime_gives_the_torch_models_spans(predictor: ServingPredictor, gold: list[Document]) -> None:
+    assert predictor.runtime == "onnx"
+    eager = ServingPredictor(predictor, runtime="torch")
+    texts = [d.text for d in gold]
+    onnx_spans = predictor.annotate(texts)
+    torch_spans = eager.annotate(texts)
+    assert any(onnx_spans)
+    for a, b in zip(onnx_spans, torch_spans, strict=True):
+        assert [(s.start, s.end, s.label) for s in a] == [(s.start, s.end, s.label) for s in b]
+        assert [s.score for s in a] == pytest.approx([s.score for s in b], abs=1e-4)
+
+
 def test_int8_is_served_only_when_it_passes_the_f1_gate(model_store: Path) -> None:
     settings = NerApiSettings(
         auth_mode="trusted_proxy",
@@ -148,4 +160,4 @@ async def test_the_api_answers_with_the_real_model(real_client: httpx.AsyncClien
         assert entity["label"] == "Disease"
     info = (await real_client.get("/v1/model")).json()
     assert info["labels"] == ["Disease"]
-    assert info["serving"] == {"precision": "fp32"}
+    assert info["serving"] == {"precision": "fp32", "runtime": "onnx"}

@@ -64,6 +64,11 @@ class TgiClient:
         url = base_url.rstrip("/")
         url = url if url.endswith("/generate") else f"{url}/generate"
         self._client = AsyncInferenceClient(base_url=url, api_key=api_key, timeout=timeout_s)
+        # huggingface_hub's own HTTP session refuses every request while HF_HUB_OFFLINE is set, which air-gapped
+        # sites set so that nothing reaches a model hub. TGI is the hospital's own endpoint, not the Hub: the client
+        # gets a plain session (huggingface_hub reads its content and raises its errors as before).
+        self._session = httpx2.AsyncClient(timeout=None)
+        self._client._async_client = self._session
         self._model = model
         self._grammar = grammar
 
@@ -100,3 +105,4 @@ class TgiClient:
 
     async def aclose(self) -> None:
         await self._client.close()  # type: ignore[no-untyped-call]
+        await self._session.aclose()
