@@ -7,25 +7,23 @@ from pathlib import Path
 
 import httpx
 import pytest
-from ner_api_support import ADMIN_KEY, USER_KEY, load_lexicon_model, write_model
+from ner_api_support import USER_KEY, load_lexicon_model, write_model
 
 from synthner_ner_api.app import create_app
-from synthner_ner_api.auth import hash_key
 from synthner_ner_api.models import ModelRegistry
 from synthner_ner_api.settings import NerApiSettings
+from synthner_ner_api.testing import LEXICON, write_key_file
 
 
 @pytest.fixture
 def key_file(tmp_path: Path) -> Path:
-    path = tmp_path / "keys"
-    path.write_text(f"clinic:user:{hash_key(USER_KEY)}\nops:admin:{hash_key(ADMIN_KEY)}\n", encoding="utf-8")
-    return path
+    return write_key_file(tmp_path / "keys")
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> Path:
     store = tmp_path / "models"
-    write_model(store, "v1", "Disease", ["diabetes", "asthma", "肺炎", "café"])
+    write_model(store, "v1", "Disease", LEXICON)
     return store
 
 

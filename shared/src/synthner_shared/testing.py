@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
@@ -22,6 +23,7 @@ from synthner_shared.contracts import (
     PromptRef,
     content_id,
 )
+from synthner_shared.logs import configure_logging
 from synthner_shared.messaging import ANNOTATOR, Broker, BrokerSettings, Consumer, Service, Topology
 
 _WORDS = [
@@ -204,3 +206,37 @@ class BrokerProbe:
             )
         finally:
             await channel.close()
+
+
+class CapturedLogs(logging.Handler):
+    """Every record formatted as the services format it, kept for assertions (see :func:`captured_service_logs`)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+        self._formatter = logging.Formatter("%(levelname)s %(name)s: %(message)s")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        line = self._formatter.format(record)  # includes any traceback, which is part of the log line too
+        self.lines.append(line)
+
+    def containing(self, needle: str) -> list[str]:
+        return [line for line in self.lines if needle in line]
+
+
+@contextmanager
+def captured_service_logs(level: str = "DEBUG") -> Iterator[CapturedLogs]:
+    """The services' own logging set-up (:func:`~synthner_shared.logs.configure_logging`) at ``level``, with every
+    record also captured; the previous logging configuration is restored afterwards."""
+    root = logging.getLogger()
+    loggers = [root, *(logging.getLogger(name) for name in list(logging.root.manager.loggerDict))]
+    saved = [(logger, logger.level, list(logger.handlers)) for logger in loggers]
+    capture = CapturedLogs()
+    configure_logging(level)
+    root.addHandler(capture)
+    try:
+        yield capture
+    finally:
+        for logger, saved_level, handlers in saved:
+            logger.setLevel(saved_level)
+            logger.handlers[:] = handlers

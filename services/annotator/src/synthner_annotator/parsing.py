@@ -160,6 +160,9 @@ def parse_mention_list(reply: str) -> ParsedReply:
         except ValueError as exc:
             errors.append(str(exc))
             continue
+        except RecursionError:  # the json module recurses per nesting level; a hostile reply must not crash us
+            errors.append("JSON nested too deeply")
+            continue
         parsed = ParsedReply(repaired=repaired or reshaped or piece is not reply)
         for label, text in pairs:
             if isinstance(label, str) and isinstance(text, str) and label.strip() and text.strip():

@@ -384,7 +384,7 @@ def create_app(
         version="1",
         description="Clinical named-entity recognition. Offsets are Unicode code-point indices into the sent text.",
         lifespan=lifespan,
-        responses={status: {"model": ErrorOut} for status in (401, 403, 404, 409, 413, 422, 503)},
+        responses={status: {"model": ErrorOut} for status in (400, 401, 403, 404, 409, 413, 422, 503)},
     )
     app.state.api = state
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)

@@ -2,8 +2,8 @@
 
 Per delivery:
 
-1. decode and validate the body; an unknown type/version or an invalid body is poison: dead-lettered at once with
-   the reason in the ``x-synthner-dead-letter-reason`` header;
+1. decode and validate the body; a body over ``max_message_bytes``, an unknown type/version or an invalid body is
+   poison: dead-lettered at once with the reason in the ``x-synthner-dead-letter-reason`` header;
 2. skip it (ack) when its idempotency key was already processed by this consumer;
 3. call the handler; :class:`RetryableError` (and any unexpected exception) parks the message in a retry queue for
    the back-off delay, up to ``max_retries``, then dead-letters it; :class:`PoisonMessageError` dead-letters it;
@@ -217,6 +217,10 @@ class ConsumerRunner(Generic[M]):
                 self._idle.set()
 
     async def _process(self, incoming: AbstractIncomingMessage) -> None:
+        size, limit = len(incoming.body), self._settings.max_message_bytes
+        if size > limit:
+            await self._dead_letter(incoming, f"message body of {size} bytes is over the limit of {limit} bytes")
+            return
         try:
             message = decode_message(incoming.body, self._consumer.accepts)
         except MessageDecodeError as exc:

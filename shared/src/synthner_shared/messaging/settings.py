@@ -54,6 +54,12 @@ class BrokerSettings(BaseSettings):
     idempotency_cache_size: int = Field(
         default=100_000, ge=0, description="Processed message keys remembered per consumer (0 disables)."
     )
+    max_message_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1_024,
+        description="A delivered body larger than this is dead-lettered without being parsed (a note, its entities "
+        "and a model event are far smaller).",
+    )
 
     @field_validator("url")
     @classmethod

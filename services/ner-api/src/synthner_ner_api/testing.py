@@ -1,0 +1,168 @@
+"""Test and benchmark support: model folders served by a small lexicon predictor (the app's own Predictor port).
+
+A lexicon "model" is a folder in the trainer's layout (``config.json`` with ``id2label``, ``status.json``,
+``metrics.json``) plus ``lexicon.json`` with a label and its words; :func:`load_lexicon_model` is a loader for
+:class:`~synthner_ner_api.models.ModelRegistry`. It exercises the HTTP layer, the registry and the hot swap without
+torch; tests of the real token-classification model use a folder the trainer fitted.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from starlette.types import ASGIApp
+
+from synthner_ner_api.auth import hash_key
+from synthner_ner_api.models import Predictor, SpanPrediction
+from synthner_ner_api.settings import NerApiSettings
+from synthner_shared.contracts import DatasetManifest, EvaluationResult, ModelPublished, Scores
+
+USER_KEY = "user-key-0123456789"
+ADMIN_KEY = "admin-key-0123456789"
+LEXICON = ["diabetes", "asthma", "肺炎", "café"]
+
+
+class LexiconPredictor:
+    def __init__(self, label: str, words: list[str]) -> None:
+        self._label = label
+        self._pattern = re.compile("|".join(re.escape(w) for w in sorted(words, key=len, reverse=True)))
+
+    def annotate(self, texts: Sequence[str]) -> list[list[SpanPrediction]]:
+        return [
+            [SpanPrediction(m.start(), m.end(), self._label, 0.9) for m in self._pattern.finditer(text)]
+            for text in texts
+        ]
+
+
+def load_lexicon_model(path: Path) -> Predictor:
+    spec = json.loads((path / "lexicon.json").read_text(encoding="utf-8"))
+    return LexiconPredictor(spec["label"], spec["words"])
+
+
+def write_model(store: Path, version: str, label: str, words: list[str]) -> Path:
+    """Write a published lexicon model version into a model store; returns its folder."""
+    folder = store / "versions" / version
+    folder.mkdir(parents=True)
+    (folder / "status.json").write_text(json.dumps({"verdict": "published"}), encoding="utf-8")
+    id2label = {"0": "O", "1": f"B-{label}", "2": f"I-{label}"}
+    (folder / "config.json").write_text(json.dumps({"id2label": id2label}), encoding="utf-8")
+    (folder / "lexicon.json").write_text(json.dumps({"label": label, "words": words}), encoding="utf-8")
+    (folder / "metrics.json").write_text(json.dumps({"strict_f1": 0.5}), encoding="utf-8")
+    return folder
+
+
+def write_key_file(path: Path, user_key: str = USER_KEY, admin_key: str = ADMIN_KEY) -> Path:
+    """A key file with one user key and one admin key (stored hashed, as in production)."""
+    path.write_text(f"clinic:user:{hash_key(user_key)}\nops:admin:{hash_key(admin_key)}\n", encoding="utf-8")
+    return path
+
+
+def lexicon_api_settings(folder: Path, **overrides: object) -> NerApiSettings:
+    """Settings of an API in ``api_keys`` mode over a fresh model store in ``folder`` holding lexicon version v1."""
+    store = folder / "models"
+    write_model(store, "v1", "Disease", LEXICON)
+    values: dict[str, object] = {
+        "auth_mode": "api_keys",
+        "api_keys_file": write_key_file(folder / "keys"),
+        "model_store": store,
+        "max_text_chars": 5_000,
+        "max_batch_items": 8,
+        "max_body_bytes": 50_000,
+        "batch_max_wait_ms": 2,
+        "listen_for_models": False,
+        **overrides,
+    }
+    return NerApiSettings.model_validate(values)
+
+
+@dataclass
+class FuzzReport:
+    """What :func:`fuzz_api` saw: cases sent, answers per status code, and one line per failed check."""
+
+    cases: int = 0
+    statuses: Counter[int] = field(default_factory=Counter)
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def server_errors(self) -> int:
+        return sum(count for status, count in self.statuses.items() if status >= 500)
+
+    def summary(self) -> str:
+        return f"cases={self.cases} failures={len(self.failures)} server_errors={self.server_errors}"
+
+
+def fuzz_api(app: ASGIApp, examples: int, seed: int | None = None) -> FuzzReport:
+    """Send ``examples`` schemathesis-generated requests (schema-valid and schema-violating, with a user key, an
+    admin key, a wrong key or none) to every operation of the app's OpenAPI, in process over ASGI.
+
+    Every answer is checked: no 5xx, a status code, content type, headers and body that the OpenAPI declares, and
+    schema-violating input refused with a 4xx. Schema-valid input may be refused with the documented 413 when it is
+    over a configured limit (the limits are settings, not part of the schema), so schemathesis' "positive data
+    acceptance" check is left out. Needs the development tools (``schemathesis``).
+    """
+    import schemathesis  # noqa: PLC0415 - a development tool, not a dependency of the service
+    from hypothesis import HealthCheck, Phase, given, settings  # noqa: PLC0415
+    from hypothesis import seed as fixed_seed  # noqa: PLC0415
+    from hypothesis import strategies as st  # noqa: PLC0415
+    from schemathesis.checks import positive_data_acceptance  # noqa: PLC0415
+    from schemathesis.core.failures import FailureGroup  # noqa: PLC0415
+    from schemathesis.generation import GenerationMode  # noqa: PLC0415
+
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+    cases = st.one_of(schema.as_strategy(GenerationMode.POSITIVE), schema.as_strategy(GenerationMode.NEGATIVE))
+    credentials = st.sampled_from([USER_KEY, ADMIN_KEY, "not-a-key", None])
+    report = FuzzReport()
+
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        derandomize=seed is None,
+        suppress_health_check=list(HealthCheck),
+        phases=[Phase.generate],  # every case is sent once: failures are collected, not shrunk
+    )
+    @given(case=cases, key=credentials)
+    def send(case: Any, key: str | None) -> None:
+        headers = {"Authorization": f"Bearer {key}"} if key is not None else {}
+        response = case.call(headers=headers)
+        report.cases += 1
+        report.statuses[response.status_code] += 1
+        try:
+            case.validate_response(response, headers=headers, excluded_checks=[positive_data_acceptance])
+        except FailureGroup as group:  # every failed check is reported; the run goes on
+            titles = "; ".join(str(getattr(f, "title", type(f).__name__)) for f in group.exceptions)
+            report.failures.append(f"{case.operation.label} -> {response.status_code}: {titles}")
+
+    (fixed_seed(seed)(send) if seed is not None else send)()
+    return report
+
+
+def model_published(version: str, store: Path, label: str = "Condition") -> ModelPublished:
+    """The trainer's announcement of ``version`` in ``store`` (metrics and manifest are placeholders)."""
+    half = Scores(precision=0.5, recall=0.5, f1=0.5, support=2)
+    return ModelPublished(
+        correlation_id="job-1",
+        producer="trainer-test",
+        model_version=version,
+        artifact_uri=str(store / version),
+        labels=[label],
+        base_model="test",
+        metrics=[
+            EvaluationResult(
+                dataset="gold",
+                documents=1,
+                strict_micro=half,
+                strict_macro=half,
+                partial_micro=half,
+                strict_per_label={},
+                partial_per_label={},
+            )
+        ],
+        dataset=DatasetManifest(version="d1", content_hash="0" * 64, document_count=1, annotators=[], label_counts={}),
+    )
