@@ -1,10 +1,12 @@
 """``synthner convert`` round trips through every format, refuses bad input with one line; ``synthner serve``'s
-refusals (the happy path replaces the process with the service's own entry point)."""
+refusals (the happy paths, which replace the process with the service's own entry point, are in
+test_serve_and_supervisor.py)."""
 
 from __future__ import annotations
 
 import json
 import socket
+import sys
 from pathlib import Path
 
 import pytest
@@ -32,7 +34,7 @@ def spans(documents: list[Document]) -> list[list[tuple[str, str]]]:
     return [[(d.text[e.start : e.end], e.label) for e in d.entities] for d in documents]
 
 
-@pytest.mark.parametrize("name", ["out.conll", "brat", "tasks.json"])
+@pytest.mark.parametrize("name", ["out.conll", "brat", "tasks.json", "docs.spacy"])
 def test_convert_round_trips_entities_through_each_format(
     tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -47,6 +49,55 @@ def test_convert_round_trips_entities_through_each_format(
     if name != "out.conll":  # CoNLL keeps tokens, not whitespace
         assert [d.text for d in result] == [d.text for d in DOCS]
     assert "3 documents" in capsys.readouterr().out
+
+
+def test_a_docbin_is_what_spacy_reads_with_the_exact_spans(tmp_path: Path) -> None:
+    spacy = pytest.importorskip("spacy")
+    docbin = pytest.importorskip("spacy.tokens")
+
+    source = tmp_path / "in.jsonl"
+    tricky = Document(
+        id="n4",
+        text="Type 2 diabetes,asthma.\n\n  No cancer-free days.",
+        entities=[
+            DocumentEntity(start=0, end=15, label="Disease"),
+            DocumentEntity(start=16, end=22, label="Disease"),
+            DocumentEntity(start=30, end=36, label="Disease"),  # "cancer" inside the token "cancer-free"
+        ],
+    )
+    write_documents(source, [*DOCS, tricky])
+    assert main(["convert", str(source), str(tmp_path / "docs.spacy")]) == 0
+    docs = list(docbin.DocBin().from_bytes((tmp_path / "docs.spacy").read_bytes()).get_docs(spacy.blank("en").vocab))
+    assert [d.text for d in docs] == [d.text for d in [*DOCS, tricky]]
+    assert [(e.text, e.label_) for e in docs[3].ents] == [
+        ("Type 2 diabetes", "Disease"),
+        ("asthma", "Disease"),
+        ("cancer", "Disease"),
+    ]
+
+
+def test_a_file_that_is_not_a_docbin_is_refused_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("spacy")
+    bad = tmp_path / "bad.spacy"
+    bad.write_bytes(b"not a docbin")
+    assert main(["convert", str(bad), str(tmp_path / "out.jsonl")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith(f"synthner convert: {bad}: not a spaCy DocBin")
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_docbin_without_spacy_says_how_to_install_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "spacy", None)  # import spacy now raises ImportError
+    source = tmp_path / "in.jsonl"
+    write_documents(source, DOCS)
+    assert main(["convert", str(source), str(tmp_path / "docs.spacy")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert 'pip install "synthner[spacy]"' in err[0]
+    assert not (tmp_path / "docs.spacy").exists()
 
 
 def test_conll_tags_are_iob2() -> None:

@@ -114,3 +114,56 @@ def test_demo_quick_runs_the_whole_loop(tmp_path: Path, capsys: pytest.CaptureFi
     assert out[-1] in report
     assert "Counts per stage" in report
     assert "<polyline" in report  # the learning curve, recorded in process
+    figures = sorted(p.name for p in workdir.glob("figure-*.png"))
+    assert "figure-learning-curve.png" in figures
+    assert any(name.startswith("figure-f1-") for name in figures)
+    for name in figures:
+        assert (workdir / name).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+        assert name in report  # listed among the artifacts
+
+
+@pytest.mark.demo
+@pytest.mark.rabbitmq
+@pytest.mark.timeout(900)
+def test_demo_runs_the_services_as_separate_processes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The smallest loop (3 notes, one epoch, 5 gold documents; about a minute) with the four services as their own
+    processes over RabbitMQ; the NER API process answers the sample request and every process stops cleanly."""
+    if not (NCBI / "test.jsonl").is_file():
+        pytest.skip("NCBI-disease gold data not found beside the repository")
+    workdir = tmp_path / "demo"
+    arguments = ["--notes", "3", "--epochs", "1", "--gold-limit", "5", "--max-new-tokens", "160"]
+    assert main(["demo", "--processes", *arguments, "--workdir", str(workdir)]) == 0
+    captured = capsys.readouterr()
+    out = captured.out.strip().splitlines()
+    assert re.fullmatch(r"f1=\d\.\d{4} seconds=\d+", out[-1])
+    assert "did not stop cleanly" not in captured.err
+    assert sorted(p.name for p in (workdir / "logs").iterdir()) == [
+        "annotator.log",
+        "generator.log",
+        "ner-api.log",
+        "trainer.log",
+    ]
+    summary = json.loads((workdir / "summary.json").read_text())
+    assert summary["configuration"]["transport"].startswith("processes")
+    sample = json.loads((workdir / "sample.json").read_text())
+    assert sample["response"]["status"] == 200
+    assert sample["response"]["json"]["model_version"] == summary["configuration"]["model version"]
+
+
+@pytest.mark.rabbitmq
+@pytest.mark.timeout(300)
+def test_a_stuck_broker_run_ends_at_the_deadline_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if not (NCBI / "test.jsonl").is_file():
+        pytest.skip("NCBI-disease gold data not found beside the repository")
+    workdir = tmp_path / "run"
+    # One second cannot even see the four service processes ready: the run is "stuck" at their start.
+    code = main(["demo", "--quick", "--processes", "--deadline", "1", "--workdir", str(workdir)])
+    captured = capsys.readouterr()
+    assert code == 1
+    lines = captured.err.strip().splitlines()
+    assert lines[-1].startswith("synthner demo: the run did not finish within --deadline 1 s: stuck at ")
+    assert "logs are in" in lines[-1]
+    assert not (workdir / "report.html").exists()
+    assert not (workdir / "summary.json").exists()

@@ -66,3 +66,33 @@ def test_dataset_list_snapshot_show_and_export(tmp_path: Path, capsys: pytest.Ca
     assert '"document_count": 1' in capsys.readouterr().out
     assert main(["dataset", "--store", str(store_path), "export", version, str(tmp_path / "out.jsonl")]) == 0
     assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 1
+
+
+def test_train_then_evaluate_a_small_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The happy paths: a few NCBI-disease documents, one short epoch (seconds on a CPU), scored with a report."""
+    ncbi = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ncbi_disease"
+    if not (ncbi / "train.jsonl").is_file():
+        pytest.skip("NCBI-disease gold data not found beside the repository")
+    lines = (ncbi / "train.jsonl").read_text(encoding="utf-8").splitlines()
+    train, dev = tmp_path / "train.jsonl", tmp_path / "dev.jsonl"
+    train.write_text("\n".join(lines[:8]) + "\n", encoding="utf-8")
+    dev.write_text("\n".join(lines[8:11]) + "\n", encoding="utf-8")
+    model = tmp_path / "model"
+    arguments = ["--data", str(train), "--dev", str(dev), "--gold", str(dev), "--out", str(model)]
+    options = ["--epochs", "1", "--batch-size", "8", "--max-length", "64", "--stride", "16", "--device", "cpu"]
+    assert main(["train", *arguments, *options]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[-1] == f"model written to {model}"
+    assert {json.loads(line)["dataset"] for line in out[:-1]} >= {"dev"}
+    assert (model / "metrics.json").is_file()
+    report = tmp_path / "report.html"
+    assert (
+        main(["evaluate", "--model", str(model), "--gold", str(dev), "--report", str(report), "--device", "cpu"]) == 0
+    )
+    printed = capsys.readouterr().out
+    assert "strict micro" in printed
+    assert f"report written to {report}" in printed
+    assert report.read_text(encoding="utf-8").lower().startswith("<!doctype html>")
+    assert main(["evaluate", "--model", str(model), "--gold", str(dev), "--json", "--device", "cpu"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["documents"] == 3

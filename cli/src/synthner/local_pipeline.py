@@ -6,7 +6,9 @@ Two transports over the same handlers:
   message is routed by its type to the handler that consumes it in production, until nothing is left to route;
 - ``broker``: each stage as its own ``Service`` (its own connection and quorum queue, the builders the services'
   entry points use) in a fresh namespace on a RabbitMQ, plus an observer queue that receives a copy of every message
-  so the run can be counted and reported; the namespace is deleted at the end.
+  so the run can be counted and reported; the namespace is deleted at the end;
+- ``processes``: the same over RabbitMQ, but each stage is a separate OS process started from its production entry
+  point (``python -m synthner_generator`` ...) by :mod:`synthner.supervisor`; the observer stays in the demo.
 
 Either way the outputs are the messages the stages produced; :class:`PipelineRun` counts them.
 """
@@ -40,7 +42,7 @@ from synthner_shared.messaging import BrokerSettings, Consumer, QueueRole, Servi
 
 log = logging.getLogger(__name__)
 
-Transport = Literal["in-process", "broker"]
+Transport = Literal["in-process", "broker", "processes"]
 Route = Callable[[Any], Awaitable[Sequence[Envelope]]]
 
 OBSERVED: tuple[type[Envelope], ...] = (
@@ -107,13 +109,18 @@ class PipelineRun:
         return counts
 
 
-async def run_in_memory(first: Envelope, routes: dict[type[Envelope], Route]) -> PipelineRun:
-    """Route ``first`` and every message produced from it to the handler for its type, breadth first."""
+async def run_in_memory(
+    first: Envelope, routes: dict[type[Envelope], Route], on_message: Callable[[Envelope], None] | None = None
+) -> PipelineRun:
+    """Route ``first`` and every message produced from it to the handler for its type, breadth first;
+    ``on_message`` sees each message as it is routed (progress bars)."""
     run = PipelineRun()
     pending: deque[Envelope] = deque([first])
     while pending:
         message = pending.popleft()
         run.messages.append(message)
+        if on_message is not None:
+            on_message(message)
         handler = routes.get(type(message))
         if handler is not None:
             pending.extend(await handler(message))
@@ -123,16 +130,21 @@ async def run_in_memory(first: Envelope, routes: dict[type[Envelope], Route]) ->
 class Observer:
     """A per-run queue bound to every routing key: a copy of each message, for counting and waiting."""
 
-    def __init__(self, broker: BrokerSettings, instance: str) -> None:
+    def __init__(
+        self, broker: BrokerSettings, instance: str, on_message: Callable[[Envelope], None] | None = None
+    ) -> None:
         self.role = QueueRole("observer", tuple(kind.routing_key for kind in OBSERVED), per_instance=True)
         self.instance = instance
         self.run = PipelineRun()
+        self.on_message = on_message
         self._changed = asyncio.Event()
         consumer = Consumer(self.role, OBSERVED, self._handle, instance=instance)
         self.service = Service(broker, f"synthner-demo/{instance}", [consumer])
 
     async def _handle(self, message: Envelope) -> Sequence[Envelope]:
         self.run.messages.append(message)
+        if self.on_message is not None:
+            self.on_message(message)
         self._changed.set()
         return []
 
@@ -177,8 +189,11 @@ async def running(services: Sequence[Service]) -> AsyncIterator[None]:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def delete_namespace(settings: BrokerSettings, observer: Observer) -> None:
-    """Remove every queue and exchange of the run's namespace, the observer's queues included."""
+async def delete_namespace(
+    settings: BrokerSettings, observer: Observer, instances: dict[str, list[str]] | None = None
+) -> None:
+    """Remove every queue and exchange of the run's namespace, the observer's queues and those of the per-instance
+    roles in ``instances`` (``{"ner-api": ["demo"]}``) included."""
     topology = Topology.from_settings(settings)
     queue = topology.queue_name(observer.role, observer.instance)
     extra = [
@@ -191,7 +206,7 @@ async def delete_namespace(settings: BrokerSettings, observer: Observer) -> None
         channel = await connection.channel()
         for name in extra:
             await channel.queue_delete(name)
-        await topology.delete(channel)
+        await topology.delete(channel, instances)
     finally:
         await connection.close()
 

@@ -164,6 +164,7 @@ def _labels_of(documents: list[Any]) -> list[str]:
 
 
 async def _annotate(args: argparse.Namespace, documents: list[Any], labels: list[str]) -> tuple[Any, list[Any]]:
+    from synthner.progress import bar
     from synthner_annotator.errors import ConfigurationError
     from synthner_annotator.factory import build_annotator
     from synthner_annotator.offline import annotate_documents
@@ -174,9 +175,24 @@ async def _annotate(args: argparse.Namespace, documents: list[Any], labels: list
     except ConfigurationError as exc:
         raise SystemExit(f"synthner annotate: {exc}") from exc
     try:
-        outcomes = await annotate_documents(
-            annotator, documents, language=args.language, provenance=args.provenance, concurrency=args.concurrency
-        )
+        with bar(len(documents), "annotating", enabled=args.show_progress) as progress:
+            failed = 0
+
+            def done(outcome: Any) -> None:
+                nonlocal failed
+                if outcome.failure is not None:
+                    failed += 1
+                    progress.note(failed=failed)
+                progress.advance()
+
+            outcomes = await annotate_documents(
+                annotator,
+                documents,
+                language=args.language,
+                provenance=args.provenance,
+                concurrency=args.concurrency,
+                on_done=done,
+            )
     finally:
         await annotator.aclose()
     usage = annotator.usage()

@@ -1,4 +1,4 @@
-"""``synthner convert IN OUT``: documents between JSONL and CoNLL/BIO, BRAT and Label Studio JSON."""
+"""``synthner convert IN OUT``: documents between JSONL and CoNLL/BIO, BRAT, spaCy DocBin and Label Studio JSON."""
 
 from __future__ import annotations
 
@@ -14,20 +14,22 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from synthner_shared.documents import Document
 
-FORMATS = ("jsonl", "conll", "brat", "label-studio")
-SUFFIXES = {".jsonl": "jsonl", ".conll": "conll", ".bio": "conll", ".json": "label-studio"}
+FORMATS = ("jsonl", "conll", "brat", "spacy", "label-studio")
+SUFFIXES = {".jsonl": "jsonl", ".conll": "conll", ".bio": "conll", ".spacy": "spacy", ".json": "label-studio"}
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "convert",
-        help="convert documents between JSONL, CoNLL/BIO, BRAT and Label Studio JSON",
+        help="convert documents between JSONL, CoNLL/BIO, BRAT, spaCy DocBin and Label Studio JSON",
         description=(
             "Convert annotated documents between formats. The format comes from --from/--to or the name:\n"
-            ".jsonl (the document format), .conll/.bio (token<TAB>IOB2 tag), .json (Label Studio tasks), a folder\n"
-            "(BRAT: <id>.txt + <id>.ann). OUT must not exist; it appears only once it is complete. CoNLL keeps\n"
-            "tokens, not the original whitespace. spaCy DocBin is not supported (spaCy is not a dependency).\n\n"
-            "examples:\n  synthner convert train.jsonl train.conll\n  synthner convert brat-folder/ docs.jsonl"
+            ".jsonl (the document format), .conll/.bio (token<TAB>IOB2 tag), .spacy (spaCy DocBin, needs the\n"
+            "`spacy` extra), .json (Label Studio tasks), a folder (BRAT: <id>.txt + <id>.ann). OUT must not exist;\n"
+            "it appears only once it is complete. CoNLL keeps tokens, not the original whitespace; DocBin keeps the\n"
+            "text, the exact offsets and the document ids.\n\n"
+            "examples:\n  synthner convert train.jsonl train.conll\n  synthner convert brat-folder/ docs.jsonl\n"
+            "  synthner convert train.jsonl train.spacy   # then: python -m spacy train ... --paths.train train.spacy"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -60,6 +62,10 @@ def read(path: Path, fmt: str) -> list[Document]:
     if fmt == "conll":
         with path.open(encoding="utf-8") as lines:
             return list(from_conll(lines, str(path)))
+    if fmt == "spacy":
+        from synthner.docbin import from_docbin
+
+        return from_docbin(path.read_bytes(), str(path))
     if fmt == "brat":
         if not path.is_dir():
             raise ValueError(f"{path} is not a folder of BRAT .txt/.ann files")
@@ -84,6 +90,10 @@ def write(path: Path, fmt: str, documents: Iterable[Document]) -> None:
             write_documents(target, documents)
         elif fmt == "conll":
             target.write_text("".join(line + "\n" for line in to_conll(documents)), encoding="utf-8")
+        elif fmt == "spacy":
+            from synthner.docbin import to_docbin
+
+            target.write_bytes(to_docbin(documents))
         elif fmt == "label-studio":
             target.write_text(dump_label_studio(documents), encoding="utf-8")
         else:

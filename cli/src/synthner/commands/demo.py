@@ -11,15 +11,16 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
-    from synthner.local_pipeline import PipelineRun
+    from synthner.local_pipeline import Observer, PipelineRun
     from synthner_shared.contracts import EvaluationResult, Mention
     from synthner_shared.local_llm import LocalLLM
 
@@ -30,12 +31,38 @@ SAMPLE_TEXT = (
     "The patient has a history of type 2 diabetes and Duchenne muscular dystrophy; "
     "her brother was treated for colorectal cancer."
 )
-OWNED = ("generator", "trainer", "ner-api", "gold", "notes.jsonl", "report.html", "summary.json", "sample.json")
-"""What a run writes under its workdir; a new run replaces exactly these."""
+OWNED = (
+    "generator",
+    "annotator",
+    "trainer",
+    "ner-api",
+    "gold",
+    "logs",
+    "notes.jsonl",
+    "report.html",
+    "summary.json",
+    "sample.json",
+)
+"""What a run writes under its workdir; a new run replaces exactly these (and the ``figure-*.png`` files)."""
 
 
 class DemoError(RuntimeError):
     """Bad input or an unavailable dependency; the message is one line that says what to do."""
+
+    exit_code = 2
+
+
+class StageFailed(DemoError):
+    """A stage failed or got stuck while running (a process died, the deadline passed)."""
+
+    exit_code = 1
+
+
+@dataclass
+class CurrentStage:
+    """The stage the run is in, for the deadline's error message."""
+
+    name: str = "starting"
 
 
 @dataclass(frozen=True)
@@ -44,7 +71,7 @@ class DemoOptions:
     notes: int
     quick: bool
     annotator: Literal["lexicon", "llm"]
-    transport: Literal["auto", "in-process", "broker"]
+    transport: Literal["auto", "in-process", "broker", "processes"]
     lexicon_source: Path
     gold: Path
     gold_limit: int | None
@@ -52,6 +79,8 @@ class DemoOptions:
     max_new_tokens: int
     seed: int
     api_port: int | None
+    deadline_s: float
+    progress: bool = False
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -63,10 +92,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "synthetic English notes about diseases (label-conditioned on a Disease lexicon from NCBI-disease train),\n"
             "the lexicon annotator labels them, all-MiniLM-L6-v2 is fine-tuned, scored on the real NCBI-disease test\n"
             "set, published into a model store and served by the NER API (one sample request is shown), and\n"
-            "report.html is written. The stages run over the local RabbitMQ when it is reachable, else in one\n"
-            "process. The last line is `f1=<strict micro F1 on the test set> seconds=<wall time>`.\n\n"
+            "report.html (with its figures as PNG files beside it) is written. The stages run over the local\n"
+            "RabbitMQ when it is reachable, else in one process; --processes runs each service as its own OS\n"
+            "process (its production entry point) over RabbitMQ. The last line is\n"
+            "`f1=<strict micro F1 on the test set> seconds=<wall time>`.\n\n"
             "SmolLM2-135M writes weak medical text, so the F1 is low; the demo shows the loop, not the quality.\n\n"
-            "examples:\n  synthner demo --quick\n  synthner demo --workdir out/demo --notes 60 --in-process"
+            "examples:\n  synthner demo --quick\n  synthner demo --workdir out/demo --notes 60 --in-process\n"
+            "  synthner demo --quick --processes"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -83,6 +115,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         const="broker",
         help="require RabbitMQ (AMQP_URL; default 127.0.0.1:5672)",
     )
+    transport.add_argument(
+        "--processes",
+        dest="transport",
+        action="store_const",
+        const="processes",
+        help="run generator, annotator, trainer and NER API as separate processes over RabbitMQ (requires it)",
+    )
     parser.set_defaults(transport="auto")
     parser.add_argument(
         "--lexicon-source",
@@ -96,6 +135,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--max-new-tokens", type=int, help="tokens per note (default 320, quick 256)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--api-port", type=int, help="NER API port on 127.0.0.1 (default: a free one)")
+    parser.add_argument(
+        "--deadline",
+        type=float,
+        help="over RabbitMQ: seconds the stages may take in all before the run fails (default 3600, quick 900)",
+    )
     parser.set_defaults(handler=run_demo_command)
 
 
@@ -104,6 +148,8 @@ def options_from(args: argparse.Namespace) -> DemoOptions:
     notes = args.notes if args.notes is not None else (6 if quick else 40)
     if notes < 2:
         raise DemoError("--notes must be at least 2 (one note is held out for early stopping)")
+    if args.deadline is not None and args.deadline <= 0:
+        raise DemoError("--deadline must be a positive number of seconds")
     return DemoOptions(
         workdir=args.workdir,
         notes=notes,
@@ -117,6 +163,8 @@ def options_from(args: argparse.Namespace) -> DemoOptions:
         max_new_tokens=args.max_new_tokens or (256 if quick else 320),
         seed=args.seed,
         api_port=args.api_port,
+        deadline_s=args.deadline if args.deadline is not None else (900.0 if quick else 3600.0),
+        progress=bool(getattr(args, "show_progress", False)),
     )
 
 
@@ -124,11 +172,11 @@ def run_demo_command(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
         options = options_from(args)
-        f1 = asyncio.run(run_demo(options, started))
+        final_line = asyncio.run(run_demo(options, started))
     except DemoError as exc:
         print(f"synthner demo: {exc}", file=sys.stderr)
-        return 2
-    print(f"f1={f1:.4f} seconds={time.perf_counter() - started:.0f}")
+        return exc.exit_code
+    print(final_line)  # the same line as in report.html and summary.json
     return 0
 
 
@@ -153,9 +201,10 @@ def check_inputs(options: DemoOptions) -> None:
 
 def prepare_workdir(workdir: Path) -> None:
     """Create the workdir; remove what an earlier run wrote there (and nothing else)."""
+    from synthner.figures import PREFIX
+
     workdir.mkdir(parents=True, exist_ok=True)
-    for name in OWNED:
-        path = workdir / name
+    for path in [*(workdir / name for name in OWNED), *workdir.glob(f"{PREFIX}*.png")]:
         if path.is_dir():
             shutil.rmtree(path)
         elif path.exists():
@@ -228,7 +277,7 @@ def build_stages(options: DemoOptions, llm: LocalLLM, mentions: Sequence[Mention
         concurrency=2,
         request_timeout_s=600,
         llm_attempts=2,
-        part_size=8,
+        part_size=2,  # progress (bars, the observer) per two notes; concurrency 2 keeps the LLM busy
         labels=[LABEL],
         entities_per_label=3,
         min_chars=120,
@@ -281,6 +330,36 @@ def build_stages(options: DemoOptions, llm: LocalLLM, mentions: Sequence[Mention
     return Stages(generator, annotator, trainer, request)
 
 
+class StageBars:
+    """Progress of generation (notes finished of those requested) and annotation (documents of the notes
+    generated), fed with every message the run sees. Numbers only: no note text reaches the terminal."""
+
+    def __init__(self, notes: int, enabled: bool) -> None:
+        from synthner.progress import Bar
+
+        self.generation = Bar(notes, "generating notes", enabled=enabled, unit="note", position=0)
+        self.annotation = Bar(notes, "annotating", enabled=enabled, unit="note", position=1)
+        self.generated = 0
+        self.rejected = 0
+
+    def see(self, message: Any) -> None:
+        from synthner_shared.contracts import AnnotationFailed, DocumentAnnotated, GenerationProgress
+
+        if isinstance(message, GenerationProgress) and message.event == "part":
+            self.generated += message.generated
+            self.rejected += message.requested - message.generated
+            self.generation.advance(message.requested)
+            self.generation.note(generated=self.generated, other=self.rejected)
+            if self.generation.total is not None and self.generation.count >= self.generation.total:
+                self.annotation.update_to(self.annotation.count, total=self.generated)
+        elif isinstance(message, DocumentAnnotated | AnnotationFailed):
+            self.annotation.advance()
+
+    def close(self) -> None:
+        self.generation.close()
+        self.annotation.close()
+
+
 @dataclass
 class TrainingReport:
     published: Any  # ModelPublished | None
@@ -290,7 +369,7 @@ class TrainingReport:
     history: list[dict[str, float]]
 
 
-async def run_in_process(stages: Stages, llm: LocalLLM) -> tuple[PipelineRun, TrainingReport]:
+async def run_in_process(stages: Stages, llm: LocalLLM, progress: bool) -> tuple[PipelineRun, TrainingReport]:
     """The handlers chained in memory: generator -> annotator -> trainer's store; then one training request."""
     from synthner.local_pipeline import run_in_memory
     from synthner_annotator.factory import build_annotator
@@ -315,12 +394,17 @@ async def run_in_process(stages: Stages, llm: LocalLLM) -> tuple[PipelineRun, Tr
     try:
         async with build_generator(stages.generator) as generator:
             print(f"generating {stages.request.count} notes with {llm.model} (llama.cpp) ...", flush=True)
-            run = await run_in_memory(
-                stages.request,
-                {GenerationRequested: generator.handle, NoteGenerated: annotate, DocumentAnnotated: keep},
-            )
+            bars = StageBars(stages.request.count, progress)
+            try:
+                run = await run_in_memory(
+                    stages.request,
+                    {GenerationRequested: generator.handle, NoteGenerated: annotate, DocumentAnnotated: keep},
+                    bars.see,
+                )
+            finally:
+                bars.close()
         request = TrainingRequested(correlation_id=stages.request.job_id, producer="synthner-demo")
-        report = await asyncio.to_thread(train, request, store, registry, settings)
+        report = await asyncio.to_thread(train, request, store, registry, settings, progress)
         run.messages.append(request)
         if report.published is not None:
             run.messages.append(report.published)
@@ -330,50 +414,57 @@ async def run_in_process(stages: Stages, llm: LocalLLM) -> tuple[PipelineRun, Tr
         store.close()
 
 
-def train(request: Any, store: Any, registry: Any, settings: Any) -> TrainingReport:
+def train(request: Any, store: Any, registry: Any, settings: Any, show_progress: bool = False) -> TrainingReport:
     """The trainer's own training path (:func:`train_and_register`, as ``run_training_request`` calls it), with
     the epoch-end progress kept for the learning curve."""
+    from synthner.progress import Bar, follow_training
     from synthner_trainer.base_model import default_base_model
     from synthner_trainer.pipeline import train_and_register
     from synthner_trainer.store import EmptyDatasetError
     from synthner_trainer.training import Progress, log_progress
 
     history: list[dict[str, float]] = []
+    steps = Bar(None, "training", enabled=show_progress, unit="step")
+    follow = follow_training(steps, log_progress)
 
     def progress(update: Progress) -> None:
-        log_progress(update)
+        follow(update)
         if update.dev_f1 is not None:
             history.append({"epoch": round(update.epoch, 2), "loss": update.loss, "dev_strict_f1": update.dev_f1})
 
     print(f"training {settings.training.epochs:g} epoch(s) on {store.count()} annotated notes ...", flush=True)
     try:
         manifest = store.create_version(request.dataset)
-        outcome = train_and_register(
-            store.documents(manifest.version),
-            manifest=manifest,
-            settings=settings,
-            registry=registry,
-            config=settings.training.override(request.hyperparameters),
-            base_model=settings.base_model or default_base_model(),
-            correlation_id=request.correlation_id,
-            progress=progress,
-        )
+        with steps:
+            outcome = train_and_register(
+                store.documents(manifest.version),
+                manifest=manifest,
+                settings=settings,
+                registry=registry,
+                config=settings.training.override(request.hyperparameters),
+                base_model=settings.base_model or default_base_model(),
+                correlation_id=request.correlation_id,
+                progress=progress,
+            )
     except (EmptyDatasetError, ValueError) as exc:
         raise DemoError(f"training refused: {exc} (generate more notes: --notes N)") from None
     version = outcome.version
     return TrainingReport(outcome.published, version.name, version.path, outcome.metrics, history)
 
 
-async def run_over_broker(stages: Stages, llm: LocalLLM, broker: Any) -> tuple[PipelineRun, TrainingReport]:
+async def run_over_broker(
+    stages: Stages, llm: LocalLLM, broker: Any, progress: bool, stage: CurrentStage
+) -> tuple[PipelineRun, TrainingReport]:
     """Each stage its own Service on RabbitMQ (a fresh namespace, deleted afterwards), fed by one published job."""
     from synthner.local_pipeline import Observer, delete_namespace, running
     from synthner_annotator.factory import build_annotator
     from synthner_annotator.service import build_service
     from synthner_generator.service import build_generator, generator_service
-    from synthner_shared.contracts import AnnotationFailed, DocumentAnnotated, ModelPublished, TrainingRequested
+    from synthner_shared.contracts import ModelPublished, TrainingRequested
     from synthner_trainer.service import TrainerService
 
-    observer = Observer(broker, "demo")
+    bars = StageBars(stages.request.count, progress)
+    observer = Observer(broker, "demo", bars.see)
     trainer = TrainerService(stages.trainer, broker)
     annotator = build_annotator(stages.annotator.annotator, stages.annotator.labels)
     job = stages.request
@@ -390,19 +481,11 @@ async def run_over_broker(stages: Stages, llm: LocalLLM, broker: Any) -> tuple[P
                 await first_of(trainer_task, trainer.service.wait_started())
                 print(f"namespace {broker.namespace}: generating {job.count} notes with {llm.model} ...", flush=True)
                 await observer.service.broker.publisher.publish(job)
-                await observer.wait_for(
-                    lambda run: run.counts().requested >= job.count, 600 + 60 * job.count, "generation"
-                )
-                generated = observer.run.counts().generated
-
-                def annotated(run: PipelineRun) -> bool:
-                    return len(run.of(DocumentAnnotated)) + len(run.of(AnnotationFailed)) >= generated
-
-                await observer.wait_for(annotated, 300 + 30 * job.count, "annotation")
-                # The observer saw every document; the trainer's store has them once its queue is drained.
-                expected = len(observer.run.of(DocumentAnnotated))
+                expected = await generate_and_annotate(observer, job.count, stage, bars)
+                stage.name = "the trainer storing documents"
                 await wait_until(lambda: trainer.store.count() >= expected, 120, "the trainer storing documents")
                 request = TrainingRequested(correlation_id=job.job_id, producer="synthner-demo")
+                stage.name = "training"
                 print(f"training {stages.trainer.training.epochs:g} epoch(s) on {expected} notes ...", flush=True)
                 await observer.service.broker.publisher.publish(request)
                 await wait_until(lambda: bool(trainer.outcomes) or trainer_task.done(), 3600, "training")
@@ -417,6 +500,7 @@ async def run_over_broker(stages: Stages, llm: LocalLLM, broker: Any) -> tuple[P
         report = TrainingReport(outcome.published, outcome.version.name, outcome.version.path, outcome.metrics, [])
         return observer.run, report
     finally:
+        bars.close()
         if trainer_task is not None:
             trainer.request_stop()
             await asyncio.gather(trainer_task, return_exceptions=True)
@@ -426,6 +510,158 @@ async def run_over_broker(stages: Stages, llm: LocalLLM, broker: Any) -> tuple[P
             await delete_namespace(broker, observer)
         except Exception as exc:  # noqa: BLE001 - clean-up must not hide the run's own outcome
             print(f"note: could not delete namespace {broker.namespace}: {type(exc).__name__}", file=sys.stderr)
+
+
+def process_specs(stages: Stages, broker: Any, key_file: Path, api_port: int) -> list[Any]:
+    """The four services' processes: production entry points, the stages' settings as environment variables, a
+    fresh health port each (the NER API answers on ``api_port``)."""
+    from synthner.supervisor import ProcessSpec, module_argv, settings_env
+    from synthner_shared.local_llm import free_port
+
+    common = {"AMQP_URL": broker.url.get_secret_value(), "SYNTHNER_BROKER_NAMESPACE": broker.namespace}
+    health = {name: free_port() for name in ("generator", "annotator", "trainer")}
+    return [
+        ProcessSpec(
+            "generator",
+            module_argv("synthner_generator"),
+            {
+                **common,
+                **settings_env("SYNTHNER_GENERATOR_", stages.generator),
+                "SYNTHNER_GENERATOR_HEALTH_PORT": str(health["generator"]),
+            },
+            f"http://127.0.0.1:{health['generator']}/readyz",
+        ),
+        ProcessSpec(
+            "annotator",
+            module_argv("synthner_annotator"),
+            {
+                **common,
+                **settings_env("SYNTHNER_ANNOTATOR_", stages.annotator),
+                "SYNTHNER_ANNOTATOR_HEALTH_HOST": "127.0.0.1",
+                "SYNTHNER_ANNOTATOR_HEALTH_PORT": str(health["annotator"]),
+            },
+            f"http://127.0.0.1:{health['annotator']}/readyz",
+        ),
+        ProcessSpec(
+            "trainer",
+            module_argv("synthner_trainer"),
+            {
+                **common,
+                **settings_env("SYNTHNER_TRAINER_", stages.trainer),
+                "SYNTHNER_TRAINER_HEALTH_PORT": str(health["trainer"]),
+            },
+            f"http://127.0.0.1:{health['trainer']}/readyz",
+        ),
+        ProcessSpec(
+            "ner-api",
+            module_argv("synthner_ner_api"),
+            {
+                **common,
+                "SYNTHNER_NER_API_AUTH_MODE": "api_keys",
+                "SYNTHNER_NER_API_API_KEYS_FILE": str(key_file),
+                "SYNTHNER_NER_API_MODEL_STORE": str(stages.trainer.models_dir),
+                "SYNTHNER_NER_API_LISTEN_FOR_MODELS": "true",
+                "SYNTHNER_NER_API_INSTANCE": "demo",
+                "SYNTHNER_NER_API_HOST": "127.0.0.1",
+                "SYNTHNER_NER_API_PORT": str(api_port),
+                "SYNTHNER_NER_API_TORCH_THREADS": "2",
+            },
+            # Live first; ready (a model loaded) only after the trainer publishes one.
+            f"http://127.0.0.1:{api_port}/livez",
+        ),
+    ]
+
+
+async def run_in_processes(  # noqa: PLR0915 - one supervised run, easier to follow in one piece
+    options: DemoOptions, stages: Stages, llm: LocalLLM, broker: Any, stage: CurrentStage
+) -> tuple[PipelineRun, TrainingReport, dict[str, Any]]:
+    """Generator, annotator, trainer and NER API as separate OS processes (their production entry points, settings
+    in the environment) on RabbitMQ, supervised: a process that dies fails the run with a pointer to its log, and
+    all are stopped at the end. Returns the run, the training and the sample request answered by the NER API."""
+    from synthner.local_pipeline import Observer, delete_namespace, running
+    from synthner.supervisor import ProcessFailed, Supervisor
+    from synthner_shared.contracts import ModelPublished, TrainingRequested
+    from synthner_shared.local_llm import free_port
+    from synthner_trainer.store import DatasetStore
+
+    bars = StageBars(stages.request.count, options.progress)
+    observer = Observer(broker, "demo", bars.see)
+    supervisor = Supervisor(options.workdir / "logs", grace_s=broker.shutdown_grace_s + 10)
+    key, key_file, key_path = write_api_key(options.workdir / "ner-api")
+    api_port = options.api_port or free_port()
+    specs = process_specs(stages, broker, key_file, api_port)
+    job = stages.request
+    store: DatasetStore | None = None
+    try:
+        async with running([observer.service]):
+            stage.name = "starting the service processes"
+            for spec in specs:
+                await supervisor.start(spec)
+            print(f"started {', '.join(supervisor.processes)} as processes (logs in {supervisor.log_dir})", flush=True)
+            for spec in specs:
+                assert spec.ready_url is not None
+                await supervisor.wait_ready(spec.name, spec.ready_url, 300)
+            print(f"namespace {broker.namespace}: generating {job.count} notes with {llm.model} ...", flush=True)
+            await observer.service.broker.publisher.publish(job)
+            expected = await supervisor.guard(generate_and_annotate(observer, job.count, stage, bars))
+            # The trainer process owns the store; this read-only view follows its progress (SQLite, WAL).
+            store = DatasetStore(stages.trainer.store_path)
+            stage.name = "the trainer storing documents"
+            await supervisor.guard(wait_until(lambda: store.count() >= expected, 120, stage.name))
+            request = TrainingRequested(correlation_id=job.job_id, producer="synthner-demo")
+            stage.name = "training"
+            print(f"training {stages.trainer.training.epochs:g} epoch(s) on {expected} notes ...", flush=True)
+            await observer.service.broker.publisher.publish(request)
+
+            def finished() -> bool:
+                status = store.request_status(str(request.message_id))
+                return status is not None and status[0] in ("done", "failed")
+
+            await supervisor.guard(wait_until(finished, options.deadline_s, "training"))
+            status, detail = store.request_status(str(request.message_id)) or ("failed", None)
+            if status == "failed":
+                raise StageFailed(f"training failed ({detail}): see {supervisor.log_path('trainer')}")
+            stage.name = "the ModelPublished event"
+            await supervisor.guard(observer.wait_for(lambda run: bool(run.of(ModelPublished)), 60, stage.name))
+            published: ModelPublished = observer.run.of(ModelPublished)[-1]
+            stage.name = "the NER API loading the model"
+            await supervisor.wait_ready("ner-api", f"http://127.0.0.1:{api_port}/readyz", 300)
+            sample = await ask(f"http://127.0.0.1:{api_port}", key, key_path)
+    except ProcessFailed as exc:
+        raise StageFailed(str(exc)) from None
+    finally:
+        bars.close()
+        codes = await supervisor.stop()
+        if store is not None:
+            store.close()
+        unclean = {name: code for name, code in codes.items() if code not in (0, -signal.SIGTERM)}
+        if unclean:
+            print(f"note: processes that did not stop cleanly (exit codes): {unclean}", file=sys.stderr)
+        try:
+            await delete_namespace(broker, observer, {"ner-api": ["demo"]})
+        except Exception as exc:  # noqa: BLE001 - clean-up must not hide the run's own outcome
+            print(f"note: could not delete namespace {broker.namespace}: {type(exc).__name__}", file=sys.stderr)
+    version_path = Path(published.artifact_uri)
+    report = TrainingReport(published, published.model_version, version_path, list(published.metrics), [])
+    return observer.run, report, sample
+
+
+async def generate_and_annotate(observer: Observer, count: int, stage: CurrentStage, bars: StageBars) -> int:
+    """Wait (observing the messages) until every requested note is finished and every generated one annotated;
+    returns the number of annotated documents."""
+    from synthner_shared.contracts import AnnotationFailed, DocumentAnnotated
+
+    stage.name = "generation"
+    await observer.wait_for(lambda run: run.counts().requested >= count, 600 + 60 * count, "generation")
+    generated = observer.run.counts().generated
+
+    def annotated(run: PipelineRun) -> bool:
+        return len(run.of(DocumentAnnotated)) + len(run.of(AnnotationFailed)) >= generated
+
+    stage.name = "annotation"
+    await observer.wait_for(annotated, 300 + 30 * count, "annotation")
+    bars.close()
+    return len(observer.run.of(DocumentAnnotated))
 
 
 async def first_of(task: asyncio.Task[Any], started: Any) -> None:
@@ -445,10 +681,10 @@ async def wait_until(condition: Any, deadline_s: float, what: str) -> None:
             while not condition():  # noqa: ASYNC110 - the state is a SQLite store another task writes; no event
                 await asyncio.sleep(0.2)
     except TimeoutError:
-        raise DemoError(f"{what} did not finish within {deadline_s:g} s: see the log above") from None
+        raise StageFailed(f"{what} did not finish within {deadline_s:g} s: see the log above") from None
 
 
-async def choose_transport(options: DemoOptions) -> tuple[Literal["in-process", "broker"], Any]:
+async def choose_transport(options: DemoOptions) -> tuple[Literal["in-process", "broker", "processes"], Any]:
     """The broker when asked for or reachable, else in process; the broker settings carry a fresh namespace."""
     from synthner.local_pipeline import broker_reachable, new_namespace
     from synthner_shared.messaging import BrokerSettings
@@ -457,8 +693,8 @@ async def choose_transport(options: DemoOptions) -> tuple[Literal["in-process", 
         return "in-process", None
     broker = BrokerSettings(namespace=new_namespace())
     if await broker_reachable(broker):
-        return "broker", broker
-    if options.transport == "broker":
+        return ("processes" if options.transport == "processes" else "broker"), broker
+    if options.transport in ("broker", "processes"):
         raise DemoError(
             f"RabbitMQ at {broker.redacted_url} is not reachable: start it (scripts/ensure-rabbitmq.sh), set AMQP_URL, "
             "or run with --in-process"
@@ -521,19 +757,27 @@ async def serve_and_ask(options: DemoOptions, models_dir: Path) -> dict[str, Any
                     except httpx.TransportError:
                         pass
                     await asyncio.sleep(0.2)
-            body = {"text": SAMPLE_TEXT}
-            response = await client.post("/v1/ner", json=body, headers={"Authorization": f"Bearer {key}"})
-            answer = {"status": response.status_code, "json": response.json()}
-        sample = {"url": f"{base}/v1/ner", "request": body, "response": answer, "api_key_file": str(key_path)}
-        print(f"\nNER API on {base} (API key in {key_path}); sample request and response:")
-        print(f"  POST {base}/v1/ner  Authorization: Bearer <key>  {json.dumps(body)}")
-        print(f"  -> {response.status_code} {json.dumps(answer['json'], ensure_ascii=False)}")
-        return sample
+        return await ask(base, key, key_path)
     except TimeoutError:
         raise DemoError(f"the NER API on port {port} was not ready within 180 s") from None
     finally:
         server.should_exit = True
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def ask(base: str, key: str, key_path: Path) -> dict[str, Any]:
+    """One sample request to a ready NER API; prints it and its answer, returns both."""
+    import httpx
+
+    async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+        body = {"text": SAMPLE_TEXT}
+        response = await client.post("/v1/ner", json=body, headers={"Authorization": f"Bearer {key}"})
+        answer = {"status": response.status_code, "json": response.json()}
+    sample = {"url": f"{base}/v1/ner", "request": body, "response": answer, "api_key_file": str(key_path)}
+    print(f"\nNER API on {base} (API key in {key_path}); sample request and response:")
+    print(f"  POST {base}/v1/ner  Authorization: Bearer <key>  {json.dumps(body)}")
+    print(f"  -> {response.status_code} {json.dumps(answer['json'], ensure_ascii=False)}")
+    return sample
 
 
 def samples_from(run: PipelineRun, limit: int = 3) -> list[Any]:
@@ -567,8 +811,41 @@ def write_notes(path: Path, run: PipelineRun) -> int:
     return write_documents(path, documents)
 
 
-async def run_demo(options: DemoOptions, started: float) -> float:
-    """Run the demo; returns the strict micro F1 on the gold set. Prints progress and where each artifact is."""
+def figure_files(report: Any, folder: Path) -> list[tuple[str, str]]:
+    """The report's figures as PNG files in ``folder``: (artifact name, path) rows; none without matplotlib."""
+    from synthner.figures import PREFIX, FiguresUnavailable, write_figures
+
+    try:
+        figures = write_figures(report, folder)
+    except FiguresUnavailable as exc:
+        print(f"note: no PNG figures: {exc}", file=sys.stderr)
+        return []
+    return [(f"figure ({figure.stem.removeprefix(PREFIX)}, PNG)", str(figure)) for figure in figures]
+
+
+async def within_deadline(
+    options: DemoOptions, *, stage: CurrentStage, transport: str, llm: LocalLLM, stages: Stages, broker: Any
+) -> tuple[PipelineRun, TrainingReport, dict[str, Any] | None]:
+    """The broker run (services in this process, or separate processes) under the overall deadline: a stuck stage
+    ends the run with one line that names it."""
+    where = f"; the services' logs are in {options.workdir / 'logs'}" if transport == "processes" else ""
+    try:
+        async with asyncio.timeout(options.deadline_s) as deadline:
+            if transport == "processes":
+                return await run_in_processes(options, stages, llm, broker, stage)
+            run, training = await run_over_broker(stages, llm, broker, options.progress, stage)
+            return run, training, None
+    except TimeoutError as exc:
+        if deadline.expired():
+            raise StageFailed(
+                f"the run did not finish within --deadline {options.deadline_s:g} s: stuck at {stage.name}{where}"
+            ) from None
+        raise StageFailed(f"{exc}{where}") from None
+
+
+async def run_demo(options: DemoOptions, started: float) -> str:
+    """Run the demo; returns the last line, ``f1=<strict micro F1 on the gold set> seconds=<wall time>``. Prints
+    progress and where each artifact is."""
     from synthner.report import ReportData, render
     from synthner_shared.local_llm import LocalLLMError, local_llm
     from synthner_shared.messaging import BrokerUnavailable
@@ -578,14 +855,18 @@ async def run_demo(options: DemoOptions, started: float) -> float:
     prepare_workdir(options.workdir)
     mentions = lexicon(options.lexicon_source)
     gold_path = write_gold(options)
+    stage = CurrentStage()
+    sample: dict[str, Any] | None = None
     try:
         async with local_llm(n_threads=2) as llm:
             print(f"local LLM: llama.cpp at {llm.base_url} serving {llm.model_path.name}", flush=True)
             stages = build_stages(options, llm, mentions, gold_path)
-            if transport == "broker":
-                run, training = await run_over_broker(stages, llm, broker)
+            if transport == "in-process":
+                run, training = await run_in_process(stages, llm, options.progress)
             else:
-                run, training = await run_in_process(stages, llm)
+                run, training, sample = await within_deadline(
+                    options, stage=stage, transport=transport, llm=llm, stages=stages, broker=broker
+                )
     except LocalLLMError as exc:
         raise DemoError(str(exc)) from None
     except BrokerUnavailable as exc:
@@ -595,13 +876,12 @@ async def run_demo(options: DemoOptions, started: float) -> float:
     gold_result = training.metrics[-1]
     f1 = gold_result.strict_micro.f1
     models_dir = stages.trainer.models_dir
-    sample = await serve_and_ask(options, models_dir)
+    if sample is None:
+        sample = await serve_and_ask(options, models_dir)
     (options.workdir / "sample.json").write_text(json.dumps(sample, indent=2, ensure_ascii=False), encoding="utf-8")
     notes_path = options.workdir / "notes.jsonl"
     write_notes(notes_path, run)
     counts = run.counts()
-    seconds = time.perf_counter() - started
-    final_line = f"f1={f1:.4f} seconds={seconds:.0f}"
     artifacts = [
         ("synthetic notes with their annotations (JSONL)", str(notes_path)),
         ("generator state (dedup database)", str(options.workdir / "generator")),
@@ -615,7 +895,9 @@ async def run_demo(options: DemoOptions, started: float) -> float:
         ("this report", str(options.workdir / "report.html")),
     ]
     configuration = {
-        "transport": transport if broker is None else f"broker (namespace {broker.namespace}, {broker.redacted_url})",
+        "transport": transport
+        if broker is None
+        else f"{transport} (RabbitMQ namespace {broker.namespace}, {broker.redacted_url})",
         "quick": options.quick,
         "LLM": f"{llm.model_path.name} via llama.cpp server",
         "notes requested": options.notes,
@@ -647,7 +929,7 @@ async def run_demo(options: DemoOptions, started: float) -> float:
     ]
     report = ReportData(
         title="synthner demo report",
-        final_line=final_line,
+        final_line="",  # set once the figures are written, with the wall time
         configuration=configuration,
         counts=count_rows,
         evaluations=training.metrics,
@@ -655,7 +937,7 @@ async def run_demo(options: DemoOptions, started: float) -> float:
         learning_curve_note=(
             "Over the broker the trainer service runs the training; it records the best epoch in the model folder, "
             "not per-epoch progress. Run with --in-process for the curve."
-            if transport == "broker"
+            if transport != "in-process"
             else "No epoch finished."
         ),
         samples=samples_from(run),
@@ -665,6 +947,10 @@ async def run_demo(options: DemoOptions, started: float) -> float:
             "knows, so the F1 on real abstracts is low: this run shows the loop working, not the method's ceiling."
         ],
     )
+    artifacts += figure_files(report, options.workdir)
+    # The wall time up to the report, which the last line, report.html and summary.json all carry.
+    seconds = time.perf_counter() - started
+    final_line = f"f1={f1:.4f} seconds={seconds:.0f}"
     summary = {
         "f1": f1,
         "seconds": round(seconds),
@@ -674,7 +960,9 @@ async def run_demo(options: DemoOptions, started: float) -> float:
         "artifacts": dict(artifacts),
     }
     write_atomically(options.workdir / "summary.json", json.dumps(summary, indent=2))
-    write_atomically(options.workdir / "report.html", render(report))
+    write_atomically(
+        options.workdir / "report.html", render(replace(report, final_line=final_line, artifacts=artifacts))
+    )
     print(
         "\nserve the model again: SYNTHNER_NER_API_AUTH_MODE=api_keys "
         f"SYNTHNER_NER_API_API_KEYS_FILE={options.workdir / 'ner-api' / 'api-keys'} "
@@ -687,4 +975,4 @@ async def run_demo(options: DemoOptions, started: float) -> float:
         f"\n{counts.generated} notes generated, {counts.annotated} annotated ({counts.entities} entities); "
         f"strict F1 {f1:.4f}, partial F1 {gold_result.partial_micro.f1:.4f} on {gold_result.documents} gold documents"
     )
-    return f1
+    return final_line

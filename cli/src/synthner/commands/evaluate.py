@@ -6,6 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
+CHUNK = 32
+"""Documents predicted per progress step."""
+
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
@@ -27,6 +30,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    from synthner.progress import bar
     from synthner_shared.documents import read_documents
     from synthner_shared.evaluation import evaluate_spans
     from synthner_shared.ner.predictor import ModelFolderError, SpanPredictor
@@ -38,7 +42,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
     except ModelFolderError as exc:
         print(f"synthner: {exc}", file=sys.stderr)
         return 2
-    predicted = predictor.predict_documents(gold)
+    predicted = []
+    with bar(len(gold), "predicting", enabled=args.show_progress) as progress:
+        # In chunks so the bar moves; each chunk is still batched by length inside the predictor.
+        for start in range(0, len(gold), CHUNK):
+            chunk = gold[start : start + CHUNK]
+            predicted += predictor.predict_documents(chunk)
+            progress.advance(len(chunk))
     result = evaluate_spans(gold, predicted, args.gold.name)
     if args.json:
         print(result.model_dump_json(indent=2))

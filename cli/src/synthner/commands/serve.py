@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import importlib.util
 import os
+import signal
 import sys
 
 MODULES = {
@@ -55,9 +56,12 @@ def serve_llm(port: int | None) -> int:
     from synthner_shared.local_llm import LocalLLMError, local_llm
 
     async def serve() -> None:
+        stop = asyncio.Event()
+        # SIGTERM (a supervisor, `kill`) must stop the llama.cpp server too, as Ctrl-C does, not orphan it.
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
         async with local_llm(port=port) as llm:
             print(f"local LLM ready: {llm.base_url} (model {llm.model}); Ctrl-C stops it", flush=True)
-            await asyncio.Event().wait()
+            await stop.wait()
 
     try:
         asyncio.run(serve())

@@ -37,11 +37,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from synthner.progress import bar, follow_training
     from synthner_shared.contracts import HyperParameters
     from synthner_shared.documents import read_documents
     from synthner_trainer.base_model import default_base_model
     from synthner_trainer.pipeline import GoldSet, train_to_folder
     from synthner_trainer.settings import TrainingConfig
+    from synthner_trainer.training import log_progress
 
     train = [document for path in args.data for document in read_documents(path)]
     dev = list(read_documents(args.dev)) if args.dev else None
@@ -56,17 +58,19 @@ def run_train(args: argparse.Namespace) -> int:
     )
     config = TrainingConfig().override(overrides)
     try:
-        _, metrics = train_to_folder(
-            train,
-            args.out,
-            args.base_model or default_base_model(),
-            config,
-            dev=dev,
-            gold=gold,
-            labels=args.labels,
-            device=args.device,
-            patience=args.patience,
-        )
+        with bar(None, "training", enabled=args.show_progress, unit="step") as steps:
+            _, metrics = train_to_folder(
+                train,
+                args.out,
+                args.base_model or default_base_model(),
+                config,
+                dev=dev,
+                gold=gold,
+                labels=args.labels,
+                device=args.device,
+                patience=args.patience,
+                progress=follow_training(steps, log_progress),
+            )
     except (ValueError, FileExistsError) as exc:  # bad input: empty data, labels outside the set, bad base model
         print(f"synthner: {exc}", file=sys.stderr)
         return 2

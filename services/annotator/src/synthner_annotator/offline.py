@@ -8,7 +8,7 @@ external endpoints) unless the caller declares them synthetic and leak-checked.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from synthner_annotator.backends.base import Annotation, AnnotationRequest, Annotator
@@ -44,17 +44,21 @@ async def annotate_documents(
     language: str,
     provenance: Provenance,
     concurrency: int,
+    on_done: Callable[[Outcome], None] | None = None,
 ) -> list[Outcome]:
-    """Annotate documents with at most ``concurrency`` in flight; results in input order."""
+    """Annotate documents with at most ``concurrency`` in flight; results in input order. ``on_done`` hears of
+    each outcome as it finishes (a progress bar)."""
     slots = asyncio.Semaphore(concurrency)
 
     async def one(document: Document) -> Outcome:
         async with slots:
             try:
-                annotation = await annotator.annotate(request_for(document, language, provenance))
+                outcome = Outcome(document, await annotator.annotate(request_for(document, language, provenance)))
             except AnnotatorError as exc:
-                return Outcome(document, None, f"{type(exc).__name__}: {exc.reason}")
-            return Outcome(document, annotation)
+                outcome = Outcome(document, None, f"{type(exc).__name__}: {exc.reason}")
+            if on_done is not None:
+                on_done(outcome)
+            return outcome
 
     return list(await asyncio.gather(*(one(document) for document in documents)))
 
