@@ -96,3 +96,22 @@ def test_train_then_evaluate_a_small_model(tmp_path: Path, capsys: pytest.Captur
     assert main(["evaluate", "--model", str(model), "--gold", str(dev), "--json", "--device", "cpu"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["documents"] == 3
+
+
+def test_adapt_is_registered_and_refuses_bad_input_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert "adapt" in build_parser().format_help()
+    notes = write_docs(tmp_path / "notes.jsonl")
+    out = tmp_path / "adapted"
+    code = main(["adapt", "--notes", str(notes), "--base-model", str(tmp_path / "none"), "--out", str(out)])
+    assert code == 2
+    assert "only 2 non-empty notes" in capsys.readouterr().err
+    encoder = tmp_path / "encoder"
+    encoder.mkdir()
+    (encoder / "config.json").write_text(json.dumps({"model_type": "bert", "architectures": ["BertModel"]}))
+    many = tmp_path / "many.jsonl"
+    many.write_text("".join(json.dumps({"id": str(i), "text": f"note number {i}"}) + "\n" for i in range(8)))
+    assert main(["adapt", "--notes", str(many), "--base-model", str(encoder), "--out", str(out)]) == 2
+    assert "not a causal language model" in capsys.readouterr().err
+    assert not out.exists()

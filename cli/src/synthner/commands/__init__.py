@@ -11,6 +11,7 @@ from collections.abc import Callable
 from types import ModuleType
 
 from synthner.commands import (
+    adapt,
     annotate,
     convert,
     dataset,
@@ -33,6 +34,7 @@ COMMAND_MODULES: tuple[ModuleType, ...] = (
     dataset,
     train,
     evaluate,
+    adapt,
     annotate,
     convert,
     serve,

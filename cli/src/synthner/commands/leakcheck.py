@@ -25,8 +25,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run_build_reference(args: argparse.Namespace) -> int:
-    from synthner_generator.leakgate import NgramReference
     from synthner_shared.documents import read_documents
+    from synthner_shared.ngrams import NgramReference
 
     texts = (document.text for path in args.files for document in read_documents(path))
     reference = NgramReference.build(texts, n=args.n)

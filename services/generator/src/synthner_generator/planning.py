@@ -72,7 +72,10 @@ def validate(request: GenerationRequested, context: JobContext) -> None:
             raise JobRefused(f"label-conditioned mode needs lexicon entries for label(s) {empty}")
     if request.mode == "prefix":
         if context.external_endpoint:
-            raise JobRefused("prefix mode sends real text; the configured LLM endpoint is external, so it is refused")
+            raise JobRefused(
+                "prefix mode sends real text; the configured LLM endpoint is not marked internal "
+                "(SYNTHNER_GENERATOR_ENDPOINT_ZONE=internal), so it is refused as external"
+            )
         if not context.prefixes:
             raise JobRefused("prefix mode needs real notes to take prefixes from (prefix_file); none are configured")
 

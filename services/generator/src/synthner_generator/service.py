@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from synthner_generator.dedup import DedupStore
-from synthner_generator.leakgate import LeakGate, NgramReference
+from synthner_generator.leakgate import LeakGate
 from synthner_generator.llm import LLMClient
 from synthner_generator.llm.factory import build_client
 from synthner_generator.pipeline import Generator, RetryPolicy
@@ -21,6 +21,7 @@ from synthner_generator.vocabulary import load_vocabularies
 from synthner_shared.contracts import GenerationProgress, GenerationRequested
 from synthner_shared.documents import read_documents
 from synthner_shared.messaging import GENERATOR, JOB_PROGRESS, BrokerSettings, Consumer, Service, serve_health
+from synthner_shared.ngrams import NgramReference
 
 log = logging.getLogger(__name__)
 

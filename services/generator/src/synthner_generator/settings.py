@@ -27,8 +27,11 @@ class GeneratorSettings(BaseSettings):
         description="TGI: the server root. OpenAI-compatible: the base URL including /v1.",
     )
     endpoint_zone: Zone = Field(
-        default="internal",
-        description="'external' endpoints (outside the hospital) never receive real text: prefix jobs are refused.",
+        default="external",
+        description=(
+            "'internal' marks an endpoint inside the hospital; only then are prefix jobs (real opening words) run. "
+            "Unmarked counts as 'external' (outside the hospital), which never receives real text."
+        ),
     )
     model: str = Field(default="local", min_length=1, max_length=300, description="Model name sent and recorded.")
     api_key: SecretStr | None = Field(default=None, description="Bearer token of the endpoint, if it needs one.")
@@ -53,7 +56,10 @@ class GeneratorSettings(BaseSettings):
     prompt_dir: Path | None = Field(default=None, description="Extra prompt templates (same layout as built-in).")
     vocabulary_dir: Path | None = Field(default=None, description="Vocabularies <language>.json replacing built-in.")
     entities_per_label: int = Field(default=2, ge=1, le=20, description="Label-conditioned: entities per label.")
-    prefix_file: Path | None = Field(default=None, description="Prefix mode: JSONL documents of real notes.")
+    prefix_file: Path | None = Field(
+        default=None,
+        description="Prefix mode: JSONL documents of held-out real notes (synthner adapt's heldout_prefixes.jsonl).",
+    )
     prefix_words: int = Field(default=3, ge=1, le=50, description="Prefix mode: opening words given to the LLM.")
     regenerate_rejected: int = Field(
         default=1, ge=0, le=10, description="Extra tries (new derived seed) when a reply is rejected or a duplicate."

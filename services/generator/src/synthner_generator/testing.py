@@ -230,6 +230,7 @@ def settings_for(url: str, state: Path, **changes: Any) -> GeneratorSettings:
     values: dict[str, Any] = {
         "backend": "openai",
         "endpoint_url": f"{url}/v1",
+        "endpoint_zone": "internal",  # the test server runs on this machine
         "model": "test-model",
         "state_dir": state / "generator",
         "tracker_db": state / "tracker.sqlite3",

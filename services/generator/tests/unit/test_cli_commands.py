@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from synthner.main import main
-from synthner_generator.leakgate import NgramReference
 from synthner_generator.tracker import JobStore
 from synthner_shared.contracts import GenerationProgress
+from synthner_shared.ngrams import NgramReference
 
 
 def test_build_reference_writes_a_loadable_hashed_reference(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from synthner_generator.identifiers import detect_identifiers, isikukood_valid, luhn_valid
-from synthner_generator.leakgate import LeakGate, NgramReference, ReferenceError, memorisation
+from synthner_generator.leakgate import LeakGate, memorisation
+from synthner_shared.ngrams import NgramReference, ReferenceError
 
 REAL_NOTES = [
     "Paciente de 70 años de edad, minero jubilado, sin alergias medicamentosas conocidas, que presenta como "

@@ -126,3 +126,13 @@ async def test_transient_errors_are_retried_and_permanent_ones_are_not() -> None
 def test_the_default_reply_echoes_requested_entities() -> None:
     text = default_reply(LLMRequest("/generate", "Write.\n- Disease: gout", 1, {})).text
     assert "gout" in text
+
+
+async def test_tgi_sends_only_the_opening_words_for_a_prompt_without_instruction() -> None:
+    async with local_llm_server() as server:
+        client = TgiClient(server.url, "m", timeout_s=10)
+        try:
+            await client.complete(Prompt("", prefix="Paciente de 70", seed=1))
+        finally:
+            await client.aclose()
+    assert server.requests[0].prompt == "Paciente de 70"

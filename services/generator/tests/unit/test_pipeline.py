@@ -9,7 +9,6 @@ from typing import TypeVar
 
 import pytest
 
-from synthner_generator.leakgate import NgramReference
 from synthner_generator.service import build_generator
 from synthner_generator.testing import LLMRequest, Reply, default_reply, local_llm_server, settings_for
 from synthner_generator.testing import sample_job as job
@@ -21,6 +20,7 @@ from synthner_shared.contracts import (
     NoteGenerated,
     NoteQuarantined,
 )
+from synthner_shared.ngrams import NgramReference
 
 E = TypeVar("E", bound=Envelope)
 

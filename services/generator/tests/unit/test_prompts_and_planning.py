@@ -121,7 +121,7 @@ def test_label_conditioned_notes_take_entities_from_the_seed_lexicon_where_it_ha
         ({"prompt": {"name": "nope", "version": "v1"}}, {}, "unknown prompt template"),
         ({"note_types": ["poem"]}, {}, r"no note type\(s\) \['poem'\]"),
         ({"entity_labels": ["Spaceship"]}, {}, "unknown entity label"),
-        ({"mode": "prefix"}, {"external_endpoint": True, "prefixes": ["a b c"]}, "endpoint is external"),
+        ({"mode": "prefix"}, {"external_endpoint": True, "prefixes": ["a b c"]}, "not marked internal"),
         ({"mode": "prefix"}, {}, "needs real notes"),
     ],
 )
@@ -152,3 +152,28 @@ def test_a_large_job_is_split_into_bounded_parts_with_stable_ids() -> None:
     assert [p.first_index for p in second_level][:2] == [125, 141]
     assert sum(p.count for p in second_level) == 125
     assert split(job(count=16), part_size=16, fanout=8) == []
+
+
+def test_an_endpoint_not_marked_internal_counts_as_external_and_refuses_prefix_jobs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from synthner_generator.service import job_context  # noqa: PLC0415 - only this test builds from settings
+    from synthner_generator.settings import GeneratorSettings  # noqa: PLC0415
+
+    monkeypatch.delenv("SYNTHNER_GENERATOR_ENDPOINT_ZONE", raising=False)
+    real = tmp_path / "heldout_prefixes.jsonl"
+    real.write_text('{"id": "heldout-1", "text": "Paciente de 70", "entities": []}\n')
+    unmarked = GeneratorSettings(prefix_file=real)
+    assert unmarked.endpoint_zone == "external"
+    with pytest.raises(JobRefused, match="not marked internal"):
+        validate(job(mode="prefix"), job_context(unmarked))
+    validate(job(mode="prefix"), job_context(GeneratorSettings(prefix_file=real, endpoint_zone="internal")))
+
+
+def test_the_continuation_prompt_is_the_opening_words_alone() -> None:
+    catalog = PromptCatalog()
+    prompt = PromptRef(name="continuation", version="v1")
+    catalog.check(prompt, "es", NOTE_TYPES)
+    plan = plan_note(job(mode="prefix", prompt=prompt), 0, 0, context(prefixes=["Paciente de 70 años"]))
+    assert catalog.render(prompt, "es", plan.note_type, plan.attributes, prefix=plan.prefix) == ""
+    assert plan.prefix == "Paciente de 70"

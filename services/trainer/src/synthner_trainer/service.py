@@ -1,4 +1,5 @@
-"""The trainer service: consumes ``DocumentAnnotated`` and ``TrainingRequested``, trains one model at a time.
+"""The trainer service: consumes ``DocumentAnnotated``, ``TrainingRequested`` and ``AdaptationRequested``; runs one
+job (a token-classifier training or a generator adaptation) at a time.
 
 - A document is written to the dataset store (durably, de-duplicated by ``note_id``) before the handler returns,
   so the runner acks only after the write.
@@ -8,6 +9,8 @@
   request itself.
 - A published version is announced with ``ModelPublished`` (publisher confirms); a rejected one only in the logs and
   its ``status.json``.
+- An adaptation request names a notes file in the trainer's notes folder (real notes never travel on the broker);
+  it is queued with the trainings, and its adapted model is announced with ``GeneratorAdapted``.
 """
 
 from __future__ import annotations
@@ -17,12 +20,19 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 
-from synthner_shared.contracts import DocumentAnnotated, Envelope, TrainingRequested
+from synthner_shared.contracts import (
+    AdaptationRequested,
+    DocumentAnnotated,
+    Envelope,
+    GeneratorAdapted,
+    TrainingRequested,
+)
 from synthner_shared.messaging import TRAINER, BrokerSettings, Consumer, PoisonMessageError, Service
+from synthner_trainer.adaptation import discard_staging, run_adaptation_request
 from synthner_trainer.pipeline import PRODUCER, TrainingOutcome, run_training_request
 from synthner_trainer.registry import ModelRegistry
 from synthner_trainer.settings import TrainerSettings
-from synthner_trainer.store import DatasetStore
+from synthner_trainer.store import DatasetStore, JobRequest
 from synthner_trainer.training import TrainingCancelled
 
 log = logging.getLogger(__name__)
@@ -33,11 +43,14 @@ TrainFunction = Callable[
 """Runs one training in a worker thread (the last argument says when to stop): :func:`run_training_request` in
 production, a fake in tests."""
 
-TrainerMessage = DocumentAnnotated | TrainingRequested
+AdaptFunction = Callable[[AdaptationRequested, TrainerSettings, Callable[[], bool]], GeneratorAdapted]
+"""Runs one generator adaptation in a worker thread: :func:`run_adaptation_request` in production, a fake in tests."""
+
+TrainerMessage = DocumentAnnotated | TrainingRequested | AdaptationRequested
 
 
 def idempotency_key(message: TrainerMessage) -> str:
-    """Documents de-duplicate on their content id, requests on their message id."""
+    """Documents de-duplicate on their content id, requests (training, adaptation) on their message id."""
     return message.note_id if isinstance(message, DocumentAnnotated) else f"request:{message.message_id}"
 
 
@@ -49,15 +62,16 @@ class TrainerService:
         settings: TrainerSettings,
         broker_settings: BrokerSettings,
         train: TrainFunction = run_training_request,
+        adapt: AdaptFunction = run_adaptation_request,
     ) -> None:
         self.settings = settings
         self.store = DatasetStore(settings.store_path)
         self.registry = ModelRegistry(settings.models_dir)
         self._train = train
+        self._adapt = adapt
+        accepted = (DocumentAnnotated, TrainingRequested, AdaptationRequested)
         self.service = Service(
-            broker_settings,
-            PRODUCER,
-            [Consumer(TRAINER, (DocumentAnnotated, TrainingRequested), self.handle, idempotency_key=idempotency_key)],
+            broker_settings, PRODUCER, [Consumer(TRAINER, accepted, self.handle, idempotency_key=idempotency_key)]
         )
         self._wake = asyncio.Event()
         self._stop_training = threading.Event()
@@ -66,6 +80,7 @@ class TrainerService:
         self.finished = asyncio.Event()
         """Set each time a training ends (successfully or not); waiters clear it."""
         self.outcomes: list[TrainingOutcome] = []
+        self.adaptations: list[GeneratorAdapted] = []
 
     # --- handlers (message in, messages out) ------------------------------------------------------------------------
 
@@ -91,9 +106,10 @@ class TrainerService:
                 TrainingRequested(correlation_id=f"auto-{message.note_id[:12]}", producer=PRODUCER)
             )
 
-    async def request_training(self, request: TrainingRequested) -> None:
+    async def request_training(self, request: JobRequest) -> None:
         if await asyncio.to_thread(self.store.enqueue_request, request):
-            log.info("training request %s queued", request.message_id)
+            kind = "adaptation" if isinstance(request, AdaptationRequested) else "training"
+            log.info("%s request %s queued", kind, request.message_id)
         self._wake.set()
 
     # --- the training worker ----------------------------------------------------------------------------------------
@@ -107,11 +123,33 @@ class TrainerService:
                 continue
             await self._run_one(request)
 
-    async def _run_one(self, request: TrainingRequested) -> None:
+    async def _run_one(self, request: JobRequest) -> None:
         try:
-            await self._train_and_announce(request)
+            if isinstance(request, AdaptationRequested):
+                await self._adapt_and_announce(request)
+            else:
+                await self._train_and_announce(request)
         finally:
             self.finished.set()
+
+    async def _adapt_and_announce(self, request: AdaptationRequested) -> None:
+        await asyncio.to_thread(self.store.set_request_status, request, "running")
+        self.training.set()
+        try:
+            event = await asyncio.to_thread(self._adapt, request, self.settings, self._stop_training.is_set)
+        except TrainingCancelled:
+            log.info("adaptation %s cancelled by shutdown; it runs again after the restart", request.message_id)
+            return
+        except Exception as exc:  # noqa: BLE001 - a failed job is recorded and the worker goes on
+            reason = f"{type(exc).__name__}: {exc}"
+            log.error("adaptation request %s failed: %s", request.message_id, reason)
+            await asyncio.to_thread(self.store.set_request_status, request, "failed", reason[:2000])
+            return
+        finally:
+            self.training.clear()
+        self.adaptations.append(event)
+        await self.service.broker.publisher.publish(event)
+        await asyncio.to_thread(self.store.set_request_status, request, "done", event.artifact_uri)
 
     async def _train_and_announce(self, request: TrainingRequested) -> None:
         await asyncio.to_thread(self.store.set_request_status, request, "running")
@@ -138,9 +176,9 @@ class TrainerService:
 
     async def run(self, install_signal_handlers: bool = True) -> bool:
         """Consume and train until stopped (SIGTERM); a training in progress is abandoned and re-run after restart."""
-        discarded = self.registry.discard_staging()
+        discarded = self.registry.discard_staging() + discard_staging(self.settings.generators_dir)
         if discarded:
-            log.warning("removed %d half-written model versions left by an earlier crash", discarded)
+            log.warning("removed %d half-written model folders left by an earlier crash", discarded)
         service_task = asyncio.create_task(self.service.run(install_signal_handlers))
         await asyncio.wait(
             [service_task, asyncio.create_task(self.service.wait_started())], return_when=asyncio.FIRST_COMPLETED

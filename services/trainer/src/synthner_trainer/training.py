@@ -229,19 +229,31 @@ def load_for_training(plan: TrainingPlan) -> tuple[Any, Any]:
     return tokenizer, model
 
 
-class _Optimizer:
-    """AdamW with linear warm-up and decay, gradient clipping, and mixed precision on CUDA."""
+class Optimizer:
+    """AdamW with linear warm-up and decay, gradient clipping, and mixed precision on CUDA.
 
-    def __init__(self, model: Any, config: TrainingConfig, total_steps: int, device: torch.device) -> None:
+    Only parameters that require gradients are optimised (all of them in full fine-tuning, the adapters in LoRA).
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        learning_rate: float,
+        weight_decay: float,
+        warmup_ratio: float,
+        total_steps: int,
+        device: torch.device,
+    ) -> None:
         no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
-        named = list(model.named_parameters())
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         groups = [
-            {"params": [p for n, p in named if not n.endswith(no_decay)], "weight_decay": config.weight_decay},
+            {"params": [p for n, p in named if not n.endswith(no_decay)], "weight_decay": weight_decay},
             {"params": [p for n, p in named if n.endswith(no_decay)], "weight_decay": 0.0},
         ]
         self.model = model
-        self.optimizer = torch.optim.AdamW(groups, lr=config.learning_rate)
-        warmup = round(total_steps * config.warmup_ratio)
+        self.optimizer = torch.optim.AdamW(groups, lr=learning_rate)
+        warmup = round(total_steps * warmup_ratio)
         self.scheduler = get_linear_schedule_with_warmup(self.optimizer, warmup, total_steps)  # type: ignore[no-untyped-call]
         self.autocast: torch.autocast | None = None
         self.scaler: torch.amp.GradScaler | None = None
@@ -316,7 +328,14 @@ def fine_tune(  # noqa: PLR0915 - one training loop, easier to follow in one pie
     pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
     steps_per_epoch = math.ceil(len(windows) / config.batch_size)
     total_steps = max(1, math.ceil(steps_per_epoch * config.epochs))
-    optimizer = _Optimizer(model, config, total_steps, torch_device)
+    optimizer = Optimizer(
+        model,
+        learning_rate=config.learning_rate,
+        weight_decay=config.weight_decay,
+        warmup_ratio=config.warmup_ratio,
+        total_steps=total_steps,
+        device=torch_device,
+    )
     predictor = SpanPredictor(model, tokenizer, max_length=config.max_length, stride=config.stride, batch_size=64)
     rng = random.Random(config.seed)  # noqa: S311 - reproducible shuffling, not security
 

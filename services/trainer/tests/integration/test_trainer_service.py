@@ -1,5 +1,6 @@
 """The trainer service against the real RabbitMQ: stores, de-duplicates, acks after the write, survives a restart,
-trains one request at a time in a worker thread and publishes ``ModelPublished`` only for a version the gate passed.
+trains one request at a time in a worker thread and publishes ``ModelPublished`` only for a version the gate passed;
+adaptation requests share the job queue and end in ``GeneratorAdapted`` (or a failed status).
 
 Training itself is replaced by a fake (the real one is covered by the unit tier); everything else is real.
 """
@@ -15,8 +16,10 @@ from pathlib import Path
 import pytest
 
 from synthner_shared.contracts import (
+    AdaptationRequested,
     DocumentAnnotated,
     EvaluationResult,
+    GeneratorAdapted,
     ModelPublished,
     Scores,
     TrainingRequested,
@@ -258,3 +261,71 @@ async def wait_for(condition: Callable[[], bool], trainer: TrainerService, timeo
         while not condition():
             await trainer.finished.wait()
             trainer.finished.clear()
+
+
+def status_of(trainer: TrainerService, request: AdaptationRequested) -> tuple[str, str | None]:
+    return trainer.store.request_status(str(request.message_id)) or ("unknown", None)
+
+
+class FakeAdaptation:
+    """Stands in for ``run_adaptation_request``: returns the event a finished adaptation would."""
+
+    def __init__(self) -> None:
+        self.requests: list[AdaptationRequested] = []
+
+    def __call__(
+        self, request: AdaptationRequested, settings: TrainerSettings, should_stop: Callable[[], bool]
+    ) -> GeneratorAdapted:
+        self.requests.append(request)
+        out = settings.generators_dir / (request.name or "adapted")
+        return GeneratorAdapted(
+            correlation_id=request.correlation_id,
+            producer=PRODUCER,
+            artifact_uri=str(out),
+            model_uri=str(out / "model"),
+            leak_reference_uri=str(out / "leak_reference.npz"),
+            prefix_file_uri=str(out / "heldout_prefixes.jsonl"),
+            base_model="fake",
+            method="full",
+            train_notes=9,
+            heldout_notes=1,
+            train_tokens=1000,
+            steps=3,
+            perplexity_before=50.0,
+            perplexity_after=20.0,
+            ngram5_recall_before=0.0,
+            ngram5_recall_after=0.1,
+        )
+
+
+async def test_an_adaptation_request_runs_in_the_job_queue_and_announces_the_adapted_generator(
+    tmp_path: Path, broker_settings: BrokerSettings, broker_probe: BrokerProbe
+) -> None:
+    adaptation = FakeAdaptation()
+    trainer = TrainerService(settings_for(tmp_path), broker_settings, FakeTraining([]), adaptation)
+    request = AdaptationRequested(correlation_id="adapt-1", producer="tests", notes="real.jsonl", name="gen-1")
+    async with trainer_running(trainer):
+        await publish_once(broker_settings, request)
+        message = await broker_probe.get(f"{broker_probe.topology.namespace}.model-history")
+        await wait_for(lambda: status_of(trainer, request)[0] == "done", trainer)
+        status = status_of(trainer, request)
+    event = decode_message(message.body)
+    assert isinstance(event, GeneratorAdapted)
+    assert event.correlation_id == "adapt-1"
+    assert event.artifact_uri.endswith("gen-1")
+    assert [r.message_id for r in adaptation.requests] == [request.message_id]
+    assert status == ("done", event.artifact_uri)
+
+
+async def test_an_adaptation_naming_a_file_outside_the_notes_folder_fails_without_training(
+    tmp_path: Path, broker_settings: BrokerSettings
+) -> None:
+    (tmp_path / "secret.jsonl").write_text('{"id": "a", "text": "x"}\n')
+    trainer = TrainerService(settings_for(tmp_path), broker_settings, FakeTraining([]))  # the real adaptation
+    request = AdaptationRequested(correlation_id="adapt-2", producer="tests", notes="../../secret.jsonl")
+    async with trainer_running(trainer):
+        await publish_once(broker_settings, request)
+        await wait_for(lambda: status_of(trainer, request)[0] == "failed", trainer)
+        status = status_of(trainer, request)
+    assert "outside the trainer's notes folder" in (status[1] or "")
+    assert trainer.adaptations == []

@@ -2,6 +2,8 @@
 
 from synthner_shared.contracts.envelope import Contract, Envelope, content_id
 from synthner_shared.contracts.messages import (
+    AdaptationParameters,
+    AdaptationRequested,
     AlignmentStats,
     AnnotationFailed,
     AnnotatorRecord,
@@ -14,6 +16,7 @@ from synthner_shared.contracts.messages import (
     GenerationProgress,
     GenerationRecord,
     GenerationRequested,
+    GeneratorAdapted,
     HyperParameters,
     LeakCheckResult,
     Mention,
@@ -39,6 +42,8 @@ from synthner_shared.contracts.spans import SpanInvariantError, check_spans
 
 __all__ = [
     "MESSAGE_CLASSES",
+    "AdaptationParameters",
+    "AdaptationRequested",
     "AlignmentStats",
     "AnnotationFailed",
     "AnnotatorRecord",
@@ -53,6 +58,7 @@ __all__ = [
     "GenerationProgress",
     "GenerationRecord",
     "GenerationRequested",
+    "GeneratorAdapted",
     "HyperParameters",
     "LeakCheckResult",
     "Mention",

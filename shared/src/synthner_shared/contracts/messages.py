@@ -399,3 +399,86 @@ class ModelPublished(Envelope):
         min_length=1, description="Scores on the synthetic dev split and on each configured real gold set."
     )
     dataset: DatasetManifest
+
+
+# --- generator domain adaptation ------------------------------------------------------------------------------------
+
+
+class AdaptationParameters(Contract):
+    """Hyper-parameters of a generator adaptation job; ``None`` takes the trainer's default."""
+
+    method: Literal["auto", "full", "lora"] | None = Field(
+        default=None,
+        description="'full' fine-tuning, 'lora' (peft; merged afterwards), 'auto': LoRA on GPU, else full.",
+    )
+    epochs: float | None = Field(default=None, gt=0, le=100)
+    max_steps: int | None = Field(default=None, ge=1, description="Stop after this many optimiser steps.")
+    learning_rate: float | None = Field(default=None, gt=0, lt=1)
+    batch_size: int | None = Field(default=None, ge=1, le=1024, description="Sequences per optimiser step.")
+    block_size: int | None = Field(
+        default=None, ge=16, le=131072, description="Tokens per packed training sequence (at most the model context)."
+    )
+    heldout_fraction: float | None = Field(default=None, gt=0, lt=1, description="Share of notes held out.")
+    lora_r: int | None = Field(default=None, ge=1, le=1024)
+    lora_alpha: int | None = Field(default=None, ge=1, le=4096)
+    seed: int | None = Field(default=None, ge=0)
+    max_seconds: float | None = Field(default=None, gt=0, description="Stop training after this long (wall time).")
+
+
+class AdaptationRequested(Envelope):
+    """Command: adapt a causal LM (the generator's model) to real notes on the trainer's storage.
+
+    The notes never travel in the message: ``notes`` names a JSONL document file inside the trainer's configured
+    notes folder.
+    """
+
+    routing_key: ClassVar[str] = "adaptation.requested"
+    type: Literal["AdaptationRequested"] = "AdaptationRequested"
+    schema_version: Literal[1] = 1
+
+    notes: str = Field(
+        min_length=1,
+        max_length=1000,
+        description="JSONL document file of real notes, relative to the trainer's notes folder.",
+    )
+    base_model: str | None = Field(
+        default=None,
+        max_length=1000,
+        description="Local causal-LM folder (or .gguf file); None = the trainer's configured one.",
+    )
+    name: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$",
+        description="Output folder name under the trainer's generators folder; default: derived from the message id.",
+    )
+    parameters: AdaptationParameters = Field(default_factory=AdaptationParameters)
+
+
+class GeneratorAdapted(Envelope):
+    """Event: an adapted generator model was written (merged Hugging Face folder, leak-gate reference, metrics)."""
+
+    routing_key: ClassVar[str] = "generator.adapted"
+    type: Literal["GeneratorAdapted"] = "GeneratorAdapted"
+    schema_version: Literal[1] = 1
+
+    artifact_uri: str = Field(min_length=1, max_length=2000, description="Folder of the adaptation job's output.")
+    model_uri: str = Field(min_length=1, max_length=2000, description="The merged Hugging Face model folder.")
+    adapter_uri: str | None = Field(default=None, max_length=2000, description="The LoRA adapter folder, if LoRA.")
+    leak_reference_uri: str = Field(
+        min_length=1, max_length=2000, description="Hashed n-gram reference of the training notes (leak gate)."
+    )
+    prefix_file_uri: str = Field(
+        min_length=1, max_length=2000, description="Opening words of the held-out notes (generator prefix mode)."
+    )
+    base_model: str = Field(min_length=1, max_length=1000)
+    method: Literal["full", "lora"]
+    train_notes: int = Field(ge=1)
+    heldout_notes: int = Field(ge=1)
+    train_tokens: int = Field(ge=1)
+    steps: int = Field(ge=0)
+    perplexity_before: float = Field(gt=0, description="Held-out perplexity of the base model.")
+    perplexity_after: float = Field(gt=0, description="Held-out perplexity of the adapted model.")
+    ngram5_recall_before: float = Field(
+        ge=0, le=1, description="Share of generated samples' word 5-grams found in the training notes (base model)."
+    )
+    ngram5_recall_after: float = Field(ge=0, le=1, description="The same for the adapted model (memorisation).")

@@ -8,11 +8,13 @@ from pydantic import ValidationError
 
 from synthner_shared.contracts.envelope import Envelope
 from synthner_shared.contracts.messages import (
+    AdaptationRequested,
     AnnotationFailed,
     DocumentAnnotated,
     GenerationFailed,
     GenerationProgress,
     GenerationRequested,
+    GeneratorAdapted,
     ModelPublished,
     NoteGenerated,
     NoteQuarantined,
@@ -29,6 +31,8 @@ MESSAGE_CLASSES: tuple[type[Envelope], ...] = (
     AnnotationFailed,
     TrainingRequested,
     ModelPublished,
+    AdaptationRequested,
+    GeneratorAdapted,
 )
 
 

@@ -21,11 +21,13 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 
 from synthner_shared.contracts.messages import (
+    AdaptationRequested,
     AnnotationFailed,
     DocumentAnnotated,
     GenerationFailed,
     GenerationProgress,
     GenerationRequested,
+    GeneratorAdapted,
     ModelPublished,
     NoteGenerated,
     NoteQuarantined,
@@ -48,7 +50,9 @@ class QueueRole:
 
 GENERATOR = QueueRole("generator", (GenerationRequested.routing_key,))
 ANNOTATOR = QueueRole("annotator", (NoteGenerated.routing_key,))
-TRAINER = QueueRole("trainer", (DocumentAnnotated.routing_key, TrainingRequested.routing_key))
+TRAINER = QueueRole(
+    "trainer", (DocumentAnnotated.routing_key, TrainingRequested.routing_key, AdaptationRequested.routing_key)
+)
 FAILURES = QueueRole("failures", (GenerationFailed.routing_key, AnnotationFailed.routing_key))
 NER_API = QueueRole("ner-api", (ModelPublished.routing_key,), per_instance=True)
 QUARANTINE = QueueRole("quarantine", (NoteQuarantined.routing_key,))
@@ -57,7 +61,8 @@ JOB_PROGRESS = QueueRole("job-progress", (GenerationProgress.routing_key,))
 """Generation progress events, consumed by the one job tracker."""
 SHARED_ROLES: tuple[QueueRole, ...] = (GENERATOR, ANNOTATOR, TRAINER, FAILURES, QUARANTINE, JOB_PROGRESS)
 MODEL_HISTORY = "model-history"
-"""A bounded queue keeping the last published model events, so ``model.published`` always has a durable route."""
+"""A bounded queue keeping the last model events (``model.published``, ``generator.adapted``), so they always have a
+durable route."""
 
 
 @dataclass(frozen=True)
@@ -137,7 +142,8 @@ class Topology:
             durable=True,
             arguments=self._quorum({"x-max-length": MODEL_HISTORY_LENGTH, "x-overflow": "drop-head"}),
         )
-        await history.bind(self.exchange, ModelPublished.routing_key)
+        for routing_key in (ModelPublished.routing_key, GeneratorAdapted.routing_key):
+            await history.bind(self.exchange, routing_key)
         return exchange
 
     async def declare_dead_letter_queue(self, channel: AbstractChannel, role: QueueRole) -> AbstractQueue:

@@ -61,7 +61,10 @@ class OpenAIChatClient:
             options["stop"] = list(sampling.stop)
         try:
             response = await self._client.chat.completions.create(
-                model=self._model, messages=[{"role": "user", "content": prompt.instruction}], **options
+                model=self._model,
+                # A prompt without instruction (continuation) sends the opening words themselves.
+                messages=[{"role": "user", "content": prompt.instruction or prompt.prefix}],
+                **options,
             )
         except Exception as exc:  # noqa: BLE001 - every failure becomes one of the port's two kinds
             raise _translate(exc) from None

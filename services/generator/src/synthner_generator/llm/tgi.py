@@ -79,7 +79,9 @@ class TgiClient:
     async def complete(self, prompt: Prompt) -> Completion:
         sampling = prompt.sampling
         greedy = sampling.temperature == 0.0
-        text = f"{prompt.instruction.rstrip()}\n\n{prompt.prefix}" if prompt.prefix else prompt.instruction
+        text = prompt.instruction.rstrip()
+        if prompt.prefix:  # no instruction (the continuation prompt): the text is the opening words alone
+            text = f"{text}\n\n{prompt.prefix}" if text else prompt.prefix
         try:
             output = await self._client.text_generation(  # type: ignore[misc]  # overloads x optional arguments
                 text,
