@@ -3,7 +3,9 @@
 For each gold document: the mention list (label + surface text, in order of appearance) is aligned with the project's
 aligner, and the share of gold spans recovered exactly (same start, end, label) is counted. Then again with the
 mentions perturbed the way LLMs perturb them: case changes, collapsed whitespace, Unicode quote/dash variants, and
-the list shuffled. Last line: ``exact=<share> perturbed=<share>``.
+the list shuffled. Gold spans whose surface text also occurs unannotated in the document are ambiguous without
+offsets (which occurrence did the annotator mean?); the shares over the other spans are printed too. Last line:
+``exact=<share> perturbed=<share> exact_unambiguous=<share> perturbed_unambiguous=<share>``.
 
     python benchmarks/alignment.py --gold ../shared/data/ncbi_disease/dev.jsonl
 """
@@ -37,26 +39,33 @@ def perturb(text: str, rng: random.Random) -> str:
     return "".join(_VARIANTS.get(c, _REVERSE.get(c, c)) if rng.random() < 0.8 else c for c in text)
 
 
-def ambiguous(document: Document) -> int:
+Key = tuple[int, int, str]
+
+
+def ambiguous(document: Document) -> set[Key]:
     """Gold spans whose exact surface text occurs more often (on word boundaries) than it is annotated: a mention
     list without offsets cannot say which occurrence is meant, so these bound what any aligner can recover."""
-    counts: dict[str, int] = {}
+    by_surface: dict[str, list[Key]] = {}
     for e in document.entities:
-        surface = document.text[e.start : e.end]
-        counts[surface] = counts.get(surface, 0) + 1
-    total = 0
-    for surface, annotated in counts.items():
+        by_surface.setdefault(document.text[e.start : e.end], []).append((e.start, e.end, e.label))
+    unclear: set[Key] = set()
+    for surface, keys in by_surface.items():
         pattern = rf"(?<!\w){re.escape(surface)}(?!\w)" if surface[:1].isalnum() and surface[-1:].isalnum() else None
         occurs = len(re.findall(pattern, document.text)) if pattern else document.text.count(surface)
-        total += annotated if occurs > annotated else 0
-    return total
+        if occurs > len(keys):
+            unclear.update(keys)
+    return unclear
 
 
-def recovered(document: Document, mentions: list[ProposedMention]) -> int:
+def recovered(document: Document, mentions: list[ProposedMention]) -> set[Key]:
     labels = sorted({e.label for e in document.entities}) or ["X"]
     report = align_mentions(document.text, mentions, labels)
     gold = {(e.start, e.end, e.label) for e in document.entities}
-    return len(gold & {s.key for s in report.spans})
+    return gold & {s.key for s in report.spans}
+
+
+def share(part: int, whole: int) -> float:
+    return part / whole if whole else 1.0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,22 +75,31 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rng = random.Random(args.seed)
     documents = list(read_documents(args.gold))
-    total = exact = perturbed = unclear = 0
+    total = exact = perturbed = unclear = clear_exact = clear_perturbed = 0
     started = time.perf_counter()
     for document in documents:
         mentions = [ProposedMention(e.label, document.text[e.start : e.end]) for e in document.entities]
         total += len(mentions)
-        unclear += ambiguous(document)
-        exact += recovered(document, mentions)
+        unsure = ambiguous(document)
+        unclear += len(unsure)
+        found = recovered(document, mentions)
         changed = [ProposedMention(m.label, perturb(m.text, rng)) for m in mentions]
         rng.shuffle(changed)
-        perturbed += recovered(document, changed)
+        found_perturbed = recovered(document, changed)
+        exact += len(found)
+        perturbed += len(found_perturbed)
+        clear_exact += len(found - unsure)
+        clear_perturbed += len(found_perturbed - unsure)
     elapsed = time.perf_counter() - started
+    clear = total - unclear
     print(f"{args.gold}: {len(documents)} documents, {total} gold spans, {elapsed:.2f}s")
     print(f"gold spans whose surface text also occurs unannotated (ambiguous without offsets): {unclear}")
     print(f"recovered exactly: {exact}/{total}; with perturbed, shuffled mentions: {perturbed}/{total}")
-    share = (lambda n: n / total) if total else (lambda n: 1.0)
-    print(f"exact={share(exact):.4f} perturbed={share(perturbed):.4f}")
+    print(f"of the {clear} unambiguous spans: {clear_exact} exactly, {clear_perturbed} perturbed")
+    print(
+        f"exact={share(exact, total):.4f} perturbed={share(perturbed, total):.4f}"
+        f" exact_unambiguous={share(clear_exact, clear):.4f} perturbed_unambiguous={share(clear_perturbed, clear):.4f}"
+    )
     return 0
 
 
