@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import unicodedata
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
-from ner_api_support import GOLD, USER_KEY, install_model
+from ner_api_support import ADMIN_KEY, GOLD, USER_KEY, install_model
 
 from synthner_ner_api.app import create_app
 from synthner_ner_api.auth import hash_key
@@ -138,7 +140,7 @@ def test_int8_is_served_only_when_it_passes_the_f1_gate(model_store: Path) -> No
 @pytest.fixture
 async def real_client(model_store: Path, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     keys = tmp_path / "keys"
-    keys.write_text(f"clinic:user:{hash_key(USER_KEY)}\n")
+    keys.write_text(f"clinic:user:{hash_key(USER_KEY)}\nops:admin:{hash_key(ADMIN_KEY)}\n")
     settings = NerApiSettings(auth_mode="api_keys", api_keys_file=keys, model_store=model_store)
     registry = ModelRegistry(ServingLoader(settings), store=model_store)
     app = create_app(settings, registry)
@@ -161,3 +163,44 @@ async def test_the_api_answers_with_the_real_model(real_client: httpx.AsyncClien
     info = (await real_client.get("/v1/model")).json()
     assert info["labels"] == ["Disease"]
     assert info["serving"] == {"precision": "fp32", "runtime": "onnx"}
+
+
+async def test_a_swap_between_two_real_model_folders_fails_no_request_and_mixes_no_model(
+    real_client: httpx.AsyncClient, model_store: Path, tiny_ner_model: Path, gold: list[Document]
+) -> None:
+    # A second real folder: the same weights with the label renamed, so every answer shows which model gave it.
+    renamed = install_model(model_store, tiny_ner_model, version="m-renamed")
+    config = json.loads((renamed / "config.json").read_text())
+    config["id2label"] = {k: v.replace("Disease", "Condition") for k, v in config["id2label"].items()}
+    config["label2id"] = {k.replace("Disease", "Condition"): v for k, v in config["label2id"].items()}
+    (renamed / "config.json").write_text(json.dumps(config))
+    expected = {"m-tiny": "Disease", "m-renamed": "Condition"}
+    texts = [d.text for d in gold[:4]]
+    stop = asyncio.Event()
+    answered_by = {version: asyncio.Event() for version in expected}
+    seen: list[tuple[str, set[str]]] = []
+
+    async def caller(text: str) -> None:
+        while not stop.is_set():
+            response = await real_client.post("/v1/ner", json={"text": text})
+            assert response.status_code == 200
+            body = response.json()
+            seen.append((body["model_version"], {e["label"] for e in body["entities"]}))
+            answered_by[body["model_version"]].set()
+
+    callers = [asyncio.create_task(caller(text)) for text in texts]
+    try:
+        for version in ("m-renamed", "m-tiny"):
+            answered_by[version].clear()
+            reply = await real_client.post(
+                "/v1/admin/reload", json={"version": version}, headers={"X-API-Key": ADMIN_KEY}
+            )
+            assert reply.status_code == 200, reply.text
+            await asyncio.wait_for(answered_by[version].wait(), timeout=120)  # requests flow on the new model
+    finally:
+        stop.set()
+        await asyncio.gather(*callers)
+    assert {version for version, _ in seen} == set(expected)
+    for version, labels in seen:
+        assert labels <= {expected[version]}
+    assert any(labels for _, labels in seen)
