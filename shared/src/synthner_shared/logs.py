@@ -38,5 +38,5 @@ def configure_logging(level: str = "INFO", log_format: LogFormat = "text") -> No
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("aiormq", "aio_pika", "httpx", "httpcore"):
+    for noisy in ("aiormq", "aio_pika", "httpx", "httpcore", "httpx2", "httpcore2"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
