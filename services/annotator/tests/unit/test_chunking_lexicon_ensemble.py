@@ -78,6 +78,19 @@ def test_lexicon_case_and_diacritics_options() -> None:
     assert len(LexiconAnnotator(settings, LABELS).annotate_text("paracetamól").spans) == 1
 
 
+def test_lexicon_acronyms_keep_their_case_unless_told_otherwise() -> None:
+    terms = {"Disease": ["WAS", "Wiskott-Aldrich syndrome", "DM"]}
+    text = "The boy was diagnosed with WAS (wiskott-aldrich syndrome); dm was ruled out."
+    spans = LexiconAnnotator(LexiconSettings(terms=terms), LABELS).annotate_text(text).spans
+    assert [text[s.start : s.end] for s in spans] == ["WAS", "wiskott-aldrich syndrome"]
+    everything = LexiconSettings(terms=terms, acronyms_case_sensitive=False)
+    spans = LexiconAnnotator(everything, LABELS).annotate_text(text).spans
+    assert [text[s.start : s.end] for s in spans] == ["was", "WAS", "wiskott-aldrich syndrome", "dm", "was"]
+    seeded = [Mention(label="Disease", text="WAS")]
+    spans = LexiconAnnotator(LexiconSettings(), LABELS).annotate_text(text, seeded).spans
+    assert [text[s.start : s.end] for s in spans] == ["WAS"]
+
+
 async def test_lexicon_matches_the_entities_seeded_into_the_prompt() -> None:
     request = AnnotationRequest(
         note_id="0" * 64,

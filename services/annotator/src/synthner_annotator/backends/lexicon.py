@@ -2,15 +2,17 @@
 (label-conditioned generation, the Tang et al. method).
 
 Terms and text are compared in normalised form (whitespace runs, Unicode forms, quote/dash variants always; case and
-diacritics as configured). Matches must start and end on word boundaries; the scan is leftmost-longest, and matches
-of the seeded entities compete with gazetteer matches under the ``longest`` overlap policy. A term listed under two
-labels keeps the first label in the order of the declared label set.
+diacritics as configured), except that acronyms (terms without lower-case letters) keep their case by default.
+Matches must start and end on word boundaries; the scan is leftmost-longest, and matches of the seeded entities
+compete with gazetteer matches under the ``longest`` overlap policy. A term listed under two labels keeps the first
+label in the order of the declared label set.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
@@ -38,6 +40,11 @@ class LexiconSettings(BaseModel):
         default_factory=list, description="Annotated JSONL documents whose entity texts become terms of their label."
     )
     case_sensitive: bool = False
+    acronyms_case_sensitive: bool = Field(
+        default=True,
+        description="Terms written without lower-case letters (acronyms: 'WAS', 'DM', 'BRCA1') match only as written, "
+        "even when case is otherwise ignored, so the disease 'WAS' does not match the word 'was'.",
+    )
     diacritics_sensitive: bool = True
     use_requested_entities: bool = Field(default=True, description="Also match the note's seeded entities.")
     min_term_chars: int = Field(default=2, ge=1, description="Shorter terms are ignored (they match everywhere).")
@@ -46,6 +53,11 @@ class LexiconSettings(BaseModel):
 def _read_term_file(path: Path) -> list[str]:
     lines = path.read_text(encoding="utf-8").splitlines()
     return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+
+
+def _is_acronym(term: str) -> bool:
+    """Written without lower-case letters, with at least one upper-case one ('WAS', 'BRCA1', 'X-ALD')."""
+    return any(c.isupper() for c in term) and not any(c.islower() for c in term)
 
 
 class _Gazetteer:
@@ -78,7 +90,8 @@ class LexiconAnnotator:
         entries = self._entries()
         order = {label: i for i, label in enumerate(self.labels)}
         entries.sort(key=lambda entry: order[entry[0]])
-        self.gazetteer = _Gazetteer(entries, self.options, settings.min_term_chars)
+        self.exact_case_options = replace(self.options, casefold=False)
+        self.gazetteer, self.acronyms = self._split(entries, settings.min_term_chars)
 
     def _entries(self) -> list[tuple[str, str]]:
         entries: list[tuple[str, str]] = []
@@ -100,7 +113,8 @@ class LexiconAnnotator:
         return self.settings.name
 
     def record(self) -> AnnotatorRecord:
-        return AnnotatorRecord(backend="lexicon", model=f"{len(self.gazetteer.by_key)} terms")
+        terms = len(self.gazetteer.by_key) + len(self.acronyms.by_key)
+        return AnnotatorRecord(backend="lexicon", model=f"{terms} terms")
 
     def usage(self) -> dict[str, dict[str, float]]:
         return {}
@@ -108,22 +122,37 @@ class LexiconAnnotator:
     async def aclose(self) -> None:
         return None
 
-    def _requested(self, mentions: Sequence[Mention]) -> _Gazetteer | None:
+    def _split(self, entries: list[tuple[str, str]], min_chars: int) -> tuple[_Gazetteer, _Gazetteer]:
+        """Entries as (case-folded gazetteer, exact-case gazetteer of the acronyms) under the configured options."""
+        acronyms: list[tuple[str, str]] = []
+        if self.options.casefold and self.settings.acronyms_case_sensitive:
+            acronyms = [entry for entry in entries if _is_acronym(entry[1])]
+            entries = [entry for entry in entries if not _is_acronym(entry[1])]
+        return _Gazetteer(entries, self.options, min_chars), _Gazetteer(acronyms, self.exact_case_options, min_chars)
+
+    def _requested(self, mentions: Sequence[Mention]) -> tuple[_Gazetteer, _Gazetteer] | None:
         known = set(self.labels)
         entries = [(m.label, m.text) for m in mentions if m.label in known]
-        return _Gazetteer(entries, self.options, 1) if entries and self.settings.use_requested_entities else None
+        return self._split(entries, 1) if entries and self.settings.use_requested_entities else None
 
     async def annotate(self, request: AnnotationRequest) -> Annotation:
         return self.annotate_text(request.text, request.requested_entities)
 
     def annotate_text(self, text: str, requested: Sequence[Mention] = ()) -> Annotation:
         """Synchronous core (pure CPU, no I/O)."""
-        view = normalize(text, self.options)
+        views = {False: normalize(text, self.options)}
         candidates: list[Span] = []
-        for rank, gazetteer in enumerate(g for g in (self._requested(requested), self.gazetteer) if g is not None):
-            for start, end, label in gazetteer.matches(view.text):
-                original_start, original_end = view.original_span(start, end)
-                candidates.append(Span(original_start, original_end, label, source=self.name, rank=rank))
+        ranked = [g for g in (self._requested(requested), (self.gazetteer, self.acronyms)) if g is not None]
+        for rank, pair in enumerate(ranked):
+            for exact_case, gazetteer in zip((False, True), pair, strict=True):
+                if gazetteer.pattern is None:
+                    continue
+                if exact_case not in views:
+                    views[exact_case] = normalize(text, self.exact_case_options)
+                view = views[exact_case]
+                for start, end, label in gazetteer.matches(view.text):
+                    original_start, original_end = view.original_span(start, end)
+                    candidates.append(Span(original_start, original_end, label, source=self.name, rank=rank))
         kept, rejected = resolve_overlaps(candidates, "longest")
         report = AlignmentReport(spans=kept, proposed=len(candidates), overlapping=len(rejected))
         return Annotation(spans=kept, report=report, record=self.record())
