@@ -104,7 +104,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("--workdir", type=Path, default=Path("out/demo"), help="where every artifact goes")
     parser.add_argument("--quick", action="store_true", help="CI size: 6 notes, 3 epochs, the first 20 test documents")
-    parser.add_argument("--notes", type=int, help="synthetic notes to generate (default 40, quick 6)")
+    parser.add_argument("--notes", type=int, help="synthetic notes to generate (default 120, quick 6)")
     parser.add_argument("--annotator", choices=["lexicon", "llm"], default="lexicon", help="default: lexicon")
     transport = parser.add_mutually_exclusive_group()
     transport.add_argument("--in-process", dest="transport", action="store_const", const="in-process")
@@ -145,7 +145,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def options_from(args: argparse.Namespace) -> DemoOptions:
     quick = bool(args.quick)
-    notes = args.notes if args.notes is not None else (6 if quick else 40)
+    notes = args.notes if args.notes is not None else (6 if quick else 120)
     if notes < 2:
         raise DemoError("--notes must be at least 2 (one note is held out for early stopping)")
     if args.deadline is not None and args.deadline <= 0:
