@@ -19,6 +19,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from synthner_shared.contracts import (
     AdaptationRequested,
@@ -36,6 +37,7 @@ from synthner_trainer.store import DatasetStore, JobRequest
 from synthner_trainer.training import TrainingCancelled
 
 log = logging.getLogger(__name__)
+_Result = TypeVar("_Result")
 
 TrainFunction = Callable[
     [TrainingRequested, DatasetStore, ModelRegistry, TrainerSettings, Callable[[], bool]], TrainingOutcome
@@ -132,42 +134,42 @@ class TrainerService:
         finally:
             self.finished.set()
 
-    async def _adapt_and_announce(self, request: AdaptationRequested) -> None:
+    async def _run_job(self, request: JobRequest, kind: str, work: Callable[[], _Result]) -> _Result | None:
+        """Run ``work`` in a worker thread as the one job in progress; ``None`` when it was cancelled by shutdown (it
+        runs again after the restart) or failed (recorded as the request's status; the worker goes on)."""
         await asyncio.to_thread(self.store.set_request_status, request, "running")
         self.training.set()
         try:
-            event = await asyncio.to_thread(self._adapt, request, self.settings, self._stop_training.is_set)
+            return await asyncio.to_thread(work)
         except TrainingCancelled:
-            log.info("adaptation %s cancelled by shutdown; it runs again after the restart", request.message_id)
-            return
+            log.info("%s request %s cancelled by shutdown; it runs again after the restart", kind, request.message_id)
+            return None
         except Exception as exc:  # noqa: BLE001 - a failed job is recorded and the worker goes on
             reason = f"{type(exc).__name__}: {exc}"
-            log.error("adaptation request %s failed: %s", request.message_id, reason)
+            log.error("%s request %s failed: %s", kind, request.message_id, reason)
             await asyncio.to_thread(self.store.set_request_status, request, "failed", reason[:2000])
-            return
+            return None
         finally:
             self.training.clear()
+
+    async def _adapt_and_announce(self, request: AdaptationRequested) -> None:
+        event = await self._run_job(
+            request, "adaptation", lambda: self._adapt(request, self.settings, self._stop_training.is_set)
+        )
+        if event is None:
+            return
         self.adaptations.append(event)
         await self.service.broker.publisher.publish(event)
         await asyncio.to_thread(self.store.set_request_status, request, "done", event.artifact_uri)
 
     async def _train_and_announce(self, request: TrainingRequested) -> None:
-        await asyncio.to_thread(self.store.set_request_status, request, "running")
-        self.training.set()
-        try:
-            outcome = await asyncio.to_thread(
-                self._train, request, self.store, self.registry, self.settings, self._stop_training.is_set
-            )
-        except TrainingCancelled:
-            log.info("training request %s cancelled by shutdown; it runs again after the restart", request.message_id)
+        outcome = await self._run_job(
+            request,
+            "training",
+            lambda: self._train(request, self.store, self.registry, self.settings, self._stop_training.is_set),
+        )
+        if outcome is None:
             return
-        except Exception as exc:  # noqa: BLE001 - a failed training is recorded and the worker goes on
-            reason = f"{type(exc).__name__}: {exc}"
-            log.error("training request %s failed: %s", request.message_id, reason)
-            await asyncio.to_thread(self.store.set_request_status, request, "failed", reason[:2000])
-            return
-        finally:
-            self.training.clear()
         self.outcomes.append(outcome)
         if outcome.published is not None:
             await self.service.broker.publisher.publish(outcome.published)
