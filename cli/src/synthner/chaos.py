@@ -31,6 +31,7 @@ import contextlib
 import json
 import logging
 import random
+import shutil
 import signal
 import sqlite3
 import time
@@ -45,6 +46,10 @@ import httpx
 from aio_pika.abc import AbstractIncomingMessage
 
 from synthner.supervisor import ProcessFailed, ProcessSpec, Supervisor, module_argv, settings_env
+from synthner_annotator.backends.lexicon import LexiconSettings
+from synthner_annotator.settings import AnnotatorSettings
+from synthner_generator.testing import local_llm_server, settings_for
+from synthner_ner_api.auth import hash_key, new_key
 from synthner_shared.broker_node import PrivateRabbitMQ
 from synthner_shared.contracts import (
     AnnotationFailed,
@@ -75,6 +80,8 @@ from synthner_shared.messaging import (
     BrokerSettings,
     Topology,
 )
+from synthner_trainer.registry import ModelRegistry
+from synthner_trainer.settings import TrainerSettings, TrainingConfig
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +138,7 @@ class ChaosResult:
     kills: Counter[str] = field(default_factory=Counter)
     restarts: dict[str, int] = field(default_factory=dict)
     broker_restarts: int = 0
+    broker_node: str = ""
     dead_letter_reasons: Counter[str] = field(default_factory=Counter)
     dead_lettered_but_stored: int = 0
     model_version: str | None = None
@@ -174,10 +182,6 @@ def broker_settings(url: str) -> BrokerSettings:
 def process_specs(
     options: ChaosOptions, broker: BrokerSettings, llm_url: str, key_file: Path, api_port: int
 ) -> list[ProcessSpec]:
-    from synthner_annotator.backends.lexicon import LexiconSettings
-    from synthner_annotator.settings import AnnotatorSettings
-    from synthner_generator.testing import settings_for
-    from synthner_trainer.settings import TrainerSettings, TrainingConfig
 
     common = {
         "AMQP_URL": broker.url.get_secret_value(),
@@ -206,7 +210,11 @@ def process_specs(
         ProcessSpec(
             "generator",
             module_argv("synthner_generator"),
-            {**common, **settings_env("SYNTHNER_GENERATOR_", generator), "SYNTHNER_GENERATOR_HEALTH_PORT": str(free_port())},
+            {
+                **common,
+                **settings_env("SYNTHNER_GENERATOR_", generator),
+                "SYNTHNER_GENERATOR_HEALTH_PORT": str(free_port()),
+            },
             restart=True,
         )
     ]
@@ -405,9 +413,7 @@ def _record(found: DeadLetters, message: AbstractIncomingMessage, job_id: str) -
         found.other[f"{decoded.type}: {reason}"] += 1
 
 
-def account(
-    result: ChaosResult, planned: dict[int, str], stored: Counter[str], dead: DeadLetters, notes: int
-) -> None:
+def account(result: ChaosResult, planned: dict[int, str], stored: Counter[str], dead: DeadLetters, notes: int) -> None:
     """Fill the counts: every planned note index is stored, dead-lettered (with a reason) or lost."""
     result.sent = notes
     result.stored = result.dead_lettered = result.lost = result.dead_lettered_but_stored = 0
@@ -434,8 +440,6 @@ def account(
 
 
 def write_api_key(folder: Path) -> tuple[str, Path]:
-    from synthner_ner_api.auth import hash_key, new_key
-
     folder.mkdir(parents=True, exist_ok=True)
     key = new_key()
     key_file = folder / "api-keys"
@@ -503,7 +507,7 @@ async def _wait_for(condition: Callable[[], Any], what: str, timeout_s: float, p
     """Poll durable state another process writes (SQLite, HTTP) until ``condition()`` is truthy."""
     try:
         async with asyncio.timeout(timeout_s):
-            while not (value := condition()):
+            while not (value := condition()):  # noqa: ASYNC110 - state other processes write; no event to await
                 await asyncio.sleep(pause_s)
             return value
     except TimeoutError:
@@ -511,6 +515,7 @@ async def _wait_for(condition: Callable[[], Any], what: str, timeout_s: float, p
 
 
 async def _flow(
+    *,
     options: ChaosOptions,
     node: PrivateRabbitMQ,
     probe: Broker,
@@ -550,6 +555,7 @@ async def _flow(
 
 
 async def _model(
+    *,
     options: ChaosOptions,
     supervisor: Supervisor,
     probe: Broker,
@@ -560,8 +566,6 @@ async def _model(
     job: GenerationRequested,
 ) -> None:
     """Phase 2: train (killing the trainer once mid-training), publish, kill the NER API once, ask it."""
-    from synthner_trainer.registry import ModelRegistry
-
     store_db = options.workdir / "trainer" / "store.sqlite3"
     request = TrainingRequested(
         correlation_id=job.job_id,
@@ -639,19 +643,16 @@ async def run_chaos(options: ChaosOptions) -> ChaosResult:  # noqa: PLR0915 - on
     for leftover in ("generator", "trainer", "logs", "ner-api", "rabbitmq", "tracker.sqlite3"):
         path = options.workdir / leftover
         if path.is_dir():
-            import shutil
-
             shutil.rmtree(path)
         elif path.exists():
             path.unlink()
-    from synthner_generator.testing import local_llm_server
-
     job = generation_job(options)
     key, key_file = write_api_key(options.workdir / "ner-api")
     api_port = free_port()
     supervisor = Supervisor(options.workdir / "logs", grace_s=15)
     monkey_task: asyncio.Task[None] | None = None
     node = PrivateRabbitMQ(options.workdir / "rabbitmq")
+    result.broker_node = node.node
     try:
         async with node, local_llm_server(latency_s=options.llm_latency_s) as llm:
             print(f"private RabbitMQ node {node.node} on 127.0.0.1:{node.port}; logs in {supervisor.log_dir}")
@@ -669,9 +670,20 @@ async def run_chaos(options: ChaosOptions) -> ChaosResult:  # noqa: PLR0915 - on
                     async with asyncio.timeout(options.deadline_s - (time.monotonic() - started)):
                         await _publish(probe, job)
                         monkey_task = asyncio.create_task(monkey.run())
-                        await supervisor.guard(_flow(options, node, probe, monkey, result, job))
+                        await supervisor.guard(
+                            _flow(options=options, node=node, probe=probe, monkey=monkey, result=result, job=job)
+                        )
                         monkey_task.cancel()
-                        await _model(options, supervisor, probe, monkey, result, key, api_port, job)
+                        await _model(
+                            options=options,
+                            supervisor=supervisor,
+                            probe=probe,
+                            monkey=monkey,
+                            result=result,
+                            key=key,
+                            api_port=api_port,
+                            job=job,
+                        )
                 except TimeoutError:
                     result.failure = f"the run did not finish within --deadline {options.deadline_s:g} s"
                 except (ChaosFailed, ProcessFailed) as exc:
@@ -704,7 +716,7 @@ def describe(result: ChaosResult) -> list[str]:
     lines = [
         f"kills: {dict(sorted(result.kills.items()))}; supervisor restarts: {result.restarts}; "
         f"broker restarts: {result.broker_restarts}",
-        f"dead letters by reason: {json.dumps(dict(result.dead_letter_reasons)) if result.dead_letter_reasons else '{}'}",
+        f"dead letters by reason: {json.dumps(dict(result.dead_letter_reasons))}",
         f"notes with a dead-lettered copy that was also stored (accounted once, as stored): "
         f"{result.dead_lettered_but_stored}",
         f"model published: {result.model_version}; NER API answered with: {result.answered_by}",
