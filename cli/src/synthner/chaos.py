@@ -36,7 +36,7 @@ import signal
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -448,15 +448,19 @@ def write_api_key(folder: Path) -> tuple[str, Path]:
 
 
 class ChaosMonkey:
-    """Kills the supervised processes, one every ``interval_s`` (jittered), each in turn in a seeded random order."""
+    """Kills the supervised processes, one every ``interval_s`` (jittered), each in turn in a seeded random order.
 
-    def __init__(self, supervisor: Supervisor, victims: Sequence[str], interval_s: float, seed: int) -> None:
+    A victim is killed once it is up again (its health URL answers 200): killing a process still starting would, at
+    short intervals, keep a slow starter (the trainer imports torch) from ever working, which tests nothing.
+    """
+
+    def __init__(self, supervisor: Supervisor, victims: Mapping[str, str], interval_s: float, seed: int) -> None:
         self.supervisor = supervisor
         self.victims = list(victims)
+        self.health_urls = dict(victims)
         self.interval_s = interval_s
         self.rng = random.Random(seed)  # noqa: S311 - a reproducible schedule, not security
         self.kills: Counter[str] = Counter()
-        self.paused = asyncio.Event()
         self._round: list[str] = []
 
     @property
@@ -469,13 +473,23 @@ class ChaosMonkey:
         print(f"  SIGKILL {name} (pid {pid}){why}", flush=True)
 
     async def run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval_s * self.rng.uniform(0.5, 1.5))
-            if self.paused.is_set():
-                continue
-            if not self._round:
-                self._round = self.rng.sample(self.victims, len(self.victims))
-            self.kill(self._round.pop())
+        async with httpx.AsyncClient(timeout=5) as client:
+            while True:
+                await asyncio.sleep(self.interval_s * self.rng.uniform(0.5, 1.5))
+                if not self._round:
+                    self._round = self.rng.sample(self.victims, len(self.victims))
+                victim = self._round.pop()
+                await self._until_up(client, victim)
+                self.kill(victim)
+
+    async def _until_up(self, client: httpx.AsyncClient, name: str, timeout_s: float = 120.0) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                while True:
+                    with contextlib.suppress(httpx.TransportError):
+                        if (await client.get(self.health_urls[name])).status_code == 200:
+                            return
+                    await asyncio.sleep(0.5)  # a health endpoint has no push notification
 
 
 async def _progress_snapshot(
@@ -665,7 +679,9 @@ async def run_chaos(options: ChaosOptions) -> ChaosResult:  # noqa: PLR0915 - on
                     assert spec.ready_url is not None
                     await supervisor.wait_ready(spec.name, spec.ready_url, 300)
                 print(f"started {', '.join(supervisor.processes)}; publishing a job of {options.notes} notes")
-                monkey = ChaosMonkey(supervisor, [s.name for s in specs], options.kill_interval_s, options.seed)
+                monkey = ChaosMonkey(
+                    supervisor, {s.name: s.ready_url or "" for s in specs}, options.kill_interval_s, options.seed
+                )
                 try:
                     async with asyncio.timeout(options.deadline_s - (time.monotonic() - started)):
                         await _publish(probe, job)
