@@ -169,7 +169,7 @@ def broker_settings(url: str) -> BrokerSettings:
     """Production limits, with back-off and reconnection short enough for a run of minutes; start-up keeps trying
     through a broker restart."""
     return BrokerSettings(
-        url=url,  # type: ignore[arg-type]
+        url=url,
         namespace="chaos",
         retry_delays_ms=(200, 1_000, 5_000),
         publish_timeout_s=15,
@@ -646,7 +646,6 @@ async def _ask(api_port: int, key: str, version: str | None, timeout_s: float) -
                     await asyncio.sleep(1.0)
         except TimeoutError:
             return answered
-    return answered
 
 
 async def run_chaos(options: ChaosOptions) -> ChaosResult:  # noqa: PLR0915 - one run, easier to follow in one piece

@@ -124,9 +124,13 @@ class Supervisor:
             with self.log_path(spec.name).open("a", encoding="utf-8") as log:
                 log.write(f"supervisor: exited with code {code}; restart {self.restarts[spec.name]}\n")
             await self._launch(spec)
-            if self._stopping:  # stop() began while it was being started
+            if self.stopping:  # stop() began while it was being started
                 with contextlib.suppress(ProcessLookupError):
                     self.processes[spec.name].send_signal(signal.SIGTERM)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
 
     def kill(self, name: str, signum: int = signal.SIGKILL) -> int:
         """Send ``signum`` (default SIGKILL) to the process's whole group; returns the pid it was sent to."""
