@@ -9,7 +9,9 @@ annotators are lexicon annotators: the run tests the plumbing under faults, not 
 
 1. **Flow**: one generation job of ``notes`` notes is published; while it flows, a random service process (generator,
    each annotator, trainer, NER API) is SIGKILLed every ``kill_interval_s`` (each in turn, in a seeded random
-   order), and the broker is restarted ``broker_restarts`` times as the store fills. The phase ends once every note
+   order), and the broker is restarted ``broker_restarts`` times as the store fills; around each broker restart no
+   process is killed, and every service must report ready again and the store grow without any process having
+   ended (a consumer that does not resume after a restart fails the run). The phase ends once every note
    is in the dataset store or a dead-letter queue (and every process was killed at least once), or when nothing has
    moved for ``stall_s`` (then some notes are lost, and the counts say how many).
 2. **Model**: a training request; the trainer is killed once while it trains (the request runs again after the
@@ -461,6 +463,8 @@ class ChaosMonkey:
         self.interval_s = interval_s
         self.rng = random.Random(seed)  # noqa: S311 - a reproducible schedule, not security
         self.kills: Counter[str] = Counter()
+        self.lock = asyncio.Lock()
+        """Held while killing; a broker restart holds it to keep kills out of its check."""
         self._round: list[str] = []
 
     @property
@@ -479,17 +483,21 @@ class ChaosMonkey:
                 if not self._round:
                     self._round = self.rng.sample(self.victims, len(self.victims))
                 victim = self._round.pop()
-                await self._until_up(client, victim)
-                self.kill(victim)
+                await self.until_up(client, victim)
+                async with self.lock:
+                    self.kill(victim)
 
-    async def _until_up(self, client: httpx.AsyncClient, name: str, timeout_s: float = 120.0) -> None:
-        with contextlib.suppress(TimeoutError):
+    async def until_up(self, client: httpx.AsyncClient, name: str, timeout_s: float = 120.0) -> bool:
+        """Wait until the process's health URL answers 200; False if it did not within ``timeout_s``."""
+        try:
             async with asyncio.timeout(timeout_s):
                 while True:
                     with contextlib.suppress(httpx.TransportError):
                         if (await client.get(self.health_urls[name])).status_code == 200:
-                            return
+                            return True
                     await asyncio.sleep(0.5)  # a health endpoint has no push notification
+        except TimeoutError:
+            return False
 
 
 async def _progress_snapshot(
@@ -554,9 +562,15 @@ async def _flow(
             result.broker_restarts + 1
         ) / (options.broker_restarts + 2):
             print(f"  restarting RabbitMQ (stored {stored}/{options.notes}) ...", flush=True)
-            await node.restart()
-            result.broker_restarts += 1
-            print(f"  RabbitMQ back (restart {result.broker_restarts})", flush=True)
+            async with monkey.lock:  # no kill meanwhile: every service must come back by reconnecting alone
+                before = dict(monkey.supervisor.restarts)
+                await node.restart()
+                result.broker_restarts += 1
+                print(f"  RabbitMQ back (restart {result.broker_restarts})", flush=True)
+                await _resumed(options, probe, monkey, job, stored)
+                ended = sorted(n for n, count in monkey.supervisor.restarts.items() if count != before.get(n))
+                if ended:
+                    raise ChaosFailed(f"{', '.join(ended)} ended after the broker restart instead of reconnecting")
             last_change = time.monotonic()
             continue
         accounted = dead >= 0 and stored + dead >= options.notes
@@ -566,6 +580,25 @@ async def _flow(
             print(f"  no progress for {options.stall_s:g} s: accounting what there is", flush=True)
             return
         await asyncio.sleep(1.0)
+
+
+async def _resumed(
+    options: ChaosOptions, probe: Broker, monkey: ChaosMonkey, job: GenerationRequested, stored_before: int
+) -> None:
+    """After a broker restart, with no process killed: every service reports ready again and the store grows (when
+    work is left), or :class:`ChaosFailed` names what did not resume."""
+    async with httpx.AsyncClient(timeout=5) as client:
+        for name in monkey.victims:
+            if not await monkey.until_up(client, name, timeout_s=120):
+                raise ChaosFailed(f"{name} was not ready within 120 s of the broker restart (it was not killed)")
+
+    def moved() -> bool:
+        planned = set(planned_note_ids(options.workdir / "generator" / "dedup.sqlite3", job.job_id).values())
+        store = stored_note_ids(options.workdir / "trainer" / "store.sqlite3")
+        stored = sum(1 for note_id in store if note_id in planned)
+        return stored > stored_before or stored >= options.notes
+
+    await _wait_for(moved, "storing a note after the broker restart (no process killed)", 120)
 
 
 async def _model(
