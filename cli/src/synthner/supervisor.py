@@ -87,7 +87,6 @@ class Supervisor:
         self.processes: dict[str, asyncio.subprocess.Process] = {}
         self.restarts: dict[str, int] = {}
         """How many times each process was started again after it ended."""
-        self._specs: dict[str, ProcessSpec] = {}
         self._exits: dict[str, asyncio.Task[int]] = {}
         self._stopping = False
 
@@ -95,7 +94,6 @@ class Supervisor:
         return self.log_dir / f"{name}.log"
 
     async def start(self, spec: ProcessSpec) -> None:
-        self._specs[spec.name] = spec
         self.restarts.setdefault(spec.name, 0)
         await self._launch(spec)
         self._exits[spec.name] = asyncio.create_task(self._watch(spec))

@@ -97,6 +97,11 @@ class PrivateRabbitMQ:
         return self.base_dir / "server.log"
 
     @property
+    def pid(self) -> int | None:
+        """The node's process (the leader of its process group), once started."""
+        return self._process.pid if self._process is not None else None
+
+    @property
     def running(self) -> bool:
         return self._process is not None and self._process.returncode is None
 
