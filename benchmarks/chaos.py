@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -38,7 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--deadline", type=float, default=1500.0, help="seconds before the run gives up")
     parser.add_argument("--stall", type=float, default=120.0, help="seconds without progress that end the flow")
-    parser.add_argument("--workdir", type=Path, help="where logs, stores and the broker's data go (default: temp)")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        help="where logs, stores and the broker's data go (default: a temporary folder, removed after a clean run)",
+    )
     args = parser.parse_args(argv)
     if args.notes < 1 or args.kill_interval <= 0 or args.broker_restarts < 0 or args.annotators < 1:
         parser.error("--notes and --annotators must be positive, --kill-interval > 0, --broker-restarts >= 0")
@@ -69,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for line in describe(result):
         print(line)
+    if args.workdir is None and result.ok:
+        shutil.rmtree(workdir, ignore_errors=True)  # ~100 MB of broker data and models; kept when something failed
     print(result.line())
     return 0 if result.ok else 1
 
