@@ -770,5 +770,5 @@ def describe(result: ChaosResult) -> list[str]:
         f"model published: {result.model_version}; NER API answered with: {result.answered_by}",
     ]
     if result.failure:
-        lines.append(f"run stopped early: {result.failure}")
+        lines.append(f"run stopped early: {result.failure} (notes still on their way count as lost below)")
     return lines
