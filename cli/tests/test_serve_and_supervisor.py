@@ -56,6 +56,30 @@ async def test_stop_terminates_then_kills_what_ignores_sigterm(tmp_path: Path) -
     assert codes == {"polite": -signal.SIGTERM, "stubborn": -signal.SIGKILL}
 
 
+async def test_a_restarting_process_comes_back_after_sigkill_and_fails_only_when_it_keeps_ending(
+    tmp_path: Path,
+) -> None:
+    supervisor = Supervisor(tmp_path / "logs", grace_s=5, max_restarts=2)
+    await supervisor.start(ProcessSpec("worker", python("import signal; signal.pause()"), restart=True))
+    first = supervisor.processes["worker"]
+    assert supervisor.kill("worker") == first.pid
+    async with asyncio.timeout(60):
+        while supervisor.processes["worker"] is first:  # noqa: ASYNC110 - the supervisor swaps it; no event to await
+            await asyncio.sleep(0.05)
+    assert await first.wait() == -signal.SIGKILL
+    assert supervisor.restarts == {"worker": 1}
+    supervisor.check()  # a restarted process is not a failure
+
+    await supervisor.start(ProcessSpec("crasher", python("raise SystemExit(4)"), restart=True))
+    with pytest.raises(ProcessFailed, match=r"the crasher process exited with code 4 \(after 2 restarts\)"):
+        await supervisor.guard(asyncio.Event().wait())
+    assert supervisor.restarts["crasher"] == 2
+    assert "supervisor: exited with code 4; restart 2" in supervisor.log_path("crasher").read_text()
+    codes = await supervisor.stop()
+    assert codes == {"worker": -signal.SIGTERM, "crasher": 4}
+    assert supervisor.restarts == {"worker": 1, "crasher": 2}  # stopping is not restarted
+
+
 async def test_wait_ready_polls_until_200_and_fails_when_the_process_ends(tmp_path: Path) -> None:
     served = tmp_path / "served"
     served.mkdir()

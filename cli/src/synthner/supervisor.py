@@ -5,6 +5,10 @@ in environment variables, its output in ``<log dir>/<name>.log``, and its health
 supervisor notices a process that ends on its own (:meth:`Supervisor.guard` turns that into :class:`ProcessFailed`,
 one line naming the process, its exit code and its log) and stops them all at the end: SIGTERM, the grace period the
 services honour, then SIGKILL.
+
+A process whose spec says ``restart=True`` is started again whenever it ends, as an orchestrator restarts a crashed
+container (the chaos run kills them on purpose); it fails the run only when it keeps ending: more than
+``max_restarts`` times.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ class ProcessSpec:
     """Added to (and overriding) this process's environment."""
     ready_url: str | None = None
     """Polled until it answers 200 (a service's ``/readyz``)."""
+    restart: bool = False
+    """Start it again whenever it ends (while the supervisor is not stopping)."""
 
 
 def module_argv(module: str, *arguments: str) -> list[str]:
@@ -72,12 +78,15 @@ def settings_env(prefix: str, settings: BaseModel, *, exclude: Sequence[str] = (
 
 
 class Supervisor:
-    """Start, watch and stop a group of processes."""
+    """Start, watch (and restart, where the spec asks) and stop a group of processes."""
 
-    def __init__(self, log_dir: Path, grace_s: float = 30.0) -> None:
+    def __init__(self, log_dir: Path, grace_s: float = 30.0, max_restarts: int = 100) -> None:
         self.log_dir = log_dir
         self.grace_s = grace_s
+        self.max_restarts = max_restarts
         self.processes: dict[str, asyncio.subprocess.Process] = {}
+        self.restarts: dict[str, int] = {}
+        """How many times each process was started again after it ended."""
         self._exits: dict[str, asyncio.Task[int]] = {}
         self._stopping = False
 
@@ -85,6 +94,11 @@ class Supervisor:
         return self.log_dir / f"{name}.log"
 
     async def start(self, spec: ProcessSpec) -> None:
+        self.restarts.setdefault(spec.name, 0)
+        await self._launch(spec)
+        self._exits[spec.name] = asyncio.create_task(self._watch(spec))
+
+    async def _launch(self, spec: ProcessSpec) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         with self.log_path(spec.name).open("ab") as log:
             process = await asyncio.create_subprocess_exec(
@@ -96,11 +110,37 @@ class Supervisor:
                 start_new_session=True,  # Ctrl-C reaches the demo, which stops the children in order
             )
         self.processes[spec.name] = process
-        self._exits[spec.name] = asyncio.create_task(process.wait())
+
+    async def _watch(self, spec: ProcessSpec) -> int:
+        """Wait for the process to end; restart it if its spec asks. Returns the exit code once it ends for good."""
+        while True:
+            process = self.processes[spec.name]
+            code = await process.wait()
+            if self._stopping or not spec.restart or self.restarts[spec.name] >= self.max_restarts:
+                return code
+            self.restarts[spec.name] += 1
+            with self.log_path(spec.name).open("a", encoding="utf-8") as log:
+                log.write(f"supervisor: exited with code {code}; restart {self.restarts[spec.name]}\n")
+            await self._launch(spec)
+            if self.stopping:  # stop() began while it was being started
+                with contextlib.suppress(ProcessLookupError):
+                    self.processes[spec.name].send_signal(signal.SIGTERM)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    def kill(self, name: str, signum: int = signal.SIGKILL) -> int:
+        """Send ``signum`` (default SIGKILL) to the process's whole group; returns the pid it was sent to."""
+        process = self.processes[name]
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signum)
+        return process.pid
 
     def _failure(self, name: str) -> ProcessFailed:
         code = self.processes[name].returncode
-        return ProcessFailed(f"the {name} process exited with code {code}: see {self.log_path(name)}")
+        again = f" (after {self.restarts[name]} restarts)" if self.restarts.get(name) else ""
+        return ProcessFailed(f"the {name} process exited with code {code}{again}: see {self.log_path(name)}")
 
     def check(self) -> None:
         """Raise :class:`ProcessFailed` if a process has ended (while not being stopped)."""

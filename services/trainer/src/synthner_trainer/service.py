@@ -16,6 +16,7 @@ job (a token-classifier training or a generator adaptation) at a time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -28,7 +29,7 @@ from synthner_shared.contracts import (
     GeneratorAdapted,
     TrainingRequested,
 )
-from synthner_shared.messaging import TRAINER, BrokerSettings, Consumer, PoisonMessageError, Service
+from synthner_shared.messaging import TRAINER, BrokerSettings, Consumer, PoisonMessageError, PublishError, Service
 from synthner_trainer.adaptation import discard_staging, run_adaptation_request
 from synthner_trainer.pipeline import PRODUCER, TrainingOutcome, run_training_request
 from synthner_trainer.registry import ModelRegistry
@@ -123,7 +124,13 @@ class TrainerService:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            await self._run_one(request)
+            try:
+                await self._run_one(request)
+            except Exception as exc:  # noqa: BLE001 - the one worker must outlive any job; the job runs again
+                # Whatever went wrong around the job (its status not written, say), the request is still pending or
+                # running in the store, so it is picked up again; the pause keeps that from spinning.
+                log.error("job %s: %s; trying again shortly", request.message_id, f"{type(exc).__name__}: {exc}")
+                await asyncio.sleep(self.service.broker.settings.reconnect_interval_s)
 
     async def _run_one(self, request: JobRequest) -> None:
         try:
@@ -159,7 +166,7 @@ class TrainerService:
         if event is None:
             return
         self.adaptations.append(event)
-        await self.service.broker.publisher.publish(event)
+        await self._announce(event)
         await asyncio.to_thread(self.store.set_request_status, request, "done", event.artifact_uri)
 
     async def _train_and_announce(self, request: TrainingRequested) -> None:
@@ -172,9 +179,26 @@ class TrainerService:
             return
         self.outcomes.append(outcome)
         if outcome.published is not None:
-            await self.service.broker.publisher.publish(outcome.published)
+            await self._announce(outcome.published)
         detail = f"{outcome.version.status} {outcome.version.name}"
         await asyncio.to_thread(self.store.set_request_status, request, "done", detail)
+
+    async def _announce(self, event: Envelope) -> None:
+        """Publish a finished job's event, retrying while the broker is away (a restart) until it is confirmed.
+
+        An event that could not be sent must neither kill the worker (no later job would run) nor be dropped (the NER
+        API would never hear of the model). If the process stops first, the request is still ``running`` in the
+        store, so it runs again after the restart and announces its own version."""
+        broker = self.service.broker
+        while True:
+            try:
+                await broker.publisher.publish(event)
+                return
+            except PublishError as exc:
+                log.warning("%s %s not confirmed yet (%s); retrying", event.type, event.message_id, exc)
+            await asyncio.sleep(broker.settings.reconnect_interval_s)
+            with contextlib.suppress(TimeoutError):
+                await broker.wait_connected(broker.settings.connect_timeout_s)
 
     async def run(self, install_signal_handlers: bool = True) -> bool:
         """Consume and train until stopped (SIGTERM); a training in progress is abandoned and re-run after restart."""

@@ -14,10 +14,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
+from aio_pika.abc import HeadersType
 
 from synthner_shared.contracts import (
     AdaptationRequested,
     DocumentAnnotated,
+    Envelope,
     EvaluationResult,
     GeneratorAdapted,
     ModelPublished,
@@ -25,7 +27,7 @@ from synthner_shared.contracts import (
     TrainingRequested,
     decode_message,
 )
-from synthner_shared.messaging import TRAINER, BrokerSettings
+from synthner_shared.messaging import TRAINER, BrokerSettings, BrokerUnavailable
 from synthner_shared.testing import BrokerProbe, publish_once, sample_annotated
 from synthner_trainer.pipeline import PRODUCER, TrainingOutcome
 from synthner_trainer.registry import ModelRegistry, decide
@@ -219,6 +221,38 @@ async def test_a_rejected_model_is_kept_but_not_published(
     assert trainer.registry.current() is not None
     assert trainer.registry.current().name == "m-1"  # type: ignore[union-attr]
     assert await broker_probe.drain(history) == []
+
+
+async def test_a_model_event_the_broker_does_not_confirm_is_retried_and_later_jobs_still_run(
+    tmp_path: Path, broker_settings: BrokerSettings, broker_probe: BrokerProbe
+) -> None:
+    # Found by the chaos run's reasoning: a broker restart as a training ends made the publish raise, which ended the
+    # worker task, so the event was never sent and no later request ever ran while the service still looked ready.
+    training = FakeTraining([0.8, 0.9])
+    trainer = TrainerService(settings_for(tmp_path), broker_settings, training)
+    recorder = Recorder(trainer)
+    history = f"{broker_probe.topology.namespace}.model-history"
+    async with trainer_running(trainer):
+        publisher = trainer.service.broker.publisher
+        original = publisher.publish
+        refusals = [BrokerUnavailable("no publisher confirm within 10s for 'model.published'")]
+
+        async def unconfirmed_once(message: Envelope, headers: HeadersType | None = None) -> None:
+            if isinstance(message, ModelPublished) and refusals:
+                raise refusals.pop()
+            await original(message, headers)
+
+        publisher.publish = unconfirmed_once  # type: ignore[method-assign]
+        await publish_once(broker_settings, *docs(1))
+        await recorder.next()
+        await publish_once(broker_settings, TrainingRequested(correlation_id="job-a", producer="tests"))
+        first = decode_message((await broker_probe.get(history)).body)
+        await publish_once(broker_settings, TrainingRequested(correlation_id="job-b", producer="tests"))
+        second = decode_message((await broker_probe.get(history)).body)
+    assert refusals == []
+    assert isinstance(first, ModelPublished)
+    assert isinstance(second, ModelPublished)
+    assert [first.model_version, second.model_version] == ["m-1", "m-2"]
 
 
 async def test_a_request_acked_before_a_crash_runs_after_the_restart(

@@ -1,0 +1,84 @@
+"""Chaos run: N notes through generator -> annotators -> trainer -> NER API while service processes are SIGKILLed and
+a private RabbitMQ node restarts; every note must end in the dataset store or a dead-letter queue, exactly once.
+
+Each service runs as its own process (its production entry point) under a supervisor that restarts it; the broker is
+a RabbitMQ node of this run's own (never the shared one on 5672); the generator talks to the local wire-compatible
+LLM test server and the annotators use a lexicon, so the run measures the plumbing, not the quality. See
+``synthner.chaos`` for the phases and how the counts are taken (from durable state only). No data files are needed.
+
+The last line is ``sent=… stored=… dead_lettered=… duplicated=… lost=… seconds=…``; the exit code is 0 only when
+nothing was lost or duplicated and the NER API answered with the published model.
+
+    python benchmarks/chaos.py [--notes 1000] [--seed 7] [--kill-interval 4] [--broker-restarts 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from synthner.chaos import ChaosFailed, ChaosOptions, describe, run_chaos
+from synthner_shared.broker_node import BrokerNodeError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--notes", type=int, default=1000, help="notes in the generation job (default 1000)")
+    parser.add_argument("--seed", type=int, default=7, help="seeds the notes and the kill schedule")
+    parser.add_argument("--kill-interval", type=float, default=4.0, help="mean seconds between two SIGKILLs")
+    parser.add_argument("--broker-restarts", type=int, default=1, help="RabbitMQ restarts during the flow")
+    parser.add_argument("--annotators", type=int, default=2, help="annotator processes (competing consumers)")
+    parser.add_argument("--part-size", type=int, default=10, help="notes per generation part (one delivery)")
+    parser.add_argument("--llm-latency", type=float, default=0.1, help="seconds the LLM test server takes a request")
+    parser.add_argument("--train-documents", type=int, default=200, help="documents the model is trained on")
+    parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--deadline", type=float, default=1500.0, help="seconds before the run gives up")
+    parser.add_argument("--stall", type=float, default=120.0, help="seconds without progress that end the flow")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        help="where logs, stores and the broker's data go (default: a temporary folder, removed after a clean run)",
+    )
+    args = parser.parse_args(argv)
+    if args.notes < 1 or args.kill_interval <= 0 or args.broker_restarts < 0 or args.annotators < 1:
+        parser.error("--notes and --annotators must be positive, --kill-interval > 0, --broker-restarts >= 0")
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="synthner-chaos-"))
+    options = ChaosOptions(
+        workdir=workdir,
+        notes=args.notes,
+        seed=args.seed,
+        kill_interval_s=args.kill_interval,
+        broker_restarts=args.broker_restarts,
+        annotators=args.annotators,
+        part_size=args.part_size,
+        llm_latency_s=args.llm_latency,
+        train_documents=args.train_documents,
+        epochs=args.epochs,
+        deadline_s=args.deadline,
+        stall_s=args.stall,
+    )
+    # This process's own broker connection reconnects through the broker restarts; aio-pika reports every attempt.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("aio_pika", "aiormq"):
+        logging.getLogger(noisy).setLevel(logging.CRITICAL)
+    print(f"chaos run: {args.notes} notes, workdir {workdir}", flush=True)
+    try:
+        result = asyncio.run(run_chaos(options))
+    except (ChaosFailed, BrokerNodeError) as exc:
+        print(f"chaos: {exc}", file=sys.stderr)
+        return 2
+    for line in describe(result):
+        print(line)
+    if args.workdir is None and result.ok:
+        shutil.rmtree(workdir, ignore_errors=True)  # ~100 MB of broker data and models; kept when something failed
+    print(result.line())
+    return 0 if result.ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
