@@ -1,47 +1,52 @@
-"""Stops and restarts the local RabbitMQ application (``rabbitmqctl stop_app`` / ``start_app``)."""
+"""Stops and restarts a RabbitMQ application under a running service: on a private node of its own
+(:class:`~synthner_shared.broker_node.PrivateRabbitMQ`), so the machine's shared broker is never stopped."""
 
 from __future__ import annotations
 
-import asyncio
-import shutil
 from collections.abc import AsyncIterator
 
+import aio_pika
 import pytest
+from pydantic import SecretStr
 
+from synthner_shared.broker_node import BrokerNodeError, PrivateRabbitMQ
 from synthner_shared.contracts import NoteGenerated, decode_message
-from synthner_shared.messaging import TRAINER, Broker, BrokerSettings, BrokerUnavailable, Service
+from synthner_shared.messaging import TRAINER, Broker, BrokerSettings, BrokerUnavailable, Service, Topology
 from synthner_shared.testing import BrokerProbe, echo_annotator, running_service, sample_note
 
-pytestmark = [
-    pytest.mark.rabbitmq,
-    pytest.mark.broker_restart,
-    pytest.mark.skipif(shutil.which("rabbitmqctl") is None, reason="needs rabbitmqctl to stop the local broker"),
-]
-
-
-async def rabbitmqctl(*args: str) -> None:
-    process = await asyncio.create_subprocess_exec(
-        "rabbitmqctl", *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
-    )
-    async with asyncio.timeout(120):
-        _, stderr = await process.communicate()
-    assert process.returncode == 0, f"rabbitmqctl {' '.join(args)} failed: {stderr.decode()[-500:]}"
+pytestmark = [pytest.mark.rabbitmq, pytest.mark.broker_restart]
 
 
 @pytest.fixture
-async def stoppable_broker() -> AsyncIterator[None]:
-    """Whatever happens in the test, the broker is running again afterwards."""
+async def node() -> AsyncIterator[PrivateRabbitMQ]:
     try:
-        yield
+        private = PrivateRabbitMQ()
+    except BrokerNodeError as error:
+        pytest.skip(str(error))
+    async with private:
+        yield private
+
+
+@pytest.fixture
+def node_settings(broker_settings: BrokerSettings, node: PrivateRabbitMQ) -> BrokerSettings:
+    return broker_settings.model_copy(update={"url": SecretStr(node.url), "publish_timeout_s": 5.0})
+
+
+@pytest.fixture
+async def node_probe(node_settings: BrokerSettings) -> AsyncIterator[BrokerProbe]:
+    topology = Topology.from_settings(node_settings)
+    connection = await aio_pika.connect_robust(node_settings.url.get_secret_value())
+    await topology.declare_shared(await connection.channel())
+    try:
+        yield BrokerProbe(connection, topology)
     finally:
-        await rabbitmqctl("start_app")
-        await rabbitmqctl("await_startup")
+        await connection.close()
 
 
 async def test_publishing_to_a_stopped_broker_fails_loudly_and_works_after_it_returns(
-    broker_settings: BrokerSettings, broker_probe: BrokerProbe, stoppable_broker: None
+    node: PrivateRabbitMQ, node_settings: BrokerSettings, node_probe: BrokerProbe
 ) -> None:
-    settings = broker_settings.model_copy(update={"publish_timeout_s": 5.0})
+    settings, broker_probe = node_settings, node_probe
     calls: list[NoteGenerated] = []
     publisher_broker = Broker(settings, "test-publisher")
     await publisher_broker.connect()
@@ -51,12 +56,12 @@ async def test_publishing_to_a_stopped_broker_fails_loudly_and_works_after_it_re
             await publisher_broker.publisher.publish(before)
             await broker_probe.get(broker_probe.topology.queue_name(TRAINER))
 
-            await rabbitmqctl("stop_app")
+            await node.rabbitmqctl("stop_app")
             with pytest.raises(BrokerUnavailable):
                 await publisher_broker.publisher.publish(during)
 
-            await rabbitmqctl("start_app")
-            await rabbitmqctl("await_startup")
+            await node.rabbitmqctl("start_app")
+            await node.rabbitmqctl("await_startup")
             await publisher_broker.wait_connected(timeout_s=60)
             await publisher_broker.publisher.publish(during)
 
