@@ -7,17 +7,22 @@ from pathlib import Path
 
 import pytest
 import torch
+from openai import AsyncOpenAI
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from synthner_shared.contracts import AdaptationRequested
 from synthner_shared.documents import read_documents
+from synthner_shared.local_llm import local_llm, smollm2_gguf
 from synthner_shared.ngrams import NgramReference, ngram_recall
 from synthner_shared.prefixes import PREFIX_FILTER
 from synthner_trainer import adaptation
 from synthner_trainer.adaptation import (
+    GGUF_CONVERTER_ENV,
     AdaptationError,
     AdaptationResult,
+    GgufExportError,
     adapt,
+    load_result,
     model_name,
     pack,
     perplexity,
@@ -257,3 +262,36 @@ def test_a_cancelled_adaptation_leaves_nothing_behind(tmp_path: Path, notes: lis
     with pytest.raises(TrainingCancelled):
         adapt(notes, base_model, tmp_path / "out", config(), device="cpu", should_stop=lambda: next(calls) >= 2)
     assert list(tmp_path.iterdir()) == []
+
+
+async def test_gguf_export_of_adapted_smollm2_loads_in_the_llama_cpp_server(tmp_path: Path, notes: list[str]) -> None:
+    settings = config(
+        max_steps=1, batch_size=1, block_size=64, samples=0, learning_rate=1e-5, heldout_fraction=0.15, gguf=True
+    )
+    result = adapt(notes[:8], smollm2_gguf(), tmp_path / "adapted", settings, device="cpu")
+    assert result.gguf == tmp_path / "adapted" / "model.gguf"
+    assert "model.gguf" in (result.out / "README.md").read_text(encoding="utf-8")
+    assert load_result(result.out).gguf == result.gguf
+    async with local_llm(model_path=result.gguf, n_ctx=256) as server:
+        client = AsyncOpenAI(base_url=server.base_url, api_key="not-needed", max_retries=0, timeout=120)
+        try:
+            reply = await client.completions.create(model=server.model, prompt="Paciente de", max_tokens=8, seed=1)
+        finally:
+            await client.close()
+    assert reply.choices[0].text.strip()
+
+
+def test_a_failed_gguf_export_leaves_nothing_behind(tmp_path: Path, notes: list[str], base_model: Path) -> None:
+    # llama.cpp's converter knows the tokenizers of published models only, not the test's own tiny one.
+    with pytest.raises(GgufExportError, match="pre-tokenizer was not recognized"):
+        adapt(notes, base_model, tmp_path / "out", config(max_steps=1, samples=0, gguf=True), device="cpu")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_gguf_export_without_the_converter_is_refused_before_training(
+    tmp_path: Path, notes: list[str], base_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(GGUF_CONVERTER_ENV, str(tmp_path / "missing" / "convert_hf_to_gguf.py"))
+    with pytest.raises(AdaptationError, match=r"convert_hf_to_gguf\.py, not found"):
+        adapt(notes, base_model, tmp_path / "out", config(gguf=True), device="cpu")
+    assert not (tmp_path / "out").exists()
