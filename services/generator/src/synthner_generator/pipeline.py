@@ -53,11 +53,14 @@ class RetryPolicy:
 
 
 def compose(prefix: str, reply: str) -> str:
-    """The note text: the reply, after the prefix unless the model already repeated it."""
+    """The note text: the reply, after the prefix unless the model already repeated it (a continuation that goes on
+    with punctuation joins the prefix without a space)."""
     reply = reply.strip()
     if not prefix or reply.startswith(prefix):
         return reply
-    return f"{prefix} {reply}" if reply else ""
+    if not reply:
+        return ""
+    return f"{prefix}{reply}" if reply[0] in ",.;:!?)" else f"{prefix} {reply}"
 
 
 class Generator:

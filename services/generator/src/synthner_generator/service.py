@@ -22,13 +22,26 @@ from synthner_shared.contracts import GenerationProgress, GenerationRequested
 from synthner_shared.documents import read_documents
 from synthner_shared.messaging import GENERATOR, JOB_PROGRESS, BrokerSettings, Consumer, Service, serve_health
 from synthner_shared.ngrams import NgramReference
+from synthner_shared.prefixes import PREFIX_FILTER, lowercase_vocabulary, safe_prefix
 
 log = logging.getLogger(__name__)
 
 
 def load_prefixes(path: Path, words: int) -> list[str]:
-    """The opening words of each real note; nothing else of the notes is kept in memory."""
-    return [" ".join(d.text.split()[:words]) for d in read_documents(path) if d.text.split()]
+    """The opening words of each real note, cut before anything that may identify someone; nothing else of the notes
+    is kept in memory. Prefixes that ``synthner adapt`` already cut (``prefix_filter`` set) are taken as they are;
+    whole notes are cut here, with the vocabulary of the file's notes."""
+    documents = list(read_documents(path))
+    vocabulary = lowercase_vocabulary(d.text for d in documents if (d.model_extra or {}).get("prefix_filter") is None)
+    prefixes = []
+    for document in documents:
+        if (document.model_extra or {}).get("prefix_filter") == PREFIX_FILTER:
+            prefix = " ".join(document.text.split()[:words])
+        else:
+            prefix = safe_prefix(document.text, words, vocabulary)
+        if prefix:
+            prefixes.append(prefix)
+    return prefixes
 
 
 def job_context(settings: GeneratorSettings) -> JobContext:

@@ -2,7 +2,9 @@
 
 - TGI's native API: ``POST /generate`` (and ``POST /``, which answers a one-element list, as TGI does) with
   ``{"inputs", "parameters": {...}}``, answering ``{"generated_text", "details": {"finish_reason", ...}}``;
-- OpenAI's chat completions: ``POST /v1/chat/completions``, answering a ``chat.completion`` object.
+- OpenAI's chat completions: ``POST /v1/chat/completions``, answering a ``chat.completion`` object;
+- OpenAI's plain completions: ``POST /v1/completions`` (``prompt`` in, a ``text_completion`` object out), unless
+  ``completions`` is False (then 404, as on a chat-only server).
 
 It is a real HTTP/1.1 server on 127.0.0.1 (keep-alive, Content-Length bodies), not a mock object: the SDKs talk to it
 exactly as to a real endpoint. Each request waits ``latency_s`` (the fixed latency of the throughput benchmark), then
@@ -78,6 +80,7 @@ class LocalLLMServer:
     latency_s: float = 0.0
     fail_next: list[int] = field(default_factory=list)
     requests: list[LLMRequest] = field(default_factory=list)
+    completions: bool = True
     port: int = 0
     in_flight: int = 0
     max_in_flight: int = 0
@@ -102,6 +105,8 @@ class LocalLLMServer:
                 return status, {"error": f"injected failure {status}", "error_type": kind}
             if path == "/v1/chat/completions":
                 return 200, self._chat(payload)
+            if path == "/v1/completions" and self.completions:
+                return 200, self._completion(payload)
             if path in ("/generate", "/"):
                 answer = self._generate(path, payload)
                 return 200, [answer] if path == "/" else answer
@@ -128,6 +133,25 @@ class LocalLLMServer:
                     "logprobs": None,
                 }
             ],
+            "usage": {
+                "prompt_tokens": len(prompt.split()),
+                "completion_tokens": len(reply.text.split()),
+                "total_tokens": len(prompt.split()) + len(reply.text.split()),
+            },
+        }
+
+    def _completion(self, payload: dict[str, Any]) -> dict[str, Any]:
+        prompt = str(payload.get("prompt", ""))
+        parameters = {k: v for k, v in payload.items() if k not in ("prompt", "seed")}
+        request = LLMRequest("/v1/completions", prompt, payload.get("seed"), parameters)
+        self.requests.append(request)
+        reply = self.reply(request)
+        return {
+            "id": f"cmpl-{len(self.requests)}",
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": payload.get("model", "local"),
+            "choices": [{"index": 0, "text": reply.text, "finish_reason": reply.finish_reason, "logprobs": None}],
             "usage": {
                 "prompt_tokens": len(prompt.split()),
                 "completion_tokens": len(reply.text.split()),
@@ -188,10 +212,14 @@ class LocalLLMServer:
 
 @contextlib.asynccontextmanager
 async def local_llm_server(
-    reply: ReplyFunction = default_reply, latency_s: float = 0.0, fail_next: list[int] | None = None
+    reply: ReplyFunction = default_reply,
+    latency_s: float = 0.0,
+    fail_next: list[int] | None = None,
+    *,
+    completions: bool = True,
 ) -> AsyncIterator[LocalLLMServer]:
     """Start the server on a free port of 127.0.0.1 for the block's duration."""
-    server = LocalLLMServer(reply=reply, latency_s=latency_s, fail_next=list(fail_next or []))
+    server = LocalLLMServer(reply=reply, latency_s=latency_s, fail_next=list(fail_next or []), completions=completions)
     listener = await asyncio.start_server(server._serve, "127.0.0.1", 0)
     server.port = listener.sockets[0].getsockname()[1]
     try:

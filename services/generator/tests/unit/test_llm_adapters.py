@@ -136,3 +136,49 @@ async def test_tgi_sends_only_the_opening_words_for_a_prompt_without_instruction
         finally:
             await client.aclose()
     assert server.requests[0].prompt == "Paciente de 70"
+
+
+async def test_openai_sends_a_continuation_prompt_as_plain_text_to_the_completions_endpoint() -> None:
+    continuation = Prompt("", "Paciente varón de", SAMPLING, seed=7)
+    async with local_llm_server(reply=lambda r: Reply(" 45 años que acude por disnea.", "length")) as server:
+        client = OpenAIChatClient(f"{server.url}/v1", "adapted", timeout_s=10)
+        try:
+            completion = await client.complete(continuation)
+            await client.complete(PROMPT)  # an instruction still goes to chat
+        finally:
+            await client.aclose()
+    assert completion.text == " 45 años que acude por disnea."
+    assert completion.finish_reason == "length"
+    first, second = server.requests
+    assert first.path == "/v1/completions"
+    assert first.prompt == "Paciente varón de"  # exactly the opening words: no chat template, no instruction
+    assert first.seed == 7
+    assert first.parameters["max_tokens"] == 300
+    assert first.parameters["stop"] == ["###"]
+    assert second.path == "/v1/chat/completions"
+
+
+async def test_openai_falls_back_to_chat_once_a_server_has_no_completions_endpoint() -> None:
+    continuation = Prompt("", "Paciente varón de", SAMPLING, seed=7)
+    async with local_llm_server(completions=False) as server:
+        client = OpenAIChatClient(f"{server.url}/v1", "chat-only", timeout_s=10)
+        try:
+            await client.complete(continuation)
+            await client.complete(continuation)
+        finally:
+            await client.aclose()
+    assert [r.path for r in server.requests] == ["/v1/chat/completions"] * 2
+    assert server.requests[0].prompt == "Paciente varón de"
+
+
+async def test_completions_endpoint_errors_are_typed_like_chat_errors() -> None:
+    continuation = Prompt("", "Paciente varón de", SAMPLING, seed=7)
+    async with local_llm_server(fail_next=[503, 400]) as server:
+        client = OpenAIChatClient(f"{server.url}/v1", "adapted", timeout_s=10)
+        try:
+            with pytest.raises(LLMTransientError, match="completion answered HTTP 503"):
+                await client.complete(continuation)
+            with pytest.raises(LLMPermanentError, match="completion answered HTTP 400"):
+                await client.complete(continuation)
+        finally:
+            await client.aclose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import TypeVar
 
 import pytest
 
-from synthner_generator.service import build_generator
+from synthner_generator.service import build_generator, load_prefixes
 from synthner_generator.testing import LLMRequest, Reply, default_reply, local_llm_server, settings_for
 from synthner_generator.testing import sample_job as job
 from synthner_shared.contracts import (
@@ -64,14 +65,34 @@ async def test_label_conditioned_notes_carry_and_count_their_requested_entities(
 
 async def test_prefix_notes_start_with_the_real_opening_words(tmp_path: Path) -> None:
     real = tmp_path / "real.jsonl"
-    real.write_text('{"id": "r1", "text": "Paciente de 70 años, minero jubilado.", "entities": []}\n')
+    real.write_text(
+        '{"id": "r1", "text": "Paciente varón de edad avanzada; el paciente refiere disnea.", "entities": []}\n'
+    )
     async with local_llm_server() as server:
         settings = settings_for(server.url, tmp_path, prefix_file=real)
         async with build_generator(settings) as generator:
             outputs = await generator.handle(job(count=1, mode="prefix", language="es"))
     (note,) = of_type(outputs, NoteGenerated)
-    assert note.text.startswith("Paciente de 70 ")
-    assert 'continúa a partir de ellas: "Paciente de 70"' in server.requests[0].prompt
+    assert note.text.startswith("Paciente varón de ")
+    assert 'continúa a partir de ellas: "Paciente varón de"' in server.requests[0].prompt
+
+
+def test_prefixes_from_whole_notes_are_cut_before_identifiers_and_filtered_ones_kept(tmp_path: Path) -> None:
+    notes = tmp_path / "notes.jsonl"
+    lines = [
+        {
+            "id": "a",
+            "text": "Nombre: Ernesto.\nNHC: 368503.\nPaciente de 70 años, el paciente refiere dolor.",
+            "entities": [],
+        },
+        {"id": "b", "text": "Ernesto Rivera acude a consulta por dolor torácico.", "entities": []},
+        {"id": "c", "text": "Control el 12 de marzo por dolor, control estable.", "entities": []},
+    ]
+    notes.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    assert load_prefixes(notes, 3) == ["Paciente de", "Control el"]
+    cut = tmp_path / "heldout_prefixes.jsonl"
+    cut.write_text('{"id": "h1", "text": "Lactante de", "entities": [], "prefix_filter": "v1"}\n', encoding="utf-8")
+    assert load_prefixes(cut, 3) == ["Lactante de"]
 
 
 async def test_prefix_jobs_are_refused_for_an_external_endpoint_before_any_llm_call(tmp_path: Path) -> None:

@@ -162,7 +162,7 @@ def test_an_endpoint_not_marked_internal_counts_as_external_and_refuses_prefix_j
 
     monkeypatch.delenv("SYNTHNER_GENERATOR_ENDPOINT_ZONE", raising=False)
     real = tmp_path / "heldout_prefixes.jsonl"
-    real.write_text('{"id": "heldout-1", "text": "Paciente de 70", "entities": []}\n')
+    real.write_text('{"id": "heldout-1", "text": "Paciente de", "entities": [], "prefix_filter": "v1"}\n')
     unmarked = GeneratorSettings(prefix_file=real)
     assert unmarked.endpoint_zone == "external"
     with pytest.raises(JobRefused, match="not marked internal"):

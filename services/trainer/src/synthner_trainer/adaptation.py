@@ -14,10 +14,13 @@ that inside the hospital, on the trainer's storage:
 - **Measures**: held-out perplexity before and after; memorisation as Vakili's word 5-gram recall of generated
   samples (each continuing the opening words of a held-out note) against the training notes, before and after.
 - **Output**, written into a hidden staging folder and renamed into place only when complete: ``model/`` (merged
-  Hugging Face folder that TGI, vLLM and transformers load; llama.cpp after conversion to GGUF), ``adapter/``
+  Hugging Face folder that TGI, vLLM and transformers load), ``adapter/``
   (LoRA only), ``leak_reference.npz`` (hashed n-gram reference of the training notes for the generator's leak
   gate, the format of ``synthner leakcheck build-reference``), ``heldout_prefixes.jsonl`` (the opening words of the
-  held-out notes for the generator's prefix mode), ``metrics.json`` and the model card ``README.md``.
+  held-out notes for the generator's prefix mode, cut before anything that may identify someone:
+  :mod:`synthner_shared.prefixes`), ``metrics.json`` (with the id of the request that wrote the folder: a retry of
+  the same request announces the finished folder again) and the model card ``README.md``; with ``gguf`` also
+  ``model.gguf``, converted by llama.cpp's own ``convert_hf_to_gguf.py``.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ import math
 import os
 import random
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -45,6 +50,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from synthner_shared.contracts import AdaptationRequested, GeneratorAdapted
 from synthner_shared.ner.predictor import pad_batch, pick_device
 from synthner_shared.ngrams import DEFAULT_N, NgramReference, ngram_recall
+from synthner_shared.prefixes import PREFIX_FILTER, lowercase_vocabulary, safe_prefix
 from synthner_trainer.artifacts import write_folder_atomically
 from synthner_trainer.pipeline import PRODUCER
 from synthner_trainer.settings import AdaptationConfig, TrainerSettings
@@ -61,8 +67,49 @@ CAUSAL_ARCHITECTURE_SUFFIXES = ("ForCausalLM", "LMHeadModel")
 Method = Literal["full", "lora"]
 
 
+GGUF_CONVERTER_ENV = "SYNTHNER_TRAINER_GGUF_CONVERTER"
+GGUF_CONVERTER_DEFAULT = Path(sys.prefix) / "share" / "synthner" / "llama.cpp" / "convert_hf_to_gguf.py"
+"""Where ``make install`` (and the trainer image) put llama.cpp's converter, taken from the llama-cpp-python sdist."""
+GGUF_FILE = "model.gguf"
+
+
 class AdaptationError(ValueError):
     """Bad input found before any training: the message says what to change."""
+
+
+class GgufExportError(RuntimeError):
+    """llama.cpp's converter failed on the adapted model (nothing was written)."""
+
+
+def model_name(path: Path) -> str:
+    """A base model as recorded in an output: its file or folder name, not this machine's path (``model`` folders,
+    such as an earlier adaptation's ``model/``, keep their parent's name)."""
+    return f"{path.parent.name}/{path.name}" if path.name == "model" and path.parent.name else path.name
+
+
+def gguf_converter() -> Path:
+    """llama.cpp's ``convert_hf_to_gguf.py``: ``$SYNTHNER_TRAINER_GGUF_CONVERTER`` or the copy ``make install`` puts
+    into the environment; :class:`AdaptationError` when it (or what it imports) is missing."""
+    configured = os.environ.get(GGUF_CONVERTER_ENV)
+    path = Path(configured) if configured else GGUF_CONVERTER_DEFAULT
+    if not path.is_file():
+        raise AdaptationError(
+            f"GGUF export needs llama.cpp's convert_hf_to_gguf.py, not found at {path}: run `make install` (it takes "
+            f"the script from the llama-cpp-python source package) or set {GGUF_CONVERTER_ENV}"
+        )
+    if importlib.util.find_spec("sentencepiece") is None:
+        raise AdaptationError("GGUF export needs the sentencepiece package (pip install 'synthner-trainer[adapt]')")
+    return path
+
+
+def export_gguf(model_dir: Path, target: Path, converter: Path, outtype: str = "f16") -> Path:
+    """Convert a Hugging Face causal-LM folder into one GGUF file for llama.cpp with llama.cpp's own converter."""
+    command = [sys.executable, str(converter), str(model_dir), "--outfile", str(target), "--outtype", outtype]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0 or not target.is_file():
+        last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise GgufExportError(f"convert_hf_to_gguf.py exited with {done.returncode}: {last[0][:500]}")
+    return target
 
 
 # --- checks -------------------------------------------------------------------------------------------------------
@@ -222,6 +269,8 @@ def prepare(
     check_causal_lm(base_model)
     torch_device = pick_device(device)
     method = resolve_method(config.method, torch_device)
+    if config.gguf:
+        gguf_converter()
     if method == "lora" and importlib.util.find_spec("peft") is None:
         raise AdaptationError(
             "LoRA needs the peft package (pip install 'synthner-trainer[adapt]'), or use --method full"
@@ -254,7 +303,7 @@ def prepare(
     learning_rate = config.learning_rate or (2e-4 if method == "lora" else 5e-5)
     return AdaptationPlan(
         base_model=base_model,
-        base_model_name=base_model_name or str(base_model),
+        base_model_name=base_model_name or model_name(base_model),
         out=out,
         config=config,
         method=method,
@@ -383,6 +432,9 @@ class AdaptationMetrics:
     seed: int
     lora_r: int | None
     lora_alpha: int | None
+    request_id: str | None = None
+    """The ``AdaptationRequested`` message that wrote the folder (None from the command line): a retry of the same
+    request finds its finished folder by it."""
 
 
 @dataclass(frozen=True)
@@ -393,6 +445,7 @@ class AdaptationResult:
     leak_reference: Path
     prefix_file: Path
     metrics: AdaptationMetrics
+    gguf: Path | None = None
 
 
 def _wrap_lora(model: Any, config: AdaptationConfig) -> Any:
@@ -455,7 +508,7 @@ def _train(
     return plan.total_steps, False
 
 
-def _model_card(metrics: AdaptationMetrics, has_adapter: bool) -> str:
+def _model_card(metrics: AdaptationMetrics, has_adapter: bool, has_gguf: bool) -> str:
     lora = f" (r={metrics.lora_r}, alpha={metrics.lora_alpha}, merged)" if metrics.method == "lora" else ""
     stopped = " (stopped by the time limit)" if metrics.stopped_early else ""
     notes = f"{metrics.train_notes} training notes ({metrics.train_tokens} tokens), {metrics.heldout_notes} held-out"
@@ -463,6 +516,12 @@ def _model_card(metrics: AdaptationMetrics, has_adapter: bool) -> str:
         "- `adapter/`: the LoRA adapter alone (TGI and vLLM serve adapters on the base model).\n" if has_adapter else ""
     )
     reference = f"- `leak_reference.npz`: keyed hashes of the training notes' word {metrics.leak_reference_n}-grams"
+    gguf = (
+        "- `model.gguf`: the same model for llama.cpp (f16, converted with llama.cpp's `convert_hf_to_gguf.py`).\n"
+        if has_gguf
+        else "- llama.cpp: run the job with `--gguf` for `model.gguf`, or convert `model/` with llama.cpp's\n"
+        "  `convert_hf_to_gguf.py model --outfile model.gguf`.\n"
+    )
     return f"""# Adapted generator model
 
 Continued causal-LM training of `{metrics.base_model}` on real clinical notes (synthner generator adaptation).
@@ -483,11 +542,10 @@ Continued causal-LM training of `{metrics.base_model}` on real clinical notes (s
 {adapter}{reference}, no text: set
   `SYNTHNER_GENERATOR_LEAK_REFERENCE` to it so the generator's leak gate quarantines memorised notes.
 - `heldout_prefixes.jsonl`: the opening words of the held-out notes (never trained on), for the generator's prefix
-  mode (`SYNTHNER_GENERATOR_PREFIX_FILE`); it holds real text: keep it on internal storage.
+  mode (`SYNTHNER_GENERATOR_PREFIX_FILE`), cut before any word that may identify someone (header lines skipped; no
+  digits, dates, names or places); it is still real text: keep it on internal storage.
 - `metrics.json`: the figures above.
-- llama.cpp: convert `model/` with llama.cpp's `convert_hf_to_gguf.py model --outfile model.gguf` (a script of the
-  llama.cpp repository, not a PyPI package; it needs the `gguf` package).
-
+{gguf}
 ## Privacy
 The model was trained on real patient notes and can reproduce parts of them. Serve it only on an endpoint inside
 the hospital (generator `ENDPOINT_ZONE=internal`), keep the leak gate on with `leak_reference.npz`, and treat this
@@ -504,10 +562,11 @@ def adapt(
     device: str = "auto",
     progress: Callable[[Progress], None] = log_progress,
     should_stop: StopCheck | None = None,
+    request_id: str | None = None,
 ) -> AdaptationResult:
     """Adapt ``base_model`` (a causal-LM folder or a ``.gguf`` file) to ``texts`` and write ``out`` complete, or not
     at all. Raises :class:`AdaptationError` for bad input before any training, :class:`TrainingCancelled` when
-    ``should_stop`` says so (nothing written)."""
+    ``should_stop`` says so (nothing written). ``request_id`` is recorded in ``metrics.json``."""
     clean_notes(texts)
     check_causal_lm(base_model)
     if out.exists():
@@ -520,11 +579,14 @@ def adapt(
             gguf_to_folder(base_model, converted)
             return adapt_folder(
                 texts, converted, out, config, device=device, progress=progress, should_stop=should_stop,
-                base_model_name=str(base_model),
+                base_model_name=model_name(base_model), request_id=request_id,
             )  # fmt: skip
         finally:
             shutil.rmtree(converted, ignore_errors=True)
-    return adapt_folder(texts, base_model, out, config, device=device, progress=progress, should_stop=should_stop)
+    return adapt_folder(
+        texts, base_model, out, config, device=device, progress=progress, should_stop=should_stop,
+        request_id=request_id,
+    )  # fmt: skip
 
 
 def adapt_folder(
@@ -537,6 +599,7 @@ def adapt_folder(
     progress: Callable[[Progress], None] = log_progress,
     should_stop: StopCheck | None = None,
     base_model_name: str | None = None,
+    request_id: str | None = None,
 ) -> AdaptationResult:
     """:func:`adapt` for a Hugging Face base-model folder."""
     plan = prepare(texts, base_model, out, config, device=device, base_model_name=base_model_name)
@@ -591,11 +654,17 @@ def adapt_folder(
         seed=config.seed,
         lora_r=config.lora_r if plan.method == "lora" else None,
         lora_alpha=config.lora_alpha if plan.method == "lora" else None,
+        request_id=request_id,
     )
     if should_stop is not None and should_stop():
         raise TrainingCancelled("adaptation cancelled; nothing was written")
     leak_reference = NgramReference.build(plan.train_texts, n=DEFAULT_N)
-    card = _model_card(metrics, plan.method == "lora")
+    card = _model_card(metrics, plan.method == "lora", config.gguf)
+    # Prefixes are cut before anything that may identify someone; the vocabulary of every note tells ordinary
+    # sentence openers ("Paciente") from names ("Ernesto").
+    vocabulary = lowercase_vocabulary([*plan.train_texts, *plan.heldout_texts])
+    prefixes = [p for text in plan.heldout_texts if (p := safe_prefix(text, config.prefix_words, vocabulary))]
+    converter = gguf_converter() if config.gguf else None
 
     def write(folder: Path) -> None:
         merged = model
@@ -607,9 +676,12 @@ def adapt_folder(
         (folder / "model" / "README.md").write_text(card, encoding="utf-8")
         leak_reference.save(folder / "leak_reference.npz")
         with (folder / "heldout_prefixes.jsonl").open("w", encoding="utf-8") as handle:
-            for number, text in enumerate(plan.heldout_texts, start=1):
-                opening = " ".join(text.split()[: config.prefix_words])
-                handle.write(json.dumps({"id": f"heldout-{number}", "text": opening, "entities": []}) + "\n")
+            for number, prefix in enumerate(prefixes, start=1):
+                line = {"id": f"heldout-{number}", "text": prefix, "entities": [], "prefix_filter": PREFIX_FILTER}
+                handle.write(json.dumps(line, ensure_ascii=False) + "\n")
+        if converter is not None:
+            log.info("converting the adapted model to GGUF for llama.cpp")
+            export_gguf(folder / "model", folder / GGUF_FILE, converter)
         (folder / "metrics.json").write_text(json.dumps(asdict(metrics), indent=2) + "\n", encoding="utf-8")
         (folder / "README.md").write_text(card, encoding="utf-8")
 
@@ -621,7 +693,39 @@ def adapt_folder(
         leak_reference=out / "leak_reference.npz",
         prefix_file=out / "heldout_prefixes.jsonl",
         metrics=metrics,
+        gguf=out / GGUF_FILE if config.gguf else None,
     )
+
+
+def load_result(out: Path) -> AdaptationResult:
+    """The result of a finished adaptation folder, read back from its ``metrics.json`` (written last but one,
+    inside the staging folder, so a folder in place is complete)."""
+    try:
+        recorded = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+        metrics = AdaptationMetrics(**recorded)
+    except (OSError, json.JSONDecodeError, TypeError) as exc:
+        raise AdaptationError(f"{out} is not a finished adaptation folder ({type(exc).__name__})") from None
+    return AdaptationResult(
+        out=out,
+        model_dir=out / "model",
+        adapter_dir=out / "adapter" if (out / "adapter").is_dir() else None,
+        leak_reference=out / "leak_reference.npz",
+        prefix_file=out / "heldout_prefixes.jsonl",
+        metrics=metrics,
+        gguf=out / GGUF_FILE if (out / GGUF_FILE).is_file() else None,
+    )
+
+
+def finished_by(out: Path, request_id: str) -> AdaptationResult:
+    """The folder that an earlier delivery of the same request finished (a crash after the rename, then a retry);
+    :class:`AdaptationError` when another request (or the command line) wrote it: it is never overwritten."""
+    result = load_result(out)
+    if result.metrics.request_id != request_id:
+        raise AdaptationError(
+            f"output folder {out.name} already exists and was written by another adaptation "
+            f"({result.metrics.request_id or 'from the command line'}); adapted models are never overwritten"
+        )
+    return result
 
 
 # --- the trainer service's job ------------------------------------------------------------------------------------
@@ -662,7 +766,14 @@ def run_adaptation_request(
     base_model = Path(request.base_model) if request.base_model else configured or smollm2_gguf()
     out = settings.generators_dir / (request.name or f"adapted-{request.message_id.hex[:12]}")
     config = settings.adaptation.override(request.parameters)
-    result = adapt(texts, base_model, out, config, device=settings.device, should_stop=should_stop)
+    request_id = str(request.message_id)
+    if out.exists():  # a redelivery after the folder was renamed into place: announce it again, do not redo it
+        result = finished_by(out, request_id)
+        log.info("adaptation %s was already finished in %s; announcing it again", request_id, out.name)
+    else:
+        result = adapt(
+            texts, base_model, out, config, device=settings.device, should_stop=should_stop, request_id=request_id
+        )
     metrics = result.metrics
     return GeneratorAdapted(
         correlation_id=request.correlation_id,

@@ -52,6 +52,10 @@ class AdaptationConfig(AdaptationParameters):
         default=3, ge=1, le=50, description="Opening words of each held-out note written for the generator."
     )
     log_every: int = Field(default=10, ge=1)
+    gguf: bool = Field(
+        default=False,
+        description="Also write model.gguf (f16) for the llama.cpp server, with llama.cpp's convert_hf_to_gguf.py.",
+    )
 
     def override(self, changes: AdaptationParameters) -> AdaptationConfig:
         """A copy with every field that ``changes`` sets."""

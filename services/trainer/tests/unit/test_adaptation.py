@@ -7,17 +7,42 @@ from pathlib import Path
 
 import pytest
 import torch
+from openai import AsyncOpenAI
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from synthner_shared.contracts import AdaptationRequested
 from synthner_shared.documents import read_documents
+from synthner_shared.local_llm import local_llm, smollm2_gguf
 from synthner_shared.ngrams import NgramReference, ngram_recall
-from synthner_trainer.adaptation import AdaptationError, AdaptationResult, adapt, pack, perplexity
-from synthner_trainer.settings import AdaptationConfig
+from synthner_shared.prefixes import PREFIX_FILTER
+from synthner_trainer import adaptation
+from synthner_trainer.adaptation import (
+    GGUF_CONVERTER_ENV,
+    AdaptationError,
+    AdaptationResult,
+    GgufExportError,
+    adapt,
+    load_result,
+    model_name,
+    pack,
+    perplexity,
+    run_adaptation_request,
+)
+from synthner_trainer.settings import AdaptationConfig, TrainerSettings
 from synthner_trainer.testing import write_tiny_causal_lm
 from synthner_trainer.training import TrainingCancelled
 
 MEDDOCAN = Path(__file__).resolve().parents[4].parent / "shared" / "data" / "meddocan"
 NOTES = 24
+DESCRIPTORS = {
+    "SEXO_SUJETO_ASISTENCIA",
+    "FAMILIARES_SUJETO_ASISTENCIA",
+    "EDAD_SUJETO_ASISTENCIA",
+    "ID_SUJETO_ASISTENCIA",
+    "OTROS_SUJETO_ASISTENCIA",
+    "PROFESION",
+}
+"""MEDDOCAN labels that also mark words identifying nobody alone ("varón", "madre"); prefixes may keep those words."""
 
 pytestmark = [
     pytest.mark.skipif(not (MEDDOCAN / "train.jsonl").is_file(), reason="no MEDDOCAN data beside the repo"),
@@ -95,7 +120,67 @@ def test_written_reference_is_the_leak_gate_format_of_the_training_notes(
     # Every training note is fully in the reference; held-out notes (never trained on) only partly, if at all.
     recalls = sorted(ngram_recall(reference, [text]) for text in notes)
     assert recalls[adapted.metrics.heldout_notes :] == [1.0] * adapted.metrics.train_notes
+    assert 0 < len(prefixes) <= adapted.metrics.heldout_notes
     assert all(len(p.split()) <= 3 for p in prefixes)
+
+
+def test_held_out_prefixes_carry_no_gold_identifier_of_the_notes(adapted: AdaptationResult) -> None:
+    documents = list(read_documents(MEDDOCAN / "train.jsonl"))[:NOTES]
+    identifiers = {
+        document.text[e.start : e.end]
+        for document in documents
+        for e in document.entities
+        if e.label not in DESCRIPTORS or any(char.isdigit() for char in document.text[e.start : e.end])
+    }
+    written = list(read_documents(adapted.prefix_file))
+    assert all(d.model_extra == {"prefix_filter": PREFIX_FILTER} for d in written)
+    words = {word for d in written for word in d.text.split()}
+    leaked = [s for s in identifiers if s in words or (" " in s and any(s in d.text for d in written))]
+    assert leaked == []
+
+
+def test_metrics_name_the_base_model_without_this_machines_path(adapted: AdaptationResult, base_model: Path) -> None:
+    text = (adapted.out / "metrics.json").read_text(encoding="utf-8")
+    assert json.loads(text)["base_model"] == base_model.name == adapted.metrics.base_model
+    assert str(base_model.parent) not in text
+    assert str(base_model.parent) not in (adapted.out / "README.md").read_text(encoding="utf-8")
+    assert model_name(Path("/srv/generators/adapted-1/model")) == "adapted-1/model"
+    assert model_name(Path("/models/SmolLM2-135M-Instruct.Q8_0.gguf")) == "SmolLM2-135M-Instruct.Q8_0.gguf"
+
+
+def test_a_retried_request_announces_its_finished_folder_instead_of_failing(
+    tmp_path: Path, notes: list[str], base_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = TrainerSettings(
+        data_dir=tmp_path, generator_base_model=base_model, device="cpu", adaptation=config(samples=1)
+    )
+    settings.adaptation_notes_dir.mkdir(parents=True)
+    (settings.adaptation_notes_dir / "real.jsonl").write_text(
+        "".join(json.dumps({"id": f"n{i}", "text": text, "entities": []}) + "\n" for i, text in enumerate(notes)),
+        encoding="utf-8",
+    )
+    request = AdaptationRequested(correlation_id="adapt-1", producer="tests", notes="real.jsonl", name="gen-1")
+    first = run_adaptation_request(request, settings)
+    assert json.loads((tmp_path / "generators" / "gen-1" / "metrics.json").read_text())["request_id"] == str(
+        request.message_id
+    )
+
+    # The crash came after the rename and before the ack: the redelivered request must not train again.
+    def no_training(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a finished request was trained again")
+
+    monkeypatch.setattr(adaptation, "adapt", no_training)
+    again = run_adaptation_request(request, settings)
+    assert again.model_dump(exclude={"message_id", "created_at"}) == first.model_dump(
+        exclude={"message_id", "created_at"}
+    )
+    other = AdaptationRequested(correlation_id="adapt-2", producer="tests", notes="real.jsonl", name="gen-1")
+    with pytest.raises(AdaptationError, match="written by another adaptation"):
+        run_adaptation_request(other, settings)
+    (tmp_path / "generators" / "half").mkdir()
+    half = AdaptationRequested(correlation_id="adapt-3", producer="tests", notes="real.jsonl", name="half")
+    with pytest.raises(AdaptationError, match="not a finished adaptation folder"):
+        run_adaptation_request(half, settings)
 
 
 def test_ngram_reference_round_trip_keeps_hashes_and_key(tmp_path: Path, notes: list[str]) -> None:
@@ -177,3 +262,36 @@ def test_a_cancelled_adaptation_leaves_nothing_behind(tmp_path: Path, notes: lis
     with pytest.raises(TrainingCancelled):
         adapt(notes, base_model, tmp_path / "out", config(), device="cpu", should_stop=lambda: next(calls) >= 2)
     assert list(tmp_path.iterdir()) == []
+
+
+async def test_gguf_export_of_adapted_smollm2_loads_in_the_llama_cpp_server(tmp_path: Path, notes: list[str]) -> None:
+    settings = config(
+        max_steps=1, batch_size=1, block_size=64, samples=0, learning_rate=1e-5, heldout_fraction=0.15, gguf=True
+    )
+    result = adapt(notes[:8], smollm2_gguf(), tmp_path / "adapted", settings, device="cpu")
+    assert result.gguf == tmp_path / "adapted" / "model.gguf"
+    assert "model.gguf" in (result.out / "README.md").read_text(encoding="utf-8")
+    assert load_result(result.out).gguf == result.gguf
+    async with local_llm(model_path=result.gguf, n_ctx=256) as server:
+        client = AsyncOpenAI(base_url=server.base_url, api_key="not-needed", max_retries=0, timeout=120)
+        try:
+            reply = await client.completions.create(model=server.model, prompt="Paciente de", max_tokens=8, seed=1)
+        finally:
+            await client.close()
+    assert reply.choices[0].text.strip()
+
+
+def test_a_failed_gguf_export_leaves_nothing_behind(tmp_path: Path, notes: list[str], base_model: Path) -> None:
+    # llama.cpp's converter knows the tokenizers of published models only, not the test's own tiny one.
+    with pytest.raises(GgufExportError, match="pre-tokenizer was not recognized"):
+        adapt(notes, base_model, tmp_path / "out", config(max_steps=1, samples=0, gguf=True), device="cpu")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_gguf_export_without_the_converter_is_refused_before_training(
+    tmp_path: Path, notes: list[str], base_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(GGUF_CONVERTER_ENV, str(tmp_path / "missing" / "convert_hf_to_gguf.py"))
+    with pytest.raises(AdaptationError, match=r"convert_hf_to_gguf\.py, not found"):
+        adapt(notes, base_model, tmp_path / "out", config(gguf=True), device="cpu")
+    assert not (tmp_path / "out").exists()
