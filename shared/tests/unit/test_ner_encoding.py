@@ -23,6 +23,7 @@ from synthner_shared.ner import (
     iob2_tags,
     merge_window_predictions,
     plan_windows,
+    split_words_at_punctuation,
     token_label_ids,
     tokenize,
     word_tags,
@@ -86,6 +87,19 @@ def test_entity_boundary_inside_a_word_widens_to_the_word_and_is_counted() -> No
     decoded, counts = iob2_round_trip(tokens, [span(0, 6)])
     assert decoded == [CharSpan(0, 7, "Disease")]
     assert (counts.spans, counts.exact, counts.lost) == (1, 0, 1)
+
+
+def test_punctuation_at_a_token_boundary_separates_words_of_a_whitespace_tokenizer() -> None:
+    # what a SentencePiece tokenizer gives for "en Madrid. (Barcelona)": a lone metaspace token shares the "(" with it
+    text = "en Madrid. (Barcelona)"
+    offsets = [(0, 2), (3, 9), (9, 10), (11, 12), (11, 12), (12, 21), (21, 22)]
+    words = [0, 1, 1, 2, 2, 2, 2]
+    assert split_words_at_punctuation(text, offsets, words) == [0, 1, 2, 3, 3, 4, 5]
+    tokens = TokenizedText(list(range(len(offsets))), offsets, split_words_at_punctuation(text, offsets, words))
+    _, counts = iob2_round_trip(tokens, [span(3, 9, "TERRITORIO"), span(12, 21, "TERRITORIO")])
+    assert counts.exact == 2
+    # a word piece glued to its punctuation cannot be split ("28." as one token)
+    assert split_words_at_punctuation("CP 28.", [(0, 2), (3, 6)], [0, 1]) == [0, 1]
 
 
 @pytest.mark.parametrize(("length", "stride"), [(1, 0), (3, 1), (5, 2), (8, 7), (50, 10)])

@@ -13,6 +13,7 @@ from types import ModuleType
 from synthner.commands import (
     adapt,
     annotate,
+    base_model,
     convert,
     dataset,
     demo,
@@ -35,6 +36,7 @@ COMMAND_MODULES: tuple[ModuleType, ...] = (
     train,
     evaluate,
     adapt,
+    base_model,
     annotate,
     convert,
     serve,

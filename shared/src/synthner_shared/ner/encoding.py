@@ -5,7 +5,8 @@ the same way.
 
 - **Tokens and words.** A text is tokenized once, whole, by a *fast* tokenizer without special tokens; each token has
   its character offsets in the original text (the offset mapping) and the index of the pre-tokenizer word it belongs
-  to (``word_ids``). Offsets are Python ``str`` indices (code points), like the document format's.
+  to (``word_ids``), split further where punctuation meets a token boundary (SentencePiece tokenizers split words
+  only at whitespace). Offsets are Python ``str`` indices (code points), like the document format's.
 - **Sub-token policy.** Labels are assigned per *word*: a word overlapping an entity span gets ``B-<label>`` when it
   is the first word of the span and ``I-<label>`` otherwise. Only the **first sub-token** of a word carries the
   word's label; the other sub-tokens are masked with ``-100`` (ignored by the loss), and at decoding time a word takes
@@ -21,6 +22,7 @@ the same way.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -103,7 +105,38 @@ def tokenize(tokenizer: TokenizerCall, text: str) -> TokenizedText:
         ids.append(int(token_id))
         offsets.append((int(start), int(end)))
         words.append(int(word))
-    return TokenizedText(ids, offsets, words)
+    return TokenizedText(ids, offsets, split_words_at_punctuation(text, offsets, words))
+
+
+def is_punctuation(char: str) -> bool:
+    """BERT's punctuation: every ASCII character that is neither a letter, a digit nor a space, and Unicode P*."""
+    code = ord(char)
+    if 33 <= code <= 47 or 58 <= code <= 64 or 91 <= code <= 96 or 123 <= code <= 126:
+        return True
+    return unicodedata.category(char).startswith("P")
+
+
+def split_words_at_punctuation(text: str, offsets: Sequence[tuple[int, int]], words: Sequence[int]) -> list[int]:
+    """Word ids in which a punctuation character at a token boundary also separates words.
+
+    SentencePiece tokenizers (XLM-R, multilingual-e5) pre-tokenize at whitespace only, so ``Madrid.`` is one word
+    and a per-word label would carry the full stop into the entity: only 35% of MEDDOCAN's dev entities survived
+    the IOB2 round trip with multilingual-e5-small's tokenizer (93% with this split; the rest end inside a piece
+    such as ``28.``). A new word therefore starts at a token that begins with punctuation or follows a token that
+    ends with it (unless the two tokens overlap, as a lone ``▁`` and the character it opens do). BERT's
+    pre-tokenizer already makes each such character a word of its own, so for it nothing changes.
+    """
+    split: list[int] = []
+    for i, (start, _) in enumerate(offsets):
+        if i == 0:
+            split.append(0)
+            continue
+        previous_end = offsets[i - 1][1]
+        at_punctuation = start >= previous_end and (
+            is_punctuation(text[start]) or is_punctuation(text[previous_end - 1])
+        )
+        split.append(split[-1] + (1 if words[i] != words[i - 1] or at_punctuation else 0))
+    return split
 
 
 @dataclass(frozen=True)
