@@ -21,6 +21,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from synthner_annotator.backends.llm import LLMAnnotator, LLMAnnotatorSettings
 from synthner_annotator.endpoint import EndpointSettings
@@ -235,7 +236,7 @@ async def test_llm_endpoint_keys_reach_no_log_line_even_when_the_endpoint_fails(
             endpoint = EndpointSettings(
                 base_url=server.base_url,
                 model="gpt-test",
-                api_key=key,
+                api_key=SecretStr(key),
                 max_attempts=2,
                 timeout_s=10,
                 backoff_initial_s=0.01,

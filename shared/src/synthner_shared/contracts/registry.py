@@ -146,7 +146,7 @@ def describe_validation_error(error: ValidationError, fields: Collection[str] | 
     """A one-line summary of a validation error that names fields and rules but never echoes input values
     (see :func:`describe_problems`)."""
     problems = error.errors(include_input=False, include_url=False)
-    return f"{error.title}: " + describe_problems(problems, fields)  # type: ignore[arg-type]
+    return f"{error.title}: " + describe_problems(problems, fields)
 
 
 def decode_message(body: bytes, accepted: tuple[type[Envelope], ...] | None = None) -> Envelope:
