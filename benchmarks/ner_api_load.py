@@ -9,17 +9,33 @@ The model is the lexicon test predictor (``synthner_ner_api.testing``: no torch,
 the micro-batcher and the swap), or with ``--model DIR`` a real token-classification folder (e.g. one trained by
 ``synthner train``), served by ``python -m synthner_ner_api`` itself and copied as both versions.
 
-Notes are NCBI-disease texts from ``../shared/data`` when present, else generated sample text. Resident memory of the
-server process is read from ``/proc`` after the warm-up and at the end. The last line is
-``requests=… failed=… p50_ms=… p99_ms=… rss_start_mb=… rss_end_mb=… swapped=0|1 versions=v1:…,v2:…``.
+Notes are NCBI-disease texts (``--notes``, default ``../shared/data/ncbi_disease/dev.jsonl``) when present, else
+generated sample text.
 
-    python benchmarks/ner_api_load.py [--duration 60] [--clients 8] [--model DIR]
+Memory: the server's resident set (``/proc/PID/status`` VmRSS) is sampled twice a second. Before the timed run the
+clients send ``--warmup`` requests (default 200): ONNX Runtime's memory arena grows with the batch shapes it meets and
+levels off after a few dozen batches, which is growth to a working size, not a leak. The swap legitimately adds one
+model (the previous version stays loaded for an instant rollback, with its own arena), so flatness is judged while
+one version serves: the growth from the start of the timed run to the swap, plus the growth from the moment ``v2``
+has answered ``--warmup`` requests to the end (``steady_growth_mb``), must stay within
+``max(--max-growth-mb, --max-growth-pct of the start)``, by default max(32 MB, 5 %). With the lexicon model (about
+20,000 requests a minute on 2 cores) a leak of 2 kB a request passes that bound; a real model on 2 cores answers about
+4 requests a second, so run it longer (``--duration 300`` catches about 50 kB a request). ``swap_mb`` is what the swap
+and the new version's warm-up added.
+
+The run fails (exit 1) on any failed request (warm-up included), a request sent after the swap answered by ``v1``,
+no swap, memory over the bound, or a run too short for ``v2`` to finish its warm-up (memory not judged). The last
+line is ``requests=… failed=… p50_ms=… p99_ms=… rss_start_mb=… rss_end_mb=… swap_mb=… steady_growth_mb=…
+growth_bound_mb=… memory_flat=0|1 swapped=0|1 versions=v1:…,v2:…``.
+
+    python benchmarks/ner_api_load.py [--duration 60] [--clients 8] [--warmup 200] [--model DIR] [--notes FILE]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -30,6 +46,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +57,7 @@ from synthner_shared.documents import read_documents
 from synthner_shared.testing import sample_note
 
 NOTES = Path(__file__).resolve().parents[2] / "shared" / "data" / "ncbi_disease" / "dev.jsonl"
+RSS_EVERY_S = 0.5
 
 
 def free_port() -> int:
@@ -81,10 +99,55 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError("no VmRSS in /proc status")
 
 
-def load_notes() -> list[str]:
-    if NOTES.is_file():
-        return [d.text for d in read_documents(NOTES)][:200]
+def load_notes(path: Path) -> list[str]:
+    if path.is_file():
+        return [d.text for d in read_documents(path)][:200]
     return [sample_note(seed, words=120).text for seed in range(200)]
+
+
+@dataclass
+class Memory:
+    """Resident-memory samples of the server (seconds since the end of the warm-up, MB) and the moments that matter."""
+
+    pid: int
+    started: float = field(default_factory=time.monotonic)
+    samples: list[tuple[float, float]] = field(default_factory=list)
+    swap_at: float | None = None
+    settled_at: float | None = None
+    """When ``v2`` had answered ``--warmup`` requests (its runtime's memory arena grown to what the load needs)."""
+    windows: tuple[float, float] = (0.0, 0.0)
+    """Growth (MB) from the start to the swap (v1 serving) and from v2's warm-up to the end."""
+
+    def now(self) -> float:
+        return time.monotonic() - self.started
+
+    async def sample(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            self.samples.append((self.now(), rss_mb(self.pid)))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=RSS_EVERY_S)
+
+    def at(self, moment: float) -> float:
+        """The last sample taken at or before ``moment`` (the first one if none)."""
+        before = [mb for t, mb in self.samples if t <= moment]
+        return before[-1] if before else self.samples[0][1]
+
+    def figures(self, max_growth_mb: float, max_growth_pct: float) -> dict[str, float]:
+        start, end = self.samples[0][1], self.samples[-1][1]
+        before_swap = self.at(self.swap_at) if self.swap_at is not None else end
+        settled = self.at(self.settled_at) if self.settled_at is not None else end
+        self.windows = (before_swap - start, end - settled)
+        steady = sum(max(0.0, growth) for growth in self.windows)
+        bound = max(max_growth_mb, start * max_growth_pct / 100)
+        judged = self.swap_at is not None and self.settled_at is not None
+        return {
+            "rss_start_mb": start,
+            "rss_end_mb": end,
+            "swap_mb": settled - before_swap,
+            "steady_growth_mb": steady,
+            "growth_bound_mb": bound,
+            "memory_flat": float(judged and steady <= bound),
+        }
 
 
 async def wait_ready(client: httpx.AsyncClient, server: subprocess.Popen[bytes], timeout_s: float = 120) -> None:
@@ -121,15 +184,23 @@ def start_server(args: argparse.Namespace, store: Path, keys: Path, port: int) -
 class Load:
     """What the clients saw."""
 
+    memory: Memory | None = None
+    warmup: int = 0
     latencies: list[float] = field(default_factory=list)
     failures: Counter[str] = field(default_factory=Counter)
     versions: Counter[str] = field(default_factory=Counter)
     old_after_swap: int = 0
     swapped: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def client(self, client: httpx.AsyncClient, notes: list[str], first: int, step: int, stop_at: float) -> None:
+    @property
+    def sent(self) -> int:
+        return len(self.latencies) + sum(n for kind, n in self.failures.items() if not kind.isdigit())
+
+    async def client(
+        self, client: httpx.AsyncClient, notes: list[str], first: int, step: int, done: Callable[[], bool]
+    ) -> None:
         position = first
-        while time.monotonic() < stop_at:
+        while not done():
             note = notes[position % len(notes)]
             position += step
             swapped_before = self.swapped.is_set()
@@ -146,32 +217,37 @@ class Load:
             version = response.json()["model_version"]
             self.versions[version] += 1
             self.old_after_swap += swapped_before and version == "v1"
+            if version == "v2" and self.versions[version] == self.warmup and self.memory is not None:
+                self.memory.settled_at = self.memory.now()
 
     async def swap(self, client: httpx.AsyncClient, store: Path, model: Path | None, after_s: float) -> None:
+        assert self.memory is not None
         await asyncio.sleep(after_s)
+        self.memory.swap_at = self.memory.now()
         install_version(store, "v2", model)
         response = await client.post("/v1/admin/reload", json={}, headers={"Authorization": f"Bearer {ADMIN_KEY}"})
         response.raise_for_status()
         assert response.json()["version"] == "v2", response.text
         self.swapped.set()
 
-    def line(self, rss_start: float, rss_end: float) -> str:
-        transport_failures = sum(n for kind, n in self.failures.items() if not kind.isdigit())
+    def line(self, memory: dict[str, float]) -> str:
         failed = sum(self.failures.values()) + self.old_after_swap
         ordered = sorted(self.latencies)
         p50 = statistics.median(ordered) * 1000
         p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))] * 1000
         served = ",".join(f"{v}:{n}" for v, n in sorted(self.versions.items()))
+        figures = " ".join(
+            f"{name}={value:.0f}" if name == "memory_flat" else f"{name}={value:.1f}" for name, value in memory.items()
+        )
         return (
-            f"requests={len(ordered) + transport_failures} failed={failed} p50_ms={p50:.1f} p99_ms={p99:.1f} "
-            f"rss_start_mb={rss_start:.1f} rss_end_mb={rss_end:.1f} swapped={int(self.swapped.is_set())} "
-            f"versions={served}"
+            f"requests={self.sent} failed={failed} p50_ms={p50:.1f} p99_ms={p99:.1f} "
+            f"{figures} swapped={int(self.swapped.is_set())} versions={served}"
         )
 
 
 async def drive(args: argparse.Namespace, store: Path, port: int, server: subprocess.Popen[bytes]) -> str:
-    notes = load_notes()
-    load = Load()
+    notes = load_notes(args.notes)
+    clients = range(args.clients)
     async with httpx.AsyncClient(
         base_url=f"http://127.0.0.1:{port}",
         timeout=60,
@@ -179,23 +255,39 @@ async def drive(args: argparse.Namespace, store: Path, port: int, server: subpro
         limits=httpx.Limits(max_connections=args.clients),
     ) as client:
         await wait_ready(client, server)
-        for note in notes[:20]:  # warm-up
-            (await client.post("/v1/ner", json={"text": note})).raise_for_status()
-        rss_start = rss_mb(server.pid)
-        stop_at = time.monotonic() + args.duration
+        warm = Load()  # the same clients until v1 has answered --warmup requests; only its failures count
+        await asyncio.gather(
+            *(warm.client(client, notes, i, args.clients, lambda: warm.sent >= args.warmup) for i in clients)
+        )
+        memory, stop = Memory(server.pid), asyncio.Event()
+        load = Load(memory=memory, warmup=args.warmup, failures=warm.failures)
+        sampler = asyncio.create_task(memory.sample(stop))
+        stop_at = memory.started + args.duration
         await asyncio.gather(
             load.swap(client, store, args.model, args.duration / 2),
-            *(load.client(client, notes, i, args.clients, stop_at) for i in range(args.clients)),
+            *(load.client(client, notes, i, args.clients, lambda: time.monotonic() >= stop_at) for i in clients),
         )
-        rss_end = rss_mb(server.pid)
+        stop.set()
+        await sampler
+        memory.samples.append((memory.now(), rss_mb(server.pid)))
     if load.failures:
         print(f"failures: {dict(load.failures)}")
     if load.old_after_swap:
         print(f"{load.old_after_swap} requests sent after the swap were answered by v1")
     model = "lexicon" if args.model is None else "real"
     rps = len(load.latencies) / args.duration
-    print(f"model={model} clients={args.clients} duration_s={args.duration:g} rps={rps:.0f}")
-    return load.line(rss_start, rss_end)
+    print(f"model={model} clients={args.clients} duration_s={args.duration:g} warmup={args.warmup} rps={rps:.0f}")
+    figures = memory.figures(args.max_growth_mb, args.max_growth_pct)
+    v1_window, v2_window = memory.windows
+    print(f"memory: {v1_window:+.1f} MB while v1 served, {v2_window:+.1f} MB after v2's warm-up")
+    if memory.settled_at is None:
+        print(f"memory not judged: v2 answered fewer than {args.warmup} requests before the end (run longer)")
+    elif not figures["memory_flat"]:
+        print(
+            f"memory not flat: grew {figures['steady_growth_mb']:.1f} MB while one version served "
+            f"(bound {figures['growth_bound_mb']:.1f} MB)"
+        )
+    return load.line(figures)
 
 
 def main(argv: list[str]) -> int:
@@ -206,6 +298,16 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of load (default 60)")
     parser.add_argument("--clients", type=int, default=8, help="concurrent HTTP clients (default 8)")
     parser.add_argument("--model", type=Path, default=None, help="a real token-classification folder to serve")
+    parser.add_argument(
+        "--warmup", type=int, default=200, help="requests each version answers before memory is measured (default 200)"
+    )
+    parser.add_argument("--notes", type=Path, default=NOTES, help="JSONL documents whose texts are sent")
+    parser.add_argument(
+        "--max-growth-mb", type=float, default=32.0, help="resident-memory growth allowed while one version serves"
+    )
+    parser.add_argument(
+        "--max-growth-pct", type=float, default=5.0, help="the same bound as a share of the start (the larger wins)"
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as folder:
         store = Path(folder) / "models"
@@ -222,7 +324,7 @@ def main(argv: list[str]) -> int:
             except subprocess.TimeoutExpired:
                 server.kill()
     print(line)
-    return 0 if " failed=0 " in line and "swapped=1" in line else 1
+    return 0 if " failed=0 " in line and "swapped=1" in line and "memory_flat=1" in line else 1
 
 
 if __name__ == "__main__":

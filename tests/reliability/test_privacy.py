@@ -1,9 +1,11 @@
 """Privacy and security across the services, with the services' own logging set-up at DEBUG.
 
 - the NER API answers 401 to every endpoint without a valid key;
-- a unique canary planted in NER API requests, and in notes going through the generator, annotator and trainer
-  handlers, appears in no log line at any level (and not in ``/metrics``);
-- API keys and the broker password never appear in logs or ``/metrics``;
+- a unique canary planted in NER API requests (in values and as field names), and in notes going through the
+  generator, annotator and trainer handlers, appears in no log line at any level, in no error answer and not in
+  ``/metrics``;
+- API keys (the NER API's and the LLM endpoints' keys of the generator and annotator, also on their error paths) and
+  the broker password never appear in logs or ``/metrics``;
 - a note that is not synthetic, or did not pass the leak check, never reaches an endpoint marked external.
 
 The leak gate's quarantine of planted memorised passages is covered where the gate lives
@@ -19,11 +21,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from synthner_annotator.backends.llm import LLMAnnotator, LLMAnnotatorSettings
 from synthner_annotator.endpoint import EndpointSettings
 from synthner_annotator.handler import make_handler
-from synthner_annotator.testing import constant, lexicon_oracle, openai_compatible_server
+from synthner_annotator.testing import Answer, constant, lexicon_oracle, openai_compatible_server
 from synthner_generator.service import build_generator
 from synthner_generator.testing import LLMRequest, Reply, local_llm_server, sample_job, settings_for
 from synthner_ner_api.app import create_app
@@ -97,6 +100,10 @@ async def test_canary_and_keys_in_ner_api_traffic_reach_no_log_line_and_no_metri
             await ner_api.post("/v1/ner", json={"text": CANARY * 50}, headers=user),  # over max_text_chars
             await ner_api.post("/v1/ner", json={"text": "x", "extra": CANARY}, headers=user),  # unknown field
             await ner_api.post("/v1/ner", json={"text": 7, "note": CANARY}, headers=user),
+            await ner_api.post("/v1/ner", json={"text": "x", CANARY: CANARY}, headers=user),  # field named by it
+            await ner_api.post(
+                "/v1/ner/batch", json={"items": [{"id": "a", "text": [CANARY], CANARY: 1}]}, headers=user
+            ),
             await ner_api.post("/v1/ner", content=f'{{"text": "{CANARY}'.encode(), headers=json_user),  # truncated
             await ner_api.post("/v1/ner", content=b'{"text": "\xff' + CANARY.encode(), headers=json_user),  # not UTF-8
             await ner_api.post("/v1/ner", json={"text": "asthma"}, headers={"Authorization": f"Bearer {CANARY}"}),
@@ -105,14 +112,14 @@ async def test_canary_and_keys_in_ner_api_traffic_reach_no_log_line_and_no_metri
             ),
         ]
         metrics = await ner_api.get("/metrics")
-    assert [a.status_code for a in answers] == [200, 200, 200, 413, 422, 422, 422, 400, 401, 404]
+    assert [a.status_code for a in answers] == [200, 200, 200, 413, 422, 422, 422, 422, 422, 400, 401, 404]
     assert answers[0].json()["entities"][0]["text"] == "asthma"
     assert logs.lines, "nothing was logged: the capture is not working"
     assert metrics.status_code == 200
     for needle in (CANARY, *SECRETS):
         assert logs.containing(needle) == []
         assert needle not in metrics.text
-    for answer in answers[3:9]:  # error messages name fields and limits, never the sent text
+    for answer in answers[3:11]:  # error messages name fields and limits, never the sent text or field names
         assert CANARY not in answer.text
 
 
@@ -206,6 +213,47 @@ async def test_a_note_not_synthetic_and_checked_never_reaches_an_external_endpoi
     assert "external endpoint" in refused.reason
     assert isinstance(accepted, DocumentAnnotated)
     assert len(server.requests) == 1
+
+
+async def test_llm_endpoint_keys_reach_no_log_line_even_when_the_endpoint_fails(tmp_path: Path) -> None:
+    """The generator's and the annotator's bearer keys are sent to their endpoints but logged nowhere (DEBUG), also
+    on the error paths (a refusal, server errors and retries)."""
+    key = f"sk-{uuid.uuid4().hex}"
+    labels = ["Disease"]
+    answers = iter([Answer.error(500), Answer.error(401)])
+
+    async def failing(_: dict[str, object]) -> Answer:
+        return next(answers, Answer(content='{"mentions": []}'))
+
+    with captured_service_logs() as logs:
+        async with local_llm_server() as llm:
+            llm.fail_next = [500, 503]
+            settings = settings_for(llm.url, tmp_path, api_key=key)
+            async with build_generator(settings) as generator:
+                outputs = await generator.handle(sample_job(count=2))
+        assert [m for m in outputs if isinstance(m, NoteGenerated)], outputs
+        async with openai_compatible_server(failing) as server:
+            endpoint = EndpointSettings(
+                base_url=server.base_url,
+                model="gpt-test",
+                api_key=SecretStr(key),
+                max_attempts=2,
+                timeout_s=10,
+                backoff_initial_s=0.01,
+                backoff_max_s=0.01,
+            )
+            annotator = LLMAnnotator(LLMAnnotatorSettings(endpoint=endpoint), labels)
+            try:
+                handle = make_handler(annotator, labels, "annotator-test", 10_000)
+                results = [m for note in (sample_note(1), sample_note(2)) for m in await handle(note)]
+            finally:
+                await annotator.aclose()
+    assert {type(m) for m in results} == {AnnotationFailed, DocumentAnnotated}, results
+    assert server.headers[-1]["authorization"] == f"Bearer {key}", "the key was not sent"
+    assert logs.lines, "nothing was logged: the capture is not working"
+    assert logs.containing(key) == []
+    assert key not in repr(settings)
+    assert key not in repr(endpoint)
 
 
 async def test_the_broker_password_is_never_logged() -> None:

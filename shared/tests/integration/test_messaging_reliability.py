@@ -28,6 +28,7 @@ from synthner_shared.messaging import (
     Service,
     serve_health,
 )
+from synthner_shared.messaging.consumer import MAX_REASON_CHARS
 from synthner_shared.messaging.publisher import send_confirmed, to_amqp
 from synthner_shared.testing import (
     BrokerProbe,
@@ -135,7 +136,12 @@ async def test_message_survives_a_consumer_killed_before_ack_and_is_processed_on
     ("body", "reason_part"),
     [
         (b"not json at all", "body is not JSON"),
-        (b'{"type": "NoSuchMessage", "schema_version": 1}', "unknown message type 'NoSuchMessage'"),
+        (b'{"type": "NoSuchMessage", "schema_version": 1}', "unknown message type (a name of 13 characters"),
+        (b'{"type": "secret patient text' + b"x" * 20_000 + b'", "schema_version": 1}', "unknown message type"),
+        (
+            json.dumps({**json.loads(sample_note(5).model_dump_json()), "secret patient text": 1}).encode(),
+            "NoteGenerated: <unknown key>: Extra inputs are not permitted [extra_forbidden]",
+        ),
         (b'{"type": "NoteGenerated", "schema_version": 99}', "schema_version 99 is not supported"),
         (b'{"type": "ModelPublished", "schema_version": 1}', "not handled by this consumer"),
         (b'{"type": "NoteGenerated", "schema_version": 1, "text": "secret patient text"}', "Field required"),
@@ -158,6 +164,7 @@ async def test_undecodable_message_goes_to_the_dlq_at_once_with_its_reason(
     reason = str(dead.headers[REASON_HEADER])
     assert reason_part in reason
     assert "secret patient text" not in reason
+    assert len(reason) <= MAX_REASON_CHARS + 50
     assert dead.headers[QUEUE_HEADER] == broker_probe.topology.queue_name(ANNOTATOR)
     assert len(calls) == 1
 

@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from synthner_shared.contracts import (
     MESSAGE_CLASSES,
+    DatasetManifest,
     DocumentAnnotated,
     EntitySpan,
     GenerationRequested,
@@ -19,7 +20,10 @@ from synthner_shared.contracts import (
     UnsupportedSchemaVersion,
     content_id,
     decode_message,
+    describe_validation_error,
+    field_names,
 )
+from synthner_shared.contracts.registry import MAX_PROBLEMS
 from synthner_shared.testing import sample_annotated, sample_note
 
 
@@ -70,7 +74,7 @@ def test_annotated_document_accepts_sorted_adjacent_spans_with_code_point_offset
         ([(5, 3, "Disease")], "non-empty span inside the text"),
         ([(2, 2, "Disease")], "non-empty span inside the text"),
         ([(0, 99, "Disease")], "non-empty span inside the text"),
-        ([(0, 4, "Symptom")], "not in the declared label set"),
+        ([(0, 4, "Symptom")], "outside the declared label set"),
         ([(6, 10, "Disease"), (0, 4, "Disease")], "must be sorted"),
         ([(0, 6, "Disease"), (4, 10, "Drug")], "overlaps"),
     ],
@@ -135,6 +139,39 @@ def test_decode_rejects_unknown_type_and_unsupported_version_without_echoing_val
         decode_message(json.dumps(raw).encode())
     assert "note_id" in str(caught.value)
     assert "JOHN-DOE" not in str(caught.value)
+
+
+def test_decode_reasons_quote_no_type_name_field_name_or_dict_key_of_the_sender() -> None:
+    canary = "PatientJaneRoe"
+    with pytest.raises(UnknownMessageType) as unknown:
+        decode_message(json.dumps({"type": canary * 1_000, "schema_version": 1}).encode())
+    assert "unknown message type (a name of 14000 characters; known: " in str(unknown.value)
+    raw = json.loads(sample_note().model_dump_json())
+    with pytest.raises(MessageDecodeError) as extra:
+        decode_message(json.dumps({**raw, canary: 1, "provenance": {canary: canary}}).encode())
+    assert "NoteGenerated: provenance: Input should be 'synthetic' or 'real' [literal_error]" in str(extra.value)
+    assert "<unknown key>: Extra inputs are not permitted [extra_forbidden]" in str(extra.value)
+    for caught in (unknown, extra):
+        assert canary not in str(caught.value)
+
+
+def test_a_dict_key_from_the_input_is_not_quoted_in_a_validation_reason() -> None:
+    manifest = {"version": "d1", "content_hash": "0" * 64, "document_count": 1, "annotators": []}
+    with pytest.raises(ValidationError) as caught:
+        DatasetManifest.model_validate({**manifest, "label_counts": {"PatientJaneRoe": "many"}})
+    reason = describe_validation_error(caught.value, field_names(DatasetManifest))
+    assert reason == (
+        "DatasetManifest: label_counts.<unknown key>: Input should be a valid integer, unable to parse string as an "
+        "integer [int_parsing]"
+    )
+
+
+def test_a_decode_reason_names_a_few_problems_and_counts_the_rest() -> None:
+    with pytest.raises(MessageDecodeError) as caught:
+        decode_message(b'{"type": "NoteGenerated", "schema_version": 1}')
+    reason = str(caught.value)
+    assert reason.count("Field required [missing]") == MAX_PROBLEMS
+    assert reason.endswith(" more")
 
 
 def test_decode_checks_the_accepted_types() -> None:

@@ -12,7 +12,13 @@ from pydantic import ValidationError
 from synthner_shared.contracts import MessageDecodeError
 from synthner_shared.logs import configure_logging
 from synthner_shared.messaging import BrokerSettings, RetryableError
-from synthner_shared.messaging.consumer import MAX_REASON_CHARS, ProcessedKeys, describe_error
+from synthner_shared.messaging.consumer import (
+    MAX_REASON_CHARS,
+    ProcessedKeys,
+    bounded_reason,
+    describe_error,
+    safe_id,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -70,6 +76,26 @@ def test_describe_error_keeps_handler_messages_but_hides_other_exception_text() 
 def test_describe_error_says_when_it_shortens_a_reason() -> None:
     text = describe_error(RetryableError("x" * (MAX_REASON_CHARS + 50)))
     assert text.endswith("more characters not shown]")
+
+
+def test_a_reason_is_one_bounded_line() -> None:
+    reason = bounded_reason("first line\nforged: second line\x1b[31m" + "y" * 10_000)
+    assert "\n" not in reason
+    assert "\x1b" not in reason
+    assert len(reason) < MAX_REASON_CHARS + 50
+
+
+@pytest.mark.parametrize(
+    ("message_id", "shown"),
+    [
+        ("6f1c2a9e-31b4-4c2e-9a55-0d2f7f1e8b11", "6f1c2a9e-31b4-4c2e-9a55-0d2f7f1e8b11"),
+        (None, "<no id>"),
+        ("Jane Roe, born 1970-01-01", "<id of 25 characters>"),
+        ("x" * 200, "<id of 200 characters>"),
+    ],
+)
+def test_a_delivery_id_is_logged_only_when_it_is_a_short_plain_token(message_id: str | None, shown: str) -> None:
+    assert safe_id(message_id) == shown
 
 
 def test_processed_keys_forget_the_least_recently_used_beyond_capacity() -> None:

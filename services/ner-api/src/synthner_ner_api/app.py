@@ -1,7 +1,9 @@
 """The FastAPI application: NER endpoints, model admin, probes, metrics and the page for people.
 
 Request text and entity strings are never logged: log lines carry the request id, path, status, sizes and timings.
-Every error is JSON ``{"error": ..., "request_id": ...}``; validation errors name fields, never values.
+Every error is JSON ``{"error": ..., "request_id": ...}``; validation errors say where and what kind of error, never
+the sent values or the names of unknown fields. The OpenAPI document declares the API-key schemes (or the
+authenticating proxy's header) and the configured size limits.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Request, Response, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -41,6 +44,7 @@ from synthner_ner_api.schemas import (
     SwapResult,
 )
 from synthner_ner_api.settings import NerApiSettings
+from synthner_shared.contracts import describe_problems, field_names
 
 log = logging.getLogger(__name__)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -133,7 +137,22 @@ def _entities(text: str, spans: Sequence[SpanPrediction]) -> list[EntityOut]:
     ]
 
 
-def authenticated(request: Request) -> Principal:
+# The two ways to send a key, as OpenAPI security schemes (either one will do). They only read the headers: the
+# checks, and the 401s, are in `authenticated`.
+BEARER = HTTPBearer(
+    scheme_name="BearerKey", auto_error=False, description="An API key as `Authorization: Bearer <key>`."
+)
+API_KEY_HEADER = APIKeyHeader(
+    name="X-API-Key", scheme_name="ApiKeyHeader", auto_error=False, description="An API key as `X-API-Key: <key>`."
+)
+_PROXY_SCHEME = "AuthenticatingProxy"
+
+
+def authenticated(
+    request: Request,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)],
+    x_api_key: Annotated[str | None, Security(API_KEY_HEADER)],
+) -> Principal:
     """The caller, from an API key or from the authenticating proxy's header (per ``auth_mode``)."""
     settings: NerApiSettings = request.app.state.api.settings
     if settings.auth_mode == "trusted_proxy":
@@ -143,8 +162,7 @@ def authenticated(request: Request) -> Principal:
         return Principal(user[:100], "admin")
     api_keys: ApiKeys | None = request.app.state.api.api_keys
     assert api_keys is not None, "api_keys mode without keys is refused by the settings"
-    header = request.headers.get("authorization", "")
-    key = header[7:].strip() if header.lower().startswith("bearer ") else request.headers.get("x-api-key", "")
+    key = bearer.credentials.strip() if bearer is not None else (x_api_key or "").strip()
     if not key:
         raise ApiError(401, "an API key is required (Authorization: Bearer <key> or X-API-Key)")
     principal = api_keys.authenticate(key)
@@ -300,13 +318,50 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     return _error_response(request, exc.status_code, str(exc.detail))
 
 
-async def _on_invalid(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    problems = "; ".join(
-        f"{'.'.join(str(p) for p in error.get('loc', ())) or 'body'}: {error.get('msg', 'invalid')}"
-        for error in exc.errors()
+_REQUEST_FIELDS = frozenset(
+    {"body", "query", "header", "path", "cookie"}.union(
+        *(field_names(model) for model in (NerRequest, NerBatchRequest, ReloadRequest))
     )
-    return _error_response(request, 422, f"invalid request: {problems}")
+)
+
+
+async def _on_invalid(request: Request, exc: Exception) -> JSONResponse:
+    """422 naming where and what kind of error. FastAPI's own answer quotes each ``input`` (the caller's text);
+    here values are never shown, and an unknown field's name or a dict key is shown as ``<unknown key>``."""
+    assert isinstance(exc, RequestValidationError)
+    return _error_response(request, 422, f"invalid request: {describe_problems(exc.errors(), _REQUEST_FIELDS)}")
+
+
+def _declare_limits_and_auth(schema: dict[str, Any], settings: NerApiSettings) -> None:
+    """Put the configured limits (413 above them) and, behind a proxy, the proxy's scheme into the OpenAPI document.
+
+    The limits are settings of each deployment, enforced in the handlers with 413 (not pydantic's 422), so they are
+    written into the generated document rather than into the static pydantic models.
+    """
+    components = schema.setdefault("components", {})
+    models = components.get("schemas", {})
+    for model in ("NerRequest", "BatchItemIn"):
+        models[model]["properties"]["text"]["maxLength"] = settings.max_text_chars
+    models["NerBatchRequest"]["properties"]["items"]["maxItems"] = settings.max_batch_items
+    schema["info"]["description"] += (
+        f"\n\nLimits (413 above them): a text of at most {settings.max_text_chars} characters, at most "
+        f"{settings.max_batch_items} items per batch, a request body of at most {settings.max_body_bytes} bytes."
+    )
+    if settings.auth_mode != "trusted_proxy":
+        return
+    header = settings.proxy_user_header
+    components["securitySchemes"] = {
+        _PROXY_SCHEME: {
+            "type": "apiKey",
+            "in": "header",
+            "name": header,
+            "description": "Set by the authenticating proxy in front of the API; clients authenticate to the proxy.",
+        }
+    }
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            if "security" in operation:
+                operation["security"] = [{_PROXY_SCHEME: []}]
 
 
 async def _request_context(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -387,6 +442,14 @@ def create_app(
         responses={status: {"model": ErrorOut} for status in (400, 401, 403, 404, 409, 413, 422, 503)},
     )
     app.state.api = state
+    default_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            _declare_limits_and_auth(default_openapi(), settings)
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"])

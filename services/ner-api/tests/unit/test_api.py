@@ -8,10 +8,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from ner_api_support import ADMIN_KEY, USER_KEY, write_model
+from ner_api_support import ADMIN_KEY, USER_KEY, load_lexicon_model, write_model
 
+from synthner_ner_api.app import create_app
 from synthner_ner_api.auth import hash_key
 from synthner_ner_api.models import ModelRegistry
+from synthner_ner_api.settings import NerApiSettings
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
@@ -80,6 +82,71 @@ async def test_bad_input_is_a_4xx_with_a_message_that_does_not_echo_text(
     assert error
     assert "asthma" not in error
     assert "aaaa" not in error
+
+
+CANARY = "ZQcanary7741"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"text": "asthma", CANARY: 1},
+        {"text": 5, "note": CANARY},
+        {"text": [CANARY]},
+        {CANARY: {"text": CANARY}},
+        {"items": [{"id": "a", "text": "asthma", CANARY: CANARY}]},
+    ],
+    ids=["unknown-field-name", "value-beside-a-wrong-type", "wrong-type", "nested", "batch-item"],
+)
+async def test_validation_errors_say_where_and_what_without_echoing_names_or_values(
+    client: httpx.AsyncClient, body: dict[str, object]
+) -> None:
+    path = "/v1/ner/batch" if "items" in body else "/v1/ner"
+    response = await client.post(path, json=body)
+    assert response.status_code == 422
+    assert CANARY not in response.text
+    error = response.json()["error"]
+    assert error.startswith("invalid request: body")
+    assert "[" in error, "the kind of error (pydantic's type) is named"
+
+
+async def test_a_validation_error_names_known_fields_and_hides_unknown_ones(client: httpx.AsyncClient) -> None:
+    body = {"items": [{"id": "a", "text": 7, CANARY: 1}]}
+    error = (await client.post("/v1/ner/batch", json=body)).json()["error"]
+    assert "body.items.0.text: Input should be a valid string [string_type]" in error
+    assert "body.items.0.<unknown key>: Extra inputs are not permitted [extra_forbidden]" in error
+
+
+async def test_openapi_declares_the_configured_limits_and_the_api_key_schemes(
+    client: httpx.AsyncClient, settings: NerApiSettings
+) -> None:
+    document = (await client.get("/openapi.json")).json()
+    models = document["components"]["schemas"]
+    assert models["NerRequest"]["properties"]["text"]["maxLength"] == settings.max_text_chars
+    assert models["BatchItemIn"]["properties"]["text"]["maxLength"] == settings.max_text_chars
+    assert models["NerBatchRequest"]["properties"]["items"]["maxItems"] == settings.max_batch_items
+    assert str(settings.max_body_bytes) in document["info"]["description"]
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["BearerKey"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API key as `Authorization: Bearer <key>`.",
+    }
+    assert schemes["ApiKeyHeader"]["in"] == "header"
+    assert schemes["ApiKeyHeader"]["name"] == "X-API-Key"
+    for path in ("/v1/ner", "/v1/ner/batch", "/v1/admin/reload", "/v1/admin/rollback"):
+        assert document["paths"][path]["post"]["security"] == [{"BearerKey": []}, {"ApiKeyHeader": []}], path
+    assert document["paths"]["/v1/model"]["get"]["security"] == [{"BearerKey": []}, {"ApiKeyHeader": []}]
+
+
+async def test_openapi_behind_a_proxy_declares_the_proxy_header(settings: NerApiSettings) -> None:
+    proxied = settings.model_copy(update={"auth_mode": "trusted_proxy", "api_keys_file": None})
+    app = create_app(proxied, ModelRegistry(load_lexicon_model, store=settings.model_store))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ner") as http:
+        document = (await http.get("/openapi.json")).json()
+    (scheme,) = document["components"]["securitySchemes"].values()
+    assert scheme["name"] == "X-Authenticated-User"
+    assert document["paths"]["/v1/ner"]["post"]["security"] == [{"AuthenticatingProxy": []}]
 
 
 async def test_a_batch_over_the_limit_is_413(client: httpx.AsyncClient) -> None:

@@ -35,7 +35,9 @@ from synthner_shared.contracts.registry import (
     UnknownMessageType,
     UnsupportedSchemaVersion,
     decode_message,
+    describe_problems,
     describe_validation_error,
+    field_names,
     message_class,
 )
 from synthner_shared.contracts.spans import SpanInvariantError, check_spans
@@ -77,6 +79,8 @@ __all__ = [
     "check_spans",
     "content_id",
     "decode_message",
+    "describe_problems",
     "describe_validation_error",
+    "field_names",
     "message_class",
 ]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -65,17 +66,32 @@ class Consumer(Generic[M]):
     instance: str | None = None
 
 
-def describe_error(exc: BaseException) -> str:
-    """A reason for a failure, for the dead-letter header. Handler errors carry their own (PHI-free) message; for any
-    other exception only the type is given, since its text may quote the input."""
-    if isinstance(exc, HandlerError | PublishError | MessageDecodeError):
-        text = f"{type(exc).__name__}: {exc}"
-    else:
-        text = f"unexpected {type(exc).__module__}.{type(exc).__qualname__}"
+def bounded_reason(text: str) -> str:
+    """A reason as it goes into a header and a log line: one line (control characters become spaces) of at most
+    :data:`MAX_REASON_CHARS` characters, saying how much was cut."""
+    text = "".join(c if c.isprintable() else " " for c in text)
     if len(text) > MAX_REASON_CHARS:
         cut = len(text) - MAX_REASON_CHARS
         text = f"{text[:MAX_REASON_CHARS]}... [{cut} more characters not shown]"
     return text
+
+
+def describe_error(exc: BaseException) -> str:
+    """A reason for a failure, for the dead-letter header. Handler errors carry their own (PHI-free) message; for any
+    other exception only the type is given, since its text may quote the input."""
+    if isinstance(exc, HandlerError | PublishError | MessageDecodeError):
+        return bounded_reason(f"{type(exc).__name__}: {exc}")
+    return bounded_reason(f"unexpected {type(exc).__module__}.{type(exc).__qualname__}")
+
+
+_SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+def safe_id(message_id: str | None) -> str:
+    """A delivery's AMQP message id for a log line: the sender chose it, so only a short plain token is shown."""
+    if message_id is None:
+        return "<no id>"
+    return message_id if _SAFE_ID.match(message_id) else f"<id of {len(message_id)} characters>"
 
 
 class ProcessedKeys:
@@ -285,15 +301,16 @@ class ConsumerRunner(Generic[M]):
         if not await self._move(incoming, self._broker.publish_channel.default_exchange, copy, retry_queue):
             return
         self.stats.retried += 1
-        log.info("retry %d of %s in %d ms via %s", retries, incoming.message_id, delay_ms, retry_queue)
+        log.info("retry %d of %s in %d ms via %s", retries, safe_id(incoming.message_id), delay_ms, retry_queue)
         await self._settle(incoming.ack())
 
     async def _dead_letter(self, incoming: AbstractIncomingMessage, reason: str) -> None:
+        reason = bounded_reason(reason)
         copy = _republished(incoming, {REASON_HEADER: reason, QUEUE_HEADER: self._queue_name})
         if not await self._move(incoming, self._broker.dead_letter_exchange, copy, self._consumer.role.name):
             return
         self.stats.dead_lettered += 1
-        log.warning("dead-lettered %s from %s: %s", incoming.message_id, self._queue_name, reason)
+        log.warning("dead-lettered %s from %s: %s", safe_id(incoming.message_id), self._queue_name, reason)
         await self._settle(incoming.ack())
 
     async def _move(
@@ -303,7 +320,9 @@ class ConsumerRunner(Generic[M]):
         try:
             await send_confirmed(exchange, copy, routing_key, self._settings.publish_timeout_s)
         except PublishError as publish_error:
-            log.warning("could not move %s to %s (%s); requeueing", incoming.message_id, routing_key, publish_error)
+            log.warning(
+                "could not move %s to %s (%s); requeueing", safe_id(incoming.message_id), routing_key, publish_error
+            )
             self.stats.requeued += 1
             await self._settle(incoming.nack(requeue=True))
             return False
