@@ -26,6 +26,19 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+MEDDOCAN_DESCRIPTOR_LABELS = frozenset(
+    {
+        "SEXO_SUJETO_ASISTENCIA",
+        "FAMILIARES_SUJETO_ASISTENCIA",
+        "EDAD_SUJETO_ASISTENCIA",
+        "ID_SUJETO_ASISTENCIA",
+        "OTROS_SUJETO_ASISTENCIA",
+        "PROFESION",
+    }
+)
+"""MEDDOCAN's labels that also mark words identifying nobody alone ("varón", "madre", "siete años", "caucásica",
+"lactante"): the words these rules keep on purpose (never with a digit). The tests check prefixes against MEDDOCAN's
+gold with it."""
 PREFIX_FILTER = "v1"
 """Written into each prefix document (key ``prefix_filter``) by the producer that applied these rules, so that a
 consumer need not apply them again (a second pass over a three-word prefix lacks the notes' vocabulary)."""

@@ -7,20 +7,11 @@ from pathlib import Path
 import pytest
 
 from synthner_shared.documents import Document, read_documents
+from synthner_shared.prefixes import MEDDOCAN_DESCRIPTOR_LABELS as DESCRIPTORS
 from synthner_shared.prefixes import lowercase_vocabulary, prefix_span, safe_prefix, safe_prefixes
 
 MEDDOCAN = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "meddocan"
 
-DESCRIPTORS = {
-    "SEXO_SUJETO_ASISTENCIA",
-    "FAMILIARES_SUJETO_ASISTENCIA",
-    "EDAD_SUJETO_ASISTENCIA",
-    "ID_SUJETO_ASISTENCIA",
-    "OTROS_SUJETO_ASISTENCIA",
-    "PROFESION",
-}
-"""Labels that MEDDOCAN also gives to words that identify nobody alone ("varón", "madre", "siete años", "caucásica",
-"lactante"); prefixes may keep those words (never with a digit, see the test)."""
 MISLABELLED = {("S0365-66912011000400005-2", 375), ("S0365-66912009000800005-1", 365)}
 """Two gold spans over the word "Mujer" ("Mujer de 52 años ...") labelled as a clinician's name / licence number:
 annotation errors of the corpus (the same word is SEXO_SUJETO_ASISTENCIA everywhere else)."""

@@ -14,6 +14,7 @@ from synthner_shared.contracts import AdaptationRequested
 from synthner_shared.documents import read_documents
 from synthner_shared.local_llm import local_llm, smollm2_gguf
 from synthner_shared.ngrams import NgramReference, ngram_recall
+from synthner_shared.prefixes import MEDDOCAN_DESCRIPTOR_LABELS as DESCRIPTORS
 from synthner_shared.prefixes import PREFIX_FILTER
 from synthner_trainer import adaptation
 from synthner_trainer.adaptation import (
@@ -34,15 +35,6 @@ from synthner_trainer.training import TrainingCancelled
 
 MEDDOCAN = Path(__file__).resolve().parents[4].parent / "shared" / "data" / "meddocan"
 NOTES = 24
-DESCRIPTORS = {
-    "SEXO_SUJETO_ASISTENCIA",
-    "FAMILIARES_SUJETO_ASISTENCIA",
-    "EDAD_SUJETO_ASISTENCIA",
-    "ID_SUJETO_ASISTENCIA",
-    "OTROS_SUJETO_ASISTENCIA",
-    "PROFESION",
-}
-"""MEDDOCAN labels that also mark words identifying nobody alone ("varón", "madre"); prefixes may keep those words."""
 
 pytestmark = [
     pytest.mark.skipif(not (MEDDOCAN / "train.jsonl").is_file(), reason="no MEDDOCAN data beside the repo"),
