@@ -45,6 +45,9 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--max-seconds", type=float, default=780, help="training time budget (the goal is 15 min)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument(
+        "--precision", default="auto", choices=["auto", "fp32", "bf16"], help="bf16: autocast on the CPU too"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     for name in ("transformers", "httpx"):
@@ -61,6 +64,7 @@ def main() -> int:
         max_length=args.max_length,
         stride=args.stride,
         seed=args.seed,
+        precision=args.precision,
     )
     plan = prepare(train, dev, args.base_model or default_base_model(), config)
     result = fine_tune(plan, device=args.device, patience=args.patience, max_seconds=args.max_seconds)

@@ -22,6 +22,10 @@ class TrainingConfig(HyperParameters):
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     seed: int = 13
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    """Arithmetic of the forward and backward passes (weights and optimiser state stay fp32). ``auto``: bf16 autocast
+    on CUDA (fp16 with loss scaling where bf16 is missing), fp32 on CPU. ``bf16``: bf16 autocast on the CPU too,
+    where it has native bf16 (AVX512-BF16 or AMX; about 1.4x faster on this project's 2-core machine)."""
 
     def override(self, changes: HyperParameters) -> TrainingConfig:
         """A copy with every field that ``changes`` sets."""

@@ -6,7 +6,8 @@
 - Seeded (``random``, numpy, torch) and reproducible on one machine; AdamW with linear warm-up and decay.
 - After each epoch the model is scored on the dev documents with the same span decoding and span evaluation used
   everywhere else; the best epoch's weights are kept, and training stops after ``patience`` epochs without gain.
-- On CUDA it runs under bf16 autocast (fp16 with loss scaling where bf16 is missing); on CPU in fp32.
+- On CUDA it runs under bf16 autocast (fp16 with loss scaling where bf16 is missing); on CPU in fp32, or under bf16
+  autocast with ``precision="bf16"`` where the CPU has native bf16 (:func:`autocast_for`).
 
 Validation (:func:`prepare`) raises before any model weights load: empty data, labels outside the set, a bad base
 model folder.
@@ -229,6 +230,32 @@ def load_for_training(plan: TrainingPlan) -> tuple[Any, Any]:
     return tokenizer, model
 
 
+class PrecisionError(ValueError):
+    """The requested precision cannot run on this device."""
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when oneDNN runs bf16 natively here (AVX512-BF16 or AMX); elsewhere bf16 on the CPU is emulated, slow."""
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())  # type: ignore[no-untyped-call]
+
+
+def autocast_for(device: torch.device, precision: str) -> tuple[torch.autocast | None, torch.amp.GradScaler | None]:
+    """The autocast context (and loss scaler, for fp16) of a precision setting on a device; (None, None) is fp32."""
+    if precision == "fp32":
+        return None, None
+    if device.type == "cuda":
+        bf16 = torch.cuda.is_bf16_supported()
+        if precision == "bf16" and not bf16:
+            raise PrecisionError("precision bf16 was asked for, but this GPU has no bf16 support")
+        scaler = None if bf16 else torch.amp.GradScaler("cuda")
+        return torch.autocast("cuda", dtype=torch.bfloat16 if bf16 else torch.float16), scaler
+    if precision == "bf16":
+        if not cpu_has_native_bf16():
+            raise PrecisionError("precision bf16 was asked for, but this CPU has no native bf16 (AVX512-BF16 or AMX)")
+        return torch.autocast(device.type, dtype=torch.bfloat16), None
+    return None, None
+
+
 class Optimizer:
     """AdamW with linear warm-up and decay, gradient clipping, and mixed precision on CUDA.
 
@@ -244,6 +271,7 @@ class Optimizer:
         warmup_ratio: float,
         total_steps: int,
         device: torch.device,
+        precision: str = "auto",
     ) -> None:
         no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
@@ -255,12 +283,7 @@ class Optimizer:
         self.optimizer = torch.optim.AdamW(groups, lr=learning_rate)
         warmup = round(total_steps * warmup_ratio)
         self.scheduler = get_linear_schedule_with_warmup(self.optimizer, warmup, total_steps)  # type: ignore[no-untyped-call]
-        self.autocast: torch.autocast | None = None
-        self.scaler: torch.amp.GradScaler | None = None
-        if device.type == "cuda":
-            bf16 = torch.cuda.is_bf16_supported()
-            self.autocast = torch.autocast("cuda", dtype=torch.bfloat16 if bf16 else torch.float16)
-            self.scaler = None if bf16 else torch.amp.GradScaler("cuda")
+        self.autocast, self.scaler = autocast_for(device, precision)
 
     def step(self, batch: dict[str, torch.Tensor]) -> float:
         """One optimisation step on a batch; returns the loss."""
@@ -335,6 +358,7 @@ def fine_tune(  # noqa: PLR0915 - one training loop, easier to follow in one pie
         warmup_ratio=config.warmup_ratio,
         total_steps=total_steps,
         device=torch_device,
+        precision=config.precision,
     )
     predictor = SpanPredictor(model, tokenizer, max_length=config.max_length, stride=config.stride, batch_size=64)
     rng = random.Random(config.seed)  # noqa: S311 - reproducible shuffling, not security
