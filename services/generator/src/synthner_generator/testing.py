@@ -114,12 +114,25 @@ class LocalLLMServer:
         finally:
             self.in_flight -= 1
 
+    def _record_and_reply(self, path: str, prompt: str, payload: dict[str, Any], prompt_key: str) -> Reply:
+        """Record the request (every field but the prompt and the seed as parameters) and make the reply."""
+        parameters = {k: v for k, v in payload.items() if k not in (prompt_key, "seed")}
+        request = LLMRequest(path, prompt, payload.get("seed"), parameters)
+        self.requests.append(request)
+        return self.reply(request)
+
+    @staticmethod
+    def _usage(prompt: str, text: str) -> dict[str, int]:
+        prompt_tokens, completion_tokens = len(prompt.split()), len(text.split())
+        return {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        }
+
     def _chat(self, payload: dict[str, Any]) -> dict[str, Any]:
         prompt = "\n".join(str(m.get("content", "")) for m in payload.get("messages", []))
-        parameters = {k: v for k, v in payload.items() if k not in ("messages", "seed")}
-        request = LLMRequest("/v1/chat/completions", prompt, payload.get("seed"), parameters)
-        self.requests.append(request)
-        reply = self.reply(request)
+        reply = self._record_and_reply("/v1/chat/completions", prompt, payload, "messages")
         return {
             "id": f"chatcmpl-{len(self.requests)}",
             "object": "chat.completion",
@@ -133,30 +146,19 @@ class LocalLLMServer:
                     "logprobs": None,
                 }
             ],
-            "usage": {
-                "prompt_tokens": len(prompt.split()),
-                "completion_tokens": len(reply.text.split()),
-                "total_tokens": len(prompt.split()) + len(reply.text.split()),
-            },
+            "usage": self._usage(prompt, reply.text),
         }
 
     def _completion(self, payload: dict[str, Any]) -> dict[str, Any]:
         prompt = str(payload.get("prompt", ""))
-        parameters = {k: v for k, v in payload.items() if k not in ("prompt", "seed")}
-        request = LLMRequest("/v1/completions", prompt, payload.get("seed"), parameters)
-        self.requests.append(request)
-        reply = self.reply(request)
+        reply = self._record_and_reply("/v1/completions", prompt, payload, "prompt")
         return {
             "id": f"cmpl-{len(self.requests)}",
             "object": "text_completion",
             "created": int(time.time()),
             "model": payload.get("model", "local"),
             "choices": [{"index": 0, "text": reply.text, "finish_reason": reply.finish_reason, "logprobs": None}],
-            "usage": {
-                "prompt_tokens": len(prompt.split()),
-                "completion_tokens": len(reply.text.split()),
-                "total_tokens": len(prompt.split()) + len(reply.text.split()),
-            },
+            "usage": self._usage(prompt, reply.text),
         }
 
     def _generate(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
