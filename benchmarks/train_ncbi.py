@@ -43,6 +43,9 @@ def main() -> int:
     parser.add_argument("--stride", type=int, default=32)
     parser.add_argument("--patience", type=int, default=2)
     parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--ema-decay", type=float, default=0.0, help="average of the weights per step (0: off)")
+    parser.add_argument("--no-calibrate", action="store_true", help="decode without an O bias (no calibration on dev)")
+    parser.add_argument("--layer-decay", type=float, default=1.0, help="layer-wise learning-rate decay (1: off)")
     parser.add_argument("--max-seconds", type=float, default=780, help="training time budget (the goal is 15 min)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument(
@@ -64,6 +67,9 @@ def main() -> int:
         max_length=args.max_length,
         stride=args.stride,
         seed=args.seed,
+        ema_decay=args.ema_decay,
+        layer_decay=args.layer_decay,
+        calibrate_outside_bias=not args.no_calibrate,
         precision=args.precision,
     )
     plan = prepare(train, dev, args.base_model or default_base_model(), config)
@@ -73,7 +79,7 @@ def main() -> int:
     seconds = time.perf_counter() - started
     print(
         f"train={len(train)} dev={len(dev)} test={len(test)} epochs_run={result.epochs_run}"
-        f" best_epoch={result.best_epoch}"
+        f" best_epoch={result.best_epoch} outside_bias={result.outside_bias}"
         f" tokens_per_s={result.tokens_per_second:.0f} dev_strict_f1={result.dev_result.strict_micro.f1:.4f}"
         f" load_after={os.getloadavg()} commit={_commit()}"
     )

@@ -3,7 +3,7 @@
 Compared with the shared :class:`~synthner_shared.ner.predictor.SpanPredictor` (used for evaluation), it
 
 - batches windows of similar length under a token budget, so little compute goes to padding;
-- returns a score per entity (the mean probability of its words' predicted tags);
+- returns a score per entity (the mean probability of its words' decoded tags);
 - runs the forward pass on ONNX Runtime by default (``runtime="onnx"``, :mod:`synthner_ner_api.onnx_runtime`), or
   on eager torch (``runtime="torch"``);
 - can run int8 weights (dynamic quantisation of the Linear layers / MatMuls), served only when its strict F1 on a
@@ -14,6 +14,7 @@ Encoding, windows and decoding are the shared ones, so offsets and entity bounda
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -26,8 +27,9 @@ from synthner_ner_api.models import SpanPrediction
 from synthner_shared.ner.encoding import (
     OUTSIDE,
     TokenizedText,
-    best_window_per_token,
+    best_tag_path,
     decode_word_tags,
+    merge_window_predictions,
     plan_windows,
     tokenize,
 )
@@ -61,7 +63,13 @@ class ServingPredictor(SpanPredictor):
         model = base.model
         if int8 and runtime == "torch":
             model = quantize_int8(base.model)
-        super().__init__(model, base.tokenizer, max_length=base.window + len(base.special), stride=base.stride)
+        super().__init__(
+            model,
+            base.tokenizer,
+            max_length=base.window + len(base.special),
+            stride=base.stride,
+            outside_bias=base.outside_bias,
+        )
         self.max_batch_tokens = max_batch_tokens
         self.int8 = int8
         self.runtime = runtime
@@ -110,8 +118,7 @@ class ServingPredictor(SpanPredictor):
             ((doc, w, end - start) for doc, windows in enumerate(plans) for w, (start, end) in enumerate(windows)),
             key=lambda job: -job[2],
         )
-        tags: list[list[list[str]]] = [[[] for _ in windows] for windows in plans]
-        probabilities: list[list[list[float]]] = [[[] for _ in windows] for windows in plans]
+        scores: list[list[list[list[float]]]] = [[[] for _ in windows] for windows in plans]
         prefix = len(self.special.prefix)
         with torch.inference_mode():
             for batch in self._batches(jobs):
@@ -120,31 +127,24 @@ class ServingPredictor(SpanPredictor):
                     start, end = plans[doc][w]
                     inputs.append([*self.special.prefix, *tokenized[doc].input_ids[start:end], *self.special.suffix])
                 ids, mask = pad_batch(inputs, self.pad_id, torch.device("cpu"))
-                best_probability, best_tag = self.forward(ids, mask).softmax(-1).max(-1)
+                log_probabilities = torch.log_softmax(self.forward(ids, mask).float(), dim=-1)
                 for row, (doc, w, length) in enumerate(batch):
-                    tags[doc][w] = [self.tags[t] for t in best_tag[row, prefix : prefix + length].tolist()]
-                    probabilities[doc][w] = best_probability[row, prefix : prefix + length].tolist()
+                    scores[doc][w] = log_probabilities[row, prefix : prefix + length].tolist()
         return [
-            self._spans(tokens, plans[doc], tags[doc], probabilities[doc]) if plans[doc] else []
-            for doc, tokens in enumerate(tokenized)
+            self._spans(tokens, plans[doc], scores[doc]) if plans[doc] else [] for doc, tokens in enumerate(tokenized)
         ]
 
     def _spans(
         self,
         tokens: TokenizedText,
         windows: Sequence[tuple[int, int]],
-        tags: Sequence[Sequence[str]],
-        probabilities: Sequence[Sequence[float]],
+        scores: Sequence[Sequence[Sequence[float]]],
     ) -> list[SpanPrediction]:
-        best = best_window_per_token(windows, len(tokens))
+        word_scores = merge_window_predictions(tokens, windows, scores)
+        path = best_tag_path(self.tags, word_scores, self.outside_bias)
+        word_tags = [self.tags[t] for t in path]
+        word_probabilities = [math.exp(row[t]) for row, t in zip(word_scores, path, strict=True)]
         words = tokens.words()
-        word_tags: list[str] = []
-        word_probabilities: list[float] = []
-        for first_token, _, _ in words:
-            window = best[first_token]
-            position = first_token - windows[window][0]
-            word_tags.append(tags[window][position])
-            word_probabilities.append(probabilities[window][position])
         spans = []
         word = 0
         for span in decode_word_tags(tokens, word_tags):

@@ -22,6 +22,15 @@ class TrainingConfig(HyperParameters):
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     seed: int = 13
+    ema_decay: float = Field(default=0.0, ge=0, lt=1)
+    """Exponential moving average of the weights, updated every step; dev scoring and the kept model use the
+    average. 0 turns it off."""
+    layer_decay: float = Field(default=1.0, gt=0, le=1)
+    """Layer-wise learning-rate decay: the head learns at ``learning_rate``, each encoder layer below it at
+    ``layer_decay`` times the rate of the one above, the embeddings last. 1 turns it off."""
+    calibrate_outside_bias: bool = True
+    """After training, pick the decoder's ``O`` bias (:data:`OUTSIDE_BIAS_GRID` in ``training``) with the best dev
+    strict F1 and store it with the model; off: no bias."""
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     """Arithmetic of the forward and backward passes (weights and optimiser state stay fp32). ``auto``: bf16 autocast
     on CUDA (fp16 with loss scaling where bf16 is missing), fp32 on CPU. ``bf16``: bf16 autocast on the CPU too,

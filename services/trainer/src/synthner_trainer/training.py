@@ -19,6 +19,7 @@ import logging
 import math
 import os
 import random
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -43,7 +44,7 @@ from synthner_shared.ner import (
     iob2_tags,
     tokenize,
 )
-from synthner_shared.ner.predictor import SpanPredictor, pad_batch, pick_device, write_encoding
+from synthner_shared.ner.predictor import SpanPredictor, pad_batch, pick_device, with_spans, write_encoding
 from synthner_trainer.base_model import check_base_model
 from synthner_trainer.settings import TrainingConfig
 from synthner_trainer.store import EmptyDatasetError
@@ -110,16 +111,23 @@ class TrainingResult:
     train_tokens: int
     tokens_per_second: float
     history: list[dict[str, float]] = field(default_factory=list)
+    outside_bias: float = 0.0
 
     def predictor(self) -> SpanPredictor:
-        """Predicts with the trained model in memory, with the windows it was trained on."""
-        return SpanPredictor(self.model, self.tokenizer, max_length=self.config.max_length, stride=self.config.stride)
+        """Predicts with the trained model in memory, with the windows it was trained on and its decoder bias."""
+        return SpanPredictor(
+            self.model,
+            self.tokenizer,
+            max_length=self.config.max_length,
+            stride=self.config.stride,
+            outside_bias=self.outside_bias,
+        )
 
     def save(self, folder: Path) -> None:
         """Write the Hugging Face folder: config (with the label map), safetensors weights, tokenizer, encoding."""
         self.model.save_pretrained(folder, safe_serialization=True)
         self.tokenizer.save_pretrained(folder)
-        write_encoding(folder, self.config.max_length, self.config.stride)
+        write_encoding(folder, self.config.max_length, self.config.stride, self.outside_bias)
 
 
 def label_set(documents: Sequence[Document], configured: Sequence[str] | None) -> list[str]:
@@ -256,6 +264,87 @@ def autocast_for(device: torch.device, precision: str) -> tuple[torch.autocast |
     return None, None
 
 
+_LAYER_INDEX = re.compile(r"\.layers?\.(\d+)\.")
+
+
+def parameter_groups(
+    model: Any, learning_rate: float, weight_decay: float, layer_decay: float = 1.0
+) -> list[dict[str, Any]]:
+    """AdamW groups of the trainable parameters: no weight decay on biases and norms; layer-wise learning rates.
+
+    With ``layer_decay`` < 1 the parameters above the encoder (head, pooler) learn at ``learning_rate``, encoder
+    layer ``i`` (of ``n``) at ``learning_rate * layer_decay ** (n - i)``, and the embeddings at
+    ``learning_rate * layer_decay ** (n + 1)``.
+    """
+    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
+    layers = int(getattr(model.config, "num_hidden_layers", 0) or 0)
+    groups: dict[tuple[int, bool], list[torch.nn.Parameter]] = {}
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        depth = layers + 1  # above the encoder
+        if layer_decay < 1.0:
+            found = _LAYER_INDEX.search(name)
+            if found is not None:
+                depth = int(found.group(1)) + 1
+            elif "embeddings" in name:
+                depth = 0
+        groups.setdefault((depth, name.endswith(no_decay)), []).append(parameter)
+    return [
+        {
+            "params": params,
+            "weight_decay": 0.0 if exempt else weight_decay,
+            "lr": learning_rate * layer_decay ** (layers + 1 - depth),
+        }
+        for (depth, exempt), params in sorted(groups.items())
+    ]
+
+
+OUTSIDE_BIAS_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
+"""Candidate ``O`` biases of the decoder (log-probability units): 0 is plain Viterbi; above it, fewer entities."""
+
+
+def calibrate_outside_bias(
+    predictor: SpanPredictor, dev: Sequence[Document], grid: Sequence[float] = OUTSIDE_BIAS_GRID
+) -> tuple[float, EvaluationResult]:
+    """The bias from ``grid`` with the best strict micro F1 on ``dev`` (ties: the smaller), and that evaluation.
+
+    The model runs once; only the decoding is repeated per candidate.
+    """
+    scored = predictor.score([d.text for d in dev])
+    best: tuple[float, EvaluationResult] | None = None
+    for bias in sorted(grid):
+        result = evaluate_spans(dev, with_spans(dev, [predictor.decode(s, bias) for s in scored]), "dev")
+        if best is None or result.strict_micro.f1 > best[1].strict_micro.f1:
+            best = (bias, result)
+    if best is None:
+        raise ValueError("no outside bias to choose from")
+    return best
+
+
+class WeightAverage:
+    """Exponential moving average of a model's floating-point weights (``decay`` per step)."""
+
+    def __init__(self, model: Any, decay: float) -> None:
+        self.decay = decay
+        self.names = [n for n, v in model.state_dict().items() if v.is_floating_point()]
+        state = model.state_dict()
+        self.shadow = [state[n].detach().clone() for n in self.names]
+
+    def update(self, model: Any) -> None:
+        state = model.state_dict()
+        torch._foreach_lerp_(self.shadow, [state[n].detach() for n in self.names], 1.0 - self.decay)
+
+    def swap(self, model: Any) -> None:
+        """Exchange the model's weights and the average (call twice to undo)."""
+        state = model.state_dict()
+        with torch.no_grad():
+            for name, shadow in zip(self.names, self.shadow, strict=True):
+                current = state[name].detach().clone()
+                state[name].copy_(shadow)
+                shadow.copy_(current)
+
+
 class Optimizer:
     """AdamW with linear warm-up and decay, gradient clipping, and mixed precision on CUDA.
 
@@ -272,15 +361,10 @@ class Optimizer:
         total_steps: int,
         device: torch.device,
         precision: str = "auto",
+        layer_decay: float = 1.0,
     ) -> None:
-        no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
-        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-        groups = [
-            {"params": [p for n, p in named if not n.endswith(no_decay)], "weight_decay": weight_decay},
-            {"params": [p for n, p in named if n.endswith(no_decay)], "weight_decay": 0.0},
-        ]
         self.model = model
-        self.optimizer = torch.optim.AdamW(groups, lr=learning_rate)
+        self.optimizer = torch.optim.AdamW(parameter_groups(model, learning_rate, weight_decay, layer_decay))
         warmup = round(total_steps * warmup_ratio)
         self.scheduler = get_linear_schedule_with_warmup(self.optimizer, warmup, total_steps)  # type: ignore[no-untyped-call]
         self.autocast, self.scaler = autocast_for(device, precision)
@@ -359,7 +443,9 @@ def fine_tune(  # noqa: PLR0915 - one training loop, easier to follow in one pie
         total_steps=total_steps,
         device=torch_device,
         precision=config.precision,
+        layer_decay=config.layer_decay,
     )
+    average = WeightAverage(model, config.ema_decay) if config.ema_decay > 0 else None
     predictor = SpanPredictor(model, tokenizer, max_length=config.max_length, stride=config.stride, batch_size=64)
     rng = random.Random(config.seed)  # noqa: S311 - reproducible shuffling, not security
 
@@ -377,6 +463,8 @@ def fine_tune(  # noqa: PLR0915 - one training loop, easier to follow in one pie
                 raise TrainingCancelled(f"training cancelled at step {step} of {total_steps}")
             batch = collate([windows[i] for i in batch_indices], pad_id, torch_device)
             losses.append(optimizer.step(batch))
+            if average is not None:
+                average.update(model)
             step += 1
             tokens += int(batch["attention_mask"].sum())
             elapsed = train_seconds + time.perf_counter() - epoch_started
@@ -389,12 +477,16 @@ def fine_tune(  # noqa: PLR0915 - one training loop, easier to follow in one pie
                 out_of_time = True
                 break
         train_seconds += time.perf_counter() - epoch_started
+        if average is not None:
+            average.swap(model)  # score (and keep) the averaged weights
         dev_result = evaluate_spans(plan.dev, predictor.predict_documents(plan.dev), "dev")
         dev_f1 = dev_result.strict_micro.f1
         loss_mean = sum(losses) / max(1, len(losses))
         history.append({"epoch": float(epoch), "step": float(step), "loss": loss_mean, "dev_strict_f1": dev_f1})
         progress(Progress(step / steps_per_epoch, step, total_steps, loss_mean, tokens / train_seconds, dev_f1))
         stale = 0 if best.offer(model, epoch, dev_result) else stale + 1
+        if average is not None:
+            average.swap(model)
         if patience and stale >= patience:
             log.info("early stop after epoch %d: no dev F1 gain for %d epochs", epoch, stale)
             break
@@ -402,17 +494,27 @@ def fine_tune(  # noqa: PLR0915 - one training loop, easier to follow in one pie
     assert best.result is not None
     model.load_state_dict(best.state)
     model.eval()
+    outside_bias, dev_result = 0.0, best.result
+    if config.calibrate_outside_bias:
+        outside_bias, dev_result = calibrate_outside_bias(predictor, plan.dev)
+        log.info(
+            "decoder O bias %.2f: dev strict F1 %.4f (%.4f without)",
+            outside_bias,
+            dev_result.strict_micro.f1,
+            best.result.strict_micro.f1,
+        )
     return TrainingResult(
         model=model,
         tokenizer=tokenizer,
         labels=plan.labels,
         config=config,
         base_model=plan.base_model,
-        dev_result=best.result,
+        dev_result=dev_result,
         best_epoch=best.epoch,
         epochs_run=epoch,
         seconds=time.perf_counter() - started,
         train_tokens=tokens,
         tokens_per_second=tokens / train_seconds if train_seconds else 0.0,
         history=history,
+        outside_bias=outside_bias,
     )

@@ -17,7 +17,7 @@ from synthner_trainer.pipeline import GoldSet, gate_and_register, train_to_folde
 from synthner_trainer.registry import ModelRegistry
 from synthner_trainer.settings import TrainerSettings, TrainingConfig
 from synthner_trainer.store import manifest_for
-from synthner_trainer.training import TrainingResult
+from synthner_trainer.training import OUTSIDE_BIAS_GRID, TrainingResult
 
 NCBI = Path(__file__).resolve().parents[4].parent / "shared" / "data" / "ncbi_disease"
 TRAIN_DOCS = int(os.environ.get("SYNTHNER_TEST_TRAIN_DOCS", "24"))
@@ -84,3 +84,16 @@ def test_gate_publishes_a_real_model_and_rescoring_the_current_one_on_gold(train
     assert second.version.gate.current == second.version.gate.candidate
     assert second.published is not None
     assert registry.current() == second.version
+
+
+def test_the_decoder_bias_is_chosen_on_dev_and_stored_with_the_model(trained: Trained) -> None:
+    folder, metrics, _, result = trained
+    assert result.outside_bias in OUTSIDE_BIAS_GRID
+    assert json.loads((folder / "encoding.json").read_text())["outside_bias"] == result.outside_bias
+    assert SpanPredictor.load(folder, device="cpu").outside_bias == result.outside_bias
+    dev = list(read_documents(NCBI / "dev.jsonl"))[:10]
+    unbiased = result.predictor()
+    unbiased.outside_bias = 0.0
+    plain = evaluate_spans(dev, unbiased.predict_documents(dev), "dev")
+    assert metrics[0].strict_micro.f1 >= plain.strict_micro.f1  # type: ignore[attr-defined]
+    assert metrics[0].strict_micro == evaluate_spans(dev, result.predictor().predict_documents(dev), "dev").strict_micro  # type: ignore[attr-defined]

@@ -25,11 +25,12 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from synthner_shared.contracts.spans import SpanLike
 
 IGNORE_INDEX = -100
+T = TypeVar("T")
 OUTSIDE = "O"
 
 
@@ -212,6 +213,45 @@ def decode_word_tags(tokens: TokenizedText, tags: Sequence[str]) -> list[CharSpa
     return spans
 
 
+def best_tag_path(tags: Sequence[str], scores: Sequence[Sequence[float]], outside_bias: float = 0.0) -> list[int]:
+    """The highest-scoring *valid* IOB2 tag sequence (Viterbi), as tag indices, one per row of ``scores``.
+
+    ``scores[i][t]`` is the log-probability of tag ``tags[t]`` at word ``i``; a sequence's score is the sum of its
+    tags' scores. Valid means every ``I-x`` follows ``B-x`` or ``I-x``, so there are no stray ``I`` tags to repair
+    afterwards and a span's boundaries are decided jointly: an argmax over each word alone predicts ``O I-x I-x``
+    where the model was unsure of the first word, and the lenient reading of that drops the entity's first word.
+    ``outside_bias`` is added to the ``O`` score of every word (above 0: fewer, surer entities).
+    """
+    if not scores:
+        return []
+    outside = [t == OUTSIDE for t in tags]
+    opener = [tags.index(f"B-{t[2:]}") if t.startswith("I-") and f"B-{t[2:]}" in tags else -1 for t in tags]
+    inside = [t.startswith("I-") for t in tags]
+
+    def emission(row: Sequence[float]) -> list[float]:
+        return [float(v) + (outside_bias if outside[t] else 0.0) for t, v in enumerate(row)]
+
+    impossible = float("-inf")
+    score = [impossible if inside[t] else v for t, v in enumerate(emission(scores[0]))]
+    back: list[list[int]] = []
+    for row in scores[1:]:
+        best_previous = max(range(len(tags)), key=score.__getitem__)
+        pointers, following = [], []
+        for t, value in enumerate(emission(row)):
+            if inside[t]:  # I-x continues B-x or I-x
+                previous = t if opener[t] < 0 or score[t] >= score[opener[t]] else opener[t]
+            else:  # O and B-x may follow anything
+                previous = best_previous
+            pointers.append(previous)
+            following.append(score[previous] + value)
+        back.append(pointers)
+        score = following
+    path = [max(range(len(tags)), key=score.__getitem__)]
+    for pointers in reversed(back):
+        path.append(pointers[path[-1]])
+    return path[::-1]
+
+
 def plan_windows(tokens: TokenizedText, length: int, stride: int) -> list[tuple[int, int]]:
     """Token ranges ``[start, end)`` of at most ``length`` tokens covering every token, neighbours sharing ``stride``.
 
@@ -254,18 +294,19 @@ def best_window_per_token(windows: Sequence[tuple[int, int]], total: int) -> lis
 
 
 def merge_window_predictions(
-    tokens: TokenizedText, windows: Sequence[tuple[int, int]], window_predictions: Sequence[Sequence[str]]
-) -> list[str]:
-    """One tag per word from per-window tag sequences (one tag per text token of each window)."""
+    tokens: TokenizedText, windows: Sequence[tuple[int, int]], window_predictions: Sequence[Sequence[T]]
+) -> list[T]:
+    """One prediction per word (a tag, a row of scores, …) from per-window sequences, one per text token of each
+    window: each word takes its first sub-token's prediction from the window in which that token has most context."""
     for (start, end), predicted in zip(windows, window_predictions, strict=True):
         if len(predicted) != end - start:
             raise ValueError(f"window [{start}, {end}) has {len(predicted)} predictions, expected {end - start}")
     best = best_window_per_token(windows, len(tokens))
-    tags = []
+    merged: list[T] = []
     for first_token, _, _ in tokens.words():
         window = best[first_token]
-        tags.append(window_predictions[window][first_token - windows[window][0]])
-    return tags
+        merged.append(window_predictions[window][first_token - windows[window][0]])
+    return merged
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,7 @@ from synthner_shared.ner.encoding import (
     CharSpan,
     SpecialTokens,
     TokenizedText,
+    best_tag_path,
     decode_word_tags,
     merge_window_predictions,
     plan_windows,
@@ -32,6 +34,14 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
 
+@dataclass(frozen=True)
+class WordScores:
+    """A tokenized text and, per word, the log-probability of each tag (from its first sub-token)."""
+
+    tokens: TokenizedText
+    scores: list[list[float]]
+
+
 class ModelFolderError(ValueError):
     """A model folder is missing, incomplete, or not a token-classification model."""
 
@@ -40,17 +50,27 @@ ENCODING_FILE = "encoding.json"
 """Beside the weights: how texts were encoded for training (window length, stride, sub-token policy)."""
 
 
-def write_encoding(folder: Path, max_length: int, stride: int) -> None:
-    data = {"max_length": max_length, "stride": stride, "subtokens": "first labelled, rest -100"}
+def write_encoding(folder: Path, max_length: int, stride: int, outside_bias: float = 0.0) -> None:
+    data = {
+        "max_length": max_length,
+        "stride": stride,
+        "subtokens": "first labelled, rest -100",
+        "decoding": "best valid IOB2 path (Viterbi) over word log-probabilities",
+        "outside_bias": outside_bias,
+    }
     (folder / ENCODING_FILE).write_text(json.dumps(data), encoding="utf-8")
 
 
-def read_encoding(folder: Path) -> dict[str, int]:
+def read_encoding(folder: Path) -> dict[str, Any]:
+    """Window length, stride and ``outside_bias`` as written by :func:`write_encoding` (absent keys left out)."""
     path = folder / ENCODING_FILE
     if not path.is_file():
         return {}
     data = json.loads(path.read_text(encoding="utf-8"))
-    return {key: int(data[key]) for key in ("max_length", "stride") if key in data}
+    found: dict[str, Any] = {key: int(data[key]) for key in ("max_length", "stride") if key in data}
+    if "outside_bias" in data:
+        found["outside_bias"] = float(data["outside_bias"])
+    return found
 
 
 def pick_device(requested: str = "auto") -> torch.device:
@@ -83,8 +103,11 @@ class SpanPredictor:
         max_length: int = 256,
         stride: int = 64,
         batch_size: int = 32,
+        *,
+        outside_bias: float = 0.0,
     ) -> None:
         self.model = model
+        self.outside_bias = outside_bias
         self.tokenizer = tokenizer
         self.special = SpecialTokens.of(tokenizer)
         self.window = min(max_length, int(getattr(model.config, "max_position_embeddings", max_length))) - len(
@@ -105,11 +128,11 @@ class SpanPredictor:
         self.pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
 
     @classmethod
-    def load(cls, folder: str | os.PathLike[str], device: str = "auto", **options: int) -> SpanPredictor:
+    def load(cls, folder: str | os.PathLike[str], device: str = "auto", **options: Any) -> SpanPredictor:
         """Load a Hugging Face token-classification folder (config, weights, tokenizer) from local disk.
 
-        Window length and stride default to those the model was trained with (``encoding.json``, written by the
-        trainer), else 256 and 64 tokens; ``options`` override them.
+        Window length, stride and the decoder's ``outside_bias`` default to those written with the model
+        (``encoding.json``, by the trainer), else 256 and 64 tokens and no bias; ``options`` override them.
         """
         path = Path(folder)
         options = {**read_encoding(path), **options}
@@ -132,11 +155,15 @@ class SpanPredictor:
 
     def predict(self, texts: Sequence[str]) -> list[list[CharSpan]]:
         """Entity spans for each text, sorted and non-overlapping, with offsets into that text."""
+        return [self.decode(scored) for scored in self.score(texts)]
+
+    def score(self, texts: Sequence[str]) -> list[WordScores]:
+        """The model's log-probability of every tag for every word of each text (one forward pass per window)."""
         tokenized = [tokenize(self.tokenizer, text) for text in texts]
         plans = [plan_windows(tokens, self.window, self.stride) for tokens in tokenized]
         jobs = [(doc, w) for doc, windows in enumerate(plans) for w in range(len(windows))]
         jobs.sort(key=lambda job: -(plans[job[0]][job[1]][1] - plans[job[0]][job[1]][0]))  # similar lengths batch well
-        predicted: list[list[list[str]]] = [[[] for _ in windows] for windows in plans]
+        predicted: list[list[list[list[float]]]] = [[[] for _ in windows] for windows in plans]
         device = next(self.model.parameters()).device
         was_training = self.model.training
         self.model.train(False)
@@ -150,31 +177,36 @@ class SpanPredictor:
                             [*self.special.prefix, *tokenized[doc].input_ids[start:end], *self.special.suffix]
                         )
                     ids, mask = pad_batch(inputs, self.pad_id, device)
-                    best = self.model(input_ids=ids, attention_mask=mask).logits.argmax(-1).tolist()
+                    logits = self.model(input_ids=ids, attention_mask=mask).logits
+                    scores = torch.log_softmax(logits.float(), dim=-1).tolist()
                     offset = len(self.special.prefix)
-                    for (doc, w), row in zip(batch, best, strict=True):
+                    for (doc, w), row in zip(batch, scores, strict=True):
                         start, end = plans[doc][w]
-                        predicted[doc][w] = [self.tags[t] for t in row[offset : offset + end - start]]
+                        predicted[doc][w] = row[offset : offset + end - start]
         finally:
             self.model.train(was_training)
-        return [self._decode(tokens, plans[i], predicted[i]) for i, tokens in enumerate(tokenized)]
+        return [
+            WordScores(tokens, merge_window_predictions(tokens, plans[i], predicted[i]) if plans[i] else [])
+            for i, tokens in enumerate(tokenized)
+        ]
 
-    def _decode(
-        self, tokens: TokenizedText, windows: list[tuple[int, int]], predicted: list[list[str]]
-    ) -> list[CharSpan]:
-        if not windows:
-            return []
-        return decode_word_tags(tokens, merge_window_predictions(tokens, windows, predicted))
+    def decode(self, scored: WordScores, outside_bias: float | None = None) -> list[CharSpan]:
+        """Spans of the best valid IOB2 path through a text's word scores (``outside_bias``: the predictor's)."""
+        bias = self.outside_bias if outside_bias is None else outside_bias
+        path = best_tag_path(self.tags, scored.scores, bias)
+        return decode_word_tags(scored.tokens, [self.tags[t] for t in path])
 
     def predict_documents(self, documents: Sequence[Document]) -> list[Document]:
         """Copies of ``documents`` (same id and text) whose entities are the model's predictions."""
-        spans = self.predict([d.text for d in documents])
-        return [
-            Document(
-                id=d.id, text=d.text, entities=[DocumentEntity(start=s.start, end=s.end, label=s.label) for s in p]
-            )
-            for d, p in zip(documents, spans, strict=True)
-        ]
+        return with_spans(documents, self.predict([d.text for d in documents]))
+
+
+def with_spans(documents: Sequence[Document], spans: Sequence[Sequence[CharSpan]]) -> list[Document]:
+    """Copies of ``documents`` (same id and text) whose entities are ``spans`` (one list per document)."""
+    return [
+        Document(id=d.id, text=d.text, entities=[DocumentEntity(start=s.start, end=s.end, label=s.label) for s in p])
+        for d, p in zip(documents, spans, strict=True)
+    ]
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:

@@ -1,0 +1,75 @@
+"""Layer-wise learning rates and the weight average of the training loop, on a tiny random BERT."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import BertConfig, BertForTokenClassification
+
+from synthner_trainer.training import WeightAverage, parameter_groups
+
+
+def tiny_bert(layers: int = 3) -> BertForTokenClassification:
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=50,
+        hidden_size=16,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=32,
+    )
+    config.num_labels = 3
+    return BertForTokenClassification(config)
+
+
+def rates_by_parameter(model: BertForTokenClassification, decay: float) -> dict[str, float]:
+    groups = parameter_groups(model, 1e-3, 0.01, decay)
+    by_id = {id(p): group["lr"] for group in groups for p in group["params"]}
+    return {name: by_id[id(p)] for name, p in model.named_parameters()}
+
+
+def test_without_layer_decay_every_parameter_learns_at_the_base_rate() -> None:
+    model = tiny_bert()
+    groups = parameter_groups(model, 1e-3, 0.01)
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+    assert {g["lr"] for g in groups} == {1e-3}
+
+
+def test_layer_decay_lowers_the_rate_one_step_per_layer_down_to_the_embeddings() -> None:
+    model = tiny_bert(layers=3)
+    rates = rates_by_parameter(model, 0.5)
+    assert rates["classifier.weight"] == pytest.approx(1e-3)
+    assert rates["bert.encoder.layer.2.output.dense.weight"] == pytest.approx(5e-4)
+    assert rates["bert.encoder.layer.0.attention.self.query.weight"] == pytest.approx(1.25e-4)
+    assert rates["bert.embeddings.word_embeddings.weight"] == pytest.approx(6.25e-5)
+    assert len(rates) == len(list(model.parameters()))
+
+
+def test_biases_and_norms_get_no_weight_decay() -> None:
+    model = tiny_bert()
+    groups = parameter_groups(model, 1e-3, 0.01, 0.9)
+    names = {id(p): n for n, p in model.named_parameters()}
+    for group in groups:
+        for parameter in group["params"]:
+            exempt = names[id(parameter)].endswith(("bias", "LayerNorm.weight"))
+            assert group["weight_decay"] == (0.0 if exempt else 0.01)
+
+
+def test_frozen_parameters_are_left_out() -> None:
+    model = tiny_bert()
+    model.bert.embeddings.requires_grad_(False)
+    groups = parameter_groups(model, 1e-3, 0.01, 0.9)
+    assert sum(len(g["params"]) for g in groups) == sum(p.requires_grad for p in model.parameters())
+
+
+def test_weight_average_follows_the_weights_and_swaps_back() -> None:
+    model = tiny_bert()
+    start = model.classifier.weight.detach().clone()
+    average = WeightAverage(model, decay=0.5)
+    with torch.no_grad():
+        model.classifier.weight.add_(1.0)
+    average.update(model)  # average = start + 0.5
+    average.swap(model)
+    torch.testing.assert_close(model.classifier.weight, start + 0.5)
+    average.swap(model)
+    torch.testing.assert_close(model.classifier.weight, start + 1.0)
