@@ -97,7 +97,9 @@ def run_hf(plan: TrainingPlan, test: list[Document], workdir: Path) -> tuple[flo
     seconds = time.perf_counter() - started
     epochs_done = steps * config.batch_size / len(items)
     tokens = sum(len(i["input_ids"]) for i in items) * epochs_done
-    predictor = SpanPredictor(model, tokenizer, max_length=config.max_length, stride=config.stride)
+    predictor = SpanPredictor(
+        model, tokenizer, max_length=config.max_length, stride=config.stride, subtokens=config.subtokens
+    )
     f1 = evaluate_spans(test, predictor.predict_documents(test), "test").strict_micro.f1
     return tokens / seconds, f1
 
@@ -133,6 +135,7 @@ def main() -> int:
         batch_size=args.batch_size,
         max_length=args.max_length,
         stride=args.stride,
+        calibrate_outside_bias=False,  # the same decoding on both sides: no O bias chosen on dev
     )
     plan = prepare(train, dev, default_base_model(), config)
     print(f"load before: {os.getloadavg()}", flush=True)

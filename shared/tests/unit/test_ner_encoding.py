@@ -26,6 +26,7 @@ from synthner_shared.ner import (
     split_words_at_punctuation,
     token_label_ids,
     tokenize,
+    word_scores,
     word_tags,
 )
 
@@ -66,6 +67,22 @@ def test_only_the_first_subtoken_of_a_word_carries_a_label() -> None:
     tag_ids = {t: i for i, t in enumerate(iob2_tags(["Disease"]))}
     labels = token_label_ids(tokens, [span(7, 19)], tag_ids)
     assert labels == [0, IGNORE_INDEX, tag_ids["B-Disease"], IGNORE_INDEX, IGNORE_INDEX]
+
+
+def test_with_the_all_policy_every_subtoken_carries_its_words_tag() -> None:
+    text = "severe hypertension"
+    tokens = whitespace_tokens(text)  # "seve" "re" | "hype" "rten" "sion"
+    tag_ids = {t: i for i, t in enumerate(iob2_tags(["Disease"]))}
+    labels = token_label_ids(tokens, [span(7, 19)], tag_ids, subtokens="all")
+    assert labels == [0, 0, tag_ids["B-Disease"], tag_ids["B-Disease"], tag_ids["B-Disease"]]
+
+
+def test_word_scores_read_the_first_subtoken_or_the_mean_of_all() -> None:
+    tokens = whitespace_tokens("severe hypertension")  # words: tokens 0-1 and 2-4
+    windows = [(0, 3), (1, 5)]  # tokens 0-1 are read from the first window, tokens 2-4 from the second (more context)
+    rows = [[[0.0, -1.0], [-2.0, -3.0], [-4.0, -5.0]], [[-6.0, -7.0], [-8.0, -9.0], [-10.0, -11.0], [-12.0, -13.0]]]
+    assert word_scores(tokens, windows, rows, "first") == [[0.0, -1.0], [-8.0, -9.0]]
+    assert word_scores(tokens, windows, rows, "all") == [[-1.0, -2.0], [-10.0, -11.0]]
 
 
 def test_labels_outside_the_label_set_are_refused() -> None:

@@ -29,9 +29,9 @@ from synthner_shared.ner.encoding import (
     TokenizedText,
     best_tag_path,
     decode_word_tags,
-    merge_window_predictions,
     plan_windows,
     tokenize,
+    word_scores,
 )
 from synthner_shared.ner.predictor import SpanPredictor, pad_batch
 
@@ -69,6 +69,7 @@ class ServingPredictor(SpanPredictor):
             max_length=base.window + len(base.special),
             stride=base.stride,
             outside_bias=base.outside_bias,
+            subtokens=base.subtokens,
         )
         self.max_batch_tokens = max_batch_tokens
         self.int8 = int8
@@ -140,10 +141,10 @@ class ServingPredictor(SpanPredictor):
         windows: Sequence[tuple[int, int]],
         scores: Sequence[Sequence[Sequence[float]]],
     ) -> list[SpanPrediction]:
-        word_scores = merge_window_predictions(tokens, windows, scores)
-        path = best_tag_path(self.tags, word_scores, self.outside_bias)
+        per_word = word_scores(tokens, windows, scores, self.subtokens)
+        path = best_tag_path(self.tags, per_word, self.outside_bias)
         word_tags = [self.tags[t] for t in path]
-        word_probabilities = [math.exp(row[t]) for row, t in zip(word_scores, path, strict=True)]
+        word_probabilities = [math.exp(row[t]) for row, t in zip(per_word, path, strict=True)]
         words = tokens.words()
         spans = []
         word = 0

@@ -66,8 +66,9 @@ Entity level; strict = seqeval IOB2 strict mode over character spans, partial = 
 ## Use
 
 Load with `transformers.pipeline("token-classification", model=DIR, aggregation_strategy="first")`, or, for whole
-documents of any length with character offsets, `synthner_shared.ner.predictor.SpanPredictor.load(DIR)` (overlapping
-windows, first-sub-token labels: the same encoding the model was trained with).
+documents of any length with character offsets, `synthner_shared.ner.predictor.SpanPredictor.load(DIR)`: the same
+windows, sub-token policy and decoding (best valid IOB2 path, with the `O` bias chosen on dev) the model was trained
+and scored with, read from `encoding.json`.
 
 ## Intended use and limits
 

@@ -28,6 +28,9 @@ class TrainingConfig(HyperParameters):
     layer_decay: float = Field(default=1.0, gt=0, le=1)
     """Layer-wise learning-rate decay: the head learns at ``learning_rate``, each encoder layer below it at
     ``layer_decay`` times the rate of the one above, the embeddings last. 1 turns it off."""
+    subtokens: Literal["first", "all"] = "all"
+    """Which sub-tokens of a word carry its label in training, and how a word is read at inference
+    (:data:`synthner_shared.ner.encoding.SubtokenPolicy`); stored with the model."""
     calibrate_outside_bias: bool = True
     """After training, pick the decoder's ``O`` bias (:data:`OUTSIDE_BIAS_GRID` in ``training``) with the best dev
     strict F1 and store it with the model; off: no bias."""

@@ -1,13 +1,17 @@
 """Fine-tuning a token-classification model on documents with character spans (our own loop, plain PyTorch).
 
-- Inputs: every window of every document (:func:`synthner_shared.ner.encode_windows`, first sub-token labelled,
-  overlapping windows, nothing truncated).
+- Inputs: every window of every document (:func:`synthner_shared.ner.encode_windows`, every sub-token of a word
+  labelled with the word's tag by default — ``subtokens="first"`` labels only the first —, overlapping windows,
+  nothing truncated).
 - Batches are grouped by length (shuffled pools of 50 batches, sorted inside), so little compute goes to padding.
 - Seeded (``random``, numpy, torch) and reproducible on one machine; AdamW with linear warm-up and decay.
 - After each epoch the model is scored on the dev documents with the same span decoding and span evaluation used
   everywhere else; the best epoch's weights are kept, and training stops after ``patience`` epochs without gain.
 - On CUDA it runs under bf16 autocast (fp16 with loss scaling where bf16 is missing); on CPU in fp32, or under bf16
   autocast with ``precision="bf16"`` where the CPU has native bf16 (:func:`autocast_for`).
+
+After the best epoch is restored, the decoder's ``O`` bias is chosen on dev (:func:`calibrate_outside_bias`); the
+model folder stores it in ``encoding.json`` with the window and the sub-token policy, so every predictor decodes alike.
 
 Validation (:func:`prepare`) raises before any model weights load: empty data, labels outside the set, a bad base
 model folder.
@@ -121,13 +125,14 @@ class TrainingResult:
             max_length=self.config.max_length,
             stride=self.config.stride,
             outside_bias=self.outside_bias,
+            subtokens=self.config.subtokens,
         )
 
     def save(self, folder: Path) -> None:
         """Write the Hugging Face folder: config (with the label map), safetensors weights, tokenizer, encoding."""
         self.model.save_pretrained(folder, safe_serialization=True)
         self.tokenizer.save_pretrained(folder)
-        write_encoding(folder, self.config.max_length, self.config.stride, self.outside_bias)
+        write_encoding(folder, self.config.max_length, self.config.stride, self.outside_bias, self.config.subtokens)
 
 
 def label_set(documents: Sequence[Document], configured: Sequence[str] | None) -> list[str]:
@@ -218,7 +223,13 @@ def encode_documents(
     for document in documents:
         tokens = tokenize(tokenizer, document.text)
         windows += encode_windows(
-            tokens, document.entities, tag_ids, special, max_length=config.max_length, stride=config.stride
+            tokens,
+            document.entities,
+            tag_ids,
+            special,
+            max_length=config.max_length,
+            stride=config.stride,
+            subtokens=config.subtokens,
         )
     return windows
 
@@ -446,7 +457,14 @@ def fine_tune(  # noqa: PLR0915 - one training loop, easier to follow in one pie
         layer_decay=config.layer_decay,
     )
     average = WeightAverage(model, config.ema_decay) if config.ema_decay > 0 else None
-    predictor = SpanPredictor(model, tokenizer, max_length=config.max_length, stride=config.stride, batch_size=64)
+    predictor = SpanPredictor(
+        model,
+        tokenizer,
+        max_length=config.max_length,
+        stride=config.stride,
+        batch_size=64,
+        subtokens=config.subtokens,
+    )
     rng = random.Random(config.seed)  # noqa: S311 - reproducible shuffling, not security
 
     best = _Best()

@@ -11,6 +11,7 @@ from synthner_shared.ner.encoding import (
     RoundTrip,
     SlowTokenizerError,
     SpecialTokens,
+    SubtokenPolicy,
     TokenizedText,
     best_tag_path,
     decode_word_tags,
@@ -22,6 +23,7 @@ from synthner_shared.ner.encoding import (
     split_words_at_punctuation,
     token_label_ids,
     tokenize,
+    word_scores,
     word_tags,
 )
 
@@ -33,6 +35,7 @@ __all__ = [
     "RoundTrip",
     "SlowTokenizerError",
     "SpecialTokens",
+    "SubtokenPolicy",
     "TokenizedText",
     "best_tag_path",
     "decode_word_tags",
@@ -44,5 +47,6 @@ __all__ = [
     "split_words_at_punctuation",
     "token_label_ids",
     "tokenize",
+    "word_scores",
     "word_tags",
 ]

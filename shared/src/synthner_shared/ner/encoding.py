@@ -7,13 +7,16 @@ the same way.
   its character offsets in the original text (the offset mapping) and the index of the pre-tokenizer word it belongs
   to (``word_ids``), split further where punctuation meets a token boundary (SentencePiece tokenizers split words
   only at whitespace). Offsets are Python ``str`` indices (code points), like the document format's.
-- **Sub-token policy.** Labels are assigned per *word*: a word overlapping an entity span gets ``B-<label>`` when it
-  is the first word of the span and ``I-<label>`` otherwise. Only the **first sub-token** of a word carries the
-  word's label; the other sub-tokens are masked with ``-100`` (ignored by the loss), and at decoding time a word takes
-  the prediction of its first sub-token.
-- **Decoding.** Predicted word labels become character spans from the start of the first word to the end of the last
-  word of a ``B I I`` run (an ``I`` that does not continue an entity of its label opens one). Entity boundaries that
-  fall inside a word therefore widen to the word's boundaries; :func:`iob2_round_trip` counts where that happens.
+- **Sub-token policy** (:data:`SubtokenPolicy`). Labels are assigned per *word*: a word overlapping an entity span
+  gets ``B-<label>`` when it is the first word of the span and ``I-<label>`` otherwise. With ``all`` every sub-token
+  of a word carries the word's label and a word is read from the mean of its sub-tokens' log-probabilities; with
+  ``first`` only the first sub-token carries it (the others are masked with ``-100``, ignored by the loss) and a word
+  is read from its first sub-token.
+- **Decoding.** The tags of a text's words are the best *valid* IOB2 path through their log-probabilities
+  (:func:`best_tag_path`, Viterbi: an ``I-x`` only after ``B-x`` or ``I-x``); word tags become character spans from
+  the start of the first word to the end of the last word of a ``B I I`` run (:func:`decode_word_tags` also reads a
+  stray ``I`` from elsewhere as opening an entity). Entity boundaries that fall inside a word therefore widen to the
+  word's boundaries; :func:`iob2_round_trip` counts where that happens.
 - **Windows.** A document longer than the model's window is split into overlapping windows of token indices
   (``stride`` tokens shared between neighbours), never truncated. Window starts snap back to a word start where that
   still makes progress. When decoding, each token takes the prediction of the window in which it lies furthest from
@@ -25,7 +28,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from synthner_shared.contracts.spans import SpanLike
 
@@ -69,6 +72,13 @@ class TokenizedText:
     def first_subtokens(self) -> list[bool]:
         """True for the first token of each word."""
         return [i == 0 or self.word_ids[i] != self.word_ids[i - 1] for i in range(len(self.word_ids))]
+
+    def word_of_token(self) -> list[int]:
+        """For each token, the index of its word in :meth:`words`."""
+        index: list[int] = []
+        for i in range(len(self.word_ids)):
+            index.append(0 if i == 0 else index[-1] + (self.word_ids[i] != self.word_ids[i - 1]))
+        return index
 
     def words(self) -> list[tuple[int, int, int]]:
         """``(first_token, start, end)`` per word, in order: the word's first token and its character extent."""
@@ -179,12 +189,23 @@ def word_tags(tokens: TokenizedText, spans: Sequence[SpanLike]) -> list[str]:
     return tags
 
 
-def token_label_ids(tokens: TokenizedText, spans: Sequence[SpanLike], tag_ids: Mapping[str, int]) -> list[int]:
-    """Label id per token: the word's IOB2 tag id on its first sub-token, ``IGNORE_INDEX`` on the others."""
+SubtokenPolicy = Literal["first", "all"]
+"""``first``: only a word's first sub-token carries its tag (the rest ``IGNORE_INDEX``), and a word is read from its
+first sub-token. ``all``: every sub-token carries the word's tag, and a word is read from the mean of its
+sub-tokens' log-probabilities."""
+
+
+def token_label_ids(
+    tokens: TokenizedText, spans: Sequence[SpanLike], tag_ids: Mapping[str, int], subtokens: SubtokenPolicy = "first"
+) -> list[int]:
+    """Label id per token: the word's IOB2 tag id on its first sub-token (``all``: on every sub-token), else
+    ``IGNORE_INDEX``."""
     unknown = sorted({s.label for s in spans} - {t[2:] for t in tag_ids if t != OUTSIDE})
     if unknown:
         raise LabelOutsideSetError(f"labels {unknown} are not in the label set {sorted({t[2:] for t in tag_ids})}")
     tags = word_tags(tokens, spans)
+    if subtokens == "all":
+        return [tag_ids[tags[word]] for word in tokens.word_of_token()]
     labels = [IGNORE_INDEX] * len(tokens)
     for word_index, (first_token, _, _) in enumerate(tokens.words()):
         labels[first_token] = tag_ids[tags[word_index]]
@@ -309,6 +330,34 @@ def merge_window_predictions(
     return merged
 
 
+def word_scores(
+    tokens: TokenizedText,
+    windows: Sequence[tuple[int, int]],
+    window_scores: Sequence[Sequence[Sequence[float]]],
+    subtokens: SubtokenPolicy = "first",
+) -> list[list[float]]:
+    """Per word, the log-probability of each tag, from per-window rows (one per text token of each window).
+
+    Each token is read from the window in which it has most context; ``first`` takes a word's first sub-token,
+    ``all`` the mean over the word's sub-tokens.
+    """
+    if subtokens == "first":
+        return [list(row) for row in merge_window_predictions(tokens, windows, window_scores)]
+    best = best_window_per_token(windows, len(tokens))
+    sums: list[list[float]] = []
+    counts: list[int] = []
+    for index, word in enumerate(tokens.word_of_token()):
+        window = best[index]
+        row = window_scores[window][index - windows[window][0]]
+        if word == len(sums):
+            sums.append(list(row))
+            counts.append(1)
+        else:
+            sums[word] = [a + b for a, b in zip(sums[word], row, strict=True)]
+            counts[word] += 1
+    return [[v / count for v in total] for total, count in zip(sums, counts, strict=True)]
+
+
 @dataclass(frozen=True)
 class EncodedWindow:
     """A model input: token ids with special tokens, and label ids aligned with them (``-100`` where ignored)."""
@@ -325,9 +374,10 @@ def encode_windows(
     *,
     max_length: int,
     stride: int,
+    subtokens: SubtokenPolicy = "first",
 ) -> list[EncodedWindow]:
-    """Training inputs of one document: every window with special tokens and labels (first sub-token policy)."""
-    labels = token_label_ids(tokens, spans, tag_ids)
+    """Training inputs of one document: every window with special tokens and labels (sub-token policy)."""
+    labels = token_label_ids(tokens, spans, tag_ids, subtokens)
     windows = plan_windows(tokens, max_length - len(special), stride)
     encoded = []
     for start, end in windows:

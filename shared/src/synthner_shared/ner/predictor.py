@@ -22,12 +22,13 @@ from synthner_shared.documents import Document, DocumentEntity
 from synthner_shared.ner.encoding import (
     CharSpan,
     SpecialTokens,
+    SubtokenPolicy,
     TokenizedText,
     best_tag_path,
     decode_word_tags,
-    merge_window_predictions,
     plan_windows,
     tokenize,
+    word_scores,
 )
 
 if TYPE_CHECKING:
@@ -50,11 +51,13 @@ ENCODING_FILE = "encoding.json"
 """Beside the weights: how texts were encoded for training (window length, stride, sub-token policy)."""
 
 
-def write_encoding(folder: Path, max_length: int, stride: int, outside_bias: float = 0.0) -> None:
+def write_encoding(
+    folder: Path, max_length: int, stride: int, outside_bias: float = 0.0, subtokens: SubtokenPolicy = "first"
+) -> None:
     data = {
         "max_length": max_length,
         "stride": stride,
-        "subtokens": "first labelled, rest -100",
+        "subtokens": subtokens,
         "decoding": "best valid IOB2 path (Viterbi) over word log-probabilities",
         "outside_bias": outside_bias,
     }
@@ -62,7 +65,8 @@ def write_encoding(folder: Path, max_length: int, stride: int, outside_bias: flo
 
 
 def read_encoding(folder: Path) -> dict[str, Any]:
-    """Window length, stride and ``outside_bias`` as written by :func:`write_encoding` (absent keys left out)."""
+    """Window length, stride, ``outside_bias`` and ``subtokens`` as written by :func:`write_encoding` (absent keys
+    left out; folders written before the policy had a name say ``first labelled, rest -100``, which is ``first``)."""
     path = folder / ENCODING_FILE
     if not path.is_file():
         return {}
@@ -70,6 +74,8 @@ def read_encoding(folder: Path) -> dict[str, Any]:
     found: dict[str, Any] = {key: int(data[key]) for key in ("max_length", "stride") if key in data}
     if "outside_bias" in data:
         found["outside_bias"] = float(data["outside_bias"])
+    if "subtokens" in data:
+        found["subtokens"] = "all" if data["subtokens"] == "all" else "first"
     return found
 
 
@@ -105,9 +111,11 @@ class SpanPredictor:
         batch_size: int = 32,
         *,
         outside_bias: float = 0.0,
+        subtokens: SubtokenPolicy = "first",
     ) -> None:
         self.model = model
         self.outside_bias = outside_bias
+        self.subtokens: SubtokenPolicy = subtokens
         self.tokenizer = tokenizer
         self.special = SpecialTokens.of(tokenizer)
         self.window = min(max_length, int(getattr(model.config, "max_position_embeddings", max_length))) - len(
@@ -186,7 +194,7 @@ class SpanPredictor:
         finally:
             self.model.train(was_training)
         return [
-            WordScores(tokens, merge_window_predictions(tokens, plans[i], predicted[i]) if plans[i] else [])
+            WordScores(tokens, word_scores(tokens, plans[i], predicted[i], self.subtokens) if plans[i] else [])
             for i, tokens in enumerate(tokenized)
         ]
 
