@@ -21,6 +21,7 @@ Policy, declared here because every annotator's output depends on it:
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
@@ -130,6 +131,7 @@ class _Index:
             bounded = not (key[0].isalnum() and position > 0 and haystack[position - 1].isalnum()) and not (
                 key[-1].isalnum() and end < len(haystack) and haystack[end].isalnum()
             )
+            bounded = bounded and not _inside_a_character(view, position, end)
             exact = self.text[start_original:end_original] == mention.strip()
             compound = (position > 1 and haystack[position - 1] == "-" and haystack[position - 2].isalnum()) or (
                 end + 1 < len(haystack) and haystack[end] == "-" and haystack[end + 1].isalnum()
@@ -137,6 +139,16 @@ class _Index:
             found.append(_Occurrence(start_original, end_original, bounded, exact, compound))
             position = haystack.find(key, position + 1)
         return found
+
+
+def _inside_a_character(view: NormalizedText, start: int, end: int) -> bool:
+    """True when the normalised slice ``[start, end)`` begins or ends inside one character of the text: inside what
+    one code point folds to ("2" in "½", "s" in "ß") or before a combining mark ("a" in "à"). Such an occurrence
+    does not count as standing at a word boundary, so the letter itself, where it occurs, is preferred."""
+    text = view.text
+    starts_inside = start > 0 and view.starts[start] == view.starts[start - 1]
+    ends_inside = end < len(text) and (view.starts[end] == view.starts[end - 1] or unicodedata.combining(text[end]) > 0)
+    return starts_inside or ends_inside
 
 
 def _label_map(labels: Collection[str]) -> dict[str, str]:

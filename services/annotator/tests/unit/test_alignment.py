@@ -41,6 +41,13 @@ def test_align_matches_composed_and_decomposed_forms_and_missing_accents() -> No
     assert keys("Paciente García.", [("Disease", "Garcia")]) == [(9, 15, "Disease")]
 
 
+def test_a_letter_is_not_found_inside_an_accented_letter_while_the_plain_letter_occurs() -> None:
+    # found by hypothesis: "a" matched the base of "à" (decomposed in the normalised view) at a word boundary
+    assert keys("0A:\u00c0", [("Disease", "A")]) == [(1, 2, "Disease")]
+    assert keys("0A:A\u0300", [("Disease", "A")]) == [(1, 2, "Disease")]
+    assert keys("only \u00e0 here", [("Disease", "a")]) == [(5, 6, "Disease")]  # missing accents still match
+
+
 def test_align_prefers_exact_case_among_equal_candidates() -> None:
     assert keys("was seen for WAS", [("Disease", "WAS")]) == [(13, 16, "Disease")]
 
