@@ -69,6 +69,11 @@ async def test_publishing_to_a_stopped_broker_fails_loudly_and_works_after_it_re
             out = await broker_probe.get(broker_probe.topology.queue_name(TRAINER), timeout_s=60)
             assert decode_message(out.body).note_id == during.note_id  # type: ignore[attr-defined]
             assert service.health().ready
-        assert [c.note_id for c in calls] == [before.note_id, during.note_id]
+        # At least once, not exactly once: the stop can race the confirm of `before`'s output (the consumer then
+        # leaves `before` unacked and the broker redelivers it) or the failed publish of `during` may have reached
+        # the queue after all; either way a message is handled twice, which the note-id de-duplication downstream
+        # absorbs (seen once in a CI run on 2 busy cores).
+        assert list(dict.fromkeys(c.note_id for c in calls)) == [before.note_id, during.note_id]
+        assert len(calls) <= 3
     finally:
         await publisher_broker.close()
