@@ -24,16 +24,8 @@ import torch
 from transformers import PreTrainedModel
 
 from synthner_ner_api.models import SpanPrediction
-from synthner_shared.ner.encoding import (
-    OUTSIDE,
-    TokenizedText,
-    best_tag_path,
-    decode_word_tags,
-    plan_windows,
-    tokenize,
-    word_scores,
-)
-from synthner_shared.ner.predictor import SpanPredictor, pad_batch
+from synthner_shared.ner.encoding import OUTSIDE, best_tag_path, decode_word_tags
+from synthner_shared.ner.predictor import SpanPredictor, WordScores
 
 
 def quantize_int8(model: PreTrainedModel) -> PreTrainedModel:
@@ -111,44 +103,20 @@ class ServingPredictor(SpanPredictor):
             yield jobs[start:end]
             start = end
 
-    def annotate(self, texts: Sequence[str]) -> list[list[SpanPrediction]]:
-        tokenized = [tokenize(self.tokenizer, text) for text in texts]
-        plans = [plan_windows(tokens, self.window, self.stride) if len(tokens) else [] for tokens in tokenized]
-        # (document, window, length), longest first: each batch pads to its first entry.
-        jobs = sorted(
-            ((doc, w, end - start) for doc, windows in enumerate(plans) for w, (start, end) in enumerate(windows)),
-            key=lambda job: -job[2],
-        )
-        scores: list[list[list[list[float]]]] = [[[] for _ in windows] for windows in plans]
-        prefix = len(self.special.prefix)
-        with torch.inference_mode():
-            for batch in self._batches(jobs):
-                inputs = []
-                for doc, w, _ in batch:
-                    start, end = plans[doc][w]
-                    inputs.append([*self.special.prefix, *tokenized[doc].input_ids[start:end], *self.special.suffix])
-                ids, mask = pad_batch(inputs, self.pad_id, torch.device("cpu"))
-                log_probabilities = torch.log_softmax(self.forward(ids, mask).float(), dim=-1)
-                for row, (doc, w, length) in enumerate(batch):
-                    scores[doc][w] = log_probabilities[row, prefix : prefix + length].tolist()
-        return [
-            self._spans(tokens, plans[doc], scores[doc]) if plans[doc] else [] for doc, tokens in enumerate(tokenized)
-        ]
+    def _logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.forward(input_ids, attention_mask)
 
-    def _spans(
-        self,
-        tokens: TokenizedText,
-        windows: Sequence[tuple[int, int]],
-        scores: Sequence[Sequence[Sequence[float]]],
-    ) -> list[SpanPrediction]:
-        per_word = word_scores(tokens, windows, scores, self.subtokens)
-        path = best_tag_path(self.tags, per_word, self.outside_bias)
+    def annotate(self, texts: Sequence[str]) -> list[list[SpanPrediction]]:
+        return [self._spans(scored) for scored in self.score(texts)]
+
+    def _spans(self, scored: WordScores) -> list[SpanPrediction]:
+        path = best_tag_path(self.tags, scored.scores, self.outside_bias)
         word_tags = [self.tags[t] for t in path]
-        word_probabilities = [math.exp(row[t]) for row, t in zip(per_word, path, strict=True)]
-        words = tokens.words()
+        word_probabilities = [math.exp(row[t]) for row, t in zip(scored.scores, path, strict=True)]
+        words = scored.tokens.words()
         spans = []
         word = 0
-        for span in decode_word_tags(tokens, word_tags):
+        for span in decode_word_tags(scored.tokens, word_tags):
             while words[word][2] <= span.start:
                 word += 1
             inside = []

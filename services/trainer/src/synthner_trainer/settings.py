@@ -9,6 +9,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from synthner_shared.contracts import AdaptationParameters, HyperParameters
+from synthner_shared.ner.encoding import SubtokenPolicy
 
 
 class TrainingConfig(HyperParameters):
@@ -28,7 +29,7 @@ class TrainingConfig(HyperParameters):
     layer_decay: float = Field(default=1.0, gt=0, le=1)
     """Layer-wise learning-rate decay: the head learns at ``learning_rate``, each encoder layer below it at
     ``layer_decay`` times the rate of the one above, the embeddings last. 1 turns it off."""
-    subtokens: Literal["first", "all"] = "all"
+    subtokens: SubtokenPolicy = "all"
     """Which sub-tokens of a word carry its label in training, and how a word is read at inference
     (:data:`synthner_shared.ner.encoding.SubtokenPolicy`); stored with the model."""
     calibrate_outside_bias: bool = True

@@ -338,8 +338,8 @@ class WeightAverage:
 
     def __init__(self, model: Any, decay: float) -> None:
         self.decay = decay
-        self.names = [n for n, v in model.state_dict().items() if v.is_floating_point()]
         state = model.state_dict()
+        self.names = [n for n, v in state.items() if v.is_floating_point()]
         self.shadow = [state[n].detach().clone() for n in self.names]
 
     def update(self, model: Any) -> None:

@@ -333,7 +333,7 @@ def merge_window_predictions(
 def word_scores(
     tokens: TokenizedText,
     windows: Sequence[tuple[int, int]],
-    window_scores: Sequence[Sequence[Sequence[float]]],
+    window_scores: Sequence[Sequence[list[float]]],
     subtokens: SubtokenPolicy = "first",
 ) -> list[list[float]]:
     """Per word, the log-probability of each tag, from per-window rows (one per text token of each window).
@@ -342,7 +342,7 @@ def word_scores(
     ``all`` the mean over the word's sub-tokens.
     """
     if subtokens == "first":
-        return [list(row) for row in merge_window_predictions(tokens, windows, window_scores)]
+        return merge_window_predictions(tokens, windows, window_scores)
     best = best_window_per_token(windows, len(tokens))
     sums: list[list[float]] = []
     counts: list[int] = []

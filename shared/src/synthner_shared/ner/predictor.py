@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class WordScores:
-    """A tokenized text and, per word, the log-probability of each tag (from its first sub-token)."""
+    """A tokenized text and, per word, the log-probability of each tag (as the sub-token policy reads words)."""
 
     tokens: TokenizedText
     scores: list[list[float]]
@@ -169,34 +169,42 @@ class SpanPredictor:
         """The model's log-probability of every tag for every word of each text (one forward pass per window)."""
         tokenized = [tokenize(self.tokenizer, text) for text in texts]
         plans = [plan_windows(tokens, self.window, self.stride) for tokens in tokenized]
-        jobs = [(doc, w) for doc, windows in enumerate(plans) for w in range(len(windows))]
-        jobs.sort(key=lambda job: -(plans[job[0]][job[1]][1] - plans[job[0]][job[1]][0]))  # similar lengths batch well
+        # (document, window, length), longest first: similar lengths batch well, each batch pads to its first entry.
+        jobs = sorted(
+            ((doc, w, end - start) for doc, windows in enumerate(plans) for w, (start, end) in enumerate(windows)),
+            key=lambda job: -job[2],
+        )
         predicted: list[list[list[list[float]]]] = [[[] for _ in windows] for windows in plans]
         device = next(self.model.parameters()).device
+        offset = len(self.special.prefix)
         was_training = self.model.training
         self.model.train(False)
         try:
             with torch.inference_mode():
-                for batch in _chunks(jobs, self.batch_size):
+                for batch in self._batches(jobs):
                     inputs = []
-                    for doc, w in batch:
+                    for doc, w, _ in batch:
                         start, end = plans[doc][w]
                         inputs.append(
                             [*self.special.prefix, *tokenized[doc].input_ids[start:end], *self.special.suffix]
                         )
                     ids, mask = pad_batch(inputs, self.pad_id, device)
-                    logits = self.model(input_ids=ids, attention_mask=mask).logits
-                    scores = torch.log_softmax(logits.float(), dim=-1).tolist()
-                    offset = len(self.special.prefix)
-                    for (doc, w), row in zip(batch, scores, strict=True):
-                        start, end = plans[doc][w]
-                        predicted[doc][w] = row[offset : offset + end - start]
+                    scores = torch.log_softmax(self._logits(ids, mask).float(), dim=-1)
+                    for row, (doc, w, length) in enumerate(batch):
+                        predicted[doc][w] = scores[row, offset : offset + length].tolist()
         finally:
             self.model.train(was_training)
         return [
             WordScores(tokens, word_scores(tokens, plans[i], predicted[i], self.subtokens) if plans[i] else [])
             for i, tokens in enumerate(tokenized)
         ]
+
+    def _batches(self, jobs: Sequence[tuple[int, int, int]]) -> Iterator[Sequence[tuple[int, int, int]]]:
+        """Batches of ``(document, window, length)`` jobs, longest first: ``batch_size`` windows each."""
+        return _chunks(jobs, self.batch_size)
+
+    def _logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits  # type: ignore[no-any-return]
 
     def decode(self, scored: WordScores, outside_bias: float | None = None) -> list[CharSpan]:
         """Spans of the best valid IOB2 path through a text's word scores (``outside_bias``: the predictor's)."""
