@@ -1,17 +1,28 @@
 """Fixtures shared by every test tier: real RabbitMQ with a unique namespace per test, broker inspection helpers, and
-one small token-classification model trained once per test session."""
+one small token-classification model trained once per test session.
+
+Property tests (hypothesis) run derandomised by default, so a test run is repeatable: the same inputs every time.
+``HYPOTHESIS_PROFILE=explore`` draws new random inputs, ten times as many (run it to look for new failures, and turn
+what it finds into a plain regression test).
+"""
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aio_pika
 import pytest
+from hypothesis import settings
 
 from synthner_shared.messaging import BrokerSettings, Topology
 from synthner_shared.testing import BrokerProbe
+
+settings.register_profile("repeatable", derandomize=True, database=None)
+settings.register_profile("explore", max_examples=1000, derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 REPO_ROOT = Path(__file__).resolve().parent
 GOLD_DATA = REPO_ROOT.parent / "shared" / "data"
