@@ -3,16 +3,34 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
 
 import aio_pika
 import pytest
 from pydantic import SecretStr
 
 from synthner_shared.broker_node import BrokerNodeError, PrivateRabbitMQ
-from synthner_shared.contracts import NoteGenerated, decode_message
-from synthner_shared.messaging import TRAINER, Broker, BrokerSettings, BrokerUnavailable, Service, Topology
-from synthner_shared.testing import BrokerProbe, echo_annotator, running_service, sample_note
+from synthner_shared.contracts import Envelope, NoteGenerated, decode_message
+from synthner_shared.messaging import (
+    ANNOTATOR,
+    TRAINER,
+    Broker,
+    BrokerSettings,
+    BrokerUnavailable,
+    Consumer,
+    Service,
+    Topology,
+)
+from synthner_shared.testing import (
+    BrokerProbe,
+    annotate_without_entities,
+    echo_annotator,
+    publish_once,
+    running_service,
+    sample_note,
+)
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.broker_restart]
 
@@ -77,3 +95,65 @@ async def test_publishing_to_a_stopped_broker_fails_loudly_and_works_after_it_re
         assert len(calls) <= 3
     finally:
         await publisher_broker.close()
+
+
+class _RecordSeen(logging.Handler):
+    """Sets an event (from any thread) when a log record's message template starts with ``prefix``."""
+
+    def __init__(self, prefix: str, event: asyncio.Event) -> None:
+        super().__init__(logging.DEBUG)
+        self._prefix, self._event = prefix, event
+        self._loop = asyncio.get_running_loop()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if str(record.msg).startswith(self._prefix):
+            self._loop.call_soon_threadsafe(self._event.set)
+
+
+@pytest.fixture
+async def output_unconfirmed() -> AsyncIterator[asyncio.Event]:
+    seen = asyncio.Event()
+    logger = logging.getLogger("synthner_shared.messaging.consumer")
+    handler, level = _RecordSeen("outputs of %s not confirmed", seen), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield seen
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+async def test_outputs_wait_out_a_blocked_broker_without_using_up_the_delivery_limit(
+    node: PrivateRabbitMQ, node_settings: BrokerSettings, node_probe: BrokerProbe, output_unconfirmed: asyncio.Event
+) -> None:
+    """A memory alarm blocks every publishing connection: the consumer's output gets no confirm. It must keep the
+    input and retry the publish until the alarm clears, not hand the input back at each timeout, where a
+    delivery limit of 2 would dead-letter a message that did nothing wrong."""
+    settings = node_settings.model_copy(update={"publish_timeout_s": 1.0, "output_retry_s": 60.0})
+    assert settings.delivery_limit == 2
+    calls: list[NoteGenerated] = []
+    handling, release = asyncio.Event(), asyncio.Event()
+
+    async def handle(note: NoteGenerated) -> Sequence[Envelope]:
+        calls.append(note)
+        handling.set()
+        await release.wait()
+        return [annotate_without_entities(note)]
+
+    note = sample_note(30)
+    async with running_service(Service(settings, "annotator-test", [Consumer(ANNOTATOR, (NoteGenerated,), handle)])):
+        await publish_once(settings, note)
+        async with asyncio.timeout(30):
+            await handling.wait()
+        await node.rabbitmqctl("set_vm_memory_high_watermark", "0")
+        try:
+            release.set()
+            async with asyncio.timeout(60):
+                await output_unconfirmed.wait()  # the alarm is on: at least one publish went unconfirmed
+        finally:
+            await node.rabbitmqctl("set_vm_memory_high_watermark", "0.4")
+        out = await node_probe.get(node_probe.topology.queue_name(TRAINER), timeout_s=60)
+        assert decode_message(out.body).note_id == note.note_id  # type: ignore[attr-defined]
+    assert [c.note_id for c in calls] == [note.note_id], "the input was handed back and handled again"
+    assert await node_probe.drain(node_probe.topology.dead_letter_queue_name(ANNOTATOR)) == []

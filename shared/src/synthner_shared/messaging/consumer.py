@@ -7,7 +7,9 @@ Per delivery:
 2. skip it (ack) when its idempotency key was already processed by this consumer;
 3. call the handler; :class:`RetryableError` (and any unexpected exception) parks the message in a retry queue for
    the back-off delay, up to ``max_retries``, then dead-letters it; :class:`PoisonMessageError` dead-letters it;
-4. publish the handler's outputs with confirms, and only then ack the input.
+4. publish the handler's outputs with confirms, and only then ack the input. While the broker is unavailable
+   (reconnecting after a restart, blocked by an alarm) the publish is retried for up to ``output_retry_s`` before the
+   input is handed back, since every hand-back counts toward the queue's delivery limit.
 
 A consumer process that dies before acking leaves the message with the broker, which redelivers it; the quorum
 queue's ``x-delivery-limit`` dead-letters a message that keeps killing its consumers.
@@ -30,7 +32,13 @@ from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 from synthner_shared.contracts.envelope import Envelope
 from synthner_shared.contracts.registry import MessageDecodeError, decode_message
 from synthner_shared.messaging.broker import Broker
-from synthner_shared.messaging.errors import BrokerRefused, HandlerError, PoisonMessageError, PublishError
+from synthner_shared.messaging.errors import (
+    BrokerRefused,
+    BrokerUnavailable,
+    HandlerError,
+    PoisonMessageError,
+    PublishError,
+)
 from synthner_shared.messaging.publisher import send_confirmed
 from synthner_shared.messaging.topology import QueueRole
 
@@ -273,19 +281,51 @@ class ConsumerRunner(Generic[M]):
             await self._retry_or_dead_letter(incoming, exc)
             return
         try:
-            await self._broker.publisher.publish_many(outputs)
+            await self._publish_outputs(outputs, key)
         except BrokerRefused as exc:
             await self._retry_or_dead_letter(incoming, exc)
             return
         except PublishError as exc:
-            # No connection: the delivery cannot be acked either; the broker redelivers it once we are back.
-            log.warning("outputs of %s not confirmed (%s); leaving it to the broker", key, type(exc).__name__)
+            # The broker stayed unavailable for output_retry_s: hand the input back (or, with the channel gone, the
+            # broker redelivers it anyway).
+            log.warning("outputs of %s not confirmed (%s); handing the input back", key, type(exc).__name__)
             self.stats.requeued += 1
             await self._settle(incoming.nack(requeue=True))
             return
         self._processed.add(key)
         self.stats.processed += 1
         await self._settle(incoming.ack())
+
+    async def _publish_outputs(self, outputs: Sequence[Envelope], key: str) -> None:
+        """Publish with confirms; while the broker is unavailable, wait for the connection and the publishing channel
+        to be back and try again, until ``output_retry_s`` has passed (then raise). A retry may publish an output
+        twice (its first confirm may have been lost, not its message): at least once, as everywhere downstream."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._settings.output_retry_s
+        attempt = 1
+        while True:
+            try:
+                await self._broker.publisher.publish_many(outputs)
+                return
+            except BrokerUnavailable as exc:
+                remaining = deadline - loop.time()
+                if remaining <= 0 or self._stopping:
+                    raise
+                log.info(
+                    "outputs of %s not confirmed (attempt %d: %s); retrying when the broker is back",
+                    key,
+                    attempt,
+                    exc,
+                )
+            try:
+                await self._broker.wait_connected(timeout_s=remaining)
+            except TimeoutError:
+                raise BrokerUnavailable(
+                    f"broker not back within output_retry_s={self._settings.output_retry_s:g}s"
+                ) from None
+            # A channel that fails at once while the connection looks fine must not make this a busy loop.
+            await asyncio.sleep(min(self._settings.reconnect_interval_s, max(0.0, deadline - loop.time())))
+            attempt += 1
 
     async def _retry_or_dead_letter(self, incoming: AbstractIncomingMessage, exc: BaseException) -> None:
         retries = _retries_so_far(incoming) + 1

@@ -46,6 +46,12 @@ class BrokerSettings(BaseSettings):
     )
     max_retries: int = Field(default=5, ge=0, le=100, description="Retries of a retryable failure before the DLQ.")
     publish_timeout_s: float = Field(default=30.0, gt=0, description="How long to wait for a publisher confirm.")
+    output_retry_s: float = Field(
+        default=120.0,
+        ge=0,
+        description="How long a consumer keeps retrying the publish of a handled message's outputs while the broker "
+        "is unavailable, before handing the input back (each hand-back counts toward the delivery limit).",
+    )
     connect_timeout_s: float = Field(default=60.0, gt=0, description="How long to keep trying the first connection.")
     reconnect_interval_s: float = Field(default=2.0, gt=0, description="Pause between reconnection attempts.")
     shutdown_grace_s: float = Field(
