@@ -8,8 +8,10 @@ length-grouped batches (less padding).
 
 Each seed (``--seeds``, default 3) trains both; the order alternates from seed to seed so neither always runs on a
 warmer or quieter machine. "Equal within noise" is judged against the seed-to-seed spread: ``f1_gap`` is the
-difference of the mean F1s, ``f1_sd`` the pooled standard deviation of one run's F1 across seeds. Last line:
-``ratio=<ours/hf mean tokens/s> f1_ours=<mean> f1_hf=<mean> f1_gap=… f1_sd=… seeds=…``.
+difference of the mean F1s, ``f1_sd`` the pooled standard deviation of one run's F1 across seeds, ``f1_gap_se`` the
+standard error of the gap and ``f1_p`` the two-sided p-value of Welch's t-test that the two mean F1s are equal
+(``f1_p`` ≥ 0.05: no detectable difference at this number of seeds). Last line:
+``ratio=<ours/hf mean tokens/s> f1_ours=<mean> f1_hf=<mean> f1_gap=… f1_sd=… f1_gap_se=… f1_p=… seeds=…``.
 
     python benchmarks/trainer_vs_hf.py [--train-docs 100 --epochs 2 --seeds 3]
 """
@@ -28,6 +30,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+from scipy import stats
 from transformers import DataCollatorForTokenClassification, Trainer, TrainingArguments
 
 from synthner_shared.documents import Document, read_documents
@@ -154,18 +157,26 @@ def main() -> int:
     print(f"load after: {os.getloadavg()}", flush=True)
     tps_ours, tps_hf = (statistics.fmean(t for t, _ in runs[n]) for n in ("ours", "hf"))
     f1_ours, f1_hf = (statistics.fmean(f for _, f in runs[n]) for n in ("ours", "hf"))
-    spread = (
-        math.sqrt(
-            (statistics.variance([f for _, f in runs["ours"]]) + statistics.variance([f for _, f in runs["hf"]])) / 2
-        )
-        if args.seeds > 1
-        else float("nan")
-    )
+    spread, gap_se, p_value = f1_spread([f for _, f in runs["ours"]], [f for _, f in runs["hf"]])
     print(
         f"ratio={tps_ours / tps_hf:.2f} f1_ours={f1_ours:.4f} f1_hf={f1_hf:.4f}"
-        f" f1_gap={f1_ours - f1_hf:+.4f} f1_sd={spread:.4f} seeds={args.seeds}"
+        f" f1_gap={f1_ours - f1_hf:+.4f} f1_sd={spread:.4f} f1_gap_se={gap_se:.4f} f1_p={p_value:.3f}"
+        f" seeds={args.seeds}"
     )
     return 0
+
+
+def f1_spread(ours: list[float], hf: list[float]) -> tuple[float, float, float]:
+    """Pooled SD of one run's F1, standard error of the mean gap, and Welch's two-sided p-value (NaN with one seed)."""
+    if len(ours) < 2 or len(hf) < 2:
+        return float("nan"), float("nan"), float("nan")
+    var_ours, var_hf = statistics.variance(ours), statistics.variance(hf)
+    spread = math.sqrt((var_ours + var_hf) / 2)
+    gap_se = math.sqrt(var_ours / len(ours) + var_hf / len(hf))
+    if gap_se == 0:
+        return spread, gap_se, 1.0 if statistics.fmean(ours) == statistics.fmean(hf) else 0.0
+    p_value = float(stats.ttest_ind(ours, hf, equal_var=False).pvalue)
+    return spread, gap_se, p_value
 
 
 if __name__ == "__main__":
