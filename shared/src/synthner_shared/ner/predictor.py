@@ -75,8 +75,15 @@ def read_encoding(folder: Path) -> dict[str, Any]:
     if "outside_bias" in data:
         found["outside_bias"] = float(data["outside_bias"])
     if "subtokens" in data:
-        found["subtokens"] = "all" if data["subtokens"] == "all" else "first"
+        policy = _LEGACY_SUBTOKENS.get(data["subtokens"], data["subtokens"])
+        if policy not in ("first", "all"):
+            raise ValueError(f"{path}: unknown sub-token policy {data['subtokens']!r} (expected 'first' or 'all')")
+        found["subtokens"] = policy
     return found
+
+
+_LEGACY_SUBTOKENS = {"first labelled, rest -100": "first"}
+"""What ``encoding.json`` said before the sub-token policy had a name."""
 
 
 def pick_device(requested: str = "auto") -> torch.device:

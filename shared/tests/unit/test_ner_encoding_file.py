@@ -1,0 +1,27 @@
+"""``encoding.json`` beside a model: what the trainer writes is what every predictor reads back."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from synthner_shared.ner.predictor import ENCODING_FILE, read_encoding, write_encoding
+
+
+def test_what_is_written_is_read_back(tmp_path: Path) -> None:
+    write_encoding(tmp_path, 128, 32, 0.75, "all")
+    assert read_encoding(tmp_path) == {"max_length": 128, "stride": 32, "outside_bias": 0.75, "subtokens": "all"}
+
+
+def test_a_folder_written_before_the_policy_had_a_name_reads_as_first(tmp_path: Path) -> None:
+    legacy = {"max_length": 256, "stride": 64, "subtokens": "first labelled, rest -100"}
+    (tmp_path / ENCODING_FILE).write_text(json.dumps(legacy), encoding="utf-8")
+    assert read_encoding(tmp_path) == {"max_length": 256, "stride": 64, "subtokens": "first"}
+
+
+def test_an_unknown_policy_is_a_clear_error_not_a_silent_default(tmp_path: Path) -> None:
+    (tmp_path / ENCODING_FILE).write_text(json.dumps({"subtokens": "last"}), encoding="utf-8")
+    with pytest.raises(ValueError, match="unknown sub-token policy 'last'"):
+        read_encoding(tmp_path)
