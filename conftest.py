@@ -8,9 +8,11 @@ what it finds into a plain regression test).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator
+import warnings
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aio_pika
@@ -29,9 +31,13 @@ GOLD_DATA = REPO_ROOT.parent / "shared" / "data"
 
 
 @pytest.fixture
-def broker_settings() -> BrokerSettings:
-    """Settings for a fresh namespace: fast back-off, low limits, so reliability paths run in a test's time."""
-    return BrokerSettings(
+def broker_settings(request: pytest.FixtureRequest) -> Iterator[BrokerSettings]:
+    """Settings for a fresh namespace: fast back-off, low limits, so reliability paths run in a test's time.
+
+    After a test marked ``rabbitmq``, every queue and exchange of the namespace is deleted, whoever declared them
+    (the test, a service it ran, a subprocess), so test runs leave nothing on the broker.
+    """
+    broker = BrokerSettings(
         namespace=f"t-{uuid.uuid4().hex[:12]}",
         prefetch=4,
         delivery_limit=2,
@@ -42,6 +48,18 @@ def broker_settings() -> BrokerSettings:
         reconnect_interval_s=0.5,
         shutdown_grace_s=10,
     )
+    yield broker
+    if request.node.get_closest_marker("rabbitmq") is not None:
+        try:
+            asyncio.run(asyncio.wait_for(_delete_namespace(broker), timeout=20))
+        except (OSError, TimeoutError, aio_pika.exceptions.AMQPError) as exc:
+            warnings.warn(f"namespace {broker.namespace} left on the broker: {exc!r}", stacklevel=1)
+
+
+async def _delete_namespace(broker: BrokerSettings) -> None:
+    connection = await aio_pika.connect(broker.url.get_secret_value(), timeout=10)
+    async with connection:
+        await Topology.from_settings(broker).delete(await connection.channel())
 
 
 @pytest.fixture(scope="session")
@@ -67,7 +85,7 @@ def tiny_ner_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 async def broker_probe(broker_settings: BrokerSettings) -> AsyncIterator[BrokerProbe]:
-    """A probe connection; on teardown every queue and exchange of the test's namespace is deleted."""
+    """A probe connection, with the namespace's shared topology declared (deleted again by ``broker_settings``)."""
     topology = Topology.from_settings(broker_settings)
     connection = await aio_pika.connect_robust(broker_settings.url.get_secret_value())
     channel = await connection.channel()
@@ -75,6 +93,4 @@ async def broker_probe(broker_settings: BrokerSettings) -> AsyncIterator[BrokerP
     try:
         yield BrokerProbe(connection, topology)
     finally:
-        await connection.ready()
-        await topology.delete(await connection.channel())
         await connection.close()
