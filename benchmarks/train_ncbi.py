@@ -50,6 +50,7 @@ def main() -> int:
     parser.add_argument("--no-calibrate", action="store_true", help="decode without an O bias (no calibration on dev)")
     parser.add_argument("--subtokens", default="all", choices=["first", "all"], help="sub-tokens that carry labels")
     parser.add_argument("--layer-decay", type=float, default=1.0, help="layer-wise learning-rate decay (1: off)")
+    parser.add_argument("--freeze-word-embeddings", action="store_true", help="keep the word-embedding matrix as it is")
     parser.add_argument("--max-seconds", type=float, default=780, help="training time budget (the goal is 15 min)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument(
@@ -75,6 +76,7 @@ def main() -> int:
         seed=args.seed,
         ema_decay=args.ema_decay,
         layer_decay=args.layer_decay,
+        freeze_word_embeddings=args.freeze_word_embeddings,
         subtokens=args.subtokens,
         calibrate_outside_bias=not args.no_calibrate,
         precision=args.precision or _fastest_precision(args.device),

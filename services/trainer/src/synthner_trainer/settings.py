@@ -35,6 +35,10 @@ class TrainingConfig(HyperParameters):
     calibrate_outside_bias: bool = True
     """After training, pick the decoder's ``O`` bias (:data:`OUTSIDE_BIAS_GRID` in ``training``) with the best dev
     strict F1 and store it with the model; off: no bias."""
+    freeze_word_embeddings: bool = False
+    """Keep the base model's word-embedding matrix as it is (position embeddings and everything above still learn).
+    Saves the optimiser most of its work where the vocabulary is large (multilingual-e5-small: 96M of its 118M
+    parameters are word embeddings)."""
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     """Arithmetic of the forward and backward passes (weights and optimiser state stay fp32). ``auto``: bf16 autocast
     on CUDA (fp16 with loss scaling where bf16 is missing), fp32 on CPU. ``bf16``: bf16 autocast on the CPU too,

@@ -439,6 +439,8 @@ def fine_tune(  # noqa: PLR0915 - one training loop, easier to follow in one pie
     seed_everything(config.seed)
     torch_device = pick_device(device)
     tokenizer, model = load_for_training(plan)
+    if config.freeze_word_embeddings:
+        model.get_input_embeddings().weight.requires_grad_(False)
     model.to(torch_device)
     tag_ids = {t: i for i, t in enumerate(iob2_tags(plan.labels))}
     windows = encode_documents(plan.train, tokenizer, tag_ids, config)

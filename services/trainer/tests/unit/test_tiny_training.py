@@ -7,7 +7,8 @@ import os
 from pathlib import Path
 
 import pytest
-from transformers import pipeline
+import torch
+from transformers import AutoModel, pipeline
 
 from synthner_shared.documents import read_documents, write_documents
 from synthner_shared.evaluation import evaluate_spans
@@ -17,7 +18,7 @@ from synthner_trainer.pipeline import GoldSet, gate_and_register, train_to_folde
 from synthner_trainer.registry import ModelRegistry
 from synthner_trainer.settings import TrainerSettings, TrainingConfig
 from synthner_trainer.store import manifest_for
-from synthner_trainer.training import OUTSIDE_BIAS_GRID, TrainingResult
+from synthner_trainer.training import OUTSIDE_BIAS_GRID, TrainingResult, fine_tune, prepare
 
 NCBI = Path(__file__).resolve().parents[4].parent / "shared" / "data" / "ncbi_disease"
 TRAIN_DOCS = int(os.environ.get("SYNTHNER_TEST_TRAIN_DOCS", "24"))
@@ -97,3 +98,16 @@ def test_the_decoder_bias_is_chosen_on_dev_and_stored_with_the_model(trained: Tr
     plain = evaluate_spans(dev, unbiased.predict_documents(dev), "dev")
     assert metrics[0].strict_micro.f1 >= plain.strict_micro.f1  # type: ignore[attr-defined]
     assert metrics[0].strict_micro == evaluate_spans(dev, result.predictor().predict_documents(dev), "dev").strict_micro  # type: ignore[attr-defined]
+
+
+def test_frozen_word_embeddings_stay_as_the_base_model_has_them_while_the_rest_learns() -> None:
+    train = list(read_documents(NCBI / "train.jsonl"))[:4]
+    dev = list(read_documents(NCBI / "dev.jsonl"))[:2]
+    config = TrainingConfig(
+        epochs=1, batch_size=4, max_length=64, stride=16, calibrate_outside_bias=False, freeze_word_embeddings=True
+    )
+    result = fine_tune(prepare(train, dev, default_base_model(), config), device="cpu", patience=0)
+    base = AutoModel.from_pretrained(default_base_model(), local_files_only=True)
+    trained_embeddings = result.model.base_model.embeddings
+    assert torch.equal(trained_embeddings.word_embeddings.weight, base.embeddings.word_embeddings.weight)
+    assert not torch.equal(trained_embeddings.position_embeddings.weight, base.embeddings.position_embeddings.weight)
