@@ -58,6 +58,12 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--ema-decay", type=float, default=0.0, help="average of the weights per step (0: off)")
     parser.add_argument("--no-calibrate", action="store_true", help="decode without an O bias (no calibration on dev)")
+    parser.add_argument(
+        "--abbreviations",
+        default="auto",
+        choices=["auto", "on", "off"],
+        help="expand abbreviations the text defines for predicted entities (auto: when it raises dev F1)",
+    )
     parser.add_argument("--subtokens", default="all", choices=["first", "all"], help="sub-tokens that carry labels")
     parser.add_argument("--layer-decay", type=float, default=1.0, help="layer-wise learning-rate decay (1: off)")
     parser.add_argument("--freeze-word-embeddings", action="store_true", help="keep the word-embedding matrix as it is")
@@ -102,6 +108,7 @@ def run(args: argparse.Namespace, base_model: Path) -> int:
         freeze_word_embeddings=args.freeze_word_embeddings,
         subtokens=args.subtokens,
         calibrate_outside_bias=not args.no_calibrate,
+        abbreviations=args.abbreviations,
         precision=args.precision or _fastest_precision(args.device),
     )
     plan = prepare(train, dev, base_model, config)
@@ -111,7 +118,8 @@ def run(args: argparse.Namespace, base_model: Path) -> int:
     seconds = time.perf_counter() - started
     print(
         f"train={len(train)} dev={len(dev)} test={len(test)} epochs_run={result.epochs_run}"
-        f" best_epoch={result.best_epoch} outside_bias={result.outside_bias} precision={config.precision}"
+        f" best_epoch={result.best_epoch} outside_bias={result.outside_bias}"
+        f" abbreviations={result.abbreviations} precision={config.precision}"
         f" tokens_per_s={result.tokens_per_second:.0f} dev_strict_f1={result.dev_result.strict_micro.f1:.4f}"
         f" load_after={os.getloadavg()} commit={_commit()}"
     )

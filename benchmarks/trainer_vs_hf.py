@@ -138,7 +138,8 @@ def main() -> int:
         batch_size=args.batch_size,
         max_length=args.max_length,
         stride=args.stride,
-        calibrate_outside_bias=False,  # the same decoding on both sides: no O bias chosen on dev
+        calibrate_outside_bias=False,  # the same decoding on both sides: no O bias chosen on dev,
+        abbreviations="off",  # and no abbreviation step
     )
     plan = prepare(train, dev, default_base_model(), config)
     print(f"load before: {os.getloadavg()}", flush=True)

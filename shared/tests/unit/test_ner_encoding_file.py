@@ -11,8 +11,25 @@ from synthner_shared.ner.predictor import ENCODING_FILE, read_encoding, write_en
 
 
 def test_what_is_written_is_read_back(tmp_path: Path) -> None:
-    write_encoding(tmp_path, 128, 32, 0.75, "all")
-    assert read_encoding(tmp_path) == {"max_length": 128, "stride": 32, "outside_bias": 0.75, "subtokens": "all"}
+    write_encoding(tmp_path, 128, 32, 0.75, "all", abbreviations=True)
+    assert read_encoding(tmp_path) == {
+        "max_length": 128,
+        "stride": 32,
+        "outside_bias": 0.75,
+        "subtokens": "all",
+        "abbreviations": True,
+    }
+
+
+def test_a_folder_written_before_the_abbreviation_step_decodes_without_it(tmp_path: Path) -> None:
+    (tmp_path / ENCODING_FILE).write_text(json.dumps({"max_length": 128, "outside_bias": 0.5}), encoding="utf-8")
+    assert "abbreviations" not in read_encoding(tmp_path)  # SpanPredictor's default: off
+
+
+def test_an_abbreviations_value_that_is_not_a_boolean_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / ENCODING_FILE).write_text(json.dumps({"abbreviations": "yes"}), encoding="utf-8")
+    with pytest.raises(ValueError, match="abbreviations must be true or false, not 'yes'"):
+        read_encoding(tmp_path)
 
 
 def test_a_folder_written_before_the_policy_had_a_name_reads_as_first(tmp_path: Path) -> None:

@@ -3,7 +3,8 @@
 Compared with the shared :class:`~synthner_shared.ner.predictor.SpanPredictor` (used for evaluation), it
 
 - batches windows of similar length under a token budget, so little compute goes to padding;
-- returns a score per entity (the mean probability of its words' decoded tags);
+- returns a score per entity (the mean probability of its words' decoded tags; a mention of an abbreviation the text
+  defines gets its long form's score);
 - runs the forward pass on ONNX Runtime by default (``runtime="onnx"``, :mod:`synthner_ner_api.onnx_runtime`), or
   on eager torch (``runtime="torch"``);
 - can run int8 weights (dynamic quantisation of the Linear layers / MatMuls), served only when its strict F1 on a
@@ -24,7 +25,8 @@ import torch
 from transformers import PreTrainedModel
 
 from synthner_ner_api.models import SpanPrediction
-from synthner_shared.ner.encoding import OUTSIDE, best_tag_path, decode_word_tags
+from synthner_shared.ner.abbreviations import expand_abbreviations
+from synthner_shared.ner.encoding import OUTSIDE, CharSpan, best_tag_path, decode_word_tags
 from synthner_shared.ner.predictor import SpanPredictor, WordScores
 
 
@@ -62,6 +64,7 @@ class ServingPredictor(SpanPredictor):
             stride=base.stride,
             outside_bias=base.outside_bias,
             subtokens=base.subtokens,
+            abbreviations=base.abbreviations,
         )
         self.max_batch_tokens = max_batch_tokens
         self.int8 = int8
@@ -114,9 +117,10 @@ class ServingPredictor(SpanPredictor):
         word_tags = [self.tags[t] for t in path]
         word_probabilities = [math.exp(row[t]) for row, t in zip(scored.scores, path, strict=True)]
         words = scored.tokens.words()
-        spans = []
+        spans: list[SpanPrediction] = []
         word = 0
-        for span in decode_word_tags(scored.tokens, word_tags):
+        decoded = decode_word_tags(scored.tokens, word_tags)
+        for span in decoded:
             while words[word][2] <= span.start:
                 word += 1
             inside = []
@@ -126,4 +130,19 @@ class ServingPredictor(SpanPredictor):
                 word += 1
             score = sum(inside) / len(inside) if inside else 0.0
             spans.append(SpanPrediction(span.start, span.end, span.label, min(1.0, max(0.0, score))))
+        if self.abbreviations:
+            spans = with_abbreviation_mentions(scored.text, decoded, spans)
         return spans
+
+
+def with_abbreviation_mentions(
+    text: str, decoded: Sequence[CharSpan], spans: Sequence[SpanPrediction]
+) -> list[SpanPrediction]:
+    """``spans`` (the scored ``decoded`` spans) plus the mentions of abbreviations the text defines for them
+    (:func:`~synthner_shared.ner.abbreviations.expand_abbreviations`), each scored as its long form."""
+    score_of = {(s.start, s.end): s.score for s in spans}
+    added = [
+        SpanPrediction(e.span.start, e.span.end, e.span.label, score_of[e.source.start, e.source.end])
+        for e in expand_abbreviations(text, decoded)
+    ]
+    return sorted([*spans, *added], key=lambda s: (s.start, s.end))

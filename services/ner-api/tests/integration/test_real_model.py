@@ -20,6 +20,7 @@ from synthner_ner_api.predictor import ServingPredictor
 from synthner_ner_api.settings import NerApiSettings
 from synthner_shared.documents import Document, read_documents
 from synthner_shared.ner.encoding import plan_windows, tokenize
+from synthner_shared.ner.predictor import SpanPredictor
 
 pytestmark = [
     pytest.mark.skipif(not (GOLD / "ncbi_disease").is_dir(), reason="no NCBI-disease data beside the repo"),
@@ -118,6 +119,18 @@ def test_the_onnx_runtime_gives_the_torch_models_spans(predictor: ServingPredict
     for a, b in zip(onnx_spans, torch_spans, strict=True):
         assert [(s.start, s.end, s.label) for s in a] == [(s.start, s.end, s.label) for s in b]
         assert [s.score for s in a] == pytest.approx([s.score for s in b], abs=1e-4)
+
+
+def test_served_spans_are_the_evaluated_spans_with_the_abbreviation_step_on_and_off(
+    model_store: Path, gold: list[Document]
+) -> None:
+    texts = [d.text for d in gold]
+    for expand in (False, True):
+        base = SpanPredictor.load(model_store / "versions" / "m-tiny", device="cpu", abbreviations=expand)
+        served = ServingPredictor(base, runtime="torch").annotate(texts)
+        assert [[(p.start, p.end, p.label) for p in spans] for spans in served] == [
+            [(s.start, s.end, s.label) for s in spans] for spans in base.predict(texts)
+        ]
 
 
 def test_int8_is_served_only_when_it_passes_the_f1_gate(model_store: Path) -> None:

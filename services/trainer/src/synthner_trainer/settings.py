@@ -35,6 +35,10 @@ class TrainingConfig(HyperParameters):
     calibrate_outside_bias: bool = True
     """After training, pick the decoder's ``O`` bias (:data:`OUTSIDE_BIAS_GRID` in ``training``) with the best dev
     strict F1 and store it with the model; off: no bias."""
+    abbreviations: Literal["auto", "on", "off"] = "auto"
+    """Decode with the abbreviation step (:mod:`synthner_shared.ner.abbreviations`: a short form defined right after
+    a predicted entity, ``long form (SF)``, becomes an entity wherever else the text uses it). ``auto``: only when it
+    raises dev strict F1 (chosen with the ``O`` bias); stored with the model."""
     freeze_word_embeddings: bool = False
     """Keep the base model's word-embedding matrix as it is (position embeddings and everything above still learn).
     Saves the optimiser most of its work where the vocabulary is large (multilingual-e5-small: 96M of its 118M

@@ -10,8 +10,9 @@
 - On CUDA it runs under bf16 autocast (fp16 with loss scaling where bf16 is missing); on CPU in fp32, or under bf16
   autocast with ``precision="bf16"`` where the CPU has native bf16 (:func:`autocast_for`).
 
-After the best epoch is restored, the decoder's ``O`` bias is chosen on dev (:func:`calibrate_outside_bias`); the
-model folder stores it in ``encoding.json`` with the window and the sub-token policy, so every predictor decodes alike.
+After the best epoch is restored, the decoder's ``O`` bias and whether it expands abbreviations are chosen on dev
+(:func:`calibrate_decoder`); the model folder stores both in ``encoding.json`` with the window and the sub-token policy,
+so every predictor decodes alike.
 
 Validation (:func:`prepare`) raises before any model weights load: empty data, labels outside the set, a bad base
 model folder.
@@ -116,9 +117,10 @@ class TrainingResult:
     tokens_per_second: float
     history: list[dict[str, float]] = field(default_factory=list)
     outside_bias: float = 0.0
+    abbreviations: bool = False
 
     def predictor(self) -> SpanPredictor:
-        """Predicts with the trained model in memory, with the windows it was trained on and its decoder bias."""
+        """Predicts with the trained model in memory, with the windows it was trained on and its decoder options."""
         return SpanPredictor(
             self.model,
             self.tokenizer,
@@ -126,13 +128,21 @@ class TrainingResult:
             stride=self.config.stride,
             outside_bias=self.outside_bias,
             subtokens=self.config.subtokens,
+            abbreviations=self.abbreviations,
         )
 
     def save(self, folder: Path) -> None:
         """Write the Hugging Face folder: config (with the label map), safetensors weights, tokenizer, encoding."""
         self.model.save_pretrained(folder, safe_serialization=True)
         self.tokenizer.save_pretrained(folder)
-        write_encoding(folder, self.config.max_length, self.config.stride, self.outside_bias, self.config.subtokens)
+        write_encoding(
+            folder,
+            self.config.max_length,
+            self.config.stride,
+            self.outside_bias,
+            self.config.subtokens,
+            abbreviations=self.abbreviations,
+        )
 
 
 def label_set(documents: Sequence[Document], configured: Sequence[str] | None) -> list[str]:
@@ -315,22 +325,44 @@ OUTSIDE_BIAS_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
 """Candidate ``O`` biases of the decoder (log-probability units): 0 is plain Viterbi; above it, fewer entities."""
 
 
-def calibrate_outside_bias(
-    predictor: SpanPredictor, dev: Sequence[Document], grid: Sequence[float] = OUTSIDE_BIAS_GRID
-) -> tuple[float, EvaluationResult]:
-    """The bias from ``grid`` with the best strict micro F1 on ``dev`` (ties: the smaller), and that evaluation.
+@dataclass(frozen=True)
+class DecoderChoice:
+    """The decoder options chosen on dev, and the dev evaluation with them."""
+
+    outside_bias: float
+    abbreviations: bool
+    result: EvaluationResult
+
+
+def calibrate_decoder(
+    predictor: SpanPredictor,
+    dev: Sequence[Document],
+    biases: Sequence[float] = OUTSIDE_BIAS_GRID,
+    abbreviations: Sequence[bool] = (False, True),
+) -> DecoderChoice:
+    """The ``O`` bias and abbreviation step with the best strict micro F1 on ``dev``; ties go to the smaller bias,
+    then to no abbreviation step (the simpler decoder wins unless the other is better).
 
     The model runs once; only the decoding is repeated per candidate.
     """
     scored = predictor.score([d.text for d in dev])
-    best: tuple[float, EvaluationResult] | None = None
-    for bias in sorted(grid):
-        result = evaluate_spans(dev, with_spans(dev, [predictor.decode(s, bias) for s in scored]), "dev")
-        if best is None or result.strict_micro.f1 > best[1].strict_micro.f1:
-            best = (bias, result)
+    best: DecoderChoice | None = None
+    for bias in sorted(biases):
+        for expand in sorted(abbreviations):
+            decoded = [predictor.decode(s, bias, expand) for s in scored]
+            result = evaluate_spans(dev, with_spans(dev, decoded), "dev")
+            if best is None or result.strict_micro.f1 > best.result.strict_micro.f1:
+                best = DecoderChoice(bias, expand, result)
     if best is None:
-        raise ValueError("no outside bias to choose from")
+        raise ValueError("no decoder options to choose from")
     return best
+
+
+def decoder_candidates(config: TrainingConfig) -> tuple[tuple[float, ...], tuple[bool, ...]]:
+    """The ``O`` biases and abbreviation choices the configuration leaves open for :func:`calibrate_decoder`."""
+    biases = OUTSIDE_BIAS_GRID if config.calibrate_outside_bias else (0.0,)
+    abbreviations = {"auto": (False, True), "on": (True,), "off": (False,)}[config.abbreviations]
+    return biases, abbreviations
 
 
 class WeightAverage:
@@ -514,13 +546,15 @@ def fine_tune(  # noqa: PLR0915 - one training loop, easier to follow in one pie
     assert best.result is not None
     model.load_state_dict(best.state)
     model.eval()
-    outside_bias, dev_result = 0.0, best.result
-    if config.calibrate_outside_bias:
-        outside_bias, dev_result = calibrate_outside_bias(predictor, plan.dev)
+    biases, abbreviations = decoder_candidates(config)
+    decoder = DecoderChoice(0.0, False, best.result)
+    if (biases, abbreviations) != ((0.0,), (False,)):  # something to choose or to score with
+        decoder = calibrate_decoder(predictor, plan.dev, biases, abbreviations)
         log.info(
-            "decoder O bias %.2f: dev strict F1 %.4f (%.4f without)",
-            outside_bias,
-            dev_result.strict_micro.f1,
+            "decoder O bias %.2f, abbreviations %s: dev strict F1 %.4f (%.4f without either)",
+            decoder.outside_bias,
+            "on" if decoder.abbreviations else "off",
+            decoder.result.strict_micro.f1,
             best.result.strict_micro.f1,
         )
     return TrainingResult(
@@ -529,12 +563,13 @@ def fine_tune(  # noqa: PLR0915 - one training loop, easier to follow in one pie
         labels=plan.labels,
         config=config,
         base_model=plan.base_model,
-        dev_result=dev_result,
+        dev_result=decoder.result,
         best_epoch=best.epoch,
         epochs_run=epoch,
         seconds=time.perf_counter() - started,
         train_tokens=tokens,
         tokens_per_second=tokens / train_seconds if train_seconds else 0.0,
         history=history,
-        outside_bias=outside_bias,
+        outside_bias=decoder.outside_bias,
+        abbreviations=decoder.abbreviations,
     )

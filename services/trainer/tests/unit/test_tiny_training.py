@@ -18,7 +18,14 @@ from synthner_trainer.pipeline import GoldSet, gate_and_register, train_to_folde
 from synthner_trainer.registry import ModelRegistry
 from synthner_trainer.settings import TrainerSettings, TrainingConfig
 from synthner_trainer.store import manifest_for
-from synthner_trainer.training import OUTSIDE_BIAS_GRID, TrainingResult, fine_tune, prepare
+from synthner_trainer.training import (
+    OUTSIDE_BIAS_GRID,
+    TrainingResult,
+    calibrate_decoder,
+    decoder_candidates,
+    fine_tune,
+    prepare,
+)
 
 NCBI = Path(__file__).resolve().parents[4].parent / "shared" / "data" / "ncbi_disease"
 TRAIN_DOCS = int(os.environ.get("SYNTHNER_TEST_TRAIN_DOCS", "24"))
@@ -87,17 +94,45 @@ def test_gate_publishes_a_real_model_and_rescoring_the_current_one_on_gold(train
     assert registry.current() == second.version
 
 
-def test_the_decoder_bias_is_chosen_on_dev_and_stored_with_the_model(trained: Trained) -> None:
+def test_the_decoder_options_are_chosen_on_dev_and_stored_with_the_model(trained: Trained) -> None:
     folder, metrics, _, result = trained
     assert result.outside_bias in OUTSIDE_BIAS_GRID
-    assert json.loads((folder / "encoding.json").read_text())["outside_bias"] == result.outside_bias
-    assert SpanPredictor.load(folder, device="cpu").outside_bias == result.outside_bias
+    encoding = json.loads((folder / "encoding.json").read_text())
+    assert (encoding["outside_bias"], encoding["abbreviations"]) == (result.outside_bias, result.abbreviations)
+    loaded = SpanPredictor.load(folder, device="cpu")
+    assert (loaded.outside_bias, loaded.abbreviations) == (result.outside_bias, result.abbreviations)
     dev = list(read_documents(NCBI / "dev.jsonl"))[:10]
     unbiased = result.predictor()
     unbiased.outside_bias = 0.0
+    unbiased.abbreviations = False
     plain = evaluate_spans(dev, unbiased.predict_documents(dev), "dev")
     assert metrics[0].strict_micro.f1 >= plain.strict_micro.f1  # type: ignore[attr-defined]
     assert metrics[0].strict_micro == evaluate_spans(dev, result.predictor().predict_documents(dev), "dev").strict_micro  # type: ignore[attr-defined]
+
+
+def test_the_abbreviation_step_is_kept_only_where_it_raises_dev_f1(trained: Trained) -> None:
+    *_, result = trained
+    dev = list(read_documents(NCBI / "dev.jsonl"))[:10]
+    predictor = result.predictor()
+    predictor.outside_bias = 0.0
+    single = {
+        expand: calibrate_decoder(predictor, dev, biases=(0.0,), abbreviations=(expand,)) for expand in (False, True)
+    }
+    for expand, choice in single.items():
+        predictor.abbreviations = expand
+        assert choice.abbreviations is expand
+        assert choice.result == evaluate_spans(dev, predictor.predict_documents(dev), "dev")
+    both = calibrate_decoder(predictor, dev, biases=(0.0,))
+    f1 = {expand: choice.result.strict_micro.f1 for expand, choice in single.items()}
+    assert both.abbreviations is (f1[True] > f1[False])  # a tie keeps the plain decoder
+
+
+def test_the_configuration_says_which_decoder_options_are_open() -> None:
+    config = TrainingConfig()
+    assert decoder_candidates(config) == (OUTSIDE_BIAS_GRID, (False, True))
+    fixed = config.model_copy(update={"calibrate_outside_bias": False, "abbreviations": "on"})
+    assert decoder_candidates(fixed) == ((0.0,), (True,))
+    assert decoder_candidates(config.model_copy(update={"abbreviations": "off"}))[1] == (False,)
 
 
 def test_frozen_word_embeddings_stay_as_the_base_model_has_them_while_the_rest_learns() -> None:

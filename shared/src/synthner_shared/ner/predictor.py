@@ -19,6 +19,7 @@ import torch
 from transformers import AutoModelForTokenClassification, AutoTokenizer
 
 from synthner_shared.documents import Document, DocumentEntity
+from synthner_shared.ner.abbreviations import with_abbreviations
 from synthner_shared.ner.encoding import (
     CharSpan,
     SpecialTokens,
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 class WordScores:
     """A tokenized text and, per word, the log-probability of each tag (as the sub-token policy reads words)."""
 
+    text: str
     tokens: TokenizedText
     scores: list[list[float]]
 
@@ -52,7 +54,13 @@ ENCODING_FILE = "encoding.json"
 
 
 def write_encoding(
-    folder: Path, max_length: int, stride: int, outside_bias: float = 0.0, subtokens: SubtokenPolicy = "first"
+    folder: Path,
+    max_length: int,
+    stride: int,
+    outside_bias: float = 0.0,
+    subtokens: SubtokenPolicy = "first",
+    *,
+    abbreviations: bool = False,
 ) -> None:
     data = {
         "max_length": max_length,
@@ -60,13 +68,15 @@ def write_encoding(
         "subtokens": subtokens,
         "decoding": "best valid IOB2 path (Viterbi) over word log-probabilities",
         "outside_bias": outside_bias,
+        "abbreviations": abbreviations,
     }
     (folder / ENCODING_FILE).write_text(json.dumps(data), encoding="utf-8")
 
 
 def read_encoding(folder: Path) -> dict[str, Any]:
-    """Window length, stride, ``outside_bias`` and ``subtokens`` as written by :func:`write_encoding` (absent keys
-    left out; folders written before the policy had a name say ``first labelled, rest -100``, which is ``first``)."""
+    """Window length, stride, ``outside_bias``, ``subtokens`` and ``abbreviations`` as written by
+    :func:`write_encoding` (absent keys left out; folders written before the policy had a name say ``first labelled,
+    rest -100``, which is ``first``)."""
     path = folder / ENCODING_FILE
     if not path.is_file():
         return {}
@@ -74,6 +84,10 @@ def read_encoding(folder: Path) -> dict[str, Any]:
     found: dict[str, Any] = {key: int(data[key]) for key in ("max_length", "stride") if key in data}
     if "outside_bias" in data:
         found["outside_bias"] = float(data["outside_bias"])
+    if "abbreviations" in data:
+        if not isinstance(data["abbreviations"], bool):
+            raise ValueError(f"{path}: abbreviations must be true or false, not {data['abbreviations']!r}")
+        found["abbreviations"] = data["abbreviations"]
     if "subtokens" in data:
         policy = _LEGACY_SUBTOKENS.get(data["subtokens"], data["subtokens"])
         if policy not in ("first", "all"):
@@ -119,9 +133,11 @@ class SpanPredictor:
         *,
         outside_bias: float = 0.0,
         subtokens: SubtokenPolicy = "first",
+        abbreviations: bool = False,
     ) -> None:
         self.model = model
         self.outside_bias = outside_bias
+        self.abbreviations = abbreviations
         self.subtokens: SubtokenPolicy = subtokens
         self.tokenizer = tokenizer
         self.special = SpecialTokens.of(tokenizer)
@@ -146,8 +162,9 @@ class SpanPredictor:
     def load(cls, folder: str | os.PathLike[str], device: str = "auto", **options: Any) -> SpanPredictor:
         """Load a Hugging Face token-classification folder (config, weights, tokenizer) from local disk.
 
-        Window length, stride and the decoder's ``outside_bias`` default to those written with the model
-        (``encoding.json``, by the trainer), else 256 and 64 tokens and no bias; ``options`` override them.
+        Window length, stride and the decoder's ``outside_bias`` and ``abbreviations`` default to those written with
+        the model (``encoding.json``, by the trainer), else 256 and 64 tokens, no bias and no abbreviation step;
+        ``options`` override them.
         """
         path = Path(folder)
         options = {**read_encoding(path), **options}
@@ -202,7 +219,9 @@ class SpanPredictor:
         finally:
             self.model.train(was_training)
         return [
-            WordScores(tokens, word_scores(tokens, plans[i], predicted[i], self.subtokens) if plans[i] else [])
+            WordScores(
+                texts[i], tokens, word_scores(tokens, plans[i], predicted[i], self.subtokens) if plans[i] else []
+            )
             for i, tokens in enumerate(tokenized)
         ]
 
@@ -213,11 +232,17 @@ class SpanPredictor:
     def _logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids=input_ids, attention_mask=attention_mask).logits  # type: ignore[no-any-return]
 
-    def decode(self, scored: WordScores, outside_bias: float | None = None) -> list[CharSpan]:
-        """Spans of the best valid IOB2 path through a text's word scores (``outside_bias``: the predictor's)."""
+    def decode(
+        self, scored: WordScores, outside_bias: float | None = None, abbreviations: bool | None = None
+    ) -> list[CharSpan]:
+        """Spans of the best valid IOB2 path through a text's word scores, with the mentions of abbreviations the
+        text defines for them when ``abbreviations`` (:mod:`~synthner_shared.ner.abbreviations`); both options
+        default to the predictor's."""
         bias = self.outside_bias if outside_bias is None else outside_bias
         path = best_tag_path(self.tags, scored.scores, bias)
-        return decode_word_tags(scored.tokens, [self.tags[t] for t in path])
+        spans = decode_word_tags(scored.tokens, [self.tags[t] for t in path])
+        expand = self.abbreviations if abbreviations is None else abbreviations
+        return with_abbreviations(scored.text, spans) if expand else spans
 
     def predict_documents(self, documents: Sequence[Document]) -> list[Document]:
         """Copies of ``documents`` (same id and text) whose entities are the model's predictions."""
