@@ -125,12 +125,15 @@ def test_served_spans_are_the_evaluated_spans_with_the_abbreviation_step_on_and_
     model_store: Path, gold: list[Document]
 ) -> None:
     texts = [d.text for d in gold]
+    counts = {}
     for expand in (False, True):
         base = SpanPredictor.load(model_store / "versions" / "m-tiny", device="cpu", abbreviations=expand)
         served = ServingPredictor(base, runtime="torch").annotate(texts)
         assert [[(p.start, p.end, p.label) for p in spans] for spans in served] == [
             [(s.start, s.end, s.label) for s in spans] for spans in base.predict(texts)
         ]
+        counts[expand] = sum(map(len, served))
+    assert counts[True] > counts[False], "the step added no mention here, so the comparison did not cover it"
 
 
 def test_int8_is_served_only_when_it_passes_the_f1_gate(model_store: Path) -> None:

@@ -49,6 +49,7 @@ from synthner_shared.ner import (
     iob2_tags,
     tokenize,
 )
+from synthner_shared.ner.abbreviations import with_abbreviations
 from synthner_shared.ner.predictor import SpanPredictor, pad_batch, pick_device, with_spans, write_encoding
 from synthner_trainer.base_model import check_base_model
 from synthner_trainer.settings import TrainingConfig
@@ -348,8 +349,11 @@ def calibrate_decoder(
     scored = predictor.score([d.text for d in dev])
     best: DecoderChoice | None = None
     for bias in sorted(biases):
+        plain = [predictor.decode(s, bias, abbreviations=False) for s in scored]  # one Viterbi pass per bias
         for expand in sorted(abbreviations):
-            decoded = [predictor.decode(s, bias, expand) for s in scored]
+            decoded = (
+                [with_abbreviations(s.text, spans) for s, spans in zip(scored, plain, strict=True)] if expand else plain
+            )
             result = evaluate_spans(dev, with_spans(dev, decoded), "dev")
             if best is None or result.strict_micro.f1 > best.result.strict_micro.f1:
                 best = DecoderChoice(bias, expand, result)
