@@ -38,7 +38,6 @@ demo: install ## the main job: synthner demo (local LLM -> annotate -> train -> 
 deploy-check: install ## offline validation of Dockerfiles, compose.yaml and every k8s overlay (also part of make test)
 	$(PY) -m tests.deploy.checks
 
-bench: install ## broker throughput: our publisher and consumer runner against plain aio-pika
 bench: install ## broker throughput, annotator alignment (NCBI-disease, MEDDOCAN dev) and annotator throughput
 	@bash scripts/ensure-rabbitmq.sh
 	$(PY) benchmarks/broker_throughput.py $(BENCH_ARGS)
