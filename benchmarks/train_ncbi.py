@@ -71,8 +71,8 @@ def main() -> int:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument(
         "--precision",
-        choices=["auto", "fp32", "bf16"],
-        help="bf16: autocast on the CPU too (default: bf16 on a CPU with native bf16, else auto)",
+        choices=["auto", "fp32", "bf16", "fp16"],
+        help="bf16: autocast on the CPU too (default: bf16 on a CPU with native bf16, else auto); fp16: CUDA only",
     )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -152,9 +152,12 @@ def _fastest_precision(device: str) -> Literal["auto", "bf16"]:
 
 
 def _commit() -> str:
-    completed = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=False
-    )
+    try:
+        completed = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=False
+        )
+    except OSError:  # no git where the run happens (a copied tree on a GPU machine)
+        return "unknown"
     return completed.stdout.strip() or "unknown"
 
 

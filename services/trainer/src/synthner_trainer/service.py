@@ -30,6 +30,7 @@ from synthner_shared.contracts import (
     TrainingRequested,
 )
 from synthner_shared.messaging import TRAINER, BrokerSettings, Consumer, PoisonMessageError, PublishError, Service
+from synthner_shared.ner.predictor import pick_device
 from synthner_trainer.adaptation import discard_staging, run_adaptation_request
 from synthner_trainer.pipeline import PRODUCER, TrainingOutcome, run_training_request
 from synthner_trainer.registry import ModelRegistry
@@ -67,6 +68,7 @@ class TrainerService:
         train: TrainFunction = run_training_request,
         adapt: AdaptFunction = run_adaptation_request,
     ) -> None:
+        pick_device(settings.device)  # a GPU node without a usable GPU fails at start, not at its first training
         self.settings = settings
         self.store = DatasetStore(settings.store_path)
         self.registry = ModelRegistry(settings.models_dir)

@@ -43,10 +43,11 @@ class TrainingConfig(HyperParameters):
     """Keep the base model's word-embedding matrix as it is (position embeddings and everything above still learn).
     Saves the optimiser most of its work where the vocabulary is large (multilingual-e5-small: 96M of its 118M
     parameters are word embeddings)."""
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     """Arithmetic of the forward and backward passes (weights and optimiser state stay fp32). ``auto``: bf16 autocast
     on CUDA (fp16 with loss scaling where bf16 is missing), fp32 on CPU. ``bf16``: bf16 autocast on the CPU too,
-    where it has native bf16 (AVX512-BF16 or AMX; about 1.4x faster on this project's 2-core machine)."""
+    where it has native bf16 (AVX512-BF16 or AMX; about 1.4x faster on this project's 2-core machine). ``fp16``:
+    fp16 autocast with loss scaling, on CUDA only (what ``auto`` picks on a GPU without bf16, e.g. a T4 or V100)."""
 
     def override(self, changes: HyperParameters) -> TrainingConfig:
         """A copy with every field that ``changes`` sets."""

@@ -246,12 +246,17 @@ def encode_documents(
 
 
 def load_for_training(plan: TrainingPlan) -> tuple[Any, Any]:
-    """Tokenizer and a fresh token-classification model (new head for the plan's tags) from the base folder."""
+    """Tokenizer and a fresh token-classification model (new head for the plan's tags) from the base folder.
+
+    The weights load as fp32 whatever the folder stores (transformers would keep a half-precision checkpoint in half
+    precision): mixed precision needs fp32 master weights, and the optimiser's state follows the weights' dtype.
+    """
     tags = iob2_tags(plan.labels)
     tokenizer = AutoTokenizer.from_pretrained(plan.base_model, local_files_only=True)
     model = AutoModelForTokenClassification.from_pretrained(
         plan.base_model,
         local_files_only=True,
+        dtype=torch.float32,
         num_labels=len(tags),
         id2label=dict(enumerate(tags)),
         label2id={t: i for i, t in enumerate(tags)},
@@ -274,11 +279,13 @@ def autocast_for(device: torch.device, precision: str) -> tuple[torch.autocast |
     if precision == "fp32":
         return None, None
     if device.type == "cuda":
-        bf16 = torch.cuda.is_bf16_supported()
+        bf16 = torch.cuda.is_bf16_supported() and precision != "fp16"
         if precision == "bf16" and not bf16:
             raise PrecisionError("precision bf16 was asked for, but this GPU has no bf16 support")
         scaler = None if bf16 else torch.amp.GradScaler("cuda")
         return torch.autocast("cuda", dtype=torch.bfloat16 if bf16 else torch.float16), scaler
+    if precision == "fp16":
+        raise PrecisionError("precision fp16 was asked for, but it runs on CUDA only (use bf16 or fp32 on a CPU)")
     if precision == "bf16":
         if not cpu_has_native_bf16():
             raise PrecisionError("precision bf16 was asked for, but this CPU has no native bf16 (AVX512-BF16 or AMX)")

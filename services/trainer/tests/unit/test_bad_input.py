@@ -6,11 +6,15 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from synthner_shared.documents import Document, DocumentEntity
+from synthner_shared.messaging import BrokerSettings
 from synthner_shared.ner import LabelOutsideSetError
+from synthner_shared.ner.predictor import DeviceUnavailableError
 from synthner_trainer.base_model import BaseModelError, check_base_model, default_base_model
-from synthner_trainer.settings import TrainingConfig
+from synthner_trainer.service import TrainerService
+from synthner_trainer.settings import TrainerSettings, TrainingConfig
 from synthner_trainer.store import EmptyDatasetError
 from synthner_trainer.training import prepare
 
@@ -66,3 +70,12 @@ def test_the_packaged_default_base_model_passes_the_check() -> None:
 def test_a_stride_as_long_as_the_window_is_refused() -> None:
     with pytest.raises(ValueError, match="stride"):
         prepare(DOCS, None, default_base_model(), TrainingConfig(max_length=16, stride=14))
+
+
+def test_a_trainer_configured_for_cuda_without_a_gpu_fails_at_start(tmp_path: Path) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    settings = TrainerSettings(data_dir=tmp_path, device="cuda")
+    with pytest.raises(DeviceUnavailableError, match="no CUDA device"):
+        TrainerService(settings, BrokerSettings())
+    assert list(tmp_path.iterdir()) == []  # no store or model registry opened

@@ -100,11 +100,20 @@ _LEGACY_SUBTOKENS = {"first labelled, rest -100": "first"}
 """What ``encoding.json`` said before the sub-token policy had a name."""
 
 
+class DeviceUnavailableError(ValueError):
+    """A CUDA device was asked for where there is none."""
+
+
 def pick_device(requested: str = "auto") -> torch.device:
-    """``auto`` takes CUDA when present, else CPU; ``cpu``/``cuda`` force one."""
+    """``auto`` takes CUDA when present, else CPU; ``cpu``/``cuda`` force one (``cuda`` without a GPU is an error)."""
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(requested)
+    device = torch.device(requested)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        cuda = torch.version.cuda
+        build = f"torch {torch.__version__}, " + (f"CUDA {cuda}" if cuda else "a CPU-only build")
+        raise DeviceUnavailableError(f"device {requested} was asked for, but no CUDA device is available ({build})")
+    return device
 
 
 def pad_batch(
