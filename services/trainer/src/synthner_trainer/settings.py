@@ -11,6 +11,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from synthner_shared.contracts import AdaptationParameters, HyperParameters
 from synthner_shared.ner.encoding import SubtokenPolicy
 
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+"""Arithmetic of training (:attr:`TrainingConfig.precision`)."""
+
 
 class TrainingConfig(HyperParameters):
     """Resolved hyper-parameters: every field set (the message's ``HyperParameters`` overrides these)."""
@@ -43,7 +46,7 @@ class TrainingConfig(HyperParameters):
     """Keep the base model's word-embedding matrix as it is (position embeddings and everything above still learn).
     Saves the optimiser most of its work where the vocabulary is large (multilingual-e5-small: 96M of its 118M
     parameters are word embeddings)."""
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    precision: Precision = "auto"
     """Arithmetic of the forward and backward passes (weights and optimiser state stay fp32). ``auto``: bf16 autocast
     on CUDA (fp16 with loss scaling where bf16 is missing), fp32 on CPU. ``bf16``: bf16 autocast on the CPU too,
     where it has native bf16 (AVX512-BF16 or AMX; about 1.4x faster on this project's 2-core machine). ``fp16``:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
 
 import pytest
 import torch
@@ -19,16 +18,15 @@ import torch
 from synthner_shared.documents import read_documents
 from synthner_shared.evaluation import evaluate_spans
 from synthner_shared.ner import iob2_tags
-from synthner_shared.ner.predictor import SpanPredictor
+from synthner_shared.ner.predictor import SpanPredictor, pick_device
 from synthner_trainer.base_model import default_base_model
 from synthner_trainer.pipeline import GoldSet, train_to_folder
-from synthner_trainer.settings import TrainingConfig
+from synthner_trainer.settings import Precision, TrainingConfig
 from synthner_trainer.training import Optimizer, autocast_for, collate, encode_documents, load_for_training, prepare
 
 GOLD_DATA = Path(os.environ.get("SYNTHNER_GOLD_DATA", Path(__file__).resolve().parents[4].parent / "shared" / "data"))
 NCBI = GOLD_DATA / "ncbi_disease"
 CUDA = torch.device("cuda")
-Precision = Literal["auto", "fp32", "bf16", "fp16"]
 
 pytestmark = [
     pytest.mark.cuda,
@@ -58,6 +56,10 @@ def test_autocast_on_cuda_keeps_the_weights_fp32(precision: str, dtype: torch.dt
         out = layer(torch.ones(3, 8, device=CUDA))
     assert out.dtype == dtype
     assert layer.weight.dtype == torch.float32
+
+
+def test_auto_takes_the_gpu() -> None:
+    assert pick_device("auto").type == "cuda"
 
 
 def test_optimiser_steps_in_each_precision_change_the_weights_and_keep_them_fp32() -> None:

@@ -49,7 +49,7 @@ def test_an_unknown_precision_is_refused_by_the_settings() -> None:
         TrainingConfig(precision="fp8")  # type: ignore[arg-type]
 
 
-def test_fp16_is_refused_on_the_cpu_before_training() -> None:
+def test_fp16_is_refused_on_the_cpu() -> None:
     with pytest.raises(PrecisionError, match="CUDA only"):
         autocast_for(CPU, "fp16")
 
