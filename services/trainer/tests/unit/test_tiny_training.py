@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModel, pipeline
+from transformers import AutoModel, AutoModelForTokenClassification, pipeline
 
 from synthner_shared.documents import read_documents, write_documents
 from synthner_shared.evaluation import evaluate_spans
@@ -74,6 +75,18 @@ def test_artifacts_load_with_the_transformers_pipeline_and_match_our_predictor(t
     predicted = SpanPredictor.load(folder, device="cpu").predict_documents(gold.documents)
     again = evaluate_spans(gold.documents, predicted, gold.name)
     assert again.strict_micro == metrics[1].strict_micro  # type: ignore[attr-defined]
+
+
+def test_a_half_precision_copy_of_the_model_predicts_in_fp32_on_the_cpu(trained: Trained, tmp_path: Path) -> None:
+    folder, metrics, gold, _ = trained
+    half = tmp_path / "half"
+    shutil.copytree(folder, half)
+    AutoModelForTokenClassification.from_pretrained(folder, dtype=torch.float16).save_pretrained(half)
+    assert json.loads((half / "config.json").read_text())["dtype"] == "float16"  # what transformers alone loads as
+    predictor = SpanPredictor.load(half, device="cpu")
+    assert {p.dtype for p in predictor.model.parameters()} == {torch.float32}
+    again = evaluate_spans(gold.documents, predictor.predict_documents(gold.documents), gold.name)
+    assert abs(again.strict_micro.f1 - metrics[1].strict_micro.f1) < 0.05  # type: ignore[attr-defined]
 
 
 def test_gate_publishes_a_real_model_and_rescoring_the_current_one_on_gold(trained: Trained, tmp_path: Path) -> None:

@@ -173,19 +173,22 @@ class SpanPredictor:
 
         Window length, stride and the decoder's ``outside_bias`` and ``abbreviations`` default to those written with
         the model (``encoding.json``, by the trainer), else 256 and 64 tokens, no bias and no abbreviation step;
-        ``options`` override them.
+        ``options`` override them. On the CPU the weights load as fp32 whatever the folder stores (a half-precision
+        folder from elsewhere would otherwise run in fp16, slowly and less exactly); on a GPU as stored.
         """
         path = Path(folder)
         options = {**read_encoding(path), **options}
         if not (path / "config.json").is_file():
             raise ModelFolderError(f"{path} is not a model folder (no config.json)")
+        torch_device = pick_device(device)
+        dtype = torch.float32 if torch_device.type == "cpu" else "auto"
         try:
             tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-            model = AutoModelForTokenClassification.from_pretrained(path, local_files_only=True)
+            model = AutoModelForTokenClassification.from_pretrained(path, local_files_only=True, dtype=dtype)
         except (OSError, ValueError, KeyError, RuntimeError) as exc:  # RuntimeError: weights that do not fit config
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise ModelFolderError(f"{path} could not be loaded as a token-classification model: {reason}") from exc
-        model.to(pick_device(device))
+        model.to(torch_device)
         model.train(False)  # inference mode (no dropout)
         return cls(model, tokenizer, **options)
 
