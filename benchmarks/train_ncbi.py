@@ -64,7 +64,12 @@ def main() -> int:
         choices=["auto", "on", "off"],
         help="expand abbreviations the text defines for predicted entities (auto: when it raises dev F1)",
     )
-    parser.add_argument("--subtokens", default="all", choices=["first", "all"], help="sub-tokens that carry labels")
+    parser.add_argument(
+        "--subtokens",
+        choices=["first", "all"],
+        help="sub-tokens that carry labels (default: first; all with --no-crf; the CRF needs first)",
+    )
+    parser.add_argument("--no-crf", action="store_true", help="per-token cross-entropy instead of the CRF layer")
     parser.add_argument("--layer-decay", type=float, default=1.0, help="layer-wise learning-rate decay (1: off)")
     parser.add_argument("--freeze-word-embeddings", action="store_true", help="keep the word-embedding matrix as it is")
     parser.add_argument("--max-seconds", type=float, default=780, help="training time budget (the goal is 15 min)")
@@ -106,7 +111,8 @@ def run(args: argparse.Namespace, base_model: Path) -> int:
         ema_decay=args.ema_decay,
         layer_decay=args.layer_decay,
         freeze_word_embeddings=args.freeze_word_embeddings,
-        subtokens=args.subtokens,
+        subtokens=args.subtokens or ("all" if args.no_crf else "first"),
+        crf=not args.no_crf,
         calibrate_outside_bias=not args.no_calibrate,
         abbreviations=args.abbreviations,
         precision=args.precision or _fastest_precision(args.device),
@@ -119,7 +125,7 @@ def run(args: argparse.Namespace, base_model: Path) -> int:
     print(
         f"train={len(train)} dev={len(dev)} test={len(test)} epochs_run={result.epochs_run}"
         f" best_epoch={result.best_epoch} outside_bias={result.outside_bias}"
-        f" abbreviations={result.abbreviations} precision={config.precision}"
+        f" abbreviations={result.abbreviations} crf={config.crf} precision={config.precision}"
         f" tokens_per_s={result.tokens_per_second:.0f} dev_strict_f1={result.dev_result.strict_micro.f1:.4f}"
         f" load_after={os.getloadavg()} commit={_commit()}"
     )

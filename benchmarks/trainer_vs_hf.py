@@ -140,6 +140,8 @@ def main() -> int:
         stride=args.stride,
         calibrate_outside_bias=False,  # the same decoding on both sides: no O bias chosen on dev,
         abbreviations="off",  # and no abbreviation step
+        crf=False,  # the same loss (per-token cross-entropy on every sub-token) as transformers.Trainer's
+        subtokens="all",
     )
     plan = prepare(train, dev, default_base_model(), config)
     print(f"load before: {os.getloadavg()}", flush=True)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from synthner_shared.ner import TagTransitions
 from synthner_shared.ner.predictor import ENCODING_FILE, read_encoding, write_encoding
 
 
@@ -19,6 +20,22 @@ def test_what_is_written_is_read_back(tmp_path: Path) -> None:
         "subtokens": "all",
         "abbreviations": True,
     }
+
+
+def test_crf_transitions_are_read_back_exactly(tmp_path: Path) -> None:
+    transitions = TagTransitions((0.5, -1.25, -3.0), ((0.1, 0.2, -7.5), (0.0, 1.0, 2.5), (-0.3, 0.4, 1.75)))
+    write_encoding(tmp_path, 128, 32, 0.0, "first", transitions=transitions)
+    assert read_encoding(tmp_path)["transitions"] == transitions
+
+
+def test_transitions_that_are_not_a_square_of_numbers_are_a_clear_error(tmp_path: Path) -> None:
+    bad = {"transitions": {"start": [0.0, 1.0], "scores": [[0.0, "x"], [0.0, 0.0]]}}
+    (tmp_path / ENCODING_FILE).write_text(json.dumps(bad), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"encoding\.json: transitions must be"):
+        read_encoding(tmp_path)
+    (tmp_path / ENCODING_FILE).write_text(json.dumps({"transitions": {"start": [0.0], "scores": []}}))
+    with pytest.raises(ValueError, match="must be 1 x 1"):
+        read_encoding(tmp_path)
 
 
 def test_a_folder_written_before_the_abbreviation_step_decodes_without_it(tmp_path: Path) -> None:

@@ -65,6 +65,7 @@ class ServingPredictor(SpanPredictor):
             outside_bias=base.outside_bias,
             subtokens=base.subtokens,
             abbreviations=base.abbreviations,
+            transitions=base.transitions,
         )
         self.max_batch_tokens = max_batch_tokens
         self.int8 = int8
@@ -113,7 +114,7 @@ class ServingPredictor(SpanPredictor):
         return [self._spans(scored) for scored in self.score(texts)]
 
     def _spans(self, scored: WordScores) -> list[SpanPrediction]:
-        path = best_tag_path(self.tags, scored.scores, self.outside_bias)
+        path = best_tag_path(self.tags, scored.scores, self.outside_bias, self.transitions)
         word_tags = [self.tags[t] for t in path]
         word_probabilities = [math.exp(row[t]) for row, t in zip(scored.scores, path, strict=True)]
         words = scored.tokens.words()

@@ -67,8 +67,9 @@ Entity level; strict = seqeval IOB2 strict mode over character spans, partial = 
 
 Load with `transformers.pipeline("token-classification", model=DIR, aggregation_strategy="first")`, or, for whole
 documents of any length with character offsets, `synthner_shared.ner.predictor.SpanPredictor.load(DIR)`: the same
-windows, sub-token policy and decoding (best valid IOB2 path, with the `O` bias and the abbreviation step chosen on
-dev) the model was trained and scored with, read from `encoding.json`. The plain pipeline does without the last two.
+windows, sub-token policy and decoding (best valid IOB2 path, with the CRF's learned tag transitions where the model
+was trained with one, and the `O` bias and the abbreviation step chosen on dev) the model was trained and scored
+with, read from `encoding.json`. The plain pipeline decodes each token alone, without any of these.
 
 ## Intended use and limits
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from synthner_shared.contracts import AdaptationParameters, HyperParameters
@@ -27,14 +27,20 @@ class TrainingConfig(HyperParameters):
     warmup_ratio: float = 0.1
     seed: int = 13
     ema_decay: float = Field(default=0.0, ge=0, lt=1)
-    """Exponential moving average of the weights, updated every step; dev scoring and the kept model use the
-    average. 0 turns it off."""
+    """Exponential moving average of the model's weights (not the CRF's few transition scores), updated every step;
+    dev scoring and the kept model use the average. 0 turns it off."""
     layer_decay: float = Field(default=1.0, gt=0, le=1)
     """Layer-wise learning-rate decay: the head learns at ``learning_rate``, each encoder layer below it at
     ``layer_decay`` times the rate of the one above, the embeddings last. 1 turns it off."""
-    subtokens: SubtokenPolicy = "all"
+    subtokens: SubtokenPolicy = "first"
     """Which sub-tokens of a word carry its label in training, and how a word is read at inference
-    (:data:`synthner_shared.ner.encoding.SubtokenPolicy`); stored with the model."""
+    (:data:`synthner_shared.ner.encoding.SubtokenPolicy`); stored with the model. The CRF needs ``first``."""
+    crf: bool = True
+    """Train a word-level linear-chain CRF over the classifier (:mod:`synthner_trainer.crf`) and decode with its
+    learned tag transitions (stored in ``encoding.json``); off: per-word cross-entropy, Viterbi without transitions."""
+    crf_learning_rate_scale: float = Field(default=30.0, gt=0)
+    """The CRF's transition scores learn at this multiple of ``learning_rate`` (a few hundred parameters that start
+    at zero; at the encoder's rate they would barely move in a few epochs)."""
     calibrate_outside_bias: bool = True
     """After training, pick the decoder's ``O`` bias (:data:`OUTSIDE_BIAS_GRID` in ``training``) with the best dev
     strict F1 and store it with the model; off: no bias."""
@@ -51,6 +57,12 @@ class TrainingConfig(HyperParameters):
     on CUDA (fp16 with loss scaling where bf16 is missing), fp32 on CPU. ``bf16``: bf16 autocast on the CPU too,
     where it has native bf16 (AVX512-BF16 or AMX; about 1.4x faster on this project's 2-core machine). ``fp16``:
     fp16 autocast with loss scaling, on CUDA only (what ``auto`` picks on a GPU without bf16, e.g. a T4 or V100)."""
+
+    @model_validator(mode="after")
+    def _crf_reads_first_subtokens(self) -> TrainingConfig:
+        if self.crf and self.subtokens != "first":
+            raise ValueError("crf needs subtokens='first' (one score per word); set crf=false to label all sub-tokens")
+        return self
 
     def override(self, changes: HyperParameters) -> TrainingConfig:
         """A copy with every field that ``changes`` sets."""

@@ -1,8 +1,10 @@
 """Fine-tuning a token-classification model on documents with character spans (our own loop, plain PyTorch).
 
-- Inputs: every window of every document (:func:`synthner_shared.ner.encode_windows`, every sub-token of a word
-  labelled with the word's tag by default — ``subtokens="first"`` labels only the first —, overlapping windows,
-  nothing truncated).
+- Inputs: every window of every document (:func:`synthner_shared.ner.encode_windows`, the first sub-token of a word
+  labelled with the word's tag by default — ``subtokens="all"`` labels every one —, overlapping windows, nothing
+  truncated).
+- Loss: by default a word-level linear-chain CRF over the classifier's scores (:mod:`synthner_trainer.crf`), whose
+  learned tag transitions the decoder then uses; with ``crf=False`` per-token cross-entropy.
 - Batches are grouped by length (shuffled pools of 50 batches, sorted inside), so little compute goes to padding.
 - Seeded (``random``, numpy, torch) and reproducible on one machine; AdamW with linear warm-up and decay.
 - After each epoch the model is scored on the dev documents with the same span decoding and span evaluation used
@@ -11,8 +13,8 @@
   autocast with ``precision="bf16"`` where the CPU has native bf16 (:func:`autocast_for`).
 
 After the best epoch is restored, the decoder's ``O`` bias and whether it expands abbreviations are chosen on dev
-(:func:`calibrate_decoder`); the model folder stores both in ``encoding.json`` with the window and the sub-token policy,
-so every predictor decodes alike.
+(:func:`calibrate_decoder`); the model folder stores both in ``encoding.json`` with the window, the sub-token policy
+and the CRF's transitions, so every predictor decodes alike.
 
 Validation (:func:`prepare`) raises before any model weights load: empty data, labels outside the set, a bad base
 model folder.
@@ -20,6 +22,7 @@ model folder.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -45,6 +48,7 @@ from synthner_shared.ner import (
     EncodedWindow,
     LabelOutsideSetError,
     SpecialTokens,
+    TagTransitions,
     encode_windows,
     iob2_tags,
     tokenize,
@@ -52,6 +56,7 @@ from synthner_shared.ner import (
 from synthner_shared.ner.abbreviations import with_abbreviations
 from synthner_shared.ner.predictor import SpanPredictor, pad_batch, pick_device, with_spans, write_encoding
 from synthner_trainer.base_model import check_base_model
+from synthner_trainer.crf import ChainCRF
 from synthner_trainer.settings import TrainingConfig
 from synthner_trainer.store import EmptyDatasetError
 
@@ -119,6 +124,7 @@ class TrainingResult:
     history: list[dict[str, float]] = field(default_factory=list)
     outside_bias: float = 0.0
     abbreviations: bool = False
+    transitions: TagTransitions | None = None
 
     def predictor(self) -> SpanPredictor:
         """Predicts with the trained model in memory, with the windows it was trained on and its decoder options."""
@@ -130,6 +136,7 @@ class TrainingResult:
             outside_bias=self.outside_bias,
             subtokens=self.config.subtokens,
             abbreviations=self.abbreviations,
+            transitions=self.transitions,
         )
 
     def save(self, folder: Path) -> None:
@@ -143,6 +150,7 @@ class TrainingResult:
             self.outside_bias,
             self.config.subtokens,
             abbreviations=self.abbreviations,
+            transitions=self.transitions,
         )
 
 
@@ -403,6 +411,8 @@ class Optimizer:
     """AdamW with linear warm-up and decay, gradient clipping, and mixed precision on CUDA.
 
     Only parameters that require gradients are optimised (all of them in full fine-tuning, the adapters in LoRA).
+    With a ``crf``, the loss is the CRF's over the model's logits, and its parameters learn at
+    ``crf_learning_rate_scale`` times the learning rate.
     """
 
     def __init__(
@@ -416,26 +426,37 @@ class Optimizer:
         device: torch.device,
         precision: str = "auto",
         layer_decay: float = 1.0,
+        crf: ChainCRF | None = None,
+        crf_learning_rate_scale: float = 1.0,
     ) -> None:
         self.model = model
-        self.optimizer = torch.optim.AdamW(parameter_groups(model, learning_rate, weight_decay, layer_decay))
+        self.crf = crf
+        groups = parameter_groups(model, learning_rate, weight_decay, layer_decay)
+        if crf is not None:
+            groups.append(
+                {"params": list(crf.parameters()), "weight_decay": 0.0, "lr": learning_rate * crf_learning_rate_scale}
+            )
+        self.parameters = [p for group in groups for p in group["params"]]
+        self.optimizer = torch.optim.AdamW(groups)
         warmup = round(total_steps * warmup_ratio)
         self.scheduler = get_linear_schedule_with_warmup(self.optimizer, warmup, total_steps)  # type: ignore[no-untyped-call]
         self.autocast, self.scaler = autocast_for(device, precision)
 
     def step(self, batch: dict[str, torch.Tensor]) -> float:
         """One optimisation step on a batch; returns the loss."""
-        if self.autocast is not None:
-            with self.autocast:
+        with self.autocast if self.autocast is not None else contextlib.nullcontext():
+            if self.crf is None:
                 loss = self.model(**batch).loss
-        else:
-            loss = self.model(**batch).loss
+            else:
+                logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        if self.crf is not None:
+            loss = self.crf.loss(logits.float(), batch["labels"])
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
             self.scaler.unscale_(self.optimizer)
         else:
             loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(self.parameters, 1.0)
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
             self.scaler.update()
@@ -451,15 +472,21 @@ class _Best:
     f1: float = -1.0
     epoch: int = 0
     state: dict[str, torch.Tensor] | None = None
+    crf_state: dict[str, torch.Tensor] | None = None
     result: EvaluationResult | None = None
 
-    def offer(self, model: Any, epoch: int, result: EvaluationResult) -> bool:
-        """Keep a copy of the weights if this epoch beats the best so far; True if it did."""
+    def offer(self, model: Any, crf: ChainCRF | None, epoch: int, result: EvaluationResult) -> bool:
+        """Keep a copy of the weights (and the CRF's) if this epoch beats the best so far; True if it did."""
         if result.strict_micro.f1 <= self.f1:
             return False
         self.f1, self.epoch, self.result = result.strict_micro.f1, epoch, result
-        self.state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        self.state = _copy_state(model)
+        self.crf_state = _copy_state(crf) if crf is not None else None
         return True
+
+
+def _copy_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
 
 
 def fine_tune(  # noqa: PLR0915 - one training loop, easier to follow in one piece
@@ -485,7 +512,9 @@ def fine_tune(  # noqa: PLR0915 - one training loop, easier to follow in one pie
     if config.freeze_word_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)
     model.to(torch_device)
-    tag_ids = {t: i for i, t in enumerate(iob2_tags(plan.labels))}
+    tags = iob2_tags(plan.labels)
+    tag_ids = {t: i for i, t in enumerate(tags)}
+    crf = ChainCRF(tags).to(torch_device) if config.crf else None
     windows = encode_documents(plan.train, tokenizer, tag_ids, config)
     lengths = [len(w.input_ids) for w in windows]
     pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
@@ -500,6 +529,8 @@ def fine_tune(  # noqa: PLR0915 - one training loop, easier to follow in one pie
         device=torch_device,
         precision=config.precision,
         layer_decay=config.layer_decay,
+        crf=crf,
+        crf_learning_rate_scale=config.crf_learning_rate_scale,
     )
     average = WeightAverage(model, config.ema_decay) if config.ema_decay > 0 else None
     predictor = SpanPredictor(
@@ -542,12 +573,13 @@ def fine_tune(  # noqa: PLR0915 - one training loop, easier to follow in one pie
         train_seconds += time.perf_counter() - epoch_started
         if average is not None:
             average.swap(model)  # score (and keep) the averaged weights
+        predictor.transitions = crf.tag_transitions() if crf is not None else None
         dev_result = evaluate_spans(plan.dev, predictor.predict_documents(plan.dev), "dev")
         dev_f1 = dev_result.strict_micro.f1
         loss_mean = sum(losses) / max(1, len(losses))
         history.append({"epoch": float(epoch), "step": float(step), "loss": loss_mean, "dev_strict_f1": dev_f1})
         progress(Progress(step / steps_per_epoch, step, total_steps, loss_mean, tokens / train_seconds, dev_f1))
-        stale = 0 if best.offer(model, epoch, dev_result) else stale + 1
+        stale = 0 if best.offer(model, crf, epoch, dev_result) else stale + 1
         if average is not None:
             average.swap(model)
         if patience and stale >= patience:
@@ -557,6 +589,9 @@ def fine_tune(  # noqa: PLR0915 - one training loop, easier to follow in one pie
     assert best.result is not None
     model.load_state_dict(best.state)
     model.eval()
+    if crf is not None and best.crf_state is not None:
+        crf.load_state_dict(best.crf_state)
+        predictor.transitions = crf.tag_transitions()
     biases, abbreviations = decoder_candidates(config)
     decoder = DecoderChoice(0.0, False, best.result)
     if (biases, abbreviations) != ((0.0,), (False,)):  # something to choose or to score with
@@ -583,4 +618,5 @@ def fine_tune(  # noqa: PLR0915 - one training loop, easier to follow in one pie
         history=history,
         outside_bias=decoder.outside_bias,
         abbreviations=decoder.abbreviations,
+        transitions=predictor.transitions,
     )

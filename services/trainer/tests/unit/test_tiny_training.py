@@ -72,7 +72,10 @@ def test_artifacts_load_with_the_transformers_pipeline_and_match_our_predictor(t
     assert config["id2label"] == {"0": "O", "1": "B-Disease", "2": "I-Disease"}
     tagger = pipeline("token-classification", model=str(folder), aggregation_strategy="first", device="cpu")
     assert isinstance(tagger(gold.documents[0].text[:300]), list)
-    predicted = SpanPredictor.load(folder, device="cpu").predict_documents(gold.documents)
+    loaded = SpanPredictor.load(folder, device="cpu")
+    assert loaded.transitions is not None  # the CRF's, trained by default
+    assert loaded.transitions == trained[3].transitions
+    predicted = loaded.predict_documents(gold.documents)
     again = evaluate_spans(gold.documents, predicted, gold.name)
     assert again.strict_micro == metrics[1].strict_micro  # type: ignore[attr-defined]
 

@@ -234,17 +234,57 @@ def decode_word_tags(tokens: TokenizedText, tags: Sequence[str]) -> list[CharSpa
     return spans
 
 
-def best_tag_path(tags: Sequence[str], scores: Sequence[Sequence[float]], outside_bias: float = 0.0) -> list[int]:
+@dataclass(frozen=True)
+class TagTransitions:
+    """Learned scores of tag sequences (a linear-chain CRF's), added to the words' scores when decoding.
+
+    ``start[t]`` scores a text whose first word has tag ``t``; ``scores[p][t]`` scores tag ``t`` right after tag
+    ``p``. Indices follow the model's tag list. Transitions that IOB2 forbids stay forbidden whatever their score.
+    """
+
+    start: tuple[float, ...]
+    scores: tuple[tuple[float, ...], ...]
+
+    def __post_init__(self) -> None:
+        size = len(self.start)
+        if len(self.scores) != size or any(len(row) != size for row in self.scores):
+            raise ValueError(f"transition scores must be {size} x {size} (one row and column per tag)")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"start": list(self.start), "scores": [list(row) for row in self.scores]}
+
+    @classmethod
+    def from_json(cls, data: Any) -> TagTransitions:
+        """Parse :meth:`to_json`'s form; raises ``ValueError`` on anything else."""
+        try:
+            start = tuple(float(v) for v in data["start"])
+            scores = tuple(tuple(float(v) for v in row) for row in data["scores"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(
+                f"transitions must be {{'start': [...], 'scores': [[...], ...]}} of numbers ({exc})"
+            ) from exc
+        return cls(start, scores)
+
+
+def best_tag_path(
+    tags: Sequence[str],
+    scores: Sequence[Sequence[float]],
+    outside_bias: float = 0.0,
+    transitions: TagTransitions | None = None,
+) -> list[int]:
     """The highest-scoring *valid* IOB2 tag sequence (Viterbi), as tag indices, one per row of ``scores``.
 
     ``scores[i][t]`` is the log-probability of tag ``tags[t]`` at word ``i``; a sequence's score is the sum of its
-    tags' scores. Valid means every ``I-x`` follows ``B-x`` or ``I-x``, so there are no stray ``I`` tags to repair
-    afterwards and a span's boundaries are decided jointly: an argmax over each word alone predicts ``O I-x I-x``
-    where the model was unsure of the first word, and the lenient reading of that drops the entity's first word.
-    ``outside_bias`` is added to the ``O`` score of every word (above 0: fewer, surer entities).
+    tags' scores, plus its transition scores when ``transitions`` are given (a model trained with a CRF layer). Valid
+    means every ``I-x`` follows ``B-x`` or ``I-x``, so there are no stray ``I`` tags to repair afterwards and a span's
+    boundaries are decided jointly: an argmax over each word alone predicts ``O I-x I-x`` where the model was unsure
+    of the first word, and the lenient reading of that drops the entity's first word. ``outside_bias`` is added to
+    the ``O`` score of every word (above 0: fewer, surer entities).
     """
     if not scores:
         return []
+    if transitions is not None and len(transitions.start) != len(tags):
+        raise ValueError(f"transitions are for {len(transitions.start)} tags, the model has {len(tags)}")
     outside = [t == OUTSIDE for t in tags]
     opener = [tags.index(f"B-{t[2:]}") if t.startswith("I-") and f"B-{t[2:]}" in tags else -1 for t in tags]
     inside = [t.startswith("I-") for t in tags]
@@ -253,24 +293,55 @@ def best_tag_path(tags: Sequence[str], scores: Sequence[Sequence[float]], outsid
         return [float(v) + (outside_bias if outside[t] else 0.0) for t, v in enumerate(row)]
 
     impossible = float("-inf")
-    score = [impossible if inside[t] else v for t, v in enumerate(emission(scores[0]))]
+    first = emission(scores[0])
+    if transitions is not None:
+        first = [v + s for v, s in zip(first, transitions.start, strict=True)]
+    score = [impossible if inside[t] else v for t, v in enumerate(first)]
+    step = _transition_step(tags, transitions) if transitions is not None else None
     back: list[list[int]] = []
     for row in scores[1:]:
-        best_previous = max(range(len(tags)), key=score.__getitem__)
-        pointers, following = [], []
-        for t, value in enumerate(emission(row)):
-            if inside[t]:  # I-x continues B-x or I-x
-                previous = t if opener[t] < 0 or score[t] >= score[opener[t]] else opener[t]
-            else:  # O and B-x may follow anything
-                previous = best_previous
-            pointers.append(previous)
-            following.append(score[previous] + value)
+        if step is not None:
+            pointers, totals = step(score)
+            following = [total + value for total, value in zip(totals, emission(row), strict=True)]
+        else:
+            best_previous = max(range(len(tags)), key=score.__getitem__)
+            pointers, following = [], []
+            for t, value in enumerate(emission(row)):
+                if inside[t]:  # I-x continues B-x or I-x
+                    previous = t if opener[t] < 0 or score[t] >= score[opener[t]] else opener[t]
+                else:  # O and B-x may follow anything
+                    previous = best_previous
+                pointers.append(previous)
+                following.append(score[previous] + value)
         back.append(pointers)
         score = following
     path = [max(range(len(tags)), key=score.__getitem__)]
     for pointers in reversed(back):
         path.append(pointers[path[-1]])
     return path[::-1]
+
+
+def _transition_step(
+    tags: Sequence[str], transitions: TagTransitions
+) -> Callable[[Sequence[float]], tuple[list[int], list[float]]]:
+    """For Viterbi with transition scores: from the path scores ending in each tag, the best predecessor of each
+    next tag and the path score through it (only predecessors IOB2 allows)."""
+    allowed = [
+        [p for p in range(len(tags)) if not tags[t].startswith("I-") or tags[p] in (f"B-{tags[t][2:]}", tags[t])]
+        for t in range(len(tags))
+    ]
+    columns = [[transitions.scores[p][t] for p in range(len(tags))] for t in range(len(tags))]
+
+    def step(score: Sequence[float]) -> tuple[list[int], list[float]]:
+        pointers, totals = [], []
+        for t, previous in enumerate(allowed):
+            column = columns[t]
+            best = max(previous, key=lambda p: score[p] + column[p])
+            pointers.append(best)
+            totals.append(score[best] + column[best])
+        return pointers, totals
+
+    return step
 
 
 def plan_windows(tokens: TokenizedText, length: int, stride: int) -> list[tuple[int, int]]:

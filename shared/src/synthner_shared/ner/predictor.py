@@ -24,6 +24,7 @@ from synthner_shared.ner.encoding import (
     CharSpan,
     SpecialTokens,
     SubtokenPolicy,
+    TagTransitions,
     TokenizedText,
     best_tag_path,
     decode_word_tags,
@@ -61,20 +62,24 @@ def write_encoding(
     subtokens: SubtokenPolicy = "first",
     *,
     abbreviations: bool = False,
+    transitions: TagTransitions | None = None,
 ) -> None:
-    data = {
+    data: dict[str, Any] = {
         "max_length": max_length,
         "stride": stride,
         "subtokens": subtokens,
-        "decoding": "best valid IOB2 path (Viterbi) over word log-probabilities",
+        "decoding": "best valid IOB2 path (Viterbi) over word log-probabilities"
+        + (" and the learned tag transitions (CRF)" if transitions is not None else ""),
         "outside_bias": outside_bias,
         "abbreviations": abbreviations,
     }
+    if transitions is not None:
+        data["transitions"] = transitions.to_json()
     (folder / ENCODING_FILE).write_text(json.dumps(data), encoding="utf-8")
 
 
 def read_encoding(folder: Path) -> dict[str, Any]:
-    """Window length, stride, ``outside_bias``, ``subtokens`` and ``abbreviations`` as written by
+    """Window length, stride, ``outside_bias``, ``subtokens``, ``abbreviations`` and ``transitions`` as written by
     :func:`write_encoding` (absent keys left out; folders written before the policy had a name say ``first labelled,
     rest -100``, which is ``first``)."""
     path = folder / ENCODING_FILE
@@ -93,6 +98,11 @@ def read_encoding(folder: Path) -> dict[str, Any]:
         if policy not in ("first", "all"):
             raise ValueError(f"{path}: unknown sub-token policy {data['subtokens']!r} (expected 'first' or 'all')")
         found["subtokens"] = policy
+    if "transitions" in data:
+        try:
+            found["transitions"] = TagTransitions.from_json(data["transitions"])
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from exc
     return found
 
 
@@ -143,6 +153,7 @@ class SpanPredictor:
         outside_bias: float = 0.0,
         subtokens: SubtokenPolicy = "first",
         abbreviations: bool = False,
+        transitions: TagTransitions | None = None,
     ) -> None:
         self.model = model
         self.outside_bias = outside_bias
@@ -165,16 +176,22 @@ class SpanPredictor:
                 f"the model's labels are not IOB2 tags (O, B-x, I-x): {not_iob2[:5]}"
                 " (a base model without a trained token-classification head?)"
             )
+        if transitions is not None and len(transitions.start) != len(self.tags):
+            raise ModelFolderError(
+                f"the tag transitions are for {len(transitions.start)} tags, the model has {len(self.tags)}"
+            )
+        self.transitions = transitions
         self.pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
 
     @classmethod
     def load(cls, folder: str | os.PathLike[str], device: str = "auto", **options: Any) -> SpanPredictor:
         """Load a Hugging Face token-classification folder (config, weights, tokenizer) from local disk.
 
-        Window length, stride and the decoder's ``outside_bias`` and ``abbreviations`` default to those written with
-        the model (``encoding.json``, by the trainer), else 256 and 64 tokens, no bias and no abbreviation step;
-        ``options`` override them. On the CPU the weights load as fp32 whatever the folder stores (a half-precision
-        folder from elsewhere would otherwise run in fp16, slowly and less exactly); on a GPU as stored.
+        Window length, stride and the decoder's ``outside_bias``, ``abbreviations`` and tag ``transitions`` default to
+        those written with the model (``encoding.json``, by the trainer), else 256 and 64 tokens, no bias, no
+        abbreviation step and no transitions; ``options`` override them. On the CPU the weights load as fp32 whatever
+        the folder stores (a half-precision folder from elsewhere would otherwise run in fp16, slowly and less
+        exactly); on a GPU as stored.
         """
         path = Path(folder)
         options = {**read_encoding(path), **options}
@@ -251,7 +268,7 @@ class SpanPredictor:
         text defines for them when ``abbreviations`` (:mod:`~synthner_shared.ner.abbreviations`); both options
         default to the predictor's."""
         bias = self.outside_bias if outside_bias is None else outside_bias
-        path = best_tag_path(self.tags, scored.scores, bias)
+        path = best_tag_path(self.tags, scored.scores, bias, self.transitions)
         spans = decode_word_tags(scored.tokens, [self.tags[t] for t in path])
         expand = self.abbreviations if abbreviations is None else abbreviations
         return with_abbreviations(scored.text, spans) if expand else spans
