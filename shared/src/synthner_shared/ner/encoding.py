@@ -285,6 +285,8 @@ def best_tag_path(
         return []
     if transitions is not None and len(transitions.start) != len(tags):
         raise ValueError(f"transitions are for {len(transitions.start)} tags, the model has {len(tags)}")
+    if transitions is not None:
+        return _best_path_with_transitions(tags, scores, outside_bias, transitions)
     outside = [t == OUTSIDE for t in tags]
     opener = [tags.index(f"B-{t[2:]}") if t.startswith("I-") and f"B-{t[2:]}" in tags else -1 for t in tags]
     inside = [t.startswith("I-") for t in tags]
@@ -292,27 +294,18 @@ def best_tag_path(
     def emission(row: Sequence[float]) -> list[float]:
         return [float(v) + (outside_bias if outside[t] else 0.0) for t, v in enumerate(row)]
 
-    impossible = float("-inf")
-    first = emission(scores[0])
-    if transitions is not None:
-        first = [v + s for v, s in zip(first, transitions.start, strict=True)]
-    score = [impossible if inside[t] else v for t, v in enumerate(first)]
-    step = _transition_step(tags, transitions) if transitions is not None else None
+    score = [float("-inf") if inside[t] else v for t, v in enumerate(emission(scores[0]))]
     back: list[list[int]] = []
     for row in scores[1:]:
-        if step is not None:
-            pointers, totals = step(score)
-            following = [total + value for total, value in zip(totals, emission(row), strict=True)]
-        else:
-            best_previous = max(range(len(tags)), key=score.__getitem__)
-            pointers, following = [], []
-            for t, value in enumerate(emission(row)):
-                if inside[t]:  # I-x continues B-x or I-x
-                    previous = t if opener[t] < 0 or score[t] >= score[opener[t]] else opener[t]
-                else:  # O and B-x may follow anything
-                    previous = best_previous
-                pointers.append(previous)
-                following.append(score[previous] + value)
+        best_previous = max(range(len(tags)), key=score.__getitem__)
+        pointers, following = [], []
+        for t, value in enumerate(emission(row)):
+            if inside[t]:  # I-x continues B-x or I-x
+                previous = t if opener[t] < 0 or score[t] >= score[opener[t]] else opener[t]
+            else:  # O and B-x may follow anything
+                previous = best_previous
+            pointers.append(previous)
+            following.append(score[previous] + value)
         back.append(pointers)
         score = following
     path = [max(range(len(tags)), key=score.__getitem__)]
@@ -321,27 +314,36 @@ def best_tag_path(
     return path[::-1]
 
 
-def _transition_step(
-    tags: Sequence[str], transitions: TagTransitions
-) -> Callable[[Sequence[float]], tuple[list[int], list[float]]]:
-    """For Viterbi with transition scores: from the path scores ending in each tag, the best predecessor of each
-    next tag and the path score through it (only predecessors IOB2 allows)."""
-    allowed = [
-        [p for p in range(len(tags)) if not tags[t].startswith("I-") or tags[p] in (f"B-{tags[t][2:]}", tags[t])]
-        for t in range(len(tags))
-    ]
-    columns = [[transitions.scores[p][t] for p in range(len(tags))] for t in range(len(tags))]
+def _best_path_with_transitions(
+    tags: Sequence[str], scores: Sequence[Sequence[float]], outside_bias: float, transitions: TagTransitions
+) -> list[int]:
+    """:func:`best_tag_path` with transition scores, vectorised: every word weighs all ``tags x tags`` pairs of
+    tags, which in pure Python took ten times as long (44 vs 4.4 ms for 700 words at MEDDOCAN's 43 tags). Needs
+    numpy, which every reader of a model folder has (a model is the only source of transitions). Ties go to the
+    lowest tag index, as in the plain path."""
+    import numpy as np  # noqa: PLC0415 - only a model folder (the [model] extra, with numpy) carries transitions
 
-    def step(score: Sequence[float]) -> tuple[list[int], list[float]]:
-        pointers, totals = [], []
-        for t, previous in enumerate(allowed):
-            column = columns[t]
-            best = max(previous, key=lambda p: score[p] + column[p])
-            pointers.append(best)
-            totals.append(score[best] + column[best])
-        return pointers, totals
-
-    return step
+    size = len(tags)
+    emissions = np.asarray(scores, dtype=np.float64)
+    if emissions.shape[1:] != (size,):
+        raise ValueError(f"word scores must have one column per tag ({size}), got shape {emissions.shape}")
+    emissions[:, [t == OUTSIDE for t in tags]] += outside_bias
+    inside = np.array([t.startswith("I-") for t in tags])
+    allowed = np.array(  # [previous, next]: I-x only after B-x or I-x
+        [[not n.startswith("I-") or p in (f"B-{n[2:]}", n) for n in tags] for p in tags]
+    )
+    step = np.where(allowed, np.asarray(transitions.scores, dtype=np.float64), -np.inf)  # [previous, next]
+    score = np.where(inside, -np.inf, emissions[0] + np.asarray(transitions.start, dtype=np.float64))
+    columns = np.arange(size)
+    back = np.empty((len(emissions) - 1, size), dtype=np.intp)
+    for i in range(1, len(emissions)):
+        candidates = score[:, None] + step
+        back[i - 1] = candidates.argmax(axis=0)
+        score = candidates[back[i - 1], columns] + emissions[i]
+    path = [int(score.argmax())]
+    for pointers in back[::-1]:
+        path.append(int(pointers[path[-1]]))
+    return path[::-1]
 
 
 def plan_windows(tokens: TokenizedText, length: int, stride: int) -> list[tuple[int, int]]:
