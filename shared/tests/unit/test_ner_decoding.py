@@ -118,3 +118,9 @@ def test_a_stray_inside_tag_becomes_the_start_of_the_entity_when_that_scores_bes
 
 def test_no_words_no_path() -> None:
     assert best_tag_path(TAGS, []) == []
+
+
+def test_word_scores_without_one_column_per_tag_are_refused_with_transitions() -> None:
+    transitions = TagTransitions((0.0,) * len(TAGS), ((0.0,) * len(TAGS),) * len(TAGS))
+    with pytest.raises(ValueError, match="one column per tag"):
+        best_tag_path(TAGS, [[0.0] * (len(TAGS) - 1)] * 2, 0.0, transitions)

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import torch
 
-from synthner_shared.ner.encoding import IGNORE_INDEX, TagTransitions
+from synthner_shared.ner.encoding import IGNORE_INDEX, TagTransitions, iob2_may_follow
 
 FORBIDDEN = -1e4
 """Score of a transition IOB2 forbids (``exp`` of it is 0 in fp32)."""
@@ -35,7 +35,7 @@ class ChainCRF(torch.nn.Module):
         forbidden = torch.zeros(size, size)
         for p, previous in enumerate(tags):
             for t, tag in enumerate(tags):
-                if tag.startswith("I-") and previous not in (f"B-{tag[2:]}", tag):
+                if not iob2_may_follow(previous, tag):
                     forbidden[p, t] = FORBIDDEN
         self.register_buffer("forbidden", forbidden, persistent=False)
 

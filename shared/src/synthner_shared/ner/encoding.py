@@ -266,6 +266,11 @@ class TagTransitions:
         return cls(start, scores)
 
 
+def iob2_may_follow(previous: str, tag: str) -> bool:
+    """Whether IOB2 lets ``tag`` come right after ``previous``: ``I-x`` only after ``B-x`` or ``I-x``."""
+    return not tag.startswith("I-") or previous in (f"B-{tag[2:]}", tag)
+
+
 def best_tag_path(
     tags: Sequence[str],
     scores: Sequence[Sequence[float]],
@@ -283,9 +288,9 @@ def best_tag_path(
     """
     if not scores:
         return []
-    if transitions is not None and len(transitions.start) != len(tags):
-        raise ValueError(f"transitions are for {len(transitions.start)} tags, the model has {len(tags)}")
     if transitions is not None:
+        if len(transitions.start) != len(tags):
+            raise ValueError(f"transitions are for {len(transitions.start)} tags, the model has {len(tags)}")
         return _best_path_with_transitions(tags, scores, outside_bias, transitions)
     outside = [t == OUTSIDE for t in tags]
     opener = [tags.index(f"B-{t[2:]}") if t.startswith("I-") and f"B-{t[2:]}" in tags else -1 for t in tags]
@@ -329,10 +334,8 @@ def _best_path_with_transitions(
         raise ValueError(f"word scores must have one column per tag ({size}), got shape {emissions.shape}")
     emissions[:, [t == OUTSIDE for t in tags]] += outside_bias
     inside = np.array([t.startswith("I-") for t in tags])
-    allowed = np.array(  # [previous, next]: I-x only after B-x or I-x
-        [[not n.startswith("I-") or p in (f"B-{n[2:]}", n) for n in tags] for p in tags]
-    )
-    step = np.where(allowed, np.asarray(transitions.scores, dtype=np.float64), -np.inf)  # [previous, next]
+    allowed = np.array([[iob2_may_follow(previous, tag) for tag in tags] for previous in tags])  # [previous, next]
+    step = np.where(allowed, np.asarray(transitions.scores, dtype=np.float64), -np.inf)
     score = np.where(inside, -np.inf, emissions[0] + np.asarray(transitions.start, dtype=np.float64))
     columns = np.arange(size)
     back = np.empty((len(emissions) - 1, size), dtype=np.intp)
