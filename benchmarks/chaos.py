@@ -9,13 +9,17 @@ LLM test server and the annotators use a lexicon, so the run measures the plumbi
 The last line is ``sent=… stored=… dead_lettered=… duplicated=… lost=… seconds=…``; the exit code is 0 only when
 nothing was lost or duplicated and the NER API answered with the published model.
 
+SIGTERM or SIGINT (``timeout``, CI, Ctrl-C) stops the run the way it ends normally: every service process is sent
+SIGTERM, then SIGKILL after the grace period, the private RabbitMQ node is stopped (killed if it was still starting),
+the temporary workdir is removed (a ``--workdir`` is kept), and the harness exits with 128 + the signal's number
+(143 for SIGTERM, 130 for SIGINT) after one line on stderr: ``chaos: stopped by SIGTERM``.
+
     python benchmarks/chaos.py [--notes 1000] [--seed 7] [--kill-interval 4] [--broker-restarts 1]
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import shutil
 import sys
@@ -24,6 +28,7 @@ from pathlib import Path
 
 from synthner.chaos import ChaosFailed, ChaosOptions, describe, run_chaos
 from synthner_shared.broker_node import BrokerNodeError
+from synthner_shared.stopping import Stopped, run_stoppable
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,7 +73,13 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.CRITICAL)
     print(f"chaos run: {args.notes} notes, workdir {workdir}", flush=True)
     try:
-        result = asyncio.run(run_chaos(options))
+        result = run_stoppable(run_chaos(options))  # SIGTERM/SIGINT: the run's own clean-up, then Stopped
+    except Stopped as exc:
+        if args.workdir is None:
+            shutil.rmtree(workdir, ignore_errors=True)  # every process that wrote there has ended
+        cause = f" (while stopping: {type(exc.__cause__).__name__}: {exc.__cause__})" if exc.__cause__ else ""
+        print(f"chaos: {exc}{cause}", file=sys.stderr)
+        return exc.exit_code
     except (ChaosFailed, BrokerNodeError) as exc:
         print(f"chaos: {exc}", file=sys.stderr)
         return 2

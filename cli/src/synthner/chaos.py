@@ -682,7 +682,12 @@ async def _ask(api_port: int, key: str, version: str | None, timeout_s: float) -
 
 
 async def run_chaos(options: ChaosOptions) -> ChaosResult:  # noqa: PLR0915 - one run, easier to follow in one piece
-    """Run the chaos run; the result holds the counts (and ``failure`` if the run stopped early)."""
+    """Run the chaos run; the result holds the counts (and ``failure`` if the run stopped early).
+
+    Cancelling it (SIGTERM or SIGINT to a program that runs it through :func:`synthner_shared.stopping.run_stoppable`,
+    as ``benchmarks/chaos.py`` does) runs the same clean-up as a normal end: the service processes get SIGTERM, then
+    SIGKILL after the supervisor's grace period, and the private RabbitMQ node is stopped (killed if still starting).
+    """
     started = time.monotonic()
     result = ChaosResult()
     options.workdir.mkdir(parents=True, exist_ok=True)
@@ -701,7 +706,9 @@ async def run_chaos(options: ChaosOptions) -> ChaosResult:  # noqa: PLR0915 - on
     result.broker_node = node.node
     try:
         async with node, local_llm_server(latency_s=options.llm_latency_s) as llm:
-            print(f"private RabbitMQ node {node.node} on 127.0.0.1:{node.port}; logs in {supervisor.log_dir}")
+            print(
+                f"private RabbitMQ node {node.node} on 127.0.0.1:{node.port}; logs in {supervisor.log_dir}", flush=True
+            )
             broker = broker_settings(node.url)
             specs = process_specs(options, broker, llm.url, key_file, api_port)
             async with Broker(broker, "synthner-chaos") as probe:
@@ -710,7 +717,9 @@ async def run_chaos(options: ChaosOptions) -> ChaosResult:  # noqa: PLR0915 - on
                 for spec in specs:
                     assert spec.ready_url is not None
                     await supervisor.wait_ready(spec.name, spec.ready_url, 300)
-                print(f"started {', '.join(supervisor.processes)}; publishing a job of {options.notes} notes")
+                print(
+                    f"started {', '.join(supervisor.processes)}; publishing a job of {options.notes} notes", flush=True
+                )
                 monkey = ChaosMonkey(
                     supervisor, {s.name: s.ready_url or "" for s in specs}, options.kill_interval_s, options.seed
                 )

@@ -4,7 +4,12 @@ Each process is a service's own production entry point (``python -m synthner_gen
 in environment variables, its output in ``<log dir>/<name>.log``, and its health endpoint polled for readiness. The
 supervisor notices a process that ends on its own (:meth:`Supervisor.guard` turns that into :class:`ProcessFailed`,
 one line naming the process, its exit code and its log) and stops them all at the end: SIGTERM, the grace period the
-services honour, then SIGKILL.
+services honour, then SIGKILL, and SIGKILL to whatever is left in their process groups.
+
+Each process runs in a session of its own (so Ctrl-C in a terminal reaches the program, which stops them in order):
+a signal to the program does not reach them. The program must therefore turn SIGTERM and SIGINT into its normal
+clean-up, :meth:`Supervisor.stop` included; :func:`synthner_shared.stopping.run_stoppable` does (the chaos harness
+runs through it). Python's default SIGTERM action would leave every process running, re-parented to init.
 
 A process whose spec says ``restart=True`` is started again whenever it ends, as an orchestrator restarts a crashed
 container (the chaos run kills them on purpose); it fails the run only when it keeps ending: more than
@@ -27,6 +32,8 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, SecretStr
 from pydantic_core import to_jsonable_python
+
+from synthner_shared.stopping import kill_process_group, wait_process_group_gone
 
 T = TypeVar("T")
 
@@ -116,6 +123,7 @@ class Supervisor:
         while True:
             process = self.processes[spec.name]
             code = await process.wait()
+            kill_process_group(process.pid)  # whatever it started in its group goes with it (as with a container)
             if self._stopping or not spec.restart or self.restarts[spec.name] >= self.max_restarts:
                 return code
             self.restarts[spec.name] += 1
@@ -187,7 +195,8 @@ class Supervisor:
             ) from None
 
     async def stop(self) -> dict[str, int | None]:
-        """SIGTERM every running process, wait the grace period, SIGKILL what is left; returns the exit codes."""
+        """SIGTERM every running process, wait the grace period, SIGKILL what is left (and whatever each left in
+        its process group), wait until those groups are gone; returns the exit codes."""
         self._stopping = True
         for process in self.processes.values():
             if process.returncode is None:
@@ -202,4 +211,6 @@ class Supervisor:
                         with contextlib.suppress(ProcessLookupError):
                             process.kill()
                 await asyncio.wait(late)
+        for process in self.processes.values():  # its group was SIGKILLed when it ended (_watch)
+            await wait_process_group_gone(process.pid, timeout_s=10)
         return {name: process.returncode for name, process in self.processes.items()}

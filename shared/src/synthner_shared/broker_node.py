@@ -9,7 +9,13 @@ of the caller, in a session of its own:
 - :meth:`PrivateRabbitMQ.stop` asks the node to stop (``rabbitmqctl -n NODE stop``); its data stays, so durable
   queues and persistent messages are there again after :meth:`PrivateRabbitMQ.start`;
 - :meth:`PrivateRabbitMQ.close` (also on leaving ``async with``, whatever the reason, Ctrl-C included) stops it and
-  kills whatever is left of its process group (``beam.smp`` and its helpers), so the node is gone from ``epmd``.
+  kills whatever is left of its process group (``beam.smp`` and its helpers), so the node is gone from ``epmd``;
+- a start that does not end with the node ready (it failed, timed out, or the caller was cancelled: a program stopped
+  by SIGTERM through :func:`synthner_shared.stopping.run_stoppable`) kills the half-started node there and then, and
+  so does a :meth:`PrivateRabbitMQ.stop` or a ``rabbitmqctl`` call that is cancelled.
+
+A program that starts a node must turn SIGTERM into its normal clean-up (:func:`~synthner_shared.stopping.run_stoppable`
+does): Python's default SIGTERM action would end it at once and leave the node running, re-parented to init.
 
 It needs ``rabbitmq-server`` and ``rabbitmqctl`` (the Debian/Ubuntu package keeps the real scripts in
 ``/usr/lib/rabbitmq/bin``; its ``/usr/sbin`` wrappers switch to the ``rabbitmq`` user, which could not write here).
@@ -18,11 +24,9 @@ It needs ``rabbitmq-server`` and ``rabbitmqctl`` (the Debian/Ubuntu package keep
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import shutil
-import signal
 import socket
 import tempfile
 import uuid
@@ -32,6 +36,8 @@ from typing import Self
 
 import aio_pika
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
+
+from synthner_shared.stopping import kill_process_group, wait_process_group_gone
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +158,9 @@ class PrivateRabbitMQ:
                 f"RabbitMQ node {self.node} did not accept AMQP connections within {self.start_timeout_s:g} s: "
                 f"see {self.log_path}"
             ) from None
+        except BaseException:  # it exited while starting, or the caller was cancelled (stopped by a signal)
+            await self._kill()  # a node that is not ready yet is not left behind either
+            raise
         log.info("private RabbitMQ node %s up on 127.0.0.1:%d", self.node, self.port)
 
     async def _await_handshake(self) -> None:
@@ -192,10 +201,13 @@ class PrivateRabbitMQ:
             async with asyncio.timeout(timeout_s):
                 output, _ = await process.communicate()
         except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
+            kill_process_group(process.pid)
             await process.wait()
             raise BrokerNodeError(f"rabbitmqctl {' '.join(arguments)} took over {timeout_s:g} s") from None
+        except BaseException:  # cancelled: the rabbitmqctl VM is not left behind
+            kill_process_group(process.pid)
+            await process.wait()
+            raise
         text = output.decode("utf-8", "replace")
         if process.returncode != 0:
             raise BrokerNodeError(f"rabbitmqctl {' '.join(arguments)} failed ({process.returncode}): {text[-500:]}")
@@ -212,7 +224,8 @@ class PrivateRabbitMQ:
                 await process.wait()
         except (BrokerNodeError, TimeoutError) as exc:
             log.warning("RabbitMQ node %s did not stop cleanly (%s); killing it", self.node, exc)
-        await self._kill()
+        finally:  # also when cancelled: nothing of the node is left running
+            await self._kill()
         log.info("private RabbitMQ node %s stopped", self.node)
 
     async def restart(self) -> None:
@@ -221,20 +234,21 @@ class PrivateRabbitMQ:
         await self.start()
 
     async def _kill(self) -> None:
-        """SIGKILL the node's whole process group (beam.smp, erl_child_setup, inet_gethost) and reap the shell."""
+        """SIGKILL the node's whole process group (the ``rabbitmq-server`` shell and ``beam.smp``), reap the shell
+        and wait (briefly) until init has reaped the rest, so the node's folder can be removed right after."""
         process = self._process
         if process is None:
             return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, signal.SIGKILL)
+        kill_process_group(process.pid)
         await process.wait()
+        if not await wait_process_group_gone(process.pid, timeout_s=10):
+            log.warning("RabbitMQ node %s: processes of group %d outlived SIGKILL for 10 s", self.node, process.pid)
 
     def kill_now(self) -> None:
-        """Synchronous last resort (an ``atexit`` hook, a ``finally`` after the event loop is gone): SIGKILL the
-        node's process group."""
+        """Synchronous last resort (a ``finally`` after the event loop is gone): SIGKILL the node's process
+        group."""
         if self._process is not None and self._process.returncode is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self._process.pid, signal.SIGKILL)
+            kill_process_group(self._process.pid)
 
     async def close(self) -> None:
         """Stop the node, leave no process of it behind, and remove its folder if this object made it."""
