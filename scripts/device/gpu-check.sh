@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The trainer's GPU check, one call on a lent GPU machine (README, "GPU check"). Prepare the kit here first
+# The trainer's GPU check, one call on a lent GPU machine (docs/trainer.md, "GPU check"). Prepare the kit here first
 # (bash scripts/device/prepare-gpu-check.sh), then through the device tool:
 #   run(command="bash scripts/device/gpu-check.sh", carry=[".device-kit"], timeout_s=540)
 # It runs the CUDA tests (services/trainer/tests/gpu: bf16 and fp16 autocast, fp32 weights, a run that learns and

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build .device-kit/, the files the GPU check carries to a lent GPU machine (README, "GPU check"): wheels of the
+# Build .device-kit/, the files the GPU check carries to a lent GPU machine (docs/trainer.md, "GPU check"): wheels of the
 # packages that machine's image lacks (for its Python 3.12, versions from constraints.txt), the default base model
 # with its weights stored as fp16 (half the size; the trainer loads them as fp32), and NCBI-disease from ../shared.
 # Runs here, after `make install`; the device tool carries at most 64 MiB, so the kit is checked against 56 MiB.

@@ -2,8 +2,8 @@
 that a CPU serves with the same spans.
 
 Skipped where no CUDA device is present (CI, the development machine). On a lent GPU machine it runs through
-``scripts/device/gpu-check.sh`` (README, "GPU check"), which also points these variables at the files it carries:
-``SYNTHNER_GOLD_DATA`` (the folder holding ``ncbi_disease/``; default ``../shared/data``) and
+``scripts/device/gpu-check.sh`` (docs/trainer.md, "GPU check"), which also points these variables at the files it
+carries: ``SYNTHNER_GOLD_DATA`` (the folder holding ``ncbi_disease/``; default ``../shared/data``) and
 ``SYNTHNER_TEST_BASE_MODEL`` (default: the packaged all-MiniLM-L6-v2).
 """
 
