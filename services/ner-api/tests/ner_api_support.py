@@ -3,11 +3,18 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
-from synthner_ner_api.testing import ADMIN_KEY, USER_KEY, LexiconPredictor, load_lexicon_model, write_model
+from synthner_ner_api.testing import (
+    ADMIN_KEY,
+    USER_KEY,
+    LexiconPredictor,
+    load_lexicon_model,
+    mark_published,
+    write_model,
+)
+from synthner_shared.model_store import ModelStoreLayout
 
 __all__ = ["ADMIN_KEY", "GOLD", "USER_KEY", "LexiconPredictor", "install_model", "load_lexicon_model", "write_model"]
 
@@ -16,7 +23,7 @@ GOLD = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 
 def install_model(store: Path, model: Path, version: str = "m-tiny") -> Path:
     """Copy a model folder into ``store`` in the trainer's layout, as a published version."""
-    folder = store / "versions" / version
+    folder = ModelStoreLayout(store).version_dir(version)
     shutil.copytree(model, folder)
-    (folder / "status.json").write_text(json.dumps({"verdict": "published"}), encoding="utf-8")
+    mark_published(folder)
     return folder

@@ -14,11 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-log = logging.getLogger(__name__)
+from synthner_shared.model_store import ModelStoreError, ModelStoreLayout, read_current, read_verdict
 
-VERSIONS = "versions"
-STATUS_FILE = "status.json"
-CURRENT_FILE = "current.json"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -65,16 +63,16 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def describe_model(path: Path, predictor: Predictor) -> LoadedModel:
+    """What is served from ``path``: its version is the folder's name (``versions/<v>/`` in the store)."""
     config = _read_json(path / "config.json")
     id2label = config.get("id2label", {})
     labels = sorted({str(v)[2:] for v in id2label.values() if str(v)[:2] in {"B-", "I-"}})
-    card = _read_json(path / "synthner.json")
     return LoadedModel(
-        version=str(card.get("model_version", path.name)),
+        version=path.name,
         path=path,
         predictor=predictor,
         labels=labels,
-        base_model=card.get("base_model") or config.get("_name_or_path"),
+        base_model=config.get("_name_or_path"),
         metrics=_read_json(path / "metrics.json"),
         serving=dict(getattr(predictor, "serving_info", {})),
     )
@@ -88,6 +86,7 @@ class ModelRegistry:
             raise ValueError("a model store or a fixed model folder is needed")
         self._loader = loader
         self._store = store
+        self._layout = ModelStoreLayout(store) if store is not None else None
         self._fixed = fixed
         self._lock = asyncio.Lock()
         self._swapped = asyncio.Condition()
@@ -95,26 +94,33 @@ class ModelRegistry:
         self.previous: LoadedModel | None = None
 
     def servable_versions(self) -> list[str]:
-        """Published versions of the store (the trainer's layout: ``versions/<v>/status.json`` with verdict
-        ``published``), oldest first; rejected and half-written versions are never served."""
-        if self._store is None:
+        """Published versions of the store (the layout of :mod:`synthner_shared.model_store`: ``versions/<v>/``
+        with ``status.json`` verdict ``published``), oldest first; rejected, half-written and unreadable versions are
+        never served."""
+        if self._layout is None:
             return []
-        versions = self._store / VERSIONS
-        if not versions.is_dir():
-            return []
-        return sorted(
-            p.name
-            for p in versions.iterdir()
-            if p.is_dir()
-            and (p / "config.json").is_file()
-            and _read_json(p / STATUS_FILE).get("verdict") == "published"
-        )
+        return [name for name in self._layout.version_names() if self._servable(name)]
+
+    def _servable(self, version: str) -> bool:
+        assert self._layout is not None
+        folder = self._layout.version_dir(version)
+        if not (folder / "config.json").is_file():
+            return False
+        try:
+            return read_verdict(folder) == "published"
+        except ModelStoreError as exc:
+            log.warning("not serving model version %s: %s", version, exc)
+            return False
 
     def _default_version(self, servable: list[str]) -> str:
         """The trainer's current pointer when it names a servable version, else the newest published one."""
-        assert self._store is not None
-        pointed = _read_json(self._store / CURRENT_FILE).get("version")
-        if isinstance(pointed, str) and pointed in servable:
+        assert self._layout is not None
+        try:
+            pointed = read_current(self._layout).version
+        except ModelStoreError as exc:
+            log.warning("ignoring the current pointer: %s", exc)
+            pointed = None
+        if pointed is not None and pointed in servable:
             return pointed
         if not servable:
             raise ModelNotFound(f"no published model version in {self._store}")
@@ -123,14 +129,14 @@ class ModelRegistry:
     def _path_of(self, version: str | None) -> Path:
         if self._fixed is not None and version is None:
             return self._fixed
-        if self._store is None:
+        if self._layout is None:
             raise ModelNotFound("this replica serves a fixed model folder; it has no versions to choose from")
         servable = self.servable_versions()
         if version is None:
             version = self._default_version(servable)
         elif version not in servable:
             raise UnknownModelVersion(f"unknown or unpublished model version {version!r}")
-        return self._store / VERSIONS / version
+        return self._layout.version_dir(version)
 
     async def load(self, version: str | None = None) -> LoadedModel:
         """Load a version (default: the newest) off the event loop, then make it current. Returns it."""

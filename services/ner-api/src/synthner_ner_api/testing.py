@@ -1,9 +1,10 @@
 """Test and benchmark support: model folders served by a small lexicon predictor (the app's own Predictor port).
 
-A lexicon "model" is a folder in the trainer's layout (``config.json`` with ``id2label``, ``status.json``,
-``metrics.json``) plus ``lexicon.json`` with a label and its words; :func:`load_lexicon_model` is a loader for
-:class:`~synthner_ner_api.models.ModelRegistry`. It exercises the HTTP layer, the registry and the hot swap without
-torch; tests of the real token-classification model use a folder the trainer fitted.
+A lexicon "model" is a folder in the model store's layout (:mod:`synthner_shared.model_store`: ``config.json`` with
+``id2label``, ``status.json``, ``metrics.json``) plus ``lexicon.json`` with a label and its words;
+:func:`load_lexicon_model` is a loader for :class:`~synthner_ner_api.models.ModelRegistry`. It exercises the HTTP
+layer, the registry and the hot swap without torch; tests of the real token-classification model use a folder the
+trainer fitted.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from synthner_ner_api.auth import hash_key
 from synthner_ner_api.models import Predictor, SpanPrediction
 from synthner_ner_api.settings import NerApiSettings
 from synthner_shared.contracts import DatasetManifest, EvaluationResult, ModelPublished, Scores
+from synthner_shared.model_store import ModelStoreLayout, VersionStatus, write_status
 
 USER_KEY = "user-key-0123456789"
 ADMIN_KEY = "admin-key-0123456789"
@@ -45,11 +47,25 @@ def load_lexicon_model(path: Path) -> Predictor:
     return LexiconPredictor(spec["label"], spec["words"])
 
 
+def mark_published(folder: Path) -> None:
+    """Give a model folder in a store the gate's ``published`` verdict (not gated: a test model)."""
+    status = VersionStatus(
+        verdict="published",
+        metric="none",
+        candidate=None,
+        current=None,
+        current_version=None,
+        tolerance=0.0,
+        reason="a test model: published without a quality gate",
+    )
+    write_status(folder, status)
+
+
 def write_model(store: Path, version: str, label: str, words: list[str]) -> Path:
     """Write a published lexicon model version into a model store; returns its folder."""
-    folder = store / "versions" / version
+    folder = ModelStoreLayout(store).version_dir(version)
     folder.mkdir(parents=True)
-    (folder / "status.json").write_text(json.dumps({"verdict": "published"}), encoding="utf-8")
+    mark_published(folder)
     id2label = {"0": "O", "1": f"B-{label}", "2": f"I-{label}"}
     (folder / "config.json").write_text(json.dumps({"id2label": id2label}), encoding="utf-8")
     (folder / "lexicon.json").write_text(json.dumps({"label": label, "words": words}), encoding="utf-8")

@@ -1,10 +1,8 @@
 """Model versions on disk: immutable folders, the promotion gate, and the pointer to the current model.
 
-Layout under ``models_dir``::
-
-    versions/<version>/   Hugging Face folder + metrics.json + dataset_manifest.json + README.md + status.json
-    current.json          {"version": ..., "history": [...]}: the published version the NER API should serve
-    .staging/             versions being written; renamed into versions/ only when complete
+The store's layout, its files and their invariants are the shared contract :mod:`synthner_shared.model_store`
+(``versions/<version>/`` with ``status.json``, ``current.json``, ``.staging/``); this module is its writer. A version
+folder holds the Hugging Face folder plus metrics.json, dataset_manifest.json, README.md and status.json.
 
 A version folder is written completely (including its gate verdict in ``status.json``) under ``.staging`` and then
 renamed into ``versions/`` (an atomic rename on one filesystem), so no half-written version is ever visible and a
@@ -14,7 +12,6 @@ rollback (:meth:`ModelRegistry.rollback`).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -23,23 +20,28 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
 
-from pydantic import BaseModel
+from synthner_shared.model_store import (
+    CurrentPointer,
+    ModelStoreLayout,
+    Verdict,
+    fsync_dir,
+    read_current,
+    read_status,
+    write_current,
+    write_status,
+)
+from synthner_shared.model_store import VersionStatus as GateDecision
 
-Verdict = Literal["published", "rejected"]
-
-
-class GateDecision(BaseModel):
-    """The promotion gate's verdict and the numbers behind it."""
-
-    verdict: Verdict
-    metric: str
-    candidate: float | None
-    current: float | None
-    current_version: str | None
-    tolerance: float
-    reason: str
+__all__ = [
+    "GateDecision",
+    "ModelRegistry",
+    "ModelVersion",
+    "Verdict",
+    "VersionExistsError",
+    "decide",
+    "new_version_name",
+]
 
 
 def decide(
@@ -79,27 +81,6 @@ def new_version_name(dataset_hash: str) -> str:
     return f"m-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{dataset_hash[:8]}-{uuid.uuid4().hex[:6]}"
 
 
-def _write_json_atomic(path: Path, data: object) -> None:
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 @dataclass(frozen=True)
 class ModelVersion:
     name: str
@@ -117,8 +98,9 @@ class ModelRegistry:
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
-        self.versions_dir = self.root / "versions"
-        self.staging_dir = self.root / ".staging"
+        self.layout = ModelStoreLayout(self.root)
+        self.versions_dir = self.layout.versions_dir
+        self.staging_dir = self.layout.staging_dir
         self.versions_dir.mkdir(parents=True, exist_ok=True)
         self.staging_dir.mkdir(parents=True, exist_ok=True)
 
@@ -134,15 +116,15 @@ class ModelRegistry:
 
         A published verdict also moves ``current.json`` to it.
         """
-        target = self.versions_dir / name
+        target = self.layout.version_dir(name)
         if target.exists():
             raise VersionExistsError(f"model version {name} already exists")
         staging = Path(tempfile.mkdtemp(prefix=f"{name}.", dir=self.staging_dir))
         try:
             write(staging)
-            _write_json_atomic(staging / "status.json", gate.model_dump(mode="json"))
+            write_status(staging, gate)
             os.rename(staging, target)
-            _fsync_dir(self.versions_dir)
+            fsync_dir(self.versions_dir)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
@@ -151,32 +133,22 @@ class ModelRegistry:
         return ModelVersion(name, target, gate.verdict, gate)
 
     def get(self, name: str) -> ModelVersion:
-        path = self.versions_dir / name
-        status_file = path / "status.json"
-        if not status_file.is_file():
-            raise KeyError(f"no model version {name!r}")
-        gate = GateDecision.model_validate_json(status_file.read_text(encoding="utf-8"))
+        """A visible version; :class:`~synthner_shared.model_store.VersionNotFound` (a ``KeyError``) if none."""
+        path = self.layout.version_dir(name)
+        gate = read_status(path)
         return ModelVersion(name, path, gate.verdict, gate)
 
     def list(self) -> list[ModelVersion]:
-        return [self.get(p.name) for p in sorted(self.versions_dir.iterdir()) if (p / "status.json").is_file()]
-
-    def _pointer(self) -> dict[str, object]:
-        path = self.root / "current.json"
-        if not path.is_file():
-            return {"version": None, "history": []}
-        data: dict[str, object] = json.loads(path.read_text(encoding="utf-8"))
-        return data
+        return [self.get(name) for name in self.layout.version_names()]
 
     def current(self) -> ModelVersion | None:
         """The published version the NER API should serve, if any."""
-        name = self._pointer().get("version")
-        return self.get(name) if isinstance(name, str) else None
+        name = read_current(self.layout).version
+        return self.get(name) if name is not None else None
 
     def _set_current(self, name: str) -> None:
-        history = self._pointer().get("history")
-        entries = [*history, name] if isinstance(history, list) else [name]
-        _write_json_atomic(self.root / "current.json", {"version": name, "history": entries})
+        history = read_current(self.layout).history
+        write_current(self.layout, CurrentPointer(version=name, history=[*history, name]))
 
     def rollback(self, name: str) -> ModelVersion:
         """Point ``current`` back at an earlier published version."""

@@ -1,0 +1,197 @@
+"""The model store: the folder the trainer writes model versions into and the NER API serves them from.
+
+Layout under the store's root::
+
+    versions/<version>/   one model version: a model folder plus status.json (the promotion gate's verdict)
+    current.json          {"version": ..., "history": [...]}: the published version to serve, and every earlier one
+    .staging/             versions being written; renamed into versions/ only when complete
+
+Invariants (the writer, :mod:`synthner_trainer.registry`, keeps them; readers rely on them):
+
+- a folder in ``versions/`` is complete and never changes: it is written under ``.staging/`` with its
+  ``status.json`` and renamed into ``versions/`` (one atomic rename on one filesystem);
+- ``status.json`` and ``current.json`` are replaced atomically (temporary file, fsync, rename, fsync of the folder),
+  so a reader sees the old file or the new one, never a mix;
+- ``current.json`` names a version that exists in ``versions/`` with the verdict ``published``
+  (:func:`write_current` refuses anything else).
+
+A missing file reads as "nothing there" where the layout allows it (no ``current.json`` yet) and as
+:class:`VersionNotFound` where it does not (a version without ``status.json``); a file that is not what the contract
+says raises :class:`CorruptStoreFile`, naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+VERSIONS_DIR = "versions"
+STAGING_DIR = ".staging"
+STATUS_FILE = "status.json"
+CURRENT_FILE = "current.json"
+
+Verdict = Literal["published", "rejected"]
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+class ModelStoreError(Exception):
+    """Something in the model store is not what the contract says."""
+
+
+class CorruptStoreFile(ModelStoreError, ValueError):
+    """A store file that is not valid JSON or not of the contract's shape."""
+
+    def __init__(self, path: Path, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.problem = problem
+
+
+class VersionNotFound(ModelStoreError, KeyError):
+    """No version of that name in ``versions/`` (no folder, or no ``status.json`` in it)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class NotPublished(ModelStoreError, ValueError):
+    """A version the gate rejected was to become current."""
+
+
+class VersionStatus(BaseModel):
+    """``versions/<v>/status.json``: the promotion gate's verdict on a version and the numbers behind it."""
+
+    verdict: Verdict
+    metric: str
+    candidate: float | None
+    current: float | None
+    current_version: str | None
+    tolerance: float
+    reason: str
+
+
+class _VerdictOnly(BaseModel):
+    """What a server needs of ``status.json``: the verdict alone (fields it does not use may change freely)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    verdict: Verdict
+
+
+class CurrentPointer(BaseModel):
+    """``current.json``: the published version to serve and, oldest first, every version that was current."""
+
+    version: str | None = None
+    history: list[str] = Field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ModelStoreLayout:
+    """The paths of one model store."""
+
+    root: Path
+
+    @property
+    def versions_dir(self) -> Path:
+        return self.root / VERSIONS_DIR
+
+    @property
+    def staging_dir(self) -> Path:
+        return self.root / STAGING_DIR
+
+    @property
+    def current_file(self) -> Path:
+        return self.root / CURRENT_FILE
+
+    def version_dir(self, version: str) -> Path:
+        return self.versions_dir / version
+
+    def status_file(self, version: str) -> Path:
+        return self.version_dir(version) / STATUS_FILE
+
+    def version_names(self) -> list[str]:
+        """Names of the visible versions (folders in ``versions/`` with a ``status.json``), sorted."""
+        if not self.versions_dir.is_dir():
+            return []
+        return sorted(p.name for p in self.versions_dir.iterdir() if (p / STATUS_FILE).is_file())
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or a new entry in ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_json_atomic(path: Path, data: object) -> None:
+    """Replace ``path`` with ``data`` as JSON: a temporary file beside it, fsync, rename, fsync of the folder."""
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def _read_model(path: Path, model: type[_Model]) -> _Model:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise CorruptStoreFile(path, "not UTF-8 text") from exc
+    try:
+        return model.model_validate_json(text)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'document'}: {e['msg']}" for e in exc.errors())
+        raise CorruptStoreFile(path, f"not a valid {path.name} ({problems})") from exc
+
+
+def write_status(version_dir: Path, status: VersionStatus) -> None:
+    """Write a version's ``status.json`` (into its staging folder, before the version becomes visible)."""
+    write_json_atomic(version_dir / STATUS_FILE, status.model_dump(mode="json"))
+
+
+def read_status(version_dir: Path) -> VersionStatus:
+    """A version's full ``status.json``; :class:`VersionNotFound` without one, :class:`CorruptStoreFile` if bad."""
+    path = version_dir / STATUS_FILE
+    if not path.is_file():
+        raise VersionNotFound(f"no model version {version_dir.name!r}")
+    return _read_model(path, VersionStatus)
+
+
+def read_verdict(version_dir: Path) -> Verdict:
+    """A version's gate verdict alone (what a server needs); errors as :func:`read_status`."""
+    path = version_dir / STATUS_FILE
+    if not path.is_file():
+        raise VersionNotFound(f"no model version {version_dir.name!r}")
+    return _read_model(path, _VerdictOnly).verdict
+
+
+def read_current(layout: ModelStoreLayout) -> CurrentPointer:
+    """``current.json``, or an empty pointer when the store has none yet; :class:`CorruptStoreFile` if bad."""
+    if not layout.current_file.is_file():
+        return CurrentPointer()
+    return _read_model(layout.current_file, CurrentPointer)
+
+
+def write_current(layout: ModelStoreLayout, pointer: CurrentPointer) -> None:
+    """Replace ``current.json``; the version it names must exist and be published."""
+    if pointer.version is not None:
+        verdict = read_verdict(layout.version_dir(pointer.version))
+        if verdict != "published":
+            raise NotPublished(
+                f"model version {pointer.version} was rejected by the gate; only published versions can be current"
+            )
+    write_json_atomic(layout.current_file, pointer.model_dump(mode="json"))
