@@ -29,6 +29,7 @@ from synthner_shared.testing import BrokerProbe, publish_once, running_service, 
 NCBI = Path(__file__).resolve().parents[4].parent / "shared" / "data" / "ncbi_disease"
 
 pytestmark = [
+    pytest.mark.slow,
     pytest.mark.skipif(not (NCBI / "test.jsonl").is_file(), reason="no NCBI-disease data beside the repo"),
     pytest.mark.timeout(1200),  # the session's first user of tiny_ner_model also fine-tunes it on 2 CPU cores
 ]
@@ -51,11 +52,16 @@ def request(text: str, provenance: str = "synthetic") -> AnnotationRequest:
 
 async def test_spans_are_the_models_predictions_with_exact_offsets(tiny_ner_model: Path, gold: list[Document]) -> None:
     annotator = EncoderAnnotator(EncoderSettings(model_dir=tiny_ner_model, device="cpu"), ["Disease"])
-    expected = SpanPredictor.load(tiny_ner_model, device="cpu").predict([d.text for d in gold])
+    predictor = SpanPredictor.load(tiny_ner_model, device="cpu")
+    expected = predictor.predict([d.text for d in gold])
+    scored = predictor.predict_scored([d.text for d in gold])
     # concurrent calls are gathered into batches; each caller gets its own note's spans
     annotations = await asyncio.gather(*(annotator.annotate(request(d.text)) for d in gold))
-    for document, annotation, spans in zip(gold, annotations, expected, strict=True):
+    for document, annotation, spans, with_scores in zip(gold, annotations, expected, scored, strict=True):
         assert [(s.start, s.end, s.label) for s in annotation.spans] == [(s.start, s.end, s.label) for s in spans]
+        # each span carries the model's confidence: the mean probability of its words' decoded tags
+        assert [s.score for s in annotation.spans] == [round(s.score, 4) for s in with_scores]
+        assert all(s.score is not None and 0 < s.score <= 1 for s in annotation.spans)
         assert annotation.record.backend == "encoder"
         assert annotation.report.dropped == 0
         for span in annotation.spans:  # offsets index the note itself, on word boundaries

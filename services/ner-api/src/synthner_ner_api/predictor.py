@@ -15,7 +15,6 @@ Encoding, windows and decoding are the shared ones, so offsets and entity bounda
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -25,8 +24,6 @@ import torch
 from transformers import PreTrainedModel
 
 from synthner_ner_api.models import SpanPrediction
-from synthner_shared.ner.abbreviations import expand_abbreviations
-from synthner_shared.ner.encoding import OUTSIDE, CharSpan, best_tag_path, decode_word_tags
 from synthner_shared.ner.predictor import SpanPredictor, WordScores
 
 
@@ -114,36 +111,4 @@ class ServingPredictor(SpanPredictor):
         return [self._spans(scored) for scored in self.score(texts)]
 
     def _spans(self, scored: WordScores) -> list[SpanPrediction]:
-        path = best_tag_path(self.tags, scored.scores, self.outside_bias, self.transitions)
-        word_tags = [self.tags[t] for t in path]
-        word_probabilities = [math.exp(row[t]) for row, t in zip(scored.scores, path, strict=True)]
-        words = scored.tokens.words()
-        spans: list[SpanPrediction] = []
-        word = 0
-        decoded = decode_word_tags(scored.tokens, word_tags)
-        for span in decoded:
-            while words[word][2] <= span.start:
-                word += 1
-            inside = []
-            while word < len(words) and words[word][1] < span.end:
-                if word_tags[word] != OUTSIDE:
-                    inside.append(word_probabilities[word])
-                word += 1
-            score = sum(inside) / len(inside) if inside else 0.0
-            spans.append(SpanPrediction(span.start, span.end, span.label, min(1.0, max(0.0, score))))
-        if self.abbreviations:
-            spans = with_abbreviation_mentions(scored.text, decoded, spans)
-        return spans
-
-
-def with_abbreviation_mentions(
-    text: str, decoded: Sequence[CharSpan], spans: Sequence[SpanPrediction]
-) -> list[SpanPrediction]:
-    """``spans`` (the scored ``decoded`` spans) plus the mentions of abbreviations the text defines for them
-    (:func:`~synthner_shared.ner.abbreviations.expand_abbreviations`), each scored as its long form."""
-    score_of = {(s.start, s.end): s.score for s in spans}
-    added = [
-        SpanPrediction(e.span.start, e.span.end, e.span.label, score_of[e.source.start, e.source.end])
-        for e in expand_abbreviations(text, decoded)
-    ]
-    return sorted([*spans, *added], key=lambda s: (s.start, s.end))
+        return [SpanPrediction(s.start, s.end, s.label, s.score) for s in self.decode_scored(scored)]

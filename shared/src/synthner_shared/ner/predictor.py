@@ -7,6 +7,7 @@ Loading never reaches a model hub: ``HF_HUB_OFFLINE`` is set and only local fold
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -19,8 +20,9 @@ import torch
 from transformers import AutoModelForTokenClassification, AutoTokenizer
 
 from synthner_shared.documents import Document, DocumentEntity
-from synthner_shared.ner.abbreviations import with_abbreviations
+from synthner_shared.ner.abbreviations import expand_abbreviations, with_abbreviations
 from synthner_shared.ner.encoding import (
+    OUTSIDE,
     CharSpan,
     SpecialTokens,
     SubtokenPolicy,
@@ -44,6 +46,27 @@ class WordScores:
     text: str
     tokens: TokenizedText
     scores: list[list[float]]
+
+
+@dataclass(frozen=True)
+class ScoredSpan:
+    """An entity span with the model's confidence: the mean probability of its words' decoded tags (0-1)."""
+
+    start: int
+    end: int
+    label: str
+    score: float
+
+
+def with_abbreviation_mentions(text: str, decoded: Sequence[CharSpan], spans: Sequence[ScoredSpan]) -> list[ScoredSpan]:
+    """``spans`` (the scored ``decoded`` spans) plus the mentions of abbreviations the text defines for them
+    (:func:`~synthner_shared.ner.abbreviations.expand_abbreviations`), each scored as its long form."""
+    score_of = {(s.start, s.end): s.score for s in spans}
+    added = [
+        ScoredSpan(e.span.start, e.span.end, e.span.label, score_of[e.source.start, e.source.end])
+        for e in expand_abbreviations(text, decoded)
+    ]
+    return sorted([*spans, *added], key=lambda s: (s.start, s.end))
 
 
 class ModelFolderError(ValueError):
@@ -272,6 +295,32 @@ class SpanPredictor:
         spans = decode_word_tags(scored.tokens, [self.tags[t] for t in path])
         expand = self.abbreviations if abbreviations is None else abbreviations
         return with_abbreviations(scored.text, spans) if expand else spans
+
+    def predict_scored(self, texts: Sequence[str]) -> list[list[ScoredSpan]]:
+        """Like :meth:`predict`, with each span's confidence (:class:`ScoredSpan`)."""
+        return [self.decode_scored(scored) for scored in self.score(texts)]
+
+    def decode_scored(self, scored: WordScores) -> list[ScoredSpan]:
+        """The spans :meth:`decode` gives, each scored with the mean probability of its words' decoded tags; a
+        mention of an abbreviation the text defines gets its long form's score."""
+        path = best_tag_path(self.tags, scored.scores, self.outside_bias, self.transitions)
+        word_tags = [self.tags[t] for t in path]
+        word_probabilities = [math.exp(row[t]) for row, t in zip(scored.scores, path, strict=True)]
+        words = scored.tokens.words()
+        spans: list[ScoredSpan] = []
+        word = 0
+        decoded = decode_word_tags(scored.tokens, word_tags)
+        for span in decoded:
+            while words[word][2] <= span.start:
+                word += 1
+            inside = []
+            while word < len(words) and words[word][1] < span.end:
+                if word_tags[word] != OUTSIDE:
+                    inside.append(word_probabilities[word])
+                word += 1
+            score = sum(inside) / len(inside) if inside else 0.0
+            spans.append(ScoredSpan(span.start, span.end, span.label, min(1.0, max(0.0, score))))
+        return with_abbreviation_mentions(scored.text, decoded, spans) if self.abbreviations else spans
 
     def predict_documents(self, documents: Sequence[Document]) -> list[Document]:
         """Copies of ``documents`` (same id and text) whose entities are the model's predictions."""

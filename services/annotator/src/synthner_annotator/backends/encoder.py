@@ -26,7 +26,7 @@ from synthner_annotator.spans import Span
 from synthner_shared.contracts import AnnotatorRecord
 
 if TYPE_CHECKING:
-    from synthner_shared.ner.predictor import SpanPredictor
+    from synthner_shared.ner.predictor import ScoredSpan, SpanPredictor
 
 
 class EncoderSettings(BaseModel):
@@ -69,11 +69,11 @@ class _Batcher:
     def __init__(self, predictor: SpanPredictor, batch_size: int) -> None:
         self.predictor = predictor
         self.batch_size = batch_size
-        self.pending: list[tuple[str, asyncio.Future[list[tuple[int, int, str]]]]] = []
+        self.pending: list[tuple[str, asyncio.Future[list[ScoredSpan]]]] = []
         self.running: asyncio.Task[None] | None = None
 
-    async def predict(self, text: str) -> list[tuple[int, int, str]]:
-        future: asyncio.Future[list[tuple[int, int, str]]] = asyncio.get_running_loop().create_future()
+    async def predict(self, text: str) -> list[ScoredSpan]:
+        future: asyncio.Future[list[ScoredSpan]] = asyncio.get_running_loop().create_future()
         self.pending.append((text, future))
         if self.running is None or self.running.done():
             self.running = asyncio.create_task(self._drain())
@@ -94,8 +94,8 @@ class _Batcher:
                 if not future.done():
                     future.set_result(spans)
 
-    def _predict(self, texts: Sequence[str]) -> list[list[tuple[int, int, str]]]:
-        return [[(s.start, s.end, s.label) for s in spans] for spans in self.predictor.predict(texts)]
+    def _predict(self, texts: Sequence[str]) -> list[list[ScoredSpan]]:
+        return self.predictor.predict_scored(texts)
 
 
 class EncoderAnnotator:
@@ -131,6 +131,9 @@ class EncoderAnnotator:
             predicted = await self.batcher.predict(request.text)
         except Exception as exc:
             raise PermanentAnnotationError(f"model inference failed: {type(exc).__name__}") from exc
-        spans = [Span(start, end, self.label_map[label], source=self.name) for start, end, label in predicted]
+        # The score (mean probability of the span's decoded word tags) lets a consumer drop uncertain spans or notes.
+        spans = [
+            Span(s.start, s.end, self.label_map[s.label], score=round(s.score, 4), source=self.name) for s in predicted
+        ]
         report = AlignmentReport(spans=spans, proposed=len(spans))
         return Annotation(spans=spans, report=report, record=self.record())
