@@ -28,8 +28,8 @@ typecheck: install
 	$(VENV)/bin/mypy shared/src services/generator/src services/annotator/src services/trainer/src cli/src \
 		services/ner-api/src shared/tests services/generator/tests cli/tests tests conftest.py benchmarks deploy/llama-cpp services/trainer/tests services/annotator/tests scripts/device
 
-unit: install ## only the tests that need no broker
-	$(PY) -m pytest -m "not rabbitmq" $(PYTEST_ARGS)
+unit: install ## the quick tests: no broker, no fine-tune, no compiler, no llama.cpp (`make test` runs them all)
+	$(PY) -m pytest -m "not rabbitmq and not slow" $(PYTEST_ARGS)
 
 demo: install ## the main job: synthner demo (local LLM -> annotate -> train -> evaluate -> serve -> report.html)
 	@bash scripts/ensure-rabbitmq.sh || echo "no RabbitMQ: synthner demo runs the stages in one process"

@@ -28,6 +28,15 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 REPO_ROOT = Path(__file__).resolve().parent
 GOLD_DATA = REPO_ROOT.parent / "shared" / "data"
+SLOW_RUNS = ("demo", "study", "chaos")  # whole runs with llama.cpp, training or several services: slow too
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects anything
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the whole-run tiers ``slow`` as well, so ``make unit`` (``-m "not rabbitmq and not slow"``) is quick."""
+    for item in items:
+        if any(item.get_closest_marker(name) is not None for name in SLOW_RUNS):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture

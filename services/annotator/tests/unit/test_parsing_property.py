@@ -1,6 +1,6 @@
 """Property tests of LLM-reply parsing: any reply either parses or raises MalformedReply (nothing else), a canonical
-reply gives back exactly its mentions, damage the parser repairs loses none of them, and a reply cut off anywhere
-keeps only complete leading items."""
+reply gives back exactly its mentions, items of the wrong shape are dropped and counted, damage the parser repairs
+loses none of them, and a reply cut off anywhere keeps only complete leading items."""
 
 from __future__ import annotations
 
@@ -33,8 +33,32 @@ def test_any_reply_parses_or_is_reported_as_malformed(reply: str) -> None:
         parsed = parse_mention_list(reply)
     except MalformedReply:
         return
-    assert parsed.malformed_items >= 0
     assert all(m.label.strip() and m.text.strip() for m in parsed.mentions)
+
+
+WRONG_SHAPES: list[object] = [
+    {"label": "", "text": "asthma"},  # blank label
+    {"label": "Disease", "text": " \n"},  # blank text
+    {"label": "Disease"},  # no text
+    {"text": "asthma"},  # no label
+    {"label": 1, "text": "asthma"},  # a label that is not a string
+    {"label": "Drug", "text": ["aspirin"]},  # a text that is not a string
+    ["Disease"],  # a list, but not a (label, text) pair
+    "asthma",  # not an item at all
+    None,
+]
+MENTION_ITEM = st.tuples(st.sampled_from(["Disease", "Drug", "Procedure"]), NON_BLANK).map(
+    lambda m: ({"label": m[0], "text": m[1]}, m)
+)
+# (the item as the reply holds it, the mention it must give, or None for an item that must be dropped and counted)
+ITEMS = st.lists(st.one_of(MENTION_ITEM, st.sampled_from(WRONG_SHAPES).map(lambda item: (item, None))), max_size=10)
+
+
+@given(ITEMS)
+def test_items_of_the_wrong_shape_are_dropped_and_counted(items: list[tuple[object, tuple[str, str] | None]]) -> None:
+    parsed = parse_mention_list(json.dumps({"mentions": [item for item, _ in items]}, ensure_ascii=False))
+    assert parsed.malformed_items == sum(mention is None for _, mention in items)
+    assert pairs(parsed) == [mention for _, mention in items if mention is not None]
 
 
 @given(MENTIONS)

@@ -7,12 +7,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from synthner_generator.llm import Prompt
 from synthner_generator.llm.openai_chat import OpenAIChatClient
 from synthner_generator.service import build_generator
 from synthner_generator.testing import sample_job, settings_for
 from synthner_shared.contracts import GenerationFailed, GenerationProgress, NoteGenerated, SamplingParameters
 from synthner_shared.local_llm import local_llm
+
+pytestmark = pytest.mark.slow
 
 
 async def test_the_openai_backend_writes_a_note_with_llama_cpp(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from synthner_shared.ner.encoding import plan_windows, tokenize
 from synthner_shared.ner.predictor import SpanPredictor
 
 pytestmark = [
+    pytest.mark.slow,
     pytest.mark.skipif(not (GOLD / "ncbi_disease").is_dir(), reason="no NCBI-disease data beside the repo"),
     pytest.mark.timeout(1200),  # the session's first user of tiny_ner_model also fine-tunes it on 2 CPU cores
 ]

@@ -88,6 +88,7 @@ def test_optimiser_steps_in_each_precision_change_the_weights_and_keep_them_fp32
         assert {p.dtype for p in model.parameters()} == {torch.float32}, precision
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["auto", "fp16"])
 def test_a_gpu_run_learns_and_its_folder_serves_the_same_spans_on_a_cpu(precision: Precision, tmp_path: Path) -> None:
     train = list(read_documents(NCBI / "train.jsonl"))

@@ -72,6 +72,7 @@ def adapted(tmp_path_factory: pytest.TempPathFactory, notes: list[str], base_mod
     return adapt(notes, base_model, tmp_path_factory.mktemp("out") / "adapted", config(), device="cpu")
 
 
+@pytest.mark.slow
 def test_full_adaptation_on_meddocan_notes_lowers_held_out_perplexity(adapted: AdaptationResult) -> None:
     metrics = adapted.metrics
     assert metrics.method == "full"
@@ -80,6 +81,7 @@ def test_full_adaptation_on_meddocan_notes_lowers_held_out_perplexity(adapted: A
     assert metrics.train_notes + metrics.heldout_notes == NOTES
 
 
+@pytest.mark.slow
 def test_adapted_folder_is_complete_and_loads(adapted: AdaptationResult) -> None:
     out = adapted.out
     assert sorted(p.name for p in out.iterdir()) == [
@@ -101,6 +103,7 @@ def test_adapted_folder_is_complete_and_loads(adapted: AdaptationResult) -> None
     assert len(tokenizer) == model.config.vocab_size
 
 
+@pytest.mark.slow
 def test_written_reference_is_the_leak_gate_format_of_the_training_notes(
     adapted: AdaptationResult, notes: list[str]
 ) -> None:
@@ -116,6 +119,7 @@ def test_written_reference_is_the_leak_gate_format_of_the_training_notes(
     assert all(len(p.split()) <= 3 for p in prefixes)
 
 
+@pytest.mark.slow
 def test_held_out_prefixes_carry_no_gold_identifier_of_the_notes(adapted: AdaptationResult) -> None:
     documents = list(read_documents(MEDDOCAN / "train.jsonl"))[:NOTES]
     identifiers = {
@@ -131,6 +135,7 @@ def test_held_out_prefixes_carry_no_gold_identifier_of_the_notes(adapted: Adapta
     assert leaked == []
 
 
+@pytest.mark.slow
 def test_metrics_name_the_base_model_without_this_machines_path(adapted: AdaptationResult, base_model: Path) -> None:
     text = (adapted.out / "metrics.json").read_text(encoding="utf-8")
     assert json.loads(text)["base_model"] == base_model.name == adapted.metrics.base_model
@@ -140,6 +145,7 @@ def test_metrics_name_the_base_model_without_this_machines_path(adapted: Adaptat
     assert model_name(Path("/models/SmolLM2-135M-Instruct.Q8_0.gguf")) == "SmolLM2-135M-Instruct.Q8_0.gguf"
 
 
+@pytest.mark.slow
 def test_a_retried_request_announces_its_finished_folder_instead_of_failing(
     tmp_path: Path, notes: list[str], base_model: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -201,6 +207,7 @@ def test_packing_splits_long_notes_into_blocks_without_dropping_tokens() -> None
     assert [t for block in blocks for t in block] == [*range(10), 999, 100, 101, 102, 999]
 
 
+@pytest.mark.slow
 def test_lora_adaptation_writes_the_adapter_and_a_merged_model(
     tmp_path: Path, notes: list[str], base_model: Path
 ) -> None:
@@ -256,6 +263,7 @@ def test_a_cancelled_adaptation_leaves_nothing_behind(tmp_path: Path, notes: lis
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 async def test_gguf_export_of_adapted_smollm2_loads_in_the_llama_cpp_server(tmp_path: Path, notes: list[str]) -> None:
     settings = config(
         max_steps=1, batch_size=1, block_size=64, samples=0, learning_rate=1e-5, heldout_fraction=0.15, gguf=True
@@ -273,6 +281,7 @@ async def test_gguf_export_of_adapted_smollm2_loads_in_the_llama_cpp_server(tmp_
     assert reply.choices[0].text.strip()
 
 
+@pytest.mark.slow
 def test_a_failed_gguf_export_leaves_nothing_behind(tmp_path: Path, notes: list[str], base_model: Path) -> None:
     # llama.cpp's converter knows the tokenizers of published models only, not the test's own tiny one.
     with pytest.raises(GgufExportError, match="pre-tokenizer was not recognized"):

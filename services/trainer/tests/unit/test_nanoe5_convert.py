@@ -124,6 +124,7 @@ def engine(engine_library: Path, converted: tuple[str, Path]) -> Iterator[Engine
     loaded.close()
 
 
+@pytest.mark.slow
 def test_converted_folder_loads_as_a_fast_tokenizer_and_a_token_classifier(converted: tuple[str, Path]) -> None:
     variant, folder = converted
     assert check_base_model(folder) == folder
@@ -146,6 +147,7 @@ def test_converted_folder_loads_as_a_fast_tokenizer_and_a_token_classifier(conve
     assert model.config.num_labels == 3
 
 
+@pytest.mark.slow
 def test_token_ids_match_the_c_engine(converted: tuple[str, Path], engine: Engine) -> None:
     _, folder = converted
     raw = Tokenizer.from_file(str(folder / "tokenizer.json"))
@@ -156,6 +158,7 @@ def test_token_ids_match_the_c_engine(converted: tuple[str, Path], engine: Engin
         assert loaded("passage: " + sentence)["input_ids"] == expected  # transformers builds the same pipeline
 
 
+@pytest.mark.slow
 def test_embeddings_match_the_c_engine(converted: tuple[str, Path], engine: Engine) -> None:
     _, folder = converted
     tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
@@ -171,6 +174,7 @@ def test_embeddings_match_the_c_engine(converted: tuple[str, Path], engine: Engi
     assert min(cosines) >= 0.99  # seen: 0.9999 and above (the engine's int8 activations are the difference)
 
 
+@pytest.mark.slow
 def test_offsets_map_back_to_the_characters_of_each_word(converted: tuple[str, Path]) -> None:
     _, folder = converted
     tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
@@ -233,6 +237,7 @@ def test_converting_into_an_existing_folder_or_without_the_package_fails_clearly
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_a_tiny_fine_tune_from_the_converted_folder_completes(converted: tuple[str, Path]) -> None:
     variant, folder = converted

@@ -53,6 +53,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     return out, list(metrics), gold, result
 
 
+@pytest.mark.slow
 def test_tiny_training_learns_to_find_diseases(trained: Trained) -> None:
     _, metrics, _, _ = trained
     dev, gold = metrics
@@ -62,6 +63,7 @@ def test_tiny_training_learns_to_find_diseases(trained: Trained) -> None:
     assert gold.strict_micro.f1 > 0.1  # type: ignore[attr-defined]
 
 
+@pytest.mark.slow
 def test_artifacts_load_with_the_transformers_pipeline_and_match_our_predictor(trained: Trained) -> None:
     folder, metrics, gold, _ = trained
     names = {p.name for p in folder.iterdir()}
@@ -80,6 +82,7 @@ def test_artifacts_load_with_the_transformers_pipeline_and_match_our_predictor(t
     assert again.strict_micro == metrics[1].strict_micro  # type: ignore[attr-defined]
 
 
+@pytest.mark.slow
 def test_a_half_precision_copy_of_the_model_predicts_in_fp32_on_the_cpu(trained: Trained, tmp_path: Path) -> None:
     folder, metrics, gold, _ = trained
     half = tmp_path / "half"
@@ -92,6 +95,7 @@ def test_a_half_precision_copy_of_the_model_predicts_in_fp32_on_the_cpu(trained:
     assert abs(again.strict_micro.f1 - metrics[1].strict_micro.f1) < 0.05  # type: ignore[attr-defined]
 
 
+@pytest.mark.slow
 def test_gate_publishes_a_real_model_and_rescoring_the_current_one_on_gold(trained: Trained, tmp_path: Path) -> None:
     _, _, gold, result = trained
     gold_path = tmp_path / "gold.jsonl"
@@ -110,6 +114,7 @@ def test_gate_publishes_a_real_model_and_rescoring_the_current_one_on_gold(train
     assert registry.current() == second.version
 
 
+@pytest.mark.slow
 def test_the_decoder_options_are_chosen_on_dev_and_stored_with_the_model(trained: Trained) -> None:
     folder, metrics, _, result = trained
     assert result.outside_bias in OUTSIDE_BIAS_GRID
@@ -126,6 +131,7 @@ def test_the_decoder_options_are_chosen_on_dev_and_stored_with_the_model(trained
     assert metrics[0].strict_micro == evaluate_spans(dev, result.predictor().predict_documents(dev), "dev").strict_micro  # type: ignore[attr-defined]
 
 
+@pytest.mark.slow
 def test_the_abbreviation_step_is_kept_only_where_it_raises_dev_f1(trained: Trained) -> None:
     *_, result = trained
     dev = list(read_documents(NCBI / "dev.jsonl"))[:10]
@@ -151,6 +157,7 @@ def test_the_configuration_says_which_decoder_options_are_open() -> None:
     assert decoder_candidates(config.model_copy(update={"abbreviations": "off"}))[1] == (False,)
 
 
+@pytest.mark.slow
 def test_frozen_word_embeddings_stay_as_the_base_model_has_them_while_the_rest_learns() -> None:
     train = list(read_documents(NCBI / "train.jsonl"))[:4]
     dev = list(read_documents(NCBI / "dev.jsonl"))[:2]
