@@ -23,7 +23,7 @@ class FiguresUnavailable(RuntimeError):
     """matplotlib is not installed."""
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
     try:
         import matplotlib  # noqa: PLC0415 - optional dependency
 
@@ -83,10 +83,30 @@ def curve_figure(plt: Any, points: Sequence[Mapping[str, float]], path: Path) ->
     return path
 
 
+def notes_curve_figure(
+    plt: Any, curves: Mapping[str, Sequence[Mapping[str, float]]], reference: float, path: Path
+) -> Path:
+    """Test strict F1 of synthetic-only students against the number of synthetic notes, one line per route, with the
+    gold-trained reference as a dashed line."""
+    figure, axes = plt.subplots(figsize=(7, 3.2), dpi=100)
+    for route, points in curves.items():
+        axes.plot([p["notes"] for p in points], [p["test_strict_f1"] for p in points], marker="o", label=route)
+    axes.axhline(reference, color="#555555", linestyle="--", label="gold-trained teacher")
+    axes.set_xlabel("synthetic notes")
+    axes.set_ylabel("test strict F1")
+    axes.set_ylim(0, 1)
+    axes.legend(loc="lower right", fontsize=8)
+    axes.set_title("learning curve over synthetic notes", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, format="png")
+    plt.close(figure)
+    return path
+
+
 def write_figures(data: ReportData, folder: Path) -> list[Path]:
     """Write ``figure-f1-<n>-<set>.png`` per scored set and ``figure-learning-curve.png`` (when the run recorded
     one) into ``folder``; returns their paths. Each file is written under a temporary name and renamed."""
-    plt = _pyplot()
+    plt = pyplot()
     written: list[Path] = []
 
     def keep(name: str, draw: Any, *arguments: Any) -> None:

@@ -23,11 +23,13 @@ from synthner.commands import (
     leakcheck,
     serve,
     status,
+    study,
     train,
 )
 
 COMMAND_MODULES: tuple[ModuleType, ...] = (
     demo,
+    study,
     documents,
     generate,
     status,

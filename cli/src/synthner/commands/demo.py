@@ -42,6 +42,7 @@ OWNED = (
     "report.html",
     "summary.json",
     "sample.json",
+    "demo.log",
 )
 """What a run writes under its workdir; a new run replaces exactly these (and the ``figure-*.png`` files)."""
 
@@ -169,11 +170,14 @@ def options_from(args: argparse.Namespace) -> DemoOptions:
 
 
 def run_demo_command(args: argparse.Namespace) -> int:
+    from synthner_shared.stopping import Stopped, run_stoppable
+
     started = time.perf_counter()
     try:
         options = options_from(args)
-        final_line = asyncio.run(run_demo(options, started))
-    except DemoError as exc:
+        # SIGTERM/SIGINT run the clean-up (the supervised service processes run in sessions of their own)
+        final_line = run_stoppable(run_demo(options, started))
+    except (DemoError, Stopped) as exc:
         print(f"synthner demo: {exc}", file=sys.stderr)
         return exc.exit_code
     print(final_line)  # the same line as in report.html and summary.json
@@ -848,13 +852,23 @@ async def within_deadline(
 async def run_demo(options: DemoOptions, started: float) -> str:
     """Run the demo; returns the last line, ``f1=<strict micro F1 on the gold set> seconds=<wall time>``. Prints
     progress and where each artifact is."""
-    from synthner.report import ReportData, render
-    from synthner_shared.local_llm import LocalLLMError, local_llm
-    from synthner_shared.messaging import BrokerUnavailable
+    from synthner.logfile import logs_to
 
     check_inputs(options)
     transport, broker = await choose_transport(options)
     prepare_workdir(options.workdir)
+    # The terminal shows the stages, progress and the summary; every INFO line (one per LLM request and per note)
+    # goes to the run's log file.
+    with logs_to(options.workdir / "demo.log"):
+        return await run_prepared(options, started, transport, broker)
+
+
+async def run_prepared(options: DemoOptions, started: float, transport: Any, broker: Any) -> str:
+    """The demo after its checks, with the transport chosen and the workdir prepared."""
+    from synthner.report import ReportData, render
+    from synthner_shared.local_llm import LocalLLMError, local_llm
+    from synthner_shared.messaging import BrokerUnavailable
+
     mentions = lexicon(options.lexicon_source)
     gold_path = write_gold(options)
     stage = CurrentStage()

@@ -1,0 +1,859 @@
+"""The synthetic-route study: does a model trained only on synthetic notes get close to one trained on real gold?
+
+One route end to end through the services' own stage functions, each stage's artifact written under the workdir
+(atomically) so that a rerun skips what already exists:
+
+``teacher``    all-MiniLM-L6-v2 (or ``base_model``) fine-tuned on the gold train split, early-stopped on gold dev —
+               the trainer's own training loop; scored on the gold test split it is the **gold** route's figure.
+``adapt``      (vakili) the generator's LLM adapted to the gold train notes by the trainer's adaptation job
+               (:func:`run_adaptation_request` serving an ``AdaptationRequested``), with a GGUF for llama.cpp.
+``generate``   the generator's handler (prefix mode and ``continuation/v1`` against the adapted model served by
+               llama.cpp — Vakili et al.; label-conditioned ``clinical_note_brief/v1`` with the gold train mentions
+               against SmolLM2 — Tang et al.), the leak gate checking every note against the train notes.
+``annotate``   the annotator's handler with the encoder backend loading the teacher (or the lexicon backend).
+``student``    the trainer's training loop on the synthetic documents only; scored on the gold test split.
+``privacy``    word 5- and 8-gram recall of the synthetic notes against the gold train notes (the same figure for
+               real held-out notes beside it), the longest verbatim run, the quarantined share.
+
+Everything is in-process (the handlers chained in memory, as ``synthner demo --in-process`` does). The study never
+prints or logs note text; choices are made on the dev split only, the test split is scored, never tuned on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from synthner.local_pipeline import PipelineRun
+    from synthner_shared.contracts import DocumentAnnotated, Envelope, EvaluationResult, Mention, NoteGenerated
+    from synthner_shared.documents import Document
+    from synthner_shared.messaging import BrokerSettings, Service
+    from synthner_trainer.settings import TrainingConfig
+
+log = logging.getLogger(__name__)
+
+Route = Literal["gold", "vakili", "tang"]
+ROUTES: tuple[Route, ...] = ("gold", "vakili", "tang")
+AnnotatorChoice = Literal["teacher", "lexicon"]
+StudentDev = Literal["gold", "synthetic"]
+Transport = Literal["auto", "broker", "in-process"]
+
+STAGES: dict[Route, tuple[str, ...]] = {
+    "gold": ("teacher",),
+    "vakili": ("teacher", "adapt", "generate", "annotate", "student", "privacy"),
+    "tang": ("teacher", "generate", "annotate", "student", "privacy"),
+}
+"""The stages each route runs, in order (the teacher is always trained: it is the reference, and the annotator)."""
+
+
+class StudyError(RuntimeError):
+    """Bad input or a stage that cannot run; the message is one line that says what to do."""
+
+
+@dataclass(frozen=True)
+class StudyOptions:
+    route: Route
+    gold_train: Path
+    gold_dev: Path
+    gold_test: Path
+    workdir: Path
+    notes: int = 400
+    annotator: AnnotatorChoice = "teacher"
+    base_model: Path | None = None
+    """Encoder of the teacher and the student; default all-MiniLM-L6-v2."""
+    seed: int = 13
+    epochs: float = 5.0
+    learning_rate: float = 3e-4
+    max_train_seconds: float = 780.0
+    """Time budget of each token-classifier training (teacher, student)."""
+    student_dev: StudentDev = "gold"
+    """What the student early-stops and calibrates on: the gold dev split (choices on dev, never trained on), or a
+    held-out tenth of the synthetic corpus (the route that needs no gold at all)."""
+    adapt_epochs: float = 2.0
+    adapt_max_seconds: float = 900.0
+    adapt_max_steps: int | None = None
+    adapt_block_size: int | None = None
+    """None: the trainer's default (512 tokens)."""
+    adapt_samples: int = 8
+    """Samples the adaptation generates to measure its memorisation (0: not measured)."""
+    temperature: float = 0.9
+    top_p: float = 0.95
+    max_new_tokens: int = 320
+    prefix_words: int = 3
+    llm_concurrency: int = 1
+    min_confidence: float = 0.0
+    """Drop synthetic documents in which any teacher span scores below this (0: keep all)."""
+    transport: Transport = "auto"
+    """How the generator's and annotator's stages run: over RabbitMQ as services (``broker``; ``auto``: when it is
+    reachable), or their handlers chained in this process (``in-process``)."""
+    curve: tuple[int, ...] = ()
+    """Also train students on the first n synthetic documents, for each n (the learning curve over notes)."""
+    progress: bool = False
+
+
+@dataclass
+class StageRecord:
+    """What one stage did: its wall time and its counts, kept in ``<workdir>/stages/<name>.json``."""
+
+    name: str
+    seconds: float
+    counts: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StudyResult:
+    route: Route
+    f1_gold: float
+    partial_f1_gold: float
+    f1_synthetic: float | None
+    partial_f1_synthetic: float | None
+    stages: list[StageRecord]
+    per_label: dict[str, dict[str, float]]
+    privacy: dict[str, float]
+    notes: int
+    seconds: float
+
+    @property
+    def gap(self) -> float | None:
+        return None if self.f1_synthetic is None else self.f1_gold - self.f1_synthetic
+
+    def line(self) -> str:
+        """The benchmark's last line (``key=value``)."""
+        synthetic = "nan" if self.f1_synthetic is None else f"{self.f1_synthetic:.4f}"
+        gap = "nan" if self.gap is None else f"{self.gap:.4f}"
+        recall = self.privacy.get("ngram5_recall")
+        ngram5 = "nan" if recall is None else f"{recall:.4f}"
+        return (
+            f"f1_gold={self.f1_gold:.4f} f1_synthetic={synthetic} gap={gap} ngram5_recall={ngram5}"
+            f" notes={self.notes} seconds={self.seconds:.0f}"
+        )
+
+
+# --- small helpers ----------------------------------------------------------------------------------------------------
+
+
+def write_json_atomically(path: Path, value: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(json.dumps(value, indent=2, sort_keys=True), encoding="utf-8")
+    os.replace(partial, path)
+
+
+def write_jsonl_atomically(path: Path, lines: Iterable[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    with partial.open("w", encoding="utf-8") as out:
+        for line in lines:
+            out.write(line + "\n")
+    os.replace(partial, path)
+
+
+def longest_run(flags: Sequence[bool]) -> int:
+    """Length of the longest stretch of True values."""
+    best = current = 0
+    for flag in flags:
+        current = current + 1 if flag else 0
+        best = max(best, current)
+    return best
+
+
+def memorisation(train_texts: Sequence[str], texts: Sequence[str]) -> dict[str, float]:
+    """Vakili's memorisation figures of ``texts`` against the training notes: word 5- and 8-gram recall (share of
+    the texts' n-grams, with repeats, found in the training notes) and the longest verbatim word run shared with
+    them (consecutive matching 5-grams: a run of k matches is k + 4 words)."""
+    from synthner_shared.ngrams import NgramReference, ngram_recall
+
+    five = NgramReference.build(train_texts, n=5)
+    eight = NgramReference.build(train_texts, n=8)
+    runs = [longest_run(five.matches(text).tolist()) for text in texts]
+    longest = max(runs, default=0)
+    return {
+        "ngram5_recall": ngram_recall(five, texts),
+        "ngram8_recall": ngram_recall(eight, texts),
+        "longest_verbatim_words": float(longest + 4 if longest else 0),
+    }
+
+
+def confident(document: Document, threshold: float) -> bool:
+    """True when every span of the document scores at least ``threshold`` (spans without a score count as sure)."""
+    scores = ((entity.model_extra or {}).get("score") for entity in document.entities)
+    return all(score is None or score >= threshold for score in scores)
+
+
+def synthetic_document(message: DocumentAnnotated) -> Document:
+    """The annotated note as a document of the synthetic corpus: spans with their scores, provenance and annotator."""
+    from synthner_shared.documents import Document
+
+    entities = [{"start": e.start, "end": e.end, "label": e.label, "score": e.score} for e in message.entities]
+    return Document.model_validate(
+        {
+            "id": message.note_id,
+            "text": message.text,
+            "entities": entities,
+            "provenance": "synthetic",
+            "annotator": message.annotator.backend,
+        }
+    )
+
+
+def gold_mentions(documents: Iterable[Document]) -> list[Mention]:
+    """Unique (label, text) mentions of the gold documents, case-insensitive, in first-seen order."""
+    from synthner_shared.contracts import Mention
+
+    seen: dict[tuple[str, str], Mention] = {}
+    for document in documents:
+        for entity in document.entities:
+            text = " ".join(document.text[entity.start : entity.end].split())
+            if 2 <= len(text) <= 200:
+                seen.setdefault((entity.label, text.lower()), Mention(label=entity.label, text=text))
+    return list(seen.values())
+
+
+# --- the study --------------------------------------------------------------------------------------------------------
+
+
+class Study:
+    """One route's stages over one workdir; :meth:`run` skips every stage whose artifact already exists."""
+
+    def __init__(self, options: StudyOptions, say: Callable[[str], None] = print) -> None:
+        from synthner_shared.documents import read_documents
+
+        self.options = options
+        self.workdir = options.workdir
+        self.say = say
+        self.broker: BrokerSettings | None = None
+        """Where the generator's and annotator's stages run (None: in this process); set by :meth:`_connect`."""
+        self.transport: str | None = None
+
+        for what, path in (("--gold-train", options.gold_train), ("--gold-dev", options.gold_dev)):
+            if not path.is_file():
+                raise StudyError(f"{what} {path} not found: give a JSONL document file")
+        if not options.gold_test.is_file():
+            raise StudyError(f"--gold-test {options.gold_test} not found: give a JSONL document file")
+        if options.notes < 10 and options.route != "gold":
+            raise StudyError("--notes must be at least 10 (a tenth is held out when the student early-stops on it)")
+        self.train = list(read_documents(options.gold_train))
+        self.dev = list(read_documents(options.gold_dev))
+        self.test = list(read_documents(options.gold_test))
+        self.labels = sorted({entity.label for document in self.train for entity in document.entities})
+        if not self.labels:
+            raise StudyError(f"{options.gold_train} has no entities: the teacher needs labelled gold")
+
+    # --- paths --------------------------------------------------------------------------------------------------
+
+    @property
+    def teacher_dir(self) -> Path:
+        return self.workdir / "teacher"
+
+    @property
+    def route_dir(self) -> Path:
+        """The route's own artifacts; the teacher, shared by every route, sits beside them."""
+        return self.workdir / self.options.route
+
+    @property
+    def adapted_dir(self) -> Path:
+        return self.route_dir / "trainer" / "generators" / "adapted"
+
+    @property
+    def notes_file(self) -> Path:
+        return self.route_dir / "notes.jsonl"
+
+    @property
+    def synthetic_file(self) -> Path:
+        return self.route_dir / "synthetic.jsonl"
+
+    @property
+    def student_dir(self) -> Path:
+        return self.route_dir / "student"
+
+    def record_path(self, stage: str) -> Path:
+        return (self.workdir if stage == "teacher" else self.route_dir) / "stages" / f"{stage}.json"
+
+    # --- running ------------------------------------------------------------------------------------------------
+
+    def stages(self) -> tuple[str, ...]:
+        names = STAGES[self.options.route]
+        return (*names, "curve") if self.options.curve and self.options.route != "gold" else names
+
+    def run(self) -> StudyResult:
+        started = time.perf_counter()
+        write_json_atomically(self.route_dir / "options.json", _jsonable(asdict(self.options)))
+        records = [self._stage(name) for name in self.stages()]
+        return self._result(records, time.perf_counter() - started)
+
+    def _stage(self, name: str) -> StageRecord:
+        path = self.record_path(name)
+        if path.is_file():
+            record = StageRecord(**json.loads(path.read_text(encoding="utf-8")))
+            self.say(f"{name}: done before ({record.seconds:.0f} s), skipped")
+            return record
+        self.say(f"{name}: running ...")
+        started = time.perf_counter()
+        counts = getattr(self, f"_{name}")()
+        record = StageRecord(name, round(time.perf_counter() - started, 1), counts)
+        write_json_atomically(path, asdict(record))
+        shown = " ".join(f"{k}={_short(v)}" for k, v in counts.items() if not isinstance(v, dict | list))
+        self.say(f"{name}: done in {record.seconds:.0f} s {shown}".rstrip())
+        return record
+
+    # --- stages -------------------------------------------------------------------------------------------------
+
+    def _training_config(self) -> TrainingConfig:
+        import torch
+
+        from synthner_trainer.settings import TrainingConfig
+        from synthner_trainer.training import cpu_has_native_bf16
+
+        on_cpu = not torch.cuda.is_available()
+        return TrainingConfig(
+            epochs=self.options.epochs,
+            learning_rate=self.options.learning_rate,
+            batch_size=16,
+            max_length=128,
+            stride=32,
+            seed=self.options.seed,
+            precision="bf16" if on_cpu and cpu_has_native_bf16() else "auto",
+        )
+
+    def _fit(self, train: Sequence[Document], dev: Sequence[Document], out: Path | None) -> dict[str, Any]:
+        """The trainer's training loop into ``out`` (written atomically, with its test scores beside it as
+        ``<out>-test.json``; None: kept nowhere), scored on the gold test split."""
+        from synthner_shared.evaluation import evaluate_spans
+        from synthner_trainer.base_model import default_base_model
+        from synthner_trainer.pipeline import write_model_folder
+        from synthner_trainer.store import manifest_for
+        from synthner_trainer.training import fine_tune, prepare
+
+        base_model = self.options.base_model or default_base_model()
+        plan = prepare(train, dev, base_model, self._training_config(), labels=self.labels)
+        result = fine_tune(plan, device="auto", patience=2, max_seconds=self.options.max_train_seconds)
+        predicted = result.predictor().predict_documents(self.test)
+        scores = evaluate_spans(self.test, predicted, self.options.gold_test.name)
+        if out is not None:
+            write_model_folder(result, out, manifest_for("files", plan.train, ["study"]), None)
+            write_json_atomically(out.parent / f"{out.name}-test.json", scores.model_dump(mode="json"))
+        return {
+            "train_documents": len(plan.train),
+            "dev_documents": len(dev),
+            "epochs_run": result.epochs_run,
+            "dev_strict_f1": round(result.dev_result.strict_micro.f1, 4),
+            "test_strict_f1": round(scores.strict_micro.f1, 4),
+            "test_partial_f1": round(scores.partial_micro.f1, 4),
+            "tokens_per_s": round(result.tokens_per_second),
+        }
+
+    def _teacher(self) -> dict[str, Any]:
+        if self.teacher_dir.exists():
+            shutil.rmtree(self.teacher_dir)  # a folder without its stage record is an interrupted run's
+        return self._fit(self.train, self.dev, self.teacher_dir)
+
+    def _adapt(self) -> dict[str, Any]:
+        from synthner_shared.contracts import AdaptationParameters, AdaptationRequested
+        from synthner_shared.documents import write_documents
+        from synthner_trainer.adaptation import run_adaptation_request
+        from synthner_trainer.settings import AdaptationConfig, TrainerSettings
+
+        settings = TrainerSettings(
+            data_dir=self.route_dir / "trainer",
+            adaptation=AdaptationConfig(
+                gguf=True, prefix_words=self.options.prefix_words, samples=self.options.adapt_samples
+            ),
+        )
+        notes = settings.adaptation_notes_dir / "gold-train.jsonl"
+        notes.parent.mkdir(parents=True, exist_ok=True)
+        write_documents(notes, self.train)  # the trainer reads real notes from its own notes folder only
+        if self.adapted_dir.exists():
+            shutil.rmtree(self.adapted_dir)
+        request = AdaptationRequested(
+            correlation_id=f"study-{self.options.route}",
+            producer="synthner-study",
+            notes=notes.name,
+            name=self.adapted_dir.name,
+            parameters=AdaptationParameters(
+                epochs=self.options.adapt_epochs,
+                max_seconds=self.options.adapt_max_seconds,
+                max_steps=self.options.adapt_max_steps,
+                block_size=self.options.adapt_block_size,
+                seed=self.options.seed,
+            ),
+        )
+        event = run_adaptation_request(request, settings)
+        return {
+            "train_notes": event.train_notes,
+            "heldout_notes": event.heldout_notes,
+            "steps": event.steps,
+            "perplexity_before": round(event.perplexity_before, 2),
+            "perplexity_after": round(event.perplexity_after, 2),
+            "ngram5_recall_before": round(event.ngram5_recall_before, 4),
+            "ngram5_recall_after": round(event.ngram5_recall_after, 4),
+        }
+
+    def _connect(self) -> None:
+        """Choose the transport once: RabbitMQ when asked for, or (``auto``) when it is reachable."""
+        if self.transport is not None:
+            return
+        from synthner.local_pipeline import broker_reachable
+        from synthner_shared.messaging import BrokerSettings
+
+        self.transport = "in-process"
+        if self.options.transport == "in-process":
+            return
+        broker = BrokerSettings()
+        if asyncio.run(broker_reachable(broker)):
+            self.broker, self.transport = broker, "broker"
+        elif self.options.transport == "broker":
+            raise StudyError(
+                f"RabbitMQ at {broker.redacted_url} is not reachable: start it, set AMQP_URL, or run with --in-process"
+            )
+        else:
+            self.say(f"RabbitMQ at {broker.redacted_url} not reachable: the stages run in this process")
+
+    def _generate(self) -> dict[str, Any]:
+        from synthner_shared.stopping import run_stoppable
+
+        self._connect()
+        return run_stoppable(self._generate_async())  # SIGTERM stops the llama.cpp server too
+
+    async def _generate_async(self) -> dict[str, Any]:
+        from synthner.local_pipeline import run_in_memory
+        from synthner.progress import Bar
+        from synthner_generator.service import build_generator, generator_service
+        from synthner_generator.settings import GeneratorSettings
+        from synthner_shared.contracts import (
+            GenerationProgress,
+            GenerationRequested,
+            NoteGenerated,
+            PromptRef,
+            SamplingParameters,
+        )
+        from synthner_shared.local_llm import local_llm
+        from synthner_shared.ngrams import NgramReference
+
+        options = self.options
+        prefix = options.route == "vakili"
+        state = self.route_dir / "generator"
+        if state.exists():
+            shutil.rmtree(state)  # dedup state of an interrupted run would count its notes as duplicates
+        state.mkdir(parents=True)
+        reference = state / "leak_reference.npz"
+        if prefix:
+            shutil.copyfile(self.adapted_dir / "leak_reference.npz", reference)
+        else:
+            NgramReference.build([d.text for d in self.train]).save(reference)
+        model_path = self.adapted_dir / "model.gguf" if prefix else None
+        async with local_llm(model_path=model_path, n_ctx=2048) as llm:
+            settings = GeneratorSettings(
+                backend="openai",
+                endpoint_url=llm.base_url,  # type: ignore[arg-type]
+                endpoint_zone="internal",
+                model=llm.model,
+                concurrency=options.llm_concurrency,
+                request_timeout_s=600,
+                llm_attempts=2,
+                part_size=10,
+                labels=self.labels,
+                entities_per_label=3,
+                min_chars=100,
+                prefix_file=self.adapted_dir / "heldout_prefixes.jsonl" if prefix else None,
+                prefix_words=options.prefix_words,
+                leak_reference=reference,
+                state_dir=state,
+                instance="study",
+            )
+            request = GenerationRequested(
+                job_id=f"study-{options.route}-{options.seed}",
+                producer="synthner-study",
+                count=options.notes,
+                language="en",
+                note_types=["progress_note"] if prefix else ["discharge_summary", "progress_note", "referral_letter"],
+                entity_labels=self.labels,
+                mode="prefix" if prefix else "label_conditioned",
+                seed=options.seed,
+                sampling=SamplingParameters(
+                    temperature=options.temperature, top_p=options.top_p, max_new_tokens=options.max_new_tokens
+                ),
+                prompt=PromptRef(name="continuation", version="v1")
+                if prefix
+                else PromptRef(name="clinical_note_brief", version="v1"),
+                seed_lexicon=None if prefix else gold_mentions(self.train),
+            )
+            bar = Bar(options.notes, "generating notes", enabled=options.progress, unit="note")
+
+            def see(message: Any) -> None:
+                if isinstance(message, GenerationProgress) and message.event == "part":
+                    bar.advance(message.requested)
+
+            async with build_generator(settings) as generator:
+                try:
+                    if self.broker is None:
+                        run = await run_in_memory(request, {GenerationRequested: generator.handle}, see)
+                    else:
+                        run = await self._over_broker(
+                            lambda broker: [generator_service(broker, settings, generator)],
+                            [request],
+                            lambda run: run.counts().requested >= request.count,
+                            what="generation",
+                            deadline_s=600 + 60 * request.count,
+                            see=see,
+                        )
+                finally:
+                    bar.close()
+        notes: list[NoteGenerated] = run.of(NoteGenerated)
+        write_jsonl_atomically(self.notes_file, (note.model_dump_json() for note in notes))
+        counts = run.counts()
+        return {
+            "requested": counts.requested,
+            "generated": counts.generated,
+            "rejected": counts.rejected,
+            "duplicates": counts.duplicates,
+            "quarantined": counts.quarantined,
+            "failed": counts.generation_failed,
+            "llm": "adapted SmolLM2-135M (GGUF f16)" if prefix else "SmolLM2-135M-Instruct",
+            "transport": self.transport,
+        }
+
+    def _annotate(self) -> dict[str, Any]:
+        from synthner_shared.stopping import run_stoppable
+
+        self._connect()
+        return run_stoppable(self._annotate_async())
+
+    async def _annotate_async(self) -> dict[str, Any]:
+        from synthner.local_pipeline import run_in_memory
+        from synthner.progress import Bar
+        from synthner_annotator.backends.encoder import EncoderSettings
+        from synthner_annotator.backends.lexicon import LexiconSettings
+        from synthner_annotator.factory import build_annotator
+        from synthner_annotator.handler import make_handler
+        from synthner_annotator.service import build_service
+        from synthner_annotator.settings import AnnotatorSettings
+        from synthner_shared.contracts import AnnotationFailed, DocumentAnnotated, NoteGenerated
+
+        spec: EncoderSettings | LexiconSettings
+        if self.options.annotator == "teacher":
+            spec = EncoderSettings(name="teacher", model_dir=self.teacher_dir, device="cpu")
+        else:
+            spec = LexiconSettings(name="lexicon", document_files=[self.options.gold_train], min_term_chars=3)
+        settings = AnnotatorSettings(labels=self.labels, annotator=spec, producer="synthner-study/annotator")
+        lines = self.notes_file.read_text(encoding="utf-8").splitlines()
+        notes = [NoteGenerated.model_validate_json(line) for line in lines if line.strip()]
+        annotator = build_annotator(spec, self.labels)
+        bar = Bar(len(notes), "annotating", enabled=self.options.progress, unit="note")
+
+        def see(message: Any) -> None:
+            if isinstance(message, DocumentAnnotated | AnnotationFailed):
+                bar.advance()
+
+        try:
+            if self.broker is None:
+                handle = make_handler(annotator, settings.labels, settings.producer, settings.max_note_chars)
+                produced: list[Any] = []
+                for note in notes:
+                    run = await run_in_memory(note, {NoteGenerated: handle}, see)
+                    produced += run.messages
+            else:
+
+                def finished(run: PipelineRun) -> bool:
+                    return len(run.of(DocumentAnnotated)) + len(run.of(AnnotationFailed)) >= len(notes)
+
+                run = await self._over_broker(
+                    lambda broker: [build_service(settings, broker, annotator)],
+                    notes,
+                    finished,
+                    what="annotation",
+                    deadline_s=300 + 30 * len(notes),
+                    see=see,
+                )
+                produced = run.messages
+        finally:
+            bar.close()
+            await annotator.aclose()
+        annotated = [m for m in produced if isinstance(m, DocumentAnnotated)]
+        documents = [synthetic_document(message) for message in annotated]
+        kept = [d for d in documents if confident(d, self.options.min_confidence)]
+        write_jsonl_atomically(self.synthetic_file, (d.model_dump_json() for d in kept))
+        return {
+            "notes": len(notes),
+            "documents": len(kept),
+            "entities": sum(len(d.entities) for d in kept),
+            "failed": sum(isinstance(m, AnnotationFailed) for m in produced),
+            "dropped_low_confidence": len(documents) - len(kept),
+            "annotator": spec.name,
+            "transport": self.transport,
+        }
+
+    async def _over_broker(
+        self,
+        services: Callable[[BrokerSettings], list[Service]],
+        messages: Sequence[Envelope],
+        done: Callable[[PipelineRun], bool],
+        *,
+        what: str,
+        deadline_s: float,
+        see: Callable[[Envelope], None],
+    ) -> PipelineRun:
+        """Run the stage's service over RabbitMQ in a fresh namespace (deleted afterwards), publish ``messages`` and
+        wait (observing every message the namespace carries) until ``done`` holds."""
+        from synthner.local_pipeline import Observer, delete_namespace, new_namespace, running
+
+        assert self.broker is not None
+        broker = self.broker.model_copy(update={"namespace": new_namespace()})
+        observer = Observer(broker, "study", see)
+        try:
+            async with running([observer.service, *services(broker)]):
+                for message in messages:
+                    await observer.service.broker.publisher.publish(message)
+                await observer.wait_for(done, deadline_s, what)
+            return observer.run
+        finally:
+            try:
+                await delete_namespace(broker, observer)
+            except Exception as exc:  # noqa: BLE001 - clean-up must not hide the stage's own outcome
+                log.warning("could not delete namespace %s: %s", broker.namespace, type(exc).__name__)
+
+    def _student_split(self) -> tuple[list[Document], list[Document]]:
+        """The synthetic documents the student trains on, and what it early-stops on."""
+        from synthner_shared.documents import read_documents
+
+        documents = list(read_documents(self.synthetic_file))
+        if len(documents) < 2:
+            raise StudyError(f"only {len(documents)} synthetic documents: generate more notes (--notes N)")
+        if self.options.student_dev == "gold":
+            return documents, self.dev
+        cut = max(1, len(documents) // 10)
+        return documents[cut:], documents[:cut]
+
+    def _student(self) -> dict[str, Any]:
+        train, dev = self._student_split()
+        if self.student_dir.exists():
+            shutil.rmtree(self.student_dir)
+        return self._fit(train, dev, self.student_dir)
+
+    def _curve(self) -> dict[str, Any]:
+        """Students on the first n synthetic documents, for each n of ``curve`` below the corpus size (the full
+        corpus is the student's own point)."""
+        train, dev = self._student_split()
+        points = []
+        for size in sorted(n for n in set(self.options.curve) if n < len(train)):
+            fit = self._fit(train[:size], dev, None)
+            points.append({"notes": size, **{k: fit[k] for k in ("dev_strict_f1", "test_strict_f1", "epochs_run")}})
+        student = json.loads(self.record_path("student").read_text(encoding="utf-8"))["counts"]
+        points.append(
+            {"notes": len(train), **{k: student[k] for k in ("dev_strict_f1", "test_strict_f1", "epochs_run")}}
+        )
+        return {"points": points}
+
+    def _privacy(self) -> dict[str, Any]:
+        from synthner_shared.documents import read_documents
+
+        synthetic = [d.text for d in read_documents(self.synthetic_file)]
+        train = [d.text for d in self.train]
+        figures = memorisation(train, synthetic)
+        real = memorisation(train, [d.text for d in self.dev])
+        generation = json.loads(self.record_path("generate").read_text(encoding="utf-8"))["counts"]
+        finished = max(1, generation["requested"])
+        return {
+            **{key: round(value, 4) for key, value in figures.items()},
+            "ngram5_recall_real_heldout": round(real["ngram5_recall"], 4),
+            "ngram8_recall_real_heldout": round(real["ngram8_recall"], 4),
+            "longest_verbatim_words_real_heldout": real["longest_verbatim_words"],
+            "quarantined_share": round(generation["quarantined"] / finished, 4),
+        }
+
+    # --- result -------------------------------------------------------------------------------------------------
+
+    def _scores(self, model: Path) -> EvaluationResult:
+        """The test-split scores :meth:`_fit` wrote beside the model folder."""
+        from synthner_shared.contracts import EvaluationResult
+
+        path = model.parent / f"{model.name}-test.json"
+        return EvaluationResult.model_validate_json(path.read_text(encoding="utf-8"))
+
+    def _result(self, records: list[StageRecord], seconds: float) -> StudyResult:
+        teacher = self._scores(self.teacher_dir)
+        student = self._scores(self.student_dir) if self.options.route != "gold" else None
+        per_label: dict[str, dict[str, float]] = {}
+        for label in sorted(teacher.strict_per_label):
+            row = {"gold_strict_f1": teacher.strict_per_label[label].f1}
+            row["gold_partial_f1"] = teacher.partial_per_label[label].f1
+            if student is not None and label in student.strict_per_label:
+                row["synthetic_strict_f1"] = student.strict_per_label[label].f1
+                row["synthetic_partial_f1"] = student.partial_per_label[label].f1
+            per_label[label] = {k: round(v, 4) for k, v in row.items()}
+        privacy = next((r.counts for r in records if r.name == "privacy"), {})
+        generated = next((r.counts for r in records if r.name == "annotate"), {})
+        result = StudyResult(
+            route=self.options.route,
+            f1_gold=teacher.strict_micro.f1,
+            partial_f1_gold=teacher.partial_micro.f1,
+            f1_synthetic=None if student is None else student.strict_micro.f1,
+            partial_f1_synthetic=None if student is None else student.partial_micro.f1,
+            stages=records,
+            per_label=per_label,
+            privacy=privacy,
+            notes=int(generated.get("documents", 0)),
+            seconds=sum(r.seconds for r in records) if records else seconds,
+        )
+        summary = {**asdict(result), "gap": result.gap, "line": result.line()}
+        write_json_atomically(self.route_dir / "summary.json", _jsonable(summary))
+        return result
+
+
+def _short(value: object) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def describe(result: StudyResult) -> list[str]:
+    """A short human summary: the figures and each stage's time."""
+    lines = [f"route {result.route}: gold-trained teacher strict F1 {result.f1_gold:.4f}"]
+    if result.f1_synthetic is not None:
+        lines.append(
+            f"  synthetic-only student strict F1 {result.f1_synthetic:.4f} (partial {result.partial_f1_synthetic:.4f})"
+            f" on {result.notes} synthetic notes: gap {result.gap:.4f}"
+        )
+    for label, row in result.per_label.items():
+        lines.append(f"  {label}: " + " ".join(f"{k}={v:.4f}" for k, v in row.items()))
+    if result.privacy:
+        lines.append("  privacy: " + " ".join(f"{k}={_short(v)}" for k, v in result.privacy.items()))
+    lines.append("  stages: " + ", ".join(f"{r.name} {r.seconds:.0f} s" for r in result.stages))
+    return lines
+
+
+# --- several routes, one table ----------------------------------------------------------------------------------------
+
+
+def run_routes(options: StudyOptions, routes: Sequence[Route], say: Callable[[str], None] = print) -> list[StudyResult]:
+    """Run each route over the same workdir (the teacher is trained once and shared), then write the overview."""
+    results = [Study(replace(options, route=route), say).run() for route in routes]
+    write_overview(options.workdir, say)
+    return results
+
+
+def overview_rows(workdir: Path) -> list[dict[str, Any]]:
+    """One row per route that has finished in ``workdir`` (its ``summary.json``), in the order of :data:`ROUTES`."""
+    rows = []
+    for route in ROUTES:
+        path = workdir / route / "summary.json"
+        if not path.is_file():
+            continue
+        summary = json.loads(path.read_text(encoding="utf-8"))
+        seconds = {stage["name"]: stage["seconds"] for stage in summary["stages"]}
+        rows.append(
+            {
+                "route": route,
+                "f1_gold": summary["f1_gold"],
+                "f1_synthetic": summary["f1_synthetic"],
+                "partial_f1_synthetic": summary["partial_f1_synthetic"],
+                "gap": summary["gap"],
+                "notes": summary["notes"],
+                **{f"privacy_{key}": value for key, value in summary["privacy"].items()},
+                **{f"seconds_{name}": value for name, value in seconds.items()},
+                "per_label": summary["per_label"],
+                "curve": next((s["counts"]["points"] for s in summary["stages"] if s["name"] == "curve"), []),
+            }
+        )
+    return rows
+
+
+def write_overview(workdir: Path, say: Callable[[str], None] = print) -> None:
+    """``summary.json`` (every finished route, one row each) and ``report.html`` with its PNG figures."""
+    rows = overview_rows(workdir)
+    write_json_atomically(workdir / "summary.json", {"routes": rows})
+    from synthner.figures import FiguresUnavailable
+    from synthner.report import render
+
+    data = report_data(workdir, rows)
+    report = workdir / "report.html"
+    report.with_name(".report.html.partial").write_text(render(data), encoding="utf-8")
+    os.replace(report.with_name(".report.html.partial"), report)
+    try:
+        figures = write_study_figures(workdir, data, rows)
+    except FiguresUnavailable as exc:
+        say(f"no PNG figures: {exc}")
+        figures = []
+    say(f"report: {report} ({len(figures)} figures beside it), summary: {workdir / 'summary.json'}")
+
+
+def report_data(workdir: Path, rows: Sequence[dict[str, Any]]) -> Any:
+    from synthner.report import ReportData, SampleNote
+    from synthner_shared.contracts import EvaluationResult
+    from synthner_shared.documents import read_documents
+
+    def scores(path: Path, name: str) -> EvaluationResult:
+        result = EvaluationResult.model_validate_json(path.read_text(encoding="utf-8"))
+        return result.model_copy(update={"dataset": f"{name}, {result.dataset}"})
+
+    evaluations = [scores(workdir / "teacher-test.json", "gold-trained teacher")] if rows else []
+    counts: list[tuple[str, int | float | str]] = []
+    samples: list[SampleNote] = []
+    for row in rows:
+        route = row["route"]
+        if route != "gold":
+            evaluations.append(scores(workdir / route / "student-test.json", f"{route}: synthetic-only student"))
+            counts += [(f"{route}: {key}", value) for key, value in row.items() if isinstance(value, int | float)]
+            counts += [
+                (f"{route}: student on {p['notes']} notes, test strict F1", p["test_strict_f1"]) for p in row["curve"]
+            ]
+            synthetic = sorted(read_documents(workdir / route / "synthetic.jsonl"), key=lambda d: -len(d.entities))
+            samples += [
+                SampleNote(
+                    f"{route}: note {d.id[:12]} ({len(d.text)} characters, {len(d.entities)} entities)",
+                    d.text,
+                    [(e.start, e.end, e.label) for e in d.entities],
+                )
+                for d in synthetic[:2]
+            ]
+    line = " | ".join(
+        f"{r['route']}: f1_gold={r['f1_gold']:.4f}"
+        + ("" if r["f1_synthetic"] is None else f" f1_synthetic={r['f1_synthetic']:.4f} gap={r['gap']:.4f}")
+        for r in rows
+    )
+    return ReportData(
+        title="synthner study: synthetic-only models against the gold-trained teacher",
+        final_line=line or "no route has finished",
+        configuration={"workdir": workdir.name, "routes": ", ".join(r["route"] for r in rows)},
+        counts=counts,
+        evaluations=evaluations,
+        learning_curve_note="The learning curve over the number of synthetic notes is in the counts above.",
+        samples=samples,
+        notes=[
+            "gold: the teacher, trained on the real gold train split (the reference). Each other route's student is "
+            "trained only on that route's synthetic notes, labelled by the teacher; every model is scored on the "
+            "real test split, which no choice was made on."
+        ],
+    )
+
+
+def write_study_figures(workdir: Path, data: Any, rows: Sequence[dict[str, Any]]) -> list[Path]:
+    """The report's F1 figures, and the learning curve over synthetic notes where one was recorded."""
+    from synthner.figures import PREFIX, notes_curve_figure, pyplot, write_figures
+
+    for old in workdir.glob(f"{PREFIX}*.png"):
+        old.unlink()
+    written = write_figures(data, workdir)
+    curves = {row["route"]: row["curve"] for row in rows if row["curve"]}
+    if curves:
+        final = workdir / f"{PREFIX}notes-curve.png"
+        notes_curve_figure(pyplot(), curves, rows[0]["f1_gold"], final.with_name(f".{final.name}.partial"))
+        final.with_name(f".{final.name}.partial").replace(final)
+        written.append(final)
+    return written
