@@ -51,6 +51,16 @@ def test_convert_round_trips_entities_through_each_format(
     assert "3 documents" in capsys.readouterr().out
 
 
+def test_label_studio_export_puts_entities_in_predictions_not_annotations(tmp_path: Path) -> None:
+    source, tasks = tmp_path / "in.jsonl", tmp_path / "tasks.json"
+    write_documents(source, DOCS)
+    assert main(["convert", str(source), str(tasks)]) == 0
+    written = json.loads(tasks.read_text(encoding="utf-8"))
+    assert all("annotations" not in task for task in written)  # annotations would mark every task as done
+    assert [len(task["predictions"][0]["result"]) for task in written] == [3, 1, 0]
+    assert [task["data"]["id"] for task in written] == ["n1", "n2", "n3"]
+
+
 def test_a_docbin_is_what_spacy_reads_with_the_exact_spans(tmp_path: Path) -> None:
     spacy = pytest.importorskip("spacy")
     docbin = pytest.importorskip("spacy.tokens")

@@ -21,6 +21,7 @@ from synthner.commands import (
     evaluate,
     generate,
     leakcheck,
+    review,
     serve,
     status,
     study,
@@ -41,6 +42,7 @@ COMMAND_MODULES: tuple[ModuleType, ...] = (
     base_model,
     annotate,
     convert,
+    review,
     serve,
 )
 

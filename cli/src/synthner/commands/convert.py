@@ -25,7 +25,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description=(
             "Convert annotated documents between formats. The format comes from --from/--to or the name:\n"
             ".jsonl (the document format), .conll/.bio (token<TAB>IOB2 tag), .spacy (spaCy DocBin, needs the\n"
-            "`spacy` extra), .json (Label Studio tasks), a folder (BRAT: <id>.txt + <id>.ann). OUT must not exist;\n"
+            "`spacy` extra), .json (Label Studio tasks: entities are written as predictions, to review; read back\n"
+            "from the latest completed annotation, else the first prediction; `synthner review` is the review round\n"
+            "trip), a folder (BRAT: <id>.txt + <id>.ann). OUT must not exist;\n"
             "it appears only once it is complete. CoNLL keeps tokens, not the original whitespace; DocBin keeps the\n"
             "text, the exact offsets and the document ids.\n\n"
             "examples:\n  synthner convert train.jsonl train.conll\n  synthner convert brat-folder/ docs.jsonl\n"
