@@ -24,13 +24,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import shutil
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
+
+from synthner_shared.files import write_text_atomic
 
 if TYPE_CHECKING:
     from synthner.local_pipeline import PipelineRun
@@ -142,19 +143,11 @@ class StudyResult:
 
 
 def write_json_atomically(path: Path, value: object) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(json.dumps(value, indent=2, sort_keys=True), encoding="utf-8")
-    os.replace(partial, path)
+    write_text_atomic(path, json.dumps(value, indent=2, sort_keys=True))
 
 
 def write_jsonl_atomically(path: Path, lines: Iterable[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    with partial.open("w", encoding="utf-8") as out:
-        for line in lines:
-            out.write(line + "\n")
-    os.replace(partial, path)
+    write_text_atomic(path, "".join(f"{line}\n" for line in lines))
 
 
 def longest_run(flags: Sequence[bool]) -> int:
@@ -783,8 +776,7 @@ def write_overview(workdir: Path, say: Callable[[str], None] = print) -> None:
 
     data = report_data(workdir, rows)
     report = workdir / "report.html"
-    report.with_name(".report.html.partial").write_text(render(data), encoding="utf-8")
-    os.replace(report.with_name(".report.html.partial"), report)
+    write_text_atomic(report, render(data))
     try:
         figures = write_study_figures(workdir, data, rows)
     except FiguresUnavailable as exc:

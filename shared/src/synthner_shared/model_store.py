@@ -23,13 +23,13 @@ says raises :class:`CorruptStoreFile`, naming the file.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from synthner_shared.files import write_text_atomic
 
 VERSIONS_DIR = "versions"
 STAGING_DIR = ".staging"
@@ -122,28 +122,9 @@ class ModelStoreLayout:
         return sorted(p.name for p in self.versions_dir.iterdir() if (p / STATUS_FILE).is_file())
 
 
-def fsync_dir(path: Path) -> None:
-    """Make a rename or a new entry in ``path`` durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_json_atomic(path: Path, data: object) -> None:
     """Replace ``path`` with ``data`` as JSON: a temporary file beside it, fsync, rename, fsync of the folder."""
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
+    write_text_atomic(path, json.dumps(data, indent=2))
 
 
 def _read_model(path: Path, model: type[_Model]) -> _Model:

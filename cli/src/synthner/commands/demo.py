@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import shutil
 import signal
 import sys
@@ -245,12 +244,6 @@ def write_gold(options: DemoOptions) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     write_documents(path, documents)
     return path
-
-
-def write_atomically(path: Path, text: str) -> None:
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, path)
 
 
 @dataclass
@@ -866,6 +859,7 @@ async def run_demo(options: DemoOptions, started: float) -> str:
 async def run_prepared(options: DemoOptions, started: float, transport: Any, broker: Any) -> str:
     """The demo after its checks, with the transport chosen and the workdir prepared."""
     from synthner.report import ReportData, render
+    from synthner_shared.files import write_text_atomic
     from synthner_shared.local_llm import LocalLLMError, local_llm
     from synthner_shared.messaging import BrokerUnavailable
 
@@ -975,8 +969,8 @@ async def run_prepared(options: DemoOptions, started: float, transport: Any, bro
         "configuration": {k: str(v) for k, v in configuration.items()},
         "artifacts": dict(artifacts),
     }
-    write_atomically(options.workdir / "summary.json", json.dumps(summary, indent=2))
-    write_atomically(
+    write_text_atomic(options.workdir / "summary.json", json.dumps(summary, indent=2))
+    write_text_atomic(
         options.workdir / "report.html", render(replace(report, final_line=final_line, artifacts=artifacts))
     )
     print(

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 SHOWN_SKIPPED = 10
@@ -57,27 +55,15 @@ def check_paths(source: Path, target: Path) -> None:
         raise ValueError(f"{target} exists: remove it or choose another output")
 
 
-def write_text_atomically(path: Path, text: str) -> None:
-    """Write into a temporary sibling, then rename: the file appears complete or not at all."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def run_export(args: argparse.Namespace) -> int:
     from synthner_shared.documents import read_documents
+    from synthner_shared.files import write_text_atomic
     from synthner_shared.formats import dump_label_studio
 
     try:
         check_paths(args.input, args.output)
         documents = list(read_documents(args.input))
-        write_text_atomically(args.output, dump_label_studio(documents, model_version=args.model_version) + "\n")
+        write_text_atomic(args.output, dump_label_studio(documents, model_version=args.model_version) + "\n")
     except (ValueError, OSError) as exc:
         print(f"synthner review: {exc}", file=sys.stderr)
         return 2

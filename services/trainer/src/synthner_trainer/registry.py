@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from synthner_shared.files import fsync_dir
 from synthner_shared.model_store import (
     CurrentPointer,
     ModelStoreLayout,
     Verdict,
-    fsync_dir,
     read_current,
     read_status,
     write_current,
