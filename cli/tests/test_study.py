@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from synthner.main import main
-from synthner.study import Study, StudyOptions, confident, longest_run, memorisation, run_routes
+from synthner.study import Study, StudyError, StudyOptions, confident, longest_run, memorisation, run_routes
 from synthner_shared.documents import Document, DocumentEntity, read_documents, write_documents
 
 REPO = Path(__file__).resolve().parents[2]
@@ -195,3 +195,24 @@ def test_gold_and_tang_over_rabbitmq_share_one_teacher_write_one_table_and_resum
     Study(replace(options, route="tang"), say=said.append).run()
     ran = [line.split(":")[0] for line in said if line.endswith("running ...")]
     assert ran == ["student", "privacy", "curve"]
+
+
+def _finished_route(workdir: Path, route: str, documents: list[Document], quarantined: int) -> None:
+    write_documents(workdir / route / "synthetic.jsonl", documents)
+    record = {"name": "generate", "seconds": 1.0, "counts": {"requested": 10, "quarantined": quarantined}}
+    (workdir / route / "stages").mkdir(parents=True)
+    (workdir / route / "stages" / "generate.json").write_text(json.dumps(record), encoding="utf-8")
+
+
+def test_the_mix_route_gathers_the_synthetic_notes_of_the_finished_routes(tmp_path: Path) -> None:
+    options = _tiny(tmp_path, "mix", "in-process")
+    vakili = [Document(id="v0", text="colon cancer", entities=[DocumentEntity(start=0, end=12, label="Disease")])]
+    tang = [Document(id=f"t{i}", text="asthma", entities=[]) for i in range(2)]
+    _finished_route(options.workdir, "vakili", vakili, quarantined=1)
+    study = Study(options, say=lambda _: None)
+    with pytest.raises(StudyError, match="two routes"):
+        study._gather()
+    _finished_route(options.workdir, "tang", tang, quarantined=2)
+    counts = study._gather()
+    assert counts == {"requested": 20, "quarantined": 3, "routes": "vakili+tang", "documents": 3}
+    assert [d.id for d in read_documents(options.workdir / "mix" / "synthetic.jsonl")] == ["v0", "t0", "t1"]

@@ -42,8 +42,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Route = Literal["gold", "vakili", "tang"]
-ROUTES: tuple[Route, ...] = ("gold", "vakili", "tang")
+Route = Literal["gold", "vakili", "tang", "mix"]
+ROUTES: tuple[Route, ...] = ("gold", "vakili", "tang", "mix")
+MIXED: tuple[Route, ...] = ("vakili", "tang")
+"""The routes whose synthetic corpora the ``mix`` route trains one student on (those that finished in the workdir)."""
 AnnotatorChoice = Literal["teacher", "lexicon"]
 StudentDev = Literal["gold", "synthetic"]
 Transport = Literal["auto", "broker", "in-process"]
@@ -52,6 +54,7 @@ STAGES: dict[Route, tuple[str, ...]] = {
     "gold": ("teacher",),
     "vakili": ("teacher", "adapt", "generate", "annotate", "student", "privacy"),
     "tang": ("teacher", "generate", "annotate", "student", "privacy"),
+    "mix": ("teacher", "gather", "student", "privacy"),
 }
 """The stages each route runs, in order (the teacher is always trained: it is the reference, and the annotator)."""
 
@@ -613,6 +616,25 @@ class Study:
             except Exception as exc:  # noqa: BLE001 - clean-up must not hide the stage's own outcome
                 log.warning("could not delete namespace %s: %s", broker.namespace, type(exc).__name__)
 
+    def _gather(self) -> dict[str, Any]:
+        """The mix route's corpus: every finished route's synthetic documents (same teacher), in route order."""
+        lines: list[str] = []
+        counts: dict[str, Any] = {"requested": 0, "quarantined": 0, "routes": []}
+        for route in MIXED:
+            corpus = self.workdir / route / "synthetic.jsonl"
+            generation = self.workdir / route / "stages" / "generate.json"
+            if not (corpus.is_file() and generation.is_file()):
+                continue
+            lines += [line for line in corpus.read_text(encoding="utf-8").splitlines() if line.strip()]
+            generated = json.loads(generation.read_text(encoding="utf-8"))["counts"]
+            counts["requested"] += generated["requested"]
+            counts["quarantined"] += generated["quarantined"]
+            counts["routes"].append(route)
+        if len(counts["routes"]) < 2:
+            raise StudyError(f"the mix route needs the synthetic notes of two routes in the workdir: run {MIXED} first")
+        write_jsonl_atomically(self.synthetic_file, lines)
+        return {**counts, "routes": "+".join(counts["routes"]), "documents": len(lines)}
+
     def _student_split(self) -> tuple[list[Document], list[Document]]:
         """The synthetic documents the student trains on, and what it early-stops on."""
         from synthner_shared.documents import read_documents
@@ -652,7 +674,10 @@ class Study:
         train = [d.text for d in self.train]
         figures = memorisation(train, synthetic)
         real = memorisation(train, [d.text for d in self.dev])
-        generation = json.loads(self.record_path("generate").read_text(encoding="utf-8"))["counts"]
+        if self.options.route == "mix":
+            generation = json.loads(self.record_path("gather").read_text(encoding="utf-8"))["counts"]
+        else:
+            generation = json.loads(self.record_path("generate").read_text(encoding="utf-8"))["counts"]
         finished = max(1, generation["requested"])
         return {
             **{key: round(value, 4) for key, value in figures.items()},
@@ -683,7 +708,7 @@ class Study:
                 row["synthetic_partial_f1"] = student.partial_per_label[label].f1
             per_label[label] = {k: round(v, 4) for k, v in row.items()}
         privacy = next((r.counts for r in records if r.name == "privacy"), {})
-        generated = next((r.counts for r in records if r.name == "annotate"), {})
+        generated = next((r.counts for r in records if r.name in ("annotate", "gather")), {})
         result = StudyResult(
             route=self.options.route,
             f1_gold=teacher.strict_micro.f1,

@@ -21,6 +21,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "          the teacher labels the notes; a student is trained on the synthetic notes only\n"
             "  tang    SmolLM2 writes notes about gold train mentions (label-conditioned); the teacher (or the\n"
             "          lexicon) labels them; a student is trained on them only\n"
+            "  mix     a student on the synthetic notes of vakili and tang together (run them first)\n"
             "The generator's and annotator's stages run as services over RabbitMQ when it is reachable (a fresh\n"
             "namespace, deleted afterwards), else in this process (--in-process forces that).\n"
             "Each stage's artifact goes under --workdir; a rerun skips the stages that finished. Logs go to\n"
