@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import os
 import queue
+import select
 import signal
 import subprocess
 import sys
@@ -66,12 +67,27 @@ def live_processes(marker: str | None = None) -> list[Proc]:
     return found
 
 
+def wait_for_exits(procs: list[Proc], timeout_s: float) -> None:
+    """Wait (at most ``timeout_s``) until each process has exited: a pidfd becomes readable when its process ends,
+    whoever its parent is."""
+    deadline = time.monotonic() + timeout_s
+    for proc in procs:
+        try:
+            fd = os.pidfd_open(proc.pid)
+        except ProcessLookupError:
+            continue  # already gone
+        try:
+            select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        finally:
+            os.close(fd)
+
+
 def leftovers_after(list_them: Callable[[], list[Proc]], timeout_s: float) -> list[Proc]:
-    """Poll ``list_them()`` until it is empty (killed processes that are not our children are reaped by init when
-    it gets to them), at most ``timeout_s``; returns what is still there."""
+    """Wait until ``list_them()`` is empty (killed processes that are not our children are reaped by init when it
+    gets to them), at most ``timeout_s``; returns what is still there."""
     deadline = time.monotonic() + timeout_s
     while (left := list_them()) and time.monotonic() < deadline:
-        time.sleep(0.2)  # no event tells when init reaps a process
+        wait_for_exits(left, deadline - time.monotonic())
     return left
 
 

@@ -31,13 +31,16 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from pydantic_core import to_jsonable_python
+
 from synthner_shared.files import write_text_atomic
 
 if TYPE_CHECKING:
     from synthner.local_pipeline import PipelineRun
-    from synthner_shared.contracts import DocumentAnnotated, Envelope, EvaluationResult, Mention, NoteGenerated
+    from synthner_shared.contracts import DocumentAnnotated, Envelope, EvaluationResult, NoteGenerated
     from synthner_shared.documents import Document
     from synthner_shared.messaging import BrokerSettings, Service
+    from synthner_shared.ngrams import NgramReference
     from synthner_trainer.settings import TrainingConfig
 
 log = logging.getLogger(__name__)
@@ -162,21 +165,36 @@ def longest_run(flags: Sequence[bool]) -> int:
     return best
 
 
-def memorisation(train_texts: Sequence[str], texts: Sequence[str]) -> dict[str, float]:
-    """Vakili's memorisation figures of ``texts`` against the training notes: word 5- and 8-gram recall (share of
-    the texts' n-grams, with repeats, found in the training notes) and the longest verbatim word run shared with
-    them (consecutive matching 5-grams: a run of k matches is k + 4 words)."""
-    from synthner_shared.ngrams import NgramReference, ngram_recall
+@dataclass(frozen=True)
+class TrainReference:
+    """Keyed word 5- and 8-gram references of the training notes, built once for every set of texts measured."""
 
-    five = NgramReference.build(train_texts, n=5)
-    eight = NgramReference.build(train_texts, n=8)
-    runs = [longest_run(five.matches(text).tolist()) for text in texts]
-    longest = max(runs, default=0)
-    return {
-        "ngram5_recall": ngram_recall(five, texts),
-        "ngram8_recall": ngram_recall(eight, texts),
-        "longest_verbatim_words": float(longest + 4 if longest else 0),
-    }
+    five: NgramReference
+    eight: NgramReference
+
+    @classmethod
+    def build(cls, train_texts: Sequence[str]) -> TrainReference:
+        from synthner_shared.ngrams import NgramReference
+
+        return cls(NgramReference.build(train_texts, n=5), NgramReference.build(train_texts, n=8))
+
+    def memorisation(self, texts: Sequence[str]) -> dict[str, float]:
+        """Vakili's memorisation figures of ``texts`` against the training notes: word 5- and 8-gram recall (share
+        of the texts' n-grams, with repeats, found in the training notes) and the longest verbatim word run shared
+        with them (consecutive matching 5-grams: a run of k matches is k + 4 words)."""
+        from synthner_shared.ngrams import ngram_recall
+
+        longest = max((longest_run(self.five.matches(text).tolist()) for text in texts), default=0)
+        return {
+            "ngram5_recall": ngram_recall(self.five, texts),
+            "ngram8_recall": ngram_recall(self.eight, texts),
+            "longest_verbatim_words": float(longest + 4 if longest else 0),
+        }
+
+
+def memorisation(train_texts: Sequence[str], texts: Sequence[str]) -> dict[str, float]:
+    """:meth:`TrainReference.memorisation` of ``texts`` against ``train_texts``."""
+    return TrainReference.build(train_texts).memorisation(texts)
 
 
 def confident(document: Document, threshold: float) -> bool:
@@ -199,19 +217,6 @@ def synthetic_document(message: DocumentAnnotated) -> Document:
             "annotator": message.annotator.backend,
         }
     )
-
-
-def gold_mentions(documents: Iterable[Document]) -> list[Mention]:
-    """Unique (label, text) mentions of the gold documents, case-insensitive, in first-seen order."""
-    from synthner_shared.contracts import Mention
-
-    seen: dict[tuple[str, str], Mention] = {}
-    for document in documents:
-        for entity in document.entities:
-            text = " ".join(document.text[entity.start : entity.end].split())
-            if 2 <= len(text) <= 200:
-                seen.setdefault((entity.label, text.lower()), Mention(label=entity.label, text=text))
-    return list(seen.values())
 
 
 # --- the study --------------------------------------------------------------------------------------------------------
@@ -281,10 +286,9 @@ class Study:
         return (*names, "curve") if self.options.curve and self.options.route != "gold" else names
 
     def run(self) -> StudyResult:
-        started = time.perf_counter()
-        write_json_atomically(self.route_dir / "options.json", _jsonable(asdict(self.options)))
+        write_json_atomically(self.route_dir / "options.json", to_jsonable_python(asdict(self.options)))
         records = [self._stage(name) for name in self.stages()]
-        return self._result(records, time.perf_counter() - started)
+        return self._result(records)
 
     def _stage(self, name: str) -> StageRecord:
         path = self.record_path(name)
@@ -431,6 +435,7 @@ class Study:
             PromptRef,
             SamplingParameters,
         )
+        from synthner_shared.documents import unique_mentions
         from synthner_shared.local_llm import local_llm
         from synthner_shared.ngrams import NgramReference
 
@@ -480,7 +485,7 @@ class Study:
                 prompt=PromptRef(name="continuation", version="v1")
                 if prefix
                 else PromptRef(name="clinical_note_brief", version="v1"),
-                seed_lexicon=None if prefix else gold_mentions(self.train),
+                seed_lexicon=None if prefix else unique_mentions(self.train),
             )
             bar = Bar(options.notes, "generating notes", enabled=options.progress, unit="note")
 
@@ -670,10 +675,9 @@ class Study:
     def _privacy(self) -> dict[str, Any]:
         from synthner_shared.documents import read_documents
 
-        synthetic = [d.text for d in read_documents(self.synthetic_file)]
-        train = [d.text for d in self.train]
-        figures = memorisation(train, synthetic)
-        real = memorisation(train, [d.text for d in self.dev])
+        reference = TrainReference.build([d.text for d in self.train])
+        figures = reference.memorisation([d.text for d in read_documents(self.synthetic_file)])
+        real = reference.memorisation([d.text for d in self.dev])
         if self.options.route == "mix":
             generation = json.loads(self.record_path("gather").read_text(encoding="utf-8"))["counts"]
         else:
@@ -696,7 +700,8 @@ class Study:
         path = model.parent / f"{model.name}-test.json"
         return EvaluationResult.model_validate_json(path.read_text(encoding="utf-8"))
 
-    def _result(self, records: list[StageRecord], seconds: float) -> StudyResult:
+    def _result(self, records: list[StageRecord]) -> StudyResult:
+        """The route's figures; ``seconds`` is the sum of its stages' recorded times (reused stages included)."""
         teacher = self._scores(self.teacher_dir)
         student = self._scores(self.student_dir) if self.options.route != "gold" else None
         per_label: dict[str, dict[str, float]] = {}
@@ -719,25 +724,15 @@ class Study:
             per_label=per_label,
             privacy=privacy,
             notes=int(generated.get("documents", 0)),
-            seconds=sum(r.seconds for r in records) if records else seconds,
+            seconds=sum(r.seconds for r in records),
         )
         summary = {**asdict(result), "gap": result.gap, "line": result.line()}
-        write_json_atomically(self.route_dir / "summary.json", _jsonable(summary))
+        write_json_atomically(self.route_dir / "summary.json", to_jsonable_python(summary))
         return result
 
 
 def _short(value: object) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return value
 
 
 def describe(result: StudyResult) -> list[str]:

@@ -17,6 +17,7 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from synthner_shared.contracts.messages import Mention
 from synthner_shared.contracts.registry import describe_validation_error
 from synthner_shared.contracts.spans import check_spans
 
@@ -116,3 +117,16 @@ def write_documents(path: str | os.PathLike[str], documents: Iterable[Document])
         Path(temporary).unlink(missing_ok=True)
         raise
     return count
+
+
+def unique_mentions(documents: Iterable[Document], labels: Iterable[str] | None = None) -> list[Mention]:
+    """The documents' mentions (of ``labels``, default every label), whitespace collapsed, 2-200 characters, unique
+    by label and case-insensitive text, in first-seen order: a lexicon, or the seeds of label-conditioned notes."""
+    wanted = None if labels is None else set(labels)
+    seen: dict[tuple[str, str], Mention] = {}
+    for document in documents:
+        for entity in document.entities:
+            text = " ".join(document.text[entity.start : entity.end].split())
+            if (wanted is None or entity.label in wanted) and 2 <= len(text) <= 200:
+                seen.setdefault((entity.label, text.lower()), Mention(label=entity.label, text=text))
+    return list(seen.values())

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from synthner_shared.ner.encoding import CharSpan
-from synthner_shared.ner.predictor import ScoredSpan, with_abbreviation_mentions
+from synthner_shared.ner.encoding import CharSpan, ScoredSpan
+from synthner_shared.ner.predictor import with_abbreviation_mentions
 
 
 def test_an_abbreviation_mention_is_scored_as_its_long_form() -> None:

@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from synthner_shared.documents import Document, DocumentFormatError, read_documents, write_documents
+from synthner_shared.contracts import Mention
+from synthner_shared.documents import (
+    Document,
+    DocumentEntity,
+    DocumentFormatError,
+    read_documents,
+    unique_mentions,
+    write_documents,
+)
 
 GOLD = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 
@@ -95,3 +103,19 @@ def test_gold_files_read_cleanly(name: str) -> None:
     documents = list(read_documents(path))
     assert documents
     assert all(m.strip() for d in documents for m in d.mentions())
+
+
+def test_unique_mentions_collapse_case_and_whitespace_keep_first_seen_and_filter_labels() -> None:
+    text = "Colon  cancer and colon cancer; asthma. X"
+    entities = [
+        DocumentEntity(start=0, end=13, label="Disease"),
+        DocumentEntity(start=18, end=30, label="Disease"),
+        DocumentEntity(start=32, end=38, label="Symptom"),
+        DocumentEntity(start=40, end=41, label="Disease"),  # one character: too short for a lexicon term
+    ]
+    document = Document(id="d", text=text, entities=entities)
+    assert unique_mentions([document]) == [
+        Mention(label="Disease", text="Colon cancer"),
+        Mention(label="Symptom", text="asthma"),
+    ]
+    assert unique_mentions([document], ["Symptom"]) == [Mention(label="Symptom", text="asthma")]

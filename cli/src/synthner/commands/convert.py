@@ -110,14 +110,19 @@ def write(path: Path, fmt: str, documents: Iterable[Document]) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def check_paths(source: Path, target: Path) -> None:
+    """The input exists and the output does not (a command never writes over an existing path)."""
+    if not source.exists():
+        raise ValueError(f"{source} not found")
+    if target.exists():
+        raise ValueError(f"{target} exists: remove it or choose another output")
+
+
 def run_convert(args: argparse.Namespace) -> int:
     from synthner_shared.formats import FormatError
 
     try:
-        if not args.input.exists():
-            raise ValueError(f"{args.input} not found")
-        if args.output.exists():
-            raise ValueError(f"{args.output} exists: remove it or choose another output")
+        check_paths(args.input, args.output)
         source = guess(args.input, args.source_format, existing=True)
         target = guess(args.output, args.target_format, existing=False)
         documents = read(args.input, source)

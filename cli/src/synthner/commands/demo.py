@@ -216,18 +216,12 @@ def prepare_workdir(workdir: Path) -> None:
 
 def lexicon(path: Path) -> list[Mention]:
     """Unique Disease mentions of the gold file (case-insensitive), in first-seen order."""
-    from synthner_shared.contracts import Mention
-    from synthner_shared.documents import read_documents
+    from synthner_shared.documents import read_documents, unique_mentions
 
-    seen: dict[str, Mention] = {}
-    for document in read_documents(path):
-        for entity in document.entities:
-            text = " ".join(document.text[entity.start : entity.end].split())
-            if entity.label == LABEL and 2 <= len(text) <= 200:
-                seen.setdefault(text.lower(), Mention(label=LABEL, text=text))
-    if not seen:
+    mentions = unique_mentions(read_documents(path), [LABEL])
+    if not mentions:
         raise DemoError(f"{path} has no {LABEL} mentions: pass a --lexicon-source with {LABEL} entities")
-    return list(seen.values())
+    return mentions
 
 
 def write_gold(options: DemoOptions) -> Path:

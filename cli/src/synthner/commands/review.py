@@ -13,6 +13,8 @@ import json
 import sys
 from pathlib import Path
 
+from synthner.commands.convert import check_paths
+
 SHOWN_SKIPPED = 10
 
 
@@ -46,13 +48,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     back.add_argument("input", type=Path, help="Label Studio JSON export (a list of tasks)")
     back.add_argument("output", type=Path, help="reviewed documents to write (JSONL)")
     back.set_defaults(handler=run_import)
-
-
-def check_paths(source: Path, target: Path) -> None:
-    if not source.is_file():
-        raise ValueError(f"{source} not found")
-    if target.exists():
-        raise ValueError(f"{target} exists: remove it or choose another output")
 
 
 def run_export(args: argparse.Namespace) -> int:

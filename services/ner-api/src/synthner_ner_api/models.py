@@ -15,16 +15,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from synthner_shared.model_store import ModelStoreError, ModelStoreLayout, read_current, read_verdict
+from synthner_shared.ner.encoding import ScoredSpan
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class SpanPrediction:
-    start: int
-    end: int
-    label: str
-    score: float
+SpanPrediction = ScoredSpan
+"""What the serving predictor returns per entity: the shared predictor's scored span."""
 
 
 class Predictor(Protocol):

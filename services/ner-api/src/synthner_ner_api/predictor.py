@@ -111,4 +111,4 @@ class ServingPredictor(SpanPredictor):
         return [self._spans(scored) for scored in self.score(texts)]
 
     def _spans(self, scored: WordScores) -> list[SpanPrediction]:
-        return [SpanPrediction(s.start, s.end, s.label, s.score) for s in self.decode_scored(scored)]
+        return self.decode_scored(scored)

@@ -46,6 +46,16 @@ class CharSpan:
     label: str
 
 
+@dataclass(frozen=True)
+class ScoredSpan:
+    """An entity span with the model's confidence: the mean probability of its words' decoded tags (0-1)."""
+
+    start: int
+    end: int
+    label: str
+    score: float
+
+
 class LabelOutsideSetError(ValueError):
     """A document carries an entity label that is not in the model's label set."""
 

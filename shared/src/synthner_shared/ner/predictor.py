@@ -24,6 +24,7 @@ from synthner_shared.ner.abbreviations import expand_abbreviations, with_abbrevi
 from synthner_shared.ner.encoding import (
     OUTSIDE,
     CharSpan,
+    ScoredSpan,
     SpecialTokens,
     SubtokenPolicy,
     TagTransitions,
@@ -46,16 +47,6 @@ class WordScores:
     text: str
     tokens: TokenizedText
     scores: list[list[float]]
-
-
-@dataclass(frozen=True)
-class ScoredSpan:
-    """An entity span with the model's confidence: the mean probability of its words' decoded tags (0-1)."""
-
-    start: int
-    end: int
-    label: str
-    score: float
 
 
 def with_abbreviation_mentions(text: str, decoded: Sequence[CharSpan], spans: Sequence[ScoredSpan]) -> list[ScoredSpan]:

@@ -26,7 +26,8 @@ from synthner_annotator.spans import Span
 from synthner_shared.contracts import AnnotatorRecord
 
 if TYPE_CHECKING:
-    from synthner_shared.ner.predictor import ScoredSpan, SpanPredictor
+    from synthner_shared.ner.encoding import ScoredSpan
+    from synthner_shared.ner.predictor import SpanPredictor
 
 
 class EncoderSettings(BaseModel):
