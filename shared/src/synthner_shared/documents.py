@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Self
@@ -20,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from synthner_shared.contracts.messages import Mention
 from synthner_shared.contracts.registry import describe_validation_error
 from synthner_shared.contracts.spans import check_spans
+from synthner_shared.files import atomic_writer
 
 
 class DocumentEntity(BaseModel):
@@ -99,23 +99,14 @@ def dump_document_line(document: Document) -> str:
 
 
 def write_documents(path: str | os.PathLike[str], documents: Iterable[Document]) -> int:
-    """Write documents as JSONL atomically (temporary file, then rename). Returns the number written."""
-    file_path = Path(path)
-    file_path.parent.mkdir(parents=True, exist_ok=True)
+    """Write documents as JSONL atomically (:func:`~synthner_shared.files.atomic_writer`). Returns the number
+    written."""
     count = 0
-    fd, temporary = tempfile.mkstemp(prefix=f".{file_path.name}.", suffix=".tmp", dir=file_path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            for document in documents:
-                handle.write(dump_document_line(document))
-                handle.write("\n")
-                count += 1
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, file_path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_writer(Path(path)) as handle:
+        for document in documents:
+            handle.write(dump_document_line(document))
+            handle.write("\n")
+            count += 1
     return count
 
 
