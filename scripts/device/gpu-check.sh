@@ -3,7 +3,7 @@
 # (bash scripts/device/prepare-gpu-check.sh), then through the device tool:
 #   run(command="bash scripts/device/gpu-check.sh", carry=[".device-kit"], timeout_s=540)
 # It runs the CUDA tests (services/trainer/tests/gpu: bf16 and fp16 autocast, fp32 weights, a run that learns and
-# whose folder serves the same spans on a CPU) and benchmarks/train_ncbi.py on the GPU in bf16 and fp16. Logs go to
+# whose folder serves the same spans on a CPU) and benchmarks/train_gold.py on the GPU in bf16 and fp16. Logs go to
 # $OUT (the device tool brings them back), else to ./gpu-check-out.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -29,10 +29,10 @@ status=0
 (( PIPESTATUS[0] == 0 )) || status=1
 data=$KIT/data/ncbi_disease
 for precision in auto fp16; do
-  "$PYTHON" benchmarks/train_ncbi.py --device cuda --precision "$precision" --base-model "$KIT/base-model" \
-    --train "$data/train.jsonl" --dev "$data/dev.jsonl" --test "$data/test.jsonl" ${TRAIN_NCBI_ARGS:-} \
-    2>&1 | tee "$OUT/train_ncbi_$precision.log"
+  "$PYTHON" benchmarks/train_gold.py --device cuda --precision "$precision" --base-model "$KIT/base-model" \
+    --train "$data/train.jsonl" --dev "$data/dev.jsonl" --test "$data/test.jsonl" ${TRAIN_GOLD_ARGS:-} \
+    2>&1 | tee "$OUT/train_gold_$precision.log"
   (( PIPESTATUS[0] == 0 )) || status=1
 done
-tail -n 1 "$OUT"/train_ncbi_*.log
+tail -n 1 "$OUT"/train_gold_*.log
 exit $status

@@ -12,14 +12,24 @@ from synthner_shared.ner.predictor import ENCODING_FILE, read_encoding, write_en
 
 
 def test_what_is_written_is_read_back(tmp_path: Path) -> None:
-    write_encoding(tmp_path, 128, 32, 0.75, "all", abbreviations=True)
+    write_encoding(tmp_path, 128, 32, 0.75, "all", abbreviations=True, identifiers={"phone": "NUMERO_TELEFONO"})
     assert read_encoding(tmp_path) == {
         "max_length": 128,
         "stride": 32,
         "outside_bias": 0.75,
         "subtokens": "all",
         "abbreviations": True,
+        "identifiers": {"phone": "NUMERO_TELEFONO"},
     }
+
+
+def test_an_identifier_map_that_is_not_kind_to_label_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / ENCODING_FILE).write_text(json.dumps({"identifiers": ["phone"]}), encoding="utf-8")
+    with pytest.raises(ValueError, match="identifiers must be an object"):
+        read_encoding(tmp_path)
+    (tmp_path / ENCODING_FILE).write_text(json.dumps({"identifiers": {"iban": "X"}}), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"encoding\.json: unknown identifier kinds \['iban'\]"):
+        read_encoding(tmp_path)
 
 
 def test_crf_transitions_are_read_back_exactly(tmp_path: Path) -> None:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from synthner_generator.identifiers import detect_identifiers
 from synthner_shared.contracts import LeakCheckResult
+from synthner_shared.identifiers import detect_identifiers
 from synthner_shared.ngrams import NgramReference
 
 

@@ -48,6 +48,14 @@ class TrainingConfig(HyperParameters):
     """Decode with the abbreviation step (:mod:`synthner_shared.ner.abbreviations`: a short form defined right after
     a predicted entity, ``long form (SF)``, becomes an entity wherever else the text uses it). ``auto``: only when it
     raises dev strict F1 (chosen with the ``O`` bias); stored with the model."""
+    oversample_rare_labels: int = Field(default=0, ge=0)
+    """Training windows in which a label begins, at least: windows holding a rarer label are repeated in every epoch
+    until it has about this many (0: off). Rare labels (a dozen phone numbers among thousands of names) otherwise
+    get too few updates to be learnt in a few epochs."""
+    identifiers: Literal["auto", "off"] = "auto"
+    """Structured identifiers (phones, faxes, e-mails, national IDs, dates: :mod:`synthner_shared.ner.identifiers`)
+    as entities: ``auto`` maps each kind to the label the training gold gives its matches and keeps the kinds that
+    raise dev strict F1; stored with the model. ``off``: the model's spans only."""
     freeze_word_embeddings: bool = False
     """Keep the base model's word-embedding matrix as it is (position embeddings and everything above still learn).
     Saves the optimiser most of its work where the vocabulary is large (multilingual-e5-small: 96M of its 118M

@@ -29,7 +29,7 @@ import os
 import random
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +54,7 @@ from synthner_shared.ner import (
     tokenize,
 )
 from synthner_shared.ner.abbreviations import with_abbreviations
+from synthner_shared.ner.identifiers import identifier_label_map
 from synthner_shared.ner.predictor import SpanPredictor, pad_batch, pick_device, with_spans, write_encoding
 from synthner_trainer.base_model import check_base_model
 from synthner_trainer.crf import ChainCRF
@@ -125,6 +126,7 @@ class TrainingResult:
     outside_bias: float = 0.0
     abbreviations: bool = False
     transitions: TagTransitions | None = None
+    identifiers: dict[str, str] = field(default_factory=dict)
 
     def predictor(self) -> SpanPredictor:
         """Predicts with the trained model in memory, with the windows it was trained on and its decoder options."""
@@ -137,6 +139,7 @@ class TrainingResult:
             subtokens=self.config.subtokens,
             abbreviations=self.abbreviations,
             transitions=self.transitions,
+            identifiers=self.identifiers,
         )
 
     def save(self, folder: Path) -> None:
@@ -151,6 +154,7 @@ class TrainingResult:
             self.config.subtokens,
             abbreviations=self.abbreviations,
             transitions=self.transitions,
+            identifiers=self.identifiers,
         )
 
 
@@ -253,6 +257,24 @@ def encode_documents(
     return windows
 
 
+def oversample_rare_labels(windows: Sequence[EncodedWindow], tags: Sequence[str], minimum: int) -> list[EncodedWindow]:
+    """``windows`` and, for each label that begins in fewer than ``minimum`` of them, repeats of the windows where it
+    begins, up to about ``minimum`` (0: ``windows`` unchanged). A window holding two rare labels repeats for each."""
+    if minimum <= 0:
+        return list(windows)
+    begins = {index for index, tag in enumerate(tags) if tag.startswith("B-")}
+    holding: dict[int, list[int]] = {}
+    for index, window in enumerate(windows):
+        for tag in begins.intersection(window.labels):
+            holding.setdefault(tag, []).append(index)
+    repeats: list[int] = []
+    for tag, indices in sorted(holding.items()):
+        if len(indices) < minimum:
+            repeats += indices * (math.ceil(minimum / len(indices)) - 1)
+            log.info("%s begins in %d training windows: repeated to %d", tags[tag][2:], len(indices), minimum)
+    return [*windows, *(windows[i] for i in repeats)]
+
+
 def load_for_training(plan: TrainingPlan) -> tuple[Any, Any]:
     """Tokenizer and a fresh token-classification model (new head for the plan's tags) from the base folder.
 
@@ -348,6 +370,7 @@ class DecoderChoice:
     outside_bias: float
     abbreviations: bool
     result: EvaluationResult
+    identifiers: dict[str, str] = field(default_factory=dict)
 
 
 def calibrate_decoder(
@@ -355,16 +378,18 @@ def calibrate_decoder(
     dev: Sequence[Document],
     biases: Sequence[float] = OUTSIDE_BIAS_GRID,
     abbreviations: Sequence[bool] = (False, True),
+    identifiers: Mapping[str, str] | None = None,
 ) -> DecoderChoice:
     """The ``O`` bias and abbreviation step with the best strict micro F1 on ``dev``; ties go to the smaller bias,
-    then to no abbreviation step (the simpler decoder wins unless the other is better).
+    then to no abbreviation step (the simpler decoder wins unless the other is better). Then, one kind at a time, the
+    candidate ``identifiers`` (kind -> label, :mod:`synthner_shared.ner.identifiers`) that raise dev strict F1.
 
     The model runs once; only the decoding is repeated per candidate.
     """
     scored = predictor.score([d.text for d in dev])
     best: DecoderChoice | None = None
     for bias in sorted(biases):
-        plain = [predictor.decode(s, bias, abbreviations=False) for s in scored]  # one Viterbi pass per bias
+        plain = [predictor.decode(s, bias, abbreviations=False, identifiers={}) for s in scored]  # Viterbi per bias
         for expand in sorted(abbreviations):
             decoded = (
                 [with_abbreviations(s.text, spans) for s, spans in zip(scored, plain, strict=True)] if expand else plain
@@ -374,6 +399,12 @@ def calibrate_decoder(
                 best = DecoderChoice(bias, expand, result)
     if best is None:
         raise ValueError("no decoder options to choose from")
+    for kind, label in sorted((identifiers or {}).items()):
+        trial = {**best.identifiers, kind: label}
+        decoded = [predictor.decode(s, best.outside_bias, best.abbreviations, trial) for s in scored]
+        result = evaluate_spans(dev, with_spans(dev, decoded), "dev")
+        if result.strict_micro.f1 > best.result.strict_micro.f1:
+            best = DecoderChoice(best.outside_bias, best.abbreviations, result, trial)
     return best
 
 
@@ -515,7 +546,9 @@ def fine_tune(  # noqa: PLR0915 - one training loop, easier to follow in one pie
     tags = iob2_tags(plan.labels)
     tag_ids = {t: i for i, t in enumerate(tags)}
     crf = ChainCRF(tags).to(torch_device) if config.crf else None
-    windows = encode_documents(plan.train, tokenizer, tag_ids, config)
+    windows = oversample_rare_labels(
+        encode_documents(plan.train, tokenizer, tag_ids, config), tags, config.oversample_rare_labels
+    )
     lengths = [len(w.input_ids) for w in windows]
     pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
     steps_per_epoch = math.ceil(len(windows) / config.batch_size)
@@ -593,13 +626,17 @@ def fine_tune(  # noqa: PLR0915 - one training loop, easier to follow in one pie
         crf.load_state_dict(best.crf_state)
         predictor.transitions = crf.tag_transitions()
     biases, abbreviations = decoder_candidates(config)
+    identifiers = identifier_label_map((d.text, d.entities) for d in plan.train) if config.identifiers == "auto" else {}
     decoder = DecoderChoice(0.0, False, best.result)
-    if (biases, abbreviations) != ((0.0,), (False,)):  # something to choose or to score with
-        decoder = calibrate_decoder(predictor, plan.dev, biases, abbreviations)
+    if (biases, abbreviations) != ((0.0,), (False,)) or identifiers:  # something to choose or to score with
+        decoder = calibrate_decoder(predictor, plan.dev, biases, abbreviations, identifiers)
         log.info(
-            "decoder O bias %.2f, abbreviations %s: dev strict F1 %.4f (%.4f without either)",
+            "decoder O bias %.2f, abbreviations %s, identifiers %s of candidates %s: dev strict F1 %.4f"
+            " (%.4f without any)",
             decoder.outside_bias,
             "on" if decoder.abbreviations else "off",
+            decoder.identifiers,
+            sorted(identifiers),
             decoder.result.strict_micro.f1,
             best.result.strict_micro.f1,
         )
@@ -619,4 +656,5 @@ def fine_tune(  # noqa: PLR0915 - one training loop, easier to follow in one pie
         outside_bias=decoder.outside_bias,
         abbreviations=decoder.abbreviations,
         transitions=predictor.transitions,
+        identifiers=decoder.identifiers,
     )

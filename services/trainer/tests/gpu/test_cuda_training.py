@@ -100,7 +100,7 @@ def test_a_gpu_run_learns_and_its_folder_serves_the_same_spans_on_a_cpu(precisio
     )
     on_gpu = metrics[1]
     print(f"{precision}: {result.tokens_per_second:.0f} tokens/s, test-slice strict F1 {on_gpu.strict_micro.f1:.3f}")
-    # on a CPU the whole training set reaches dev strict F1 0.80-0.83 after 3 epochs (benchmarks/train_ncbi.py logs)
+    # on a CPU the whole training set reaches dev strict F1 0.80-0.83 after 3 epochs (benchmarks/train_gold.py logs)
     assert on_gpu.strict_micro.f1 > 0.6
     assert {(p.device.type, p.dtype) for p in result.model.parameters()} == {("cuda", torch.float32)}
     on_cpu = SpanPredictor.load(tmp_path / "model", device="cpu").predict_documents(gold.documents)

@@ -11,8 +11,9 @@ import pytest
 import torch
 from transformers import AutoModel, AutoModelForTokenClassification, pipeline
 
-from synthner_shared.documents import read_documents, write_documents
+from synthner_shared.documents import Document, DocumentEntity, read_documents, write_documents
 from synthner_shared.evaluation import evaluate_spans
+from synthner_shared.ner import EncodedWindow
 from synthner_shared.ner.predictor import SpanPredictor
 from synthner_trainer.base_model import default_base_model
 from synthner_trainer.pipeline import GoldSet, gate_and_register, train_to_folder
@@ -25,6 +26,7 @@ from synthner_trainer.training import (
     calibrate_decoder,
     decoder_candidates,
     fine_tune,
+    oversample_rare_labels,
     prepare,
 )
 
@@ -147,6 +149,37 @@ def test_the_abbreviation_step_is_kept_only_where_it_raises_dev_f1(trained: Trai
     both = calibrate_decoder(predictor, dev, biases=(0.0,))
     f1 = {expand: choice.result.strict_micro.f1 for expand, choice in single.items()}
     assert both.abbreviations is (f1[True] > f1[False])  # a tie keeps the plain decoder
+
+
+@pytest.mark.slow
+def test_identifier_keys_are_kept_only_where_they_raise_dev_f1(trained: Trained) -> None:
+    *_, result = trained
+    predictor = result.predictor()
+    dev = []
+    for document in list(read_documents(NCBI / "dev.jsonl"))[:10]:
+        # a phone number labelled as an entity, and a date that is not one
+        text = f"{document.text} Tel.: 913 36 80 00. Seen 12/12/2016."
+        phone = DocumentEntity(start=len(document.text) + 7, end=len(document.text) + 19, label="Disease")
+        dev.append(Document(id=document.id, text=text, entities=[*document.entities, phone]))
+    choice = calibrate_decoder(predictor, dev, biases=(0.0,), abbreviations=(False,), identifiers=CANDIDATES)
+    assert choice.identifiers == {"phone": "Disease"}
+    predictor.identifiers = choice.identifiers
+    assert choice.result == evaluate_spans(dev, predictor.predict_documents(dev), "dev")
+    predictor.identifiers = CANDIDATES
+    with_date = evaluate_spans(dev, predictor.predict_documents(dev), "dev")
+    assert with_date.strict_micro.f1 < choice.result.strict_micro.f1
+
+
+CANDIDATES = {"phone": "Disease", "date": "Disease"}
+
+
+def test_rare_labels_are_repeated_up_to_the_minimum() -> None:
+    tags = ["O", "B-a", "I-a", "B-b", "I-b"]
+    windows = [EncodedWindow([1, 2], [0, 1]) for _ in range(9)] + [EncodedWindow([1, 3], [-100, 3])]
+    assert oversample_rare_labels(windows, tags, 0) == windows
+    repeated = oversample_rare_labels(windows, tags, 4)
+    assert repeated[:10] == windows
+    assert repeated[10:] == [windows[9]] * 3  # "b" began in 1 window: 3 more; "a" in 9: none
 
 
 def test_the_configuration_says_which_decoder_options_are_open() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +35,7 @@ from synthner_shared.ner.encoding import (
     tokenize,
     word_scores,
 )
+from synthner_shared.ner.identifiers import check_label_map, with_identifiers, with_scored_identifiers
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -77,6 +78,7 @@ def write_encoding(
     *,
     abbreviations: bool = False,
     transitions: TagTransitions | None = None,
+    identifiers: Mapping[str, str] | None = None,
 ) -> None:
     data: dict[str, Any] = {
         "max_length": max_length,
@@ -86,6 +88,7 @@ def write_encoding(
         + (" and the learned tag transitions (CRF)" if transitions is not None else ""),
         "outside_bias": outside_bias,
         "abbreviations": abbreviations,
+        "identifiers": dict(identifiers or {}),
     }
     if transitions is not None:
         data["transitions"] = transitions.to_json()
@@ -93,7 +96,8 @@ def write_encoding(
 
 
 def read_encoding(folder: Path) -> dict[str, Any]:
-    """Window length, stride, ``outside_bias``, ``subtokens``, ``abbreviations`` and ``transitions`` as written by
+    """Window length, stride, ``outside_bias``, ``subtokens``, ``abbreviations``, ``transitions`` and the
+    ``identifiers`` label map (:mod:`~synthner_shared.ner.identifiers`) as written by
     :func:`write_encoding` (absent keys left out; folders written before the policy had a name say ``first labelled,
     rest -100``, which is ``first``)."""
     path = folder / ENCODING_FILE
@@ -112,6 +116,13 @@ def read_encoding(folder: Path) -> dict[str, Any]:
         if policy not in ("first", "all"):
             raise ValueError(f"{path}: unknown sub-token policy {data['subtokens']!r} (expected 'first' or 'all')")
         found["subtokens"] = policy
+    if "identifiers" in data:
+        if not isinstance(data["identifiers"], dict):
+            raise ValueError(f"{path}: identifiers must be an object of kind -> label, not {data['identifiers']!r}")
+        try:
+            found["identifiers"] = check_label_map(data["identifiers"])
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from exc
     if "transitions" in data:
         try:
             found["transitions"] = TagTransitions.from_json(data["transitions"])
@@ -168,8 +179,10 @@ class SpanPredictor:
         subtokens: SubtokenPolicy = "first",
         abbreviations: bool = False,
         transitions: TagTransitions | None = None,
+        identifiers: Mapping[str, str] | None = None,
     ) -> None:
         self.model = model
+        self.identifiers = check_label_map(identifiers or {})
         self.outside_bias = outside_bias
         self.abbreviations = abbreviations
         self.subtokens: SubtokenPolicy = subtokens
@@ -201,10 +214,11 @@ class SpanPredictor:
     def load(cls, folder: str | os.PathLike[str], device: str = "auto", **options: Any) -> SpanPredictor:
         """Load a Hugging Face token-classification folder (config, weights, tokenizer) from local disk.
 
-        Window length, stride and the decoder's ``outside_bias``, ``abbreviations`` and tag ``transitions`` default to
-        those written with the model (``encoding.json``, by the trainer), else 256 and 64 tokens, no bias, no
-        abbreviation step and no transitions; ``options`` override them. On the CPU the weights load as fp32 whatever
-        the folder stores (a half-precision folder from elsewhere would otherwise run in fp16, slowly and less
+        Window length, stride and the decoder's ``outside_bias``, ``abbreviations``, ``identifiers`` and tag
+        ``transitions`` default to those written with the model (``encoding.json``, by the trainer), else 256 and 64
+        tokens, no bias, no abbreviation step, no identifiers and no transitions; ``options`` override them. On the
+        CPU the weights load as fp32 whatever the folder stores (a half-precision folder from elsewhere would
+        otherwise run in fp16, slowly and less
         exactly); on a GPU as stored.
         """
         path = Path(folder)
@@ -276,16 +290,22 @@ class SpanPredictor:
         return self.model(input_ids=input_ids, attention_mask=attention_mask).logits  # type: ignore[no-any-return]
 
     def decode(
-        self, scored: WordScores, outside_bias: float | None = None, abbreviations: bool | None = None
+        self,
+        scored: WordScores,
+        outside_bias: float | None = None,
+        abbreviations: bool | None = None,
+        identifiers: Mapping[str, str] | None = None,
     ) -> list[CharSpan]:
         """Spans of the best valid IOB2 path through a text's word scores, with the mentions of abbreviations the
-        text defines for them when ``abbreviations`` (:mod:`~synthner_shared.ner.abbreviations`); both options
-        default to the predictor's."""
+        text defines for them when ``abbreviations`` (:mod:`~synthner_shared.ner.abbreviations`), and the structured
+        identifiers of the ``identifiers`` label map (:mod:`~synthner_shared.ner.identifiers`); the options default
+        to the predictor's."""
         bias = self.outside_bias if outside_bias is None else outside_bias
         path = best_tag_path(self.tags, scored.scores, bias, self.transitions)
         spans = decode_word_tags(scored.tokens, [self.tags[t] for t in path])
         expand = self.abbreviations if abbreviations is None else abbreviations
-        return with_abbreviations(scored.text, spans) if expand else spans
+        spans = with_abbreviations(scored.text, spans) if expand else spans
+        return with_identifiers(scored.text, spans, self.identifiers if identifiers is None else identifiers)
 
     def predict_scored(self, texts: Sequence[str]) -> list[list[ScoredSpan]]:
         """Like :meth:`predict`, with each span's confidence (:class:`ScoredSpan`)."""
@@ -311,7 +331,9 @@ class SpanPredictor:
                 word += 1
             score = sum(inside) / len(inside) if inside else 0.0
             spans.append(ScoredSpan(span.start, span.end, span.label, min(1.0, max(0.0, score))))
-        return with_abbreviation_mentions(scored.text, decoded, spans) if self.abbreviations else spans
+        if self.abbreviations:
+            spans = with_abbreviation_mentions(scored.text, decoded, spans)
+        return with_scored_identifiers(scored.text, spans, self.identifiers)
 
     def predict_documents(self, documents: Sequence[Document]) -> list[Document]:
         """Copies of ``documents`` (same id and text) whose entities are the model's predictions."""
