@@ -4,7 +4,8 @@ a private RabbitMQ node restarts; every note must end in the dataset store or a 
 Each service runs as its own process (its production entry point) under a supervisor that restarts it; the broker is
 a RabbitMQ node of this run's own (never the shared one on 5672); the generator talks to the local wire-compatible
 LLM test server and the annotators use a lexicon, so the run measures the plumbing, not the quality. See
-``synthner.chaos`` for the phases and how the counts are taken (from durable state only). No data files are needed.
+``tests/reliability/chaos`` for the phases and how the counts are taken (from durable state only). No data files
+are needed.
 
 The last line is ``sent=… stored=… dead_lettered=… duplicated=… lost=… seconds=…``; the exit code is 0 only when
 nothing was lost or duplicated and the NER API answered with the published model.
@@ -26,9 +27,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from synthner.chaos import ChaosFailed, ChaosOptions, describe, run_chaos
 from synthner_shared.broker_node import BrokerNodeError
 from synthner_shared.stopping import Stopped, run_stoppable
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the harness is test code, in the repository's tests/
+from tests.reliability.chaos import ChaosFailed, ChaosOptions, describe, run_chaos
 
 
 def main(argv: list[str] | None = None) -> int:

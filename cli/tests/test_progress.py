@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from synthner.commands.demo import StageBars
+from synthner.demo.progress import StageBars
 from synthner.main import build_parser, main
 from synthner.progress import Bar, wanted
 from synthner_shared.contracts import GenerationProgress

@@ -14,7 +14,8 @@ from types import SimpleNamespace
 import httpx
 import pytest
 
-from synthner.commands.demo import REPO_DATA, DemoOptions, build_stages
+from synthner.demo.options import REPO_DATA, DemoOptions
+from synthner.demo.stages import build_stages
 from synthner.supervisor import ProcessFailed, ProcessSpec, Supervisor, module_argv, settings_env
 from synthner_annotator.settings import AnnotatorSettings
 from synthner_generator.settings import GeneratorSettings

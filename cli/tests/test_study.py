@@ -136,7 +136,9 @@ def test_the_vakili_route_runs_end_to_end_in_process_and_a_rerun_resumes_from_it
     assert generation["requested"] == 10
     assert generation["transport"] == "in-process"
     notes = [json.loads(line) for line in (workdir / "notes.jsonl").read_text(encoding="utf-8").splitlines()]
-    assert len(notes) == generation["generated"] >= 1
+    generated = generation["generated"]
+    assert isinstance(generated, int)
+    assert len(notes) == generated >= 1
     assert {note["generation"]["prompt"]["name"] for note in notes} == {"continuation"}
     assert all(note["generation"]["attributes"]["prefix_words"] >= 1 for note in notes)
     synthetic = list(read_documents(workdir / "synthetic.jsonl"))
@@ -177,6 +179,7 @@ def test_gold_and_tang_over_rabbitmq_share_one_teacher_write_one_table_and_resum
     assert {note["generation"]["prompt"]["name"] for note in notes} == {"clinical_note_brief"}
     assert all(note["requested_entities"] for note in notes)
     curve = next(r for r in tang.stages if r.name == "curve").counts["points"]
+    assert isinstance(curve, list)
     assert [point["notes"] for point in curve] == [4, tang.notes]
 
     summary = json.loads((options.workdir / "summary.json").read_text(encoding="utf-8"))

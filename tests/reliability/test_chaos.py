@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from synthner.chaos import ChaosOptions, describe, run_chaos
 from synthner_shared.broker_node import rabbitmq_scripts
+from tests.reliability.chaos import ChaosOptions, describe, run_chaos
 
 pytestmark = [
     pytest.mark.rabbitmq,

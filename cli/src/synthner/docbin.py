@@ -10,29 +10,32 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from synthner_shared.documents import Document, DocumentEntity
 from synthner_shared.formats import FormatError
+
+if TYPE_CHECKING:
+    from spacy.language import Language
 
 USER_DATA_KEY = "synthner"
 """``doc.user_data["synthner"]``: ``{"id": ..., "extra": {...}}`` of the document."""
 
 
-def _spacy() -> Any:
+def _blank(lang: str) -> Language:
+    """``spacy.blank(lang)``: a tokenizer and vocabulary, no trained pipeline."""
     try:
         import spacy  # noqa: PLC0415 - optional dependency, imported only when a DocBin is read or written
     except ImportError:
         raise FormatError('spaCy DocBin needs spaCy: pip install "synthner[spacy]" (make install has it)') from None
-    return spacy
+    return spacy.blank(lang)
 
 
 def to_docbin(documents: Iterable[Document], lang: str = "xx") -> bytes:
     """The DocBin bytes of ``documents``; each Doc's entities are exactly the documents' spans."""
-    spacy = _spacy()
+    nlp = _blank(lang)
     from spacy.tokens import Doc, DocBin  # noqa: PLC0415
 
-    nlp = spacy.blank(lang)
     docbin = DocBin(attrs=["ORTH", "ENT_IOB", "ENT_TYPE"], store_user_data=True)
     for document in documents:
         cuts = {e.start for e in document.entities} | {e.end for e in document.entities}
@@ -65,7 +68,7 @@ def to_docbin(documents: Iterable[Document], lang: str = "xx") -> bytes:
 
 def from_docbin(data: bytes, source: str = "<docbin>", lang: str = "xx") -> list[Document]:
     """Documents from DocBin bytes; a Doc without our id gets ``<source stem>-<n>``."""
-    spacy = _spacy()
+    vocab = _blank(lang).vocab
     from spacy.tokens import DocBin  # noqa: PLC0415
 
     try:
@@ -73,11 +76,11 @@ def from_docbin(data: bytes, source: str = "<docbin>", lang: str = "xx") -> list
     except Exception as exc:  # noqa: BLE001 - msgpack/zlib errors of a file that is not a DocBin
         raise FormatError(f"{source}: not a spaCy DocBin ({type(exc).__name__})") from None
     documents = []
-    for number, doc in enumerate(docbin.get_docs(spacy.blank(lang).vocab), start=1):
+    for number, doc in enumerate(docbin.get_docs(vocab), start=1):
         ours = doc.user_data.get(USER_DATA_KEY) if isinstance(doc.user_data, dict) else None
         ours = ours if isinstance(ours, dict) else {}
         entities = [DocumentEntity(start=e.start_char, end=e.end_char, label=e.label_) for e in doc.ents]
-        extra: Any = ours.get("extra")
+        extra = ours.get("extra")
         if not isinstance(extra, dict):
             extra = {}
         documents.append(

@@ -22,7 +22,7 @@ import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal, TypeVar
 
 import aio_pika
 
@@ -43,7 +43,8 @@ from synthner_shared.messaging import BrokerSettings, Consumer, QueueRole, Servi
 log = logging.getLogger(__name__)
 
 Transport = Literal["in-process", "broker", "processes"]
-Route = Callable[[Any], Awaitable[Sequence[Envelope]]]
+Message = TypeVar("Message", bound=Envelope)
+Handler = Callable[[Envelope], Awaitable[Sequence[Envelope]]]
 
 OBSERVED: tuple[type[Envelope], ...] = (
     GenerationRequested,
@@ -83,7 +84,7 @@ class PipelineRun:
 
     messages: list[Envelope] = field(default_factory=list)
 
-    def of(self, kind: type[Any]) -> list[Any]:
+    def of(self, kind: type[Message]) -> list[Message]:
         return [m for m in self.messages if isinstance(m, kind)]
 
     def counts(self) -> StageCounts:
@@ -96,7 +97,7 @@ class PipelineRun:
                 counts.duplicates += progress.duplicates
                 counts.quarantined += progress.quarantined
                 counts.generation_failed += progress.failed
-        documents: list[DocumentAnnotated] = self.of(DocumentAnnotated)
+        documents = self.of(DocumentAnnotated)
         counts.annotated = len(documents)
         counts.annotation_failed = len(self.of(AnnotationFailed))
         counts.entities = sum(len(d.entities) for d in documents)
@@ -109,8 +110,27 @@ class PipelineRun:
         return counts
 
 
+class Routes:
+    """Which handler consumes each message type, as the services' queues route them in production:
+    ``Routes().add(GenerationRequested, generator.handle).add(NoteGenerated, annotate)``."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[type[Envelope], Handler] = {}
+
+    def add(self, kind: type[Message], handler: Callable[[Message], Awaitable[Sequence[Envelope]]]) -> Routes:
+        async def route(message: Envelope) -> Sequence[Envelope]:
+            assert isinstance(message, kind)  # looked up by its exact type
+            return await handler(message)
+
+        self._handlers[kind] = route
+        return self
+
+    def handler(self, message: Envelope) -> Handler | None:
+        return self._handlers.get(type(message))
+
+
 async def run_in_memory(
-    first: Envelope, routes: dict[type[Envelope], Route], on_message: Callable[[Envelope], None] | None = None
+    first: Envelope, routes: Routes, on_message: Callable[[Envelope], None] | None = None
 ) -> PipelineRun:
     """Route ``first`` and every message produced from it to the handler for its type, breadth first;
     ``on_message`` sees each message as it is routed (progress bars)."""
@@ -121,7 +141,7 @@ async def run_in_memory(
         run.messages.append(message)
         if on_message is not None:
             on_message(message)
-        handler = routes.get(type(message))
+        handler = routes.handler(message)
         if handler is not None:
             pending.extend(await handler(message))
     return run
@@ -175,9 +195,13 @@ async def running(services: Sequence[Service]) -> AsyncIterator[None]:
     """Start the services (each its own connection), yield once all consume, stop them on exit."""
     tasks = [asyncio.create_task(service.run(install_signal_handlers=False)) for service in services]
     try:
-        started: asyncio.Future[Any] = asyncio.ensure_future(asyncio.gather(*(s.wait_started() for s in services)))
-        waiting: list[asyncio.Future[Any]] = [*tasks, started]
-        done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+
+        async def all_started() -> bool:
+            await asyncio.gather(*(s.wait_started() for s in services))
+            return True
+
+        started = asyncio.create_task(all_started())
+        done, _ = await asyncio.wait([*tasks, started], return_when=asyncio.FIRST_COMPLETED)
         for task in tasks:
             if task in done:
                 started.cancel()

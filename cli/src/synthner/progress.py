@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import TracebackType
-from typing import Any, Protocol, Self, TextIO
+from typing import Protocol, Self, TextIO, TypeVar
 
 from tqdm import tqdm
 
@@ -118,11 +118,14 @@ class StepUpdate(Protocol):
     def dev_f1(self) -> float | None: ...
 
 
-def follow_training(steps: Bar, log: Callable[[Any], None]) -> Callable[[StepUpdate], None]:
+Update = TypeVar("Update", bound=StepUpdate)
+
+
+def follow_training(steps: Bar, log: Callable[[Update], None]) -> Callable[[Update], None]:
     """A trainer progress callback: moves the bar to step n of m with epoch, loss and dev F1 after it; without a
     bar, ``log`` (the trainer's ``log_progress``) writes the usual log line instead."""
 
-    def progress(update: StepUpdate) -> None:
+    def progress(update: Update) -> None:
         if not steps.enabled:
             log(update)
         steps.update_to(update.step, update.total_steps)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import html
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from synthner_shared.contracts import EvaluationResult
 
@@ -27,7 +26,8 @@ class SampleNote:
 class ReportData:
     title: str
     final_line: str
-    configuration: Mapping[str, Any]
+    configuration: Mapping[str, object]
+    """Setting -> value, shown as text."""
     counts: Sequence[tuple[str, int | float | str]]
     evaluations: Sequence[EvaluationResult]
     learning_curve: Sequence[Mapping[str, float]] = ()

@@ -26,10 +26,10 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic_core import to_jsonable_python
 
@@ -37,6 +37,7 @@ from synthner_shared.files import write_text_atomic
 
 if TYPE_CHECKING:
     from synthner.local_pipeline import PipelineRun
+    from synthner.report import ReportData
     from synthner_shared.contracts import DocumentAnnotated, Envelope, EvaluationResult, NoteGenerated
     from synthner_shared.documents import Document
     from synthner_shared.messaging import BrokerSettings, Service
@@ -60,6 +61,11 @@ STAGES: dict[Route, tuple[str, ...]] = {
     "mix": ("teacher", "gather", "student", "privacy"),
 }
 """The stages each route runs, in order (the teacher is always trained: it is the reference, and the annotator)."""
+
+
+Figure = int | float | str
+Counts = Mapping[str, Figure | Sequence[Mapping[str, Figure]]]
+"""What a stage did: numbers and names (the learning curve: a list of points), as its JSON record holds them."""
 
 
 class StudyError(RuntimeError):
@@ -113,7 +119,7 @@ class StageRecord:
 
     name: str
     seconds: float
-    counts: dict[str, Any] = field(default_factory=dict)
+    counts: Counts = field(default_factory=dict)
 
 
 @dataclass
@@ -324,7 +330,7 @@ class Study:
             precision="bf16" if on_cpu and cpu_has_native_bf16() else "auto",
         )
 
-    def _fit(self, train: Sequence[Document], dev: Sequence[Document], out: Path | None) -> dict[str, Any]:
+    def _fit(self, train: Sequence[Document], dev: Sequence[Document], out: Path | None) -> dict[str, float]:
         """The trainer's training loop into ``out`` (written atomically, with its test scores beside it as
         ``<out>-test.json``; None: kept nowhere), scored on the gold test split."""
         from synthner_shared.evaluation import evaluate_spans
@@ -351,12 +357,12 @@ class Study:
             "tokens_per_s": round(result.tokens_per_second),
         }
 
-    def _teacher(self) -> dict[str, Any]:
+    def _teacher(self) -> Counts:
         if self.teacher_dir.exists():
             shutil.rmtree(self.teacher_dir)  # a folder without its stage record is an interrupted run's
         return self._fit(self.train, self.dev, self.teacher_dir)
 
-    def _adapt(self) -> dict[str, Any]:
+    def _adapt(self) -> Counts:
         from synthner_shared.contracts import AdaptationParameters, AdaptationRequested
         from synthner_shared.documents import write_documents
         from synthner_trainer.adaptation import run_adaptation_request
@@ -397,6 +403,12 @@ class Study:
             "ngram5_recall_after": round(event.ngram5_recall_after, 4),
         }
 
+    @property
+    def chosen_transport(self) -> str:
+        """Where the generator's and annotator's stages ran (:meth:`_connect` chose it)."""
+        assert self.transport is not None, "the transport is chosen before a stage runs"
+        return self.transport
+
     def _connect(self) -> None:
         """Choose the transport once: RabbitMQ when asked for, or (``auto``) when it is reachable."""
         if self.transport is not None:
@@ -417,14 +429,14 @@ class Study:
         else:
             self.say(f"RabbitMQ at {broker.redacted_url} not reachable: the stages run in this process")
 
-    def _generate(self) -> dict[str, Any]:
+    def _generate(self) -> Counts:
         from synthner_shared.stopping import run_stoppable
 
         self._connect()
         return run_stoppable(self._generate_async())  # SIGTERM stops the llama.cpp server too
 
-    async def _generate_async(self) -> dict[str, Any]:
-        from synthner.local_pipeline import run_in_memory
+    async def _generate_async(self) -> Counts:
+        from synthner.local_pipeline import Routes, run_in_memory
         from synthner.progress import Bar
         from synthner_generator.service import build_generator, generator_service
         from synthner_generator.settings import GeneratorSettings
@@ -489,14 +501,14 @@ class Study:
             )
             bar = Bar(options.notes, "generating notes", enabled=options.progress, unit="note")
 
-            def see(message: Any) -> None:
+            def see(message: Envelope) -> None:
                 if isinstance(message, GenerationProgress) and message.event == "part":
                     bar.advance(message.requested)
 
             async with build_generator(settings) as generator:
                 try:
                     if self.broker is None:
-                        run = await run_in_memory(request, {GenerationRequested: generator.handle}, see)
+                        run = await run_in_memory(request, Routes().add(GenerationRequested, generator.handle), see)
                     else:
                         run = await self._over_broker(
                             lambda broker: [generator_service(broker, settings, generator)],
@@ -519,17 +531,17 @@ class Study:
             "quarantined": counts.quarantined,
             "failed": counts.generation_failed,
             "llm": "adapted SmolLM2-135M (GGUF f16)" if prefix else "SmolLM2-135M-Instruct",
-            "transport": self.transport,
+            "transport": self.chosen_transport,
         }
 
-    def _annotate(self) -> dict[str, Any]:
+    def _annotate(self) -> Counts:
         from synthner_shared.stopping import run_stoppable
 
         self._connect()
         return run_stoppable(self._annotate_async())
 
-    async def _annotate_async(self) -> dict[str, Any]:
-        from synthner.local_pipeline import run_in_memory
+    async def _annotate_async(self) -> Counts:
+        from synthner.local_pipeline import Routes, run_in_memory
         from synthner.progress import Bar
         from synthner_annotator.backends.encoder import EncoderSettings
         from synthner_annotator.backends.lexicon import LexiconSettings
@@ -550,16 +562,17 @@ class Study:
         annotator = build_annotator(spec, self.labels)
         bar = Bar(len(notes), "annotating", enabled=self.options.progress, unit="note")
 
-        def see(message: Any) -> None:
+        def see(message: Envelope) -> None:
             if isinstance(message, DocumentAnnotated | AnnotationFailed):
                 bar.advance()
 
         try:
             if self.broker is None:
                 handle = make_handler(annotator, settings.labels, settings.producer, settings.max_note_chars)
-                produced: list[Any] = []
+                produced: list[Envelope] = []
+                routes = Routes().add(NoteGenerated, handle)
                 for note in notes:
-                    run = await run_in_memory(note, {NoteGenerated: handle}, see)
+                    run = await run_in_memory(note, routes, see)
                     produced += run.messages
             else:
 
@@ -589,7 +602,7 @@ class Study:
             "failed": sum(isinstance(m, AnnotationFailed) for m in produced),
             "dropped_low_confidence": len(documents) - len(kept),
             "annotator": spec.name,
-            "transport": self.transport,
+            "transport": self.chosen_transport,
         }
 
     async def _over_broker(
@@ -621,10 +634,11 @@ class Study:
             except Exception as exc:  # noqa: BLE001 - clean-up must not hide the stage's own outcome
                 log.warning("could not delete namespace %s: %s", broker.namespace, type(exc).__name__)
 
-    def _gather(self) -> dict[str, Any]:
+    def _gather(self) -> Counts:
         """The mix route's corpus: every finished route's synthetic documents (same teacher), in route order."""
         lines: list[str] = []
-        counts: dict[str, Any] = {"requested": 0, "quarantined": 0, "routes": []}
+        requested = quarantined = 0
+        routes: list[str] = []
         for route in MIXED:
             corpus = self.workdir / route / "synthetic.jsonl"
             generation = self.workdir / route / "stages" / "generate.json"
@@ -632,13 +646,13 @@ class Study:
                 continue
             lines += [line for line in corpus.read_text(encoding="utf-8").splitlines() if line.strip()]
             generated = json.loads(generation.read_text(encoding="utf-8"))["counts"]
-            counts["requested"] += generated["requested"]
-            counts["quarantined"] += generated["quarantined"]
-            counts["routes"].append(route)
-        if len(counts["routes"]) < 2:
+            requested += int(generated["requested"])
+            quarantined += int(generated["quarantined"])
+            routes.append(route)
+        if len(routes) < 2:
             raise StudyError(f"the mix route needs the synthetic notes of two routes in the workdir: run {MIXED} first")
         write_jsonl_atomically(self.synthetic_file, lines)
-        return {**counts, "routes": "+".join(counts["routes"]), "documents": len(lines)}
+        return {"requested": requested, "quarantined": quarantined, "routes": "+".join(routes), "documents": len(lines)}
 
     def _student_split(self) -> tuple[list[Document], list[Document]]:
         """The synthetic documents the student trains on, and what it early-stops on."""
@@ -652,17 +666,17 @@ class Study:
         cut = max(1, len(documents) // 10)
         return documents[cut:], documents[:cut]
 
-    def _student(self) -> dict[str, Any]:
+    def _student(self) -> Counts:
         train, dev = self._student_split()
         if self.student_dir.exists():
             shutil.rmtree(self.student_dir)
         return self._fit(train, dev, self.student_dir)
 
-    def _curve(self) -> dict[str, Any]:
+    def _curve(self) -> Counts:
         """Students on the first n synthetic documents, for each n of ``curve`` below the corpus size (the full
         corpus is the student's own point)."""
         train, dev = self._student_split()
-        points = []
+        points: list[dict[str, float]] = []
         for size in sorted(n for n in set(self.options.curve) if n < len(train)):
             fit = self._fit(train[:size], dev, None)
             points.append({"notes": size, **{k: fit[k] for k in ("dev_strict_f1", "test_strict_f1", "epochs_run")}})
@@ -672,7 +686,7 @@ class Study:
         )
         return {"points": points}
 
-    def _privacy(self) -> dict[str, Any]:
+    def _privacy(self) -> Counts:
         from synthner_shared.documents import read_documents
 
         reference = TrainReference.build([d.text for d in self.train])
@@ -712,8 +726,10 @@ class Study:
                 row["synthetic_strict_f1"] = student.strict_per_label[label].f1
                 row["synthetic_partial_f1"] = student.partial_per_label[label].f1
             per_label[label] = {k: round(v, 4) for k, v in row.items()}
-        privacy = next((r.counts for r in records if r.name == "privacy"), {})
+        figures = next((r.counts for r in records if r.name == "privacy"), {})
+        privacy: dict[str, float] = {k: v for k, v in figures.items() if isinstance(v, int | float)}
         generated = next((r.counts for r in records if r.name in ("annotate", "gather")), {})
+        documents = generated.get("documents", 0)
         result = StudyResult(
             route=self.options.route,
             f1_gold=teacher.strict_micro.f1,
@@ -723,7 +739,7 @@ class Study:
             stages=records,
             per_label=per_label,
             privacy=privacy,
-            notes=int(generated.get("documents", 0)),
+            notes=documents if isinstance(documents, int) else 0,
             seconds=sum(r.seconds for r in records),
         )
         summary = {**asdict(result), "gap": result.gap, "line": result.line()}
@@ -761,7 +777,40 @@ def run_routes(options: StudyOptions, routes: Sequence[Route], say: Callable[[st
     return results
 
 
-def overview_rows(workdir: Path) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class RouteRow:
+    """One finished route's figures in the overview, read back from its ``summary.json``."""
+
+    route: str
+    f1_gold: float
+    f1_synthetic: float | None
+    partial_f1_synthetic: float | None
+    gap: float | None
+    notes: int
+    privacy: dict[str, float]
+    seconds: dict[str, float]
+    """Each stage's wall time."""
+    per_label: dict[str, dict[str, float]]
+    curve: list[dict[str, float]]
+    """The learning curve over synthetic notes (``notes``, ``test_strict_f1``, ...), where one was recorded."""
+
+    def flat(self) -> dict[str, object]:
+        """The row as the overview's ``summary.json`` holds it: privacy figures and stage times as top-level keys."""
+        return {
+            "route": self.route,
+            "f1_gold": self.f1_gold,
+            "f1_synthetic": self.f1_synthetic,
+            "partial_f1_synthetic": self.partial_f1_synthetic,
+            "gap": self.gap,
+            "notes": self.notes,
+            **{f"privacy_{key}": value for key, value in self.privacy.items()},
+            **{f"seconds_{name}": value for name, value in self.seconds.items()},
+            "per_label": self.per_label,
+            "curve": self.curve,
+        }
+
+
+def overview_rows(workdir: Path) -> list[RouteRow]:
     """One row per route that has finished in ``workdir`` (its ``summary.json``), in the order of :data:`ROUTES`."""
     rows = []
     for route in ROUTES:
@@ -769,20 +818,19 @@ def overview_rows(workdir: Path) -> list[dict[str, Any]]:
         if not path.is_file():
             continue
         summary = json.loads(path.read_text(encoding="utf-8"))
-        seconds = {stage["name"]: stage["seconds"] for stage in summary["stages"]}
         rows.append(
-            {
-                "route": route,
-                "f1_gold": summary["f1_gold"],
-                "f1_synthetic": summary["f1_synthetic"],
-                "partial_f1_synthetic": summary["partial_f1_synthetic"],
-                "gap": summary["gap"],
-                "notes": summary["notes"],
-                **{f"privacy_{key}": value for key, value in summary["privacy"].items()},
-                **{f"seconds_{name}": value for name, value in seconds.items()},
-                "per_label": summary["per_label"],
-                "curve": next((s["counts"]["points"] for s in summary["stages"] if s["name"] == "curve"), []),
-            }
+            RouteRow(
+                route=route,
+                f1_gold=summary["f1_gold"],
+                f1_synthetic=summary["f1_synthetic"],
+                partial_f1_synthetic=summary["partial_f1_synthetic"],
+                gap=summary["gap"],
+                notes=summary["notes"],
+                privacy=summary["privacy"],
+                seconds={stage["name"]: stage["seconds"] for stage in summary["stages"]},
+                per_label=summary["per_label"],
+                curve=next((s["counts"]["points"] for s in summary["stages"] if s["name"] == "curve"), []),
+            )
         )
     return rows
 
@@ -790,7 +838,7 @@ def overview_rows(workdir: Path) -> list[dict[str, Any]]:
 def write_overview(workdir: Path, say: Callable[[str], None] = print) -> None:
     """``summary.json`` (every finished route, one row each) and ``report.html`` with its PNG figures."""
     rows = overview_rows(workdir)
-    write_json_atomically(workdir / "summary.json", {"routes": rows})
+    write_json_atomically(workdir / "summary.json", {"routes": [row.flat() for row in rows]})
     from synthner.figures import FiguresUnavailable
     from synthner.report import render
 
@@ -805,7 +853,7 @@ def write_overview(workdir: Path, say: Callable[[str], None] = print) -> None:
     say(f"report: {report} ({len(figures)} figures beside it), summary: {workdir / 'summary.json'}")
 
 
-def report_data(workdir: Path, rows: Sequence[dict[str, Any]]) -> Any:
+def report_data(workdir: Path, rows: Sequence[RouteRow]) -> ReportData:
     from synthner.report import ReportData, SampleNote
     from synthner_shared.contracts import EvaluationResult
     from synthner_shared.documents import read_documents
@@ -818,12 +866,13 @@ def report_data(workdir: Path, rows: Sequence[dict[str, Any]]) -> Any:
     counts: list[tuple[str, int | float | str]] = []
     samples: list[SampleNote] = []
     for row in rows:
-        route = row["route"]
+        route = row.route
         if route != "gold":
             evaluations.append(scores(workdir / route / "student-test.json", f"{route}: synthetic-only student"))
-            counts += [(f"{route}: {key}", value) for key, value in row.items() if isinstance(value, int | float)]
+            figures = row.flat().items()
+            counts += [(f"{route}: {key}", value) for key, value in figures if isinstance(value, int | float)]
             counts += [
-                (f"{route}: student on {p['notes']} notes, test strict F1", p["test_strict_f1"]) for p in row["curve"]
+                (f"{route}: student on {p['notes']} notes, test strict F1", p["test_strict_f1"]) for p in row.curve
             ]
             synthetic = sorted(read_documents(workdir / route / "synthetic.jsonl"), key=lambda d: -len(d.entities))
             samples += [
@@ -835,14 +884,14 @@ def report_data(workdir: Path, rows: Sequence[dict[str, Any]]) -> Any:
                 for d in synthetic[:2]
             ]
     line = " | ".join(
-        f"{r['route']}: f1_gold={r['f1_gold']:.4f}"
-        + ("" if r["f1_synthetic"] is None else f" f1_synthetic={r['f1_synthetic']:.4f} gap={r['gap']:.4f}")
+        f"{r.route}: f1_gold={r.f1_gold:.4f}"
+        + ("" if r.f1_synthetic is None else f" f1_synthetic={r.f1_synthetic:.4f} gap={r.gap or 0.0:.4f}")
         for r in rows
     )
     return ReportData(
         title="synthner study: synthetic-only models against the gold-trained teacher",
         final_line=line or "no route has finished",
-        configuration={"workdir": workdir.name, "routes": ", ".join(r["route"] for r in rows)},
+        configuration={"workdir": workdir.name, "routes": ", ".join(r.route for r in rows)},
         counts=counts,
         evaluations=evaluations,
         learning_curve_note="The learning curve over the number of synthetic notes is in the counts above.",
@@ -855,17 +904,17 @@ def report_data(workdir: Path, rows: Sequence[dict[str, Any]]) -> Any:
     )
 
 
-def write_study_figures(workdir: Path, data: Any, rows: Sequence[dict[str, Any]]) -> list[Path]:
+def write_study_figures(workdir: Path, data: ReportData, rows: Sequence[RouteRow]) -> list[Path]:
     """The report's F1 figures, and the learning curve over synthetic notes where one was recorded."""
-    from synthner.figures import PREFIX, notes_curve_figure, pyplot, write_figures
+    from synthner.figures import PREFIX, notes_curve_figure, write_figures
 
     for old in workdir.glob(f"{PREFIX}*.png"):
         old.unlink()
     written = write_figures(data, workdir)
-    curves = {row["route"]: row["curve"] for row in rows if row["curve"]}
+    curves = {row.route: row.curve for row in rows if row.curve}
     if curves:
         final = workdir / f"{PREFIX}notes-curve.png"
-        notes_curve_figure(pyplot(), curves, rows[0]["f1_gold"], final.with_name(f".{final.name}.partial"))
+        notes_curve_figure(curves, rows[0].f1_gold, final.with_name(f".{final.name}.partial"))
         final.with_name(f".{final.name}.partial").replace(final)
         written.append(final)
     return written

@@ -27,7 +27,7 @@ import sys
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import httpx
 from pydantic import BaseModel, SecretStr
@@ -64,7 +64,7 @@ def settings_env(prefix: str, settings: BaseModel, *, exclude: Sequence[str] = (
     field set explicitly, strings as they are and everything else as JSON (pydantic-settings parses complex values from
     JSON). Secrets are written in clear, as the variable is their only way into the child."""
 
-    def reveal(value: Any) -> Any:
+    def reveal(value: object) -> object:
         if isinstance(value, SecretStr):
             return value.get_secret_value()
         if isinstance(value, BaseModel):  # every field: a default may be what tells a union's members apart

@@ -14,7 +14,14 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from synthner_annotator.backends.base import Annotator
+    from synthner_annotator.offline import Outcome
+    from synthner_annotator.settings import AnnotatorSettings
+    from synthner_shared.contracts import EvaluationResult, Scores
+    from synthner_shared.documents import Document
 
 EPILOG = """examples:
   synthner annotate run notes.jsonl out.jsonl --labels Disease --base-url http://127.0.0.1:8080/v1 --model local \\
@@ -113,7 +120,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     score.set_defaults(handler=run_score)
 
 
-def _settings(args: argparse.Namespace, default_labels: list[str]) -> Any:
+def _settings(args: argparse.Namespace, default_labels: list[str]) -> AnnotatorSettings:
     from pydantic import SecretStr
 
     from synthner_annotator.backends.encoder import EncoderSettings
@@ -123,7 +130,8 @@ def _settings(args: argparse.Namespace, default_labels: list[str]) -> Any:
     from synthner_annotator.prompts import PromptSettings
     from synthner_annotator.settings import AnnotatorSettings
 
-    config: dict[str, Any] = json.loads(args.config.read_text(encoding="utf-8")) if args.config else {}
+    # The settings as JSON (a --config file), the quick options' values added; the settings class validates it.
+    config: dict[str, object] = json.loads(args.config.read_text(encoding="utf-8")) if args.config else {}
     if args.labels:
         config["labels"] = [label.strip() for label in args.labels.split(",") if label.strip()]
     config.setdefault("labels", default_labels)
@@ -159,11 +167,13 @@ def _settings(args: argparse.Namespace, default_labels: list[str]) -> Any:
     return AnnotatorSettings.model_validate(config)
 
 
-def _labels_of(documents: list[Any]) -> list[str]:
+def _labels_of(documents: list[Document]) -> list[str]:
     return sorted({entity.label for document in documents for entity in document.entities})
 
 
-async def _annotate(args: argparse.Namespace, documents: list[Any], labels: list[str]) -> tuple[Any, list[Any]]:
+async def _annotate(
+    args: argparse.Namespace, documents: list[Document], labels: list[str]
+) -> tuple[Annotator, list[Outcome]]:
     from synthner.progress import bar
     from synthner_annotator.errors import ConfigurationError
     from synthner_annotator.factory import build_annotator
@@ -178,7 +188,7 @@ async def _annotate(args: argparse.Namespace, documents: list[Any], labels: list
         with bar(len(documents), "annotating", enabled=args.show_progress) as progress:
             failed = 0
 
-            def done(outcome: Any) -> None:
+            def done(outcome: Outcome) -> None:
                 nonlocal failed
                 if outcome.failure is not None:
                     failed += 1
@@ -201,7 +211,7 @@ async def _annotate(args: argparse.Namespace, documents: list[Any], labels: list
     return annotator, outcomes
 
 
-def _report_failures(outcomes: list[Any]) -> int:
+def _report_failures(outcomes: list[Outcome]) -> int:
     failed = [o for o in outcomes if o.failure is not None]
     for outcome in failed[:20]:
         print(f"synthner annotate: document {outcome.document.id}: {outcome.failure}", file=sys.stderr)
@@ -227,8 +237,8 @@ def run_annotate(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _print_result(name: str, result: Any) -> None:
-    def row(label: str, strict: Any, partial: Any | None) -> str:
+def _print_result(name: str, result: EvaluationResult) -> None:
+    def row(label: str, strict: Scores, partial: Scores | None) -> str:
         cells = f"{strict.precision:6.3f} {strict.recall:6.3f} {strict.f1:6.3f}"
         cells += f"   {partial.precision:6.3f} {partial.recall:6.3f} {partial.f1:6.3f}" if partial else " " * 24
         return f"  {label:<32} {cells} {strict.support:7d}"
@@ -244,7 +254,7 @@ def _print_result(name: str, result: Any) -> None:
     print(row("macro (strict)", result.strict_macro, None))
 
 
-def pairwise_agreement(systems: dict[str, list[Any]]) -> list[tuple[str, str, float]]:
+def pairwise_agreement(systems: dict[str, list[Document]]) -> list[tuple[str, str, float]]:
     """Strict micro F1 of each pair of annotators against each other (symmetric)."""
     from synthner_shared.evaluation import evaluate_spans
 
@@ -260,7 +270,7 @@ def run_score(args: argparse.Namespace) -> int:
     from synthner_shared.evaluation import evaluate_spans
 
     gold = list(read_documents(args.gold))
-    systems: dict[str, list[Any]] = {}
+    systems: dict[str, list[Document]] = {}
     failed = 0
     if not args.no_annotator:
         annotator, outcomes = asyncio.run(_annotate(args, gold, _labels_of(gold)))

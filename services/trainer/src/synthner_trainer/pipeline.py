@@ -159,8 +159,11 @@ def run_training_request(
     registry: ModelRegistry,
     settings: TrainerSettings,
     should_stop: StopCheck | None = None,
+    *,
+    progress: ProgressCallback = log_progress,
 ) -> TrainingOutcome:
-    """Serve a ``TrainingRequested``: freeze (or reuse) a dataset version, train, gate, register."""
+    """Serve a ``TrainingRequested``: freeze (or reuse) a dataset version, train, gate, register. ``progress`` sees
+    every training update (the CLI draws its bar and learning curve from them)."""
     base_model = Path(request.base_model) if request.base_model else settings.base_model or default_base_model()
     config = settings.training.override(request.hyperparameters)
     manifest = store.create_version(request.dataset)
@@ -173,6 +176,7 @@ def run_training_request(
         config=config,
         base_model=base_model,
         correlation_id=request.correlation_id,
+        progress=progress,
         should_stop=should_stop,
     )
 

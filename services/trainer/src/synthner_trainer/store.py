@@ -17,7 +17,7 @@ import json
 import sqlite3
 import threading
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -82,6 +82,19 @@ class EmptyDatasetError(ValueError):
     """A dataset selection holds no documents."""
 
 
+class LabelSetError(ValueError):
+    """A document uses labels outside the trainer's label set; it is not stored."""
+
+
+def check_labels(message: DocumentAnnotated, labels: Collection[str] | None) -> None:
+    """Refuse (:class:`LabelSetError`) a document whose entities use a label outside ``labels`` (None: any label)."""
+    if labels is None:
+        return
+    outside = sorted({e.label for e in message.entities} - set(labels))
+    if outside:
+        raise LabelSetError(f"document uses labels {outside} outside the trainer's label set")
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat()
 
@@ -112,10 +125,16 @@ def manifest_for(version: str, documents: Sequence[Document], annotators: Sequen
 class DatasetStore:
     """A SQLite file of annotated documents, dataset versions and training requests. Safe to share between threads."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
+        """Open (or create) the store; ``read_only``: a view of a store another process owns, which creates and
+        writes nothing (its reads fail with :class:`sqlite3.OperationalError` until the owner has created it)."""
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        if read_only:
+            uri = f"{self.path.resolve().as_uri()}?mode=ro"
+            self._db = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None, timeout=30)
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -139,8 +158,10 @@ class DatasetStore:
 
     # --- documents -------------------------------------------------------------------------------------------------
 
-    def add(self, message: DocumentAnnotated) -> bool:
-        """Store an annotated document durably; False when its note id is already stored (nothing written)."""
+    def add(self, message: DocumentAnnotated, labels: Collection[str] | None = None) -> bool:
+        """Store an annotated document durably; False when its note id is already stored (nothing written). With
+        ``labels`` (the trainer's label set), a document using any other label is refused: :class:`LabelSetError`."""
+        check_labels(message, labels)
         entities = [{"start": e.start, "end": e.end, "label": e.label} for e in message.entities]
         with self._transaction() as db:
             cursor = db.execute(
@@ -162,6 +183,11 @@ class DatasetStore:
     def count(self) -> int:
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM documents").fetchone()[0])
+
+    def note_ids(self) -> list[str]:
+        """Every stored note id, in the order stored."""
+        with self._lock:
+            return [r[0] for r in self._db.execute("SELECT note_id FROM documents ORDER BY seq").fetchall()]
 
     def _rows_to_documents(self, rows: Sequence[tuple[str, str, str]]) -> list[Document]:
         return [

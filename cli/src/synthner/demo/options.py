@@ -1,0 +1,110 @@
+"""The demo's options (the command line turned into :class:`DemoOptions`) and its two kinds of failure."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+LABEL = "Disease"
+REPO_DATA = Path(__file__).resolve().parents[4].parent / "shared" / "data" / "ncbi_disease"
+"""``../shared/data/ncbi_disease`` beside the repository (the gold sets' usual place)."""
+
+TransportChoice = Literal["auto", "in-process", "broker", "processes"]
+
+
+class DemoError(RuntimeError):
+    """Bad input or an unavailable dependency; the message is one line that says what to do."""
+
+    exit_code = 2
+
+
+class StageFailed(DemoError):
+    """A stage failed or got stuck while running (a process died, the deadline passed)."""
+
+    exit_code = 1
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    workdir: Path
+    notes: int
+    quick: bool
+    annotator: Literal["lexicon", "llm"]
+    transport: TransportChoice
+    lexicon_source: Path
+    gold: Path
+    gold_limit: int | None
+    epochs: float
+    max_new_tokens: int
+    seed: int
+    api_port: int | None
+    deadline_s: float
+    progress: bool = False
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workdir", type=Path, default=Path("out/demo"), help="where every artifact goes")
+    parser.add_argument("--quick", action="store_true", help="CI size: 6 notes, 3 epochs, the first 20 test documents")
+    parser.add_argument("--notes", type=int, help="synthetic notes to generate (default 120, quick 6)")
+    parser.add_argument("--annotator", choices=["lexicon", "llm"], default="lexicon", help="default: lexicon")
+    transport = parser.add_mutually_exclusive_group()
+    transport.add_argument("--in-process", dest="transport", action="store_const", const="in-process")
+    transport.add_argument(
+        "--broker",
+        dest="transport",
+        action="store_const",
+        const="broker",
+        help="require RabbitMQ (AMQP_URL; default 127.0.0.1:5672)",
+    )
+    transport.add_argument(
+        "--processes",
+        dest="transport",
+        action="store_const",
+        const="processes",
+        help="run generator, annotator, trainer and NER API as separate processes over RabbitMQ (requires it)",
+    )
+    parser.set_defaults(transport="auto")
+    parser.add_argument(
+        "--lexicon-source",
+        type=Path,
+        default=REPO_DATA / "train.jsonl",
+        help="gold JSONL whose Disease mentions seed the notes and the lexicon annotator",
+    )
+    parser.add_argument("--gold", type=Path, default=REPO_DATA / "test.jsonl", help="real gold JSONL to score on")
+    parser.add_argument("--gold-limit", type=int, help="score on the first N gold documents (quick: 20)")
+    parser.add_argument("--epochs", type=float, help="training epochs (default 10, quick 3)")
+    parser.add_argument("--max-new-tokens", type=int, help="tokens per note (default 320, quick 256)")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--api-port", type=int, help="NER API port on 127.0.0.1 (default: a free one)")
+    parser.add_argument(
+        "--deadline",
+        type=float,
+        help="over RabbitMQ: seconds the stages may take in all before the run fails (default 3600, quick 900)",
+    )
+
+
+def options_from(args: argparse.Namespace) -> DemoOptions:
+    quick = bool(args.quick)
+    notes = args.notes if args.notes is not None else (6 if quick else 120)
+    if notes < 2:
+        raise DemoError("--notes must be at least 2 (one note is held out for early stopping)")
+    if args.deadline is not None and args.deadline <= 0:
+        raise DemoError("--deadline must be a positive number of seconds")
+    return DemoOptions(
+        workdir=args.workdir,
+        notes=notes,
+        quick=quick,
+        annotator=args.annotator,
+        transport=args.transport,
+        lexicon_source=args.lexicon_source,
+        gold=args.gold,
+        gold_limit=args.gold_limit if args.gold_limit is not None else (20 if quick else None),
+        epochs=args.epochs if args.epochs is not None else (3.0 if quick else 10.0),
+        max_new_tokens=args.max_new_tokens or (256 if quick else 320),
+        seed=args.seed,
+        api_port=args.api_port,
+        deadline_s=args.deadline if args.deadline is not None else (900.0 if quick else 3600.0),
+        progress=bool(getattr(args, "show_progress", False)),
+    )

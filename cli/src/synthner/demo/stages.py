@@ -1,0 +1,130 @@
+"""The demo's inputs (lexicon, gold set) and its stages' settings: the classes each service reads at start-up, filled
+from the options once, so every transport runs the same stages."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from synthner.demo.options import LABEL, DemoError, DemoOptions
+
+if TYPE_CHECKING:
+    from synthner_annotator.settings import AnnotatorSettings
+    from synthner_generator.settings import GeneratorSettings
+    from synthner_shared.contracts import GenerationRequested, Mention
+    from synthner_shared.local_llm import LocalLLM
+    from synthner_trainer.settings import TrainerSettings
+
+
+@dataclass(frozen=True)
+class Stages:
+    """The stages' settings, built once from the options (the same classes the services read at start-up)."""
+
+    generator: GeneratorSettings
+    annotator: AnnotatorSettings
+    trainer: TrainerSettings
+    request: GenerationRequested
+    """The one generation job of the run."""
+
+
+def lexicon(path: Path) -> list[Mention]:
+    """Unique Disease mentions of the gold file (case-insensitive), in first-seen order."""
+    from synthner_shared.documents import read_documents, unique_mentions
+
+    mentions = unique_mentions(read_documents(path), [LABEL])
+    if not mentions:
+        raise DemoError(f"{path} has no {LABEL} mentions: pass a --lexicon-source with {LABEL} entities")
+    return mentions
+
+
+def write_gold(options: DemoOptions) -> Path:
+    """The gold set (its first ``gold_limit`` documents) under the workdir, named as the trainer will report it."""
+    from synthner_shared.documents import read_documents, write_documents
+
+    documents = list(read_documents(options.gold))
+    if options.gold_limit is not None:
+        documents = documents[: options.gold_limit]
+    if not documents:
+        raise DemoError(f"gold set {options.gold} is empty")
+    # The trainer names the set after its folder and file: "gold:gold/ncbi_disease-test-first20.jsonl".
+    suffix = f"-first{options.gold_limit}" if options.gold_limit is not None else ""
+    path = options.workdir / "gold" / f"{options.gold.parent.name}-{options.gold.stem}{suffix}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_documents(path, documents)
+    return path
+
+
+def build_stages(options: DemoOptions, llm: LocalLLM, mentions: Sequence[Mention], gold: Path) -> Stages:
+    from synthner_annotator.backends.lexicon import LexiconSettings
+    from synthner_annotator.backends.llm import LLMAnnotatorSettings
+    from synthner_annotator.endpoint import EndpointSettings
+    from synthner_annotator.prompts import PromptSettings
+    from synthner_annotator.settings import AnnotatorSettings
+    from synthner_generator.settings import GeneratorSettings
+    from synthner_shared.contracts import GenerationRequested, PromptRef, SamplingParameters
+    from synthner_trainer.settings import TrainerSettings, TrainingConfig
+
+    generator = GeneratorSettings(
+        backend="openai",
+        endpoint_url=llm.base_url,  # type: ignore[arg-type]
+        endpoint_zone="internal",
+        model=llm.model,
+        concurrency=2,
+        request_timeout_s=600,
+        llm_attempts=2,
+        part_size=2,  # progress (bars, the observer) per two notes; concurrency 2 keeps the LLM busy
+        labels=[LABEL],
+        entities_per_label=3,
+        min_chars=120,
+        state_dir=options.workdir / "generator",
+        tracker_db=options.workdir / "generator" / "tracker.sqlite3",
+        instance="demo",
+    )
+    spec: LexiconSettings | LLMAnnotatorSettings
+    if options.annotator == "lexicon":
+        # Terms under 3 characters ("AT" for ataxia telangiectasia) match common words once case is folded.
+        spec = LexiconSettings(name="lexicon", document_files=[options.lexicon_source], min_term_chars=3)
+    else:
+        endpoint = EndpointSettings(
+            name="llama-cpp",
+            base_url=llm.base_url,
+            model=llm.model,
+            external=False,
+            max_concurrency=1,
+            structured_output="json_object_schema",
+            max_tokens=128,
+            timeout_s=600,
+            max_attempts=2,
+        )
+        spec = LLMAnnotatorSettings(endpoint=endpoint, prompt=PromptSettings(name="json_mentions"), malformed_retries=0)
+    annotator = AnnotatorSettings(labels=[LABEL], annotator=spec, producer="annotator-demo")
+    trainer = TrainerSettings(
+        data_dir=options.workdir / "trainer",
+        labels=[LABEL],
+        gold=gold,
+        dev_fraction=0.2,
+        # The dev split is a handful of notes: its F1 stays 0 for the first epochs of so small a run, and stopping on
+        # it ended training before the model had learned anything (f1=0.0000). Every epoch runs; the best is kept.
+        patience=0,
+        device="cpu",
+        # A few dozen short notes give few optimiser steps: small batches and a higher learning rate than the
+        # service's default make them count.
+        training=TrainingConfig(epochs=options.epochs, batch_size=4, learning_rate=3e-4, max_length=256, stride=64),
+    )
+    request = GenerationRequested(
+        job_id=f"demo-{int(time.time())}",
+        producer="synthner-demo",
+        count=options.notes,
+        language="en",
+        note_types=["discharge_summary", "progress_note", "referral_letter"],
+        entity_labels=[LABEL],
+        mode="label_conditioned",
+        seed=options.seed,
+        sampling=SamplingParameters(temperature=0.8, top_p=0.95, max_new_tokens=options.max_new_tokens),
+        prompt=PromptRef(name="clinical_note_brief", version="v1"),
+        seed_lexicon=list(mentions),
+    )
+    return Stages(generator, annotator, trainer, request)

@@ -1,0 +1,375 @@
+"""The three ways the demo runs its stages (:mod:`synthner.local_pipeline`): their handlers chained in this process,
+each stage a ``Service`` over RabbitMQ in this process, or each a separate OS process over RabbitMQ. Each returns the
+messages the run produced and the training's outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from synthner.demo.options import DemoError, DemoOptions, StageFailed
+from synthner.demo.progress import CurrentStage, StageBars, TrainingCurve
+from synthner.demo.stages import Stages
+from synthner.local_pipeline import Observer, PipelineRun, Transport
+from synthner_shared.contracts import (
+    AnnotationFailed,
+    DocumentAnnotated,
+    Envelope,
+    EvaluationResult,
+    GenerationRequested,
+    ModelPublished,
+    NoteGenerated,
+    TrainingRequested,
+)
+from synthner_shared.messaging import BrokerSettings
+
+if TYPE_CHECKING:
+    from synthner.demo.probe import Sample
+    from synthner.supervisor import ProcessSpec
+    from synthner_shared.local_llm import LocalLLM
+    from synthner_trainer.registry import ModelRegistry
+    from synthner_trainer.settings import TrainerSettings
+    from synthner_trainer.store import DatasetStore
+
+log = logging.getLogger(__name__)
+
+PRODUCER = "synthner-demo"
+NER_API_INSTANCE = "demo"
+
+
+@dataclass
+class TrainingReport:
+    published: ModelPublished | None
+    version: str
+    version_path: Path
+    metrics: list[EvaluationResult]
+    history: list[dict[str, float]]
+    """The learning curve (epoch, loss, dev strict F1): recorded in process only."""
+
+
+async def choose_transport(options: DemoOptions) -> tuple[Transport, BrokerSettings | None]:
+    """The broker when asked for or reachable, else in process; the broker settings carry a fresh namespace (None:
+    in process)."""
+    from synthner.local_pipeline import broker_reachable, new_namespace
+
+    if options.transport == "in-process":
+        return "in-process", None
+    broker = BrokerSettings(namespace=new_namespace())
+    if await broker_reachable(broker):
+        return ("processes" if options.transport == "processes" else "broker"), broker
+    if options.transport in ("broker", "processes"):
+        raise DemoError(
+            f"RabbitMQ at {broker.redacted_url} is not reachable: start it (scripts/ensure-rabbitmq.sh), set AMQP_URL, "
+            "or run with --in-process"
+        )
+    print(f"RabbitMQ at {broker.redacted_url} not reachable: running the stages in one process", flush=True)
+    return "in-process", None
+
+
+# --- in process -------------------------------------------------------------------------------------------------------
+
+
+async def run_in_process(stages: Stages, llm: LocalLLM, progress: bool) -> tuple[PipelineRun, TrainingReport]:
+    """The handlers chained in memory: generator -> annotator -> trainer's store; then one training request."""
+    from synthner.local_pipeline import Routes, run_in_memory
+    from synthner_annotator.factory import build_annotator
+    from synthner_annotator.handler import make_handler
+    from synthner_generator.service import build_generator
+    from synthner_trainer.registry import ModelRegistry
+    from synthner_trainer.store import DatasetStore, LabelSetError
+
+    settings = stages.trainer
+    store = DatasetStore(settings.store_path)
+    registry = ModelRegistry(settings.models_dir)
+    annotator = build_annotator(stages.annotator.annotator, stages.annotator.labels)
+    annotate = make_handler(
+        annotator, stages.annotator.labels, stages.annotator.producer, stages.annotator.max_note_chars
+    )
+
+    async def keep(document: DocumentAnnotated) -> list[Envelope]:
+        """The trainer's store, with its label check (over the broker, the trainer dead-letters such a document)."""
+        try:
+            await asyncio.to_thread(store.add, document, settings.labels)
+        except LabelSetError as exc:
+            log.warning("document %s not stored: %s", document.note_id[:12], exc)
+        return []
+
+    try:
+        async with build_generator(stages.generator) as generator:
+            print(f"generating {stages.request.count} notes with {llm.model} (llama.cpp) ...", flush=True)
+            bars = StageBars(stages.request.count, progress)
+            routes = (
+                Routes()
+                .add(GenerationRequested, generator.handle)
+                .add(NoteGenerated, annotate)
+                .add(DocumentAnnotated, keep)
+            )
+            try:
+                run = await run_in_memory(stages.request, routes, bars.see)
+            finally:
+                bars.close()
+        request = TrainingRequested(correlation_id=stages.request.job_id, producer=PRODUCER)
+        report = await asyncio.to_thread(train, request, store, registry, settings, progress)
+        run.messages.append(request)
+        if report.published is not None:
+            run.messages.append(report.published)
+        return run, report
+    finally:
+        await annotator.aclose()
+        store.close()
+
+
+def train(
+    request: TrainingRequested,
+    store: DatasetStore,
+    registry: ModelRegistry,
+    settings: TrainerSettings,
+    show_progress: bool = False,
+) -> TrainingReport:
+    """The trainer's own training path (:func:`run_training_request`, as the service runs it), with its progress
+    drawn as a bar and kept as the learning curve."""
+    from synthner_trainer.pipeline import run_training_request
+    from synthner_trainer.store import EmptyDatasetError
+
+    curve = TrainingCurve(show_progress)
+    print(f"training {settings.training.epochs:g} epoch(s) on {store.count()} annotated notes ...", flush=True)
+    try:
+        with curve:
+            outcome = run_training_request(request, store, registry, settings, progress=curve)
+    except (EmptyDatasetError, ValueError) as exc:
+        raise DemoError(f"training refused: {exc} (generate more notes: --notes N)") from None
+    version = outcome.version
+    return TrainingReport(outcome.published, version.name, version.path, outcome.metrics, curve.history)
+
+
+# --- over RabbitMQ ----------------------------------------------------------------------------------------------------
+
+
+async def within_deadline(
+    options: DemoOptions,
+    *,
+    stage: CurrentStage,
+    transport: Transport,
+    llm: LocalLLM,
+    stages: Stages,
+    broker: BrokerSettings,
+) -> tuple[PipelineRun, TrainingReport, Sample | None]:
+    """The broker run (services in this process, or separate processes) under the overall deadline: a stuck stage
+    ends the run with one line that names it."""
+    where = f"; the services' logs are in {options.workdir / 'logs'}" if transport == "processes" else ""
+    try:
+        async with asyncio.timeout(options.deadline_s) as deadline:
+            if transport == "processes":
+                return await run_in_processes(options, stages, llm, broker, stage)
+            run, training = await run_over_broker(stages, llm, broker, options.progress, stage)
+            return run, training, None
+    except TimeoutError as exc:
+        if deadline.expired():
+            raise StageFailed(
+                f"the run did not finish within --deadline {options.deadline_s:g} s: stuck at {stage.name}{where}"
+            ) from None
+        raise StageFailed(f"{exc}{where}") from None
+
+
+async def run_over_broker(
+    stages: Stages, llm: LocalLLM, broker: BrokerSettings, progress: bool, stage: CurrentStage
+) -> tuple[PipelineRun, TrainingReport]:
+    """Each stage its own Service on RabbitMQ (a fresh namespace, deleted afterwards), fed by one published job."""
+    from synthner.local_pipeline import delete_namespace, running
+    from synthner_annotator.factory import build_annotator
+    from synthner_annotator.service import build_service
+    from synthner_generator.service import build_generator, generator_service
+    from synthner_trainer.service import TrainerService
+
+    bars = StageBars(stages.request.count, progress)
+    observer = Observer(broker, "demo", bars.see)
+    trainer = TrainerService(stages.trainer, broker)
+    annotator = build_annotator(stages.annotator.annotator, stages.annotator.labels)
+    job = stages.request
+    trainer_task: asyncio.Task[bool] | None = None
+    try:
+        async with build_generator(stages.generator) as generator:
+            services = [
+                observer.service,
+                generator_service(broker, stages.generator, generator),
+                build_service(stages.annotator, broker, annotator),
+            ]
+            async with running(services):
+                trainer_task = asyncio.create_task(trainer.run(install_signal_handlers=False))
+                await first_of(trainer_task, trainer.service.wait_started())
+                print(f"namespace {broker.namespace}: generating {job.count} notes with {llm.model} ...", flush=True)
+                await observer.service.broker.publisher.publish(job)
+                expected = await generate_and_annotate(observer, job.count, stage, bars)
+                stage.name = "the trainer storing documents"
+                await wait_until(lambda: trainer.store.count() >= expected, 120, "the trainer storing documents")
+                request = TrainingRequested(correlation_id=job.job_id, producer=PRODUCER)
+                stage.name = "training"
+                print(f"training {stages.trainer.training.epochs:g} epoch(s) on {expected} notes ...", flush=True)
+                await observer.service.broker.publisher.publish(request)
+                training = trainer_task
+                await wait_until(lambda: bool(trainer.outcomes) or training.done(), 3600, "training")
+                if not trainer.outcomes:
+                    raise DemoError("the trainer service stopped or its training failed: see the log above")
+                await observer.wait_for(
+                    lambda run: bool(run.of(ModelPublished)) or trainer.outcomes[-1].published is None,
+                    60,
+                    "the ModelPublished event",
+                )
+        outcome = trainer.outcomes[-1]
+        report = TrainingReport(outcome.published, outcome.version.name, outcome.version.path, outcome.metrics, [])
+        return observer.run, report
+    finally:
+        bars.close()
+        if trainer_task is not None:
+            trainer.request_stop()
+            await asyncio.gather(trainer_task, return_exceptions=True)
+        await annotator.aclose()
+        trainer.close()
+        try:
+            await delete_namespace(broker, observer)
+        except Exception as exc:  # noqa: BLE001 - clean-up must not hide the run's own outcome
+            print(f"note: could not delete namespace {broker.namespace}: {type(exc).__name__}", file=sys.stderr)
+
+
+# --- separate processes -----------------------------------------------------------------------------------------------
+
+
+def process_specs(stages: Stages, broker: BrokerSettings, key_file: Path, api_port: int) -> list[ProcessSpec]:
+    """The four services' processes: production entry points, the stages' settings as environment variables, a
+    fresh health port each (the NER API answers on ``api_port``)."""
+    from synthner.processes import broker_env, ner_api_process, stage_process
+
+    common = broker_env(broker)
+    return [
+        stage_process("generator", stages.generator, common),
+        stage_process("annotator", stages.annotator, common),
+        stage_process("trainer", stages.trainer, common),
+        ner_api_process(
+            common,
+            key_file=key_file,
+            model_store=stages.trainer.models_dir,
+            port=api_port,
+            instance=NER_API_INSTANCE,
+            torch_threads=2,
+        ),
+    ]
+
+
+async def run_in_processes(  # noqa: PLR0915 - one supervised run, easier to follow in one piece
+    options: DemoOptions, stages: Stages, llm: LocalLLM, broker: BrokerSettings, stage: CurrentStage
+) -> tuple[PipelineRun, TrainingReport, Sample]:
+    """Generator, annotator, trainer and NER API as separate OS processes (their production entry points, settings
+    in the environment) on RabbitMQ, supervised: a process that dies fails the run with a pointer to its log, and
+    all are stopped at the end. Returns the run, the training and the sample request answered by the NER API."""
+    from synthner.demo.probe import API_KEY_NAME, ask
+    from synthner.local_pipeline import delete_namespace, running
+    from synthner.processes import write_api_key
+    from synthner.supervisor import ProcessFailed, Supervisor
+    from synthner_shared.local_llm import free_port
+    from synthner_trainer.store import DatasetStore
+
+    bars = StageBars(stages.request.count, options.progress)
+    observer = Observer(broker, "demo", bars.see)
+    supervisor = Supervisor(options.workdir / "logs", grace_s=broker.shutdown_grace_s + 10)
+    key = write_api_key(options.workdir / "ner-api", API_KEY_NAME)
+    api_port = options.api_port or free_port()
+    specs = process_specs(stages, broker, key.key_file, api_port)
+    job = stages.request
+    store: DatasetStore | None = None
+    try:
+        async with running([observer.service]):
+            stage.name = "starting the service processes"
+            for spec in specs:
+                await supervisor.start(spec)
+            print(f"started {', '.join(supervisor.processes)} as processes (logs in {supervisor.log_dir})", flush=True)
+            for spec in specs:
+                assert spec.ready_url is not None
+                await supervisor.wait_ready(spec.name, spec.ready_url, 300)
+            print(f"namespace {broker.namespace}: generating {job.count} notes with {llm.model} ...", flush=True)
+            await observer.service.broker.publisher.publish(job)
+            expected = await supervisor.guard(generate_and_annotate(observer, job.count, stage, bars))
+            # The trainer process owns the store; this read-only view follows its progress (SQLite, WAL).
+            store = view = DatasetStore(stages.trainer.store_path, read_only=True)
+            stage.name = "the trainer storing documents"
+            await supervisor.guard(wait_until(lambda: view.count() >= expected, 120, stage.name))
+            request = TrainingRequested(correlation_id=job.job_id, producer=PRODUCER)
+            stage.name = "training"
+            print(f"training {stages.trainer.training.epochs:g} epoch(s) on {expected} notes ...", flush=True)
+            await observer.service.broker.publisher.publish(request)
+
+            def finished() -> bool:
+                status = view.request_status(str(request.message_id))
+                return status is not None and status[0] in ("done", "failed")
+
+            await supervisor.guard(wait_until(finished, options.deadline_s, "training"))
+            status, detail = view.request_status(str(request.message_id)) or ("failed", None)
+            if status == "failed":
+                raise StageFailed(f"training failed ({detail}): see {supervisor.log_path('trainer')}")
+            stage.name = "the ModelPublished event"
+            await supervisor.guard(observer.wait_for(lambda run: bool(run.of(ModelPublished)), 60, stage.name))
+            published = observer.run.of(ModelPublished)[-1]
+            stage.name = "the NER API loading the model"
+            await supervisor.wait_ready("ner-api", f"http://127.0.0.1:{api_port}/readyz", 300)
+            sample = await ask(f"http://127.0.0.1:{api_port}", key)
+    except ProcessFailed as exc:
+        raise StageFailed(str(exc)) from None
+    finally:
+        bars.close()
+        codes = await supervisor.stop()
+        if store is not None:
+            store.close()
+        unclean = {name: code for name, code in codes.items() if code not in (0, -signal.SIGTERM)}
+        if unclean:
+            print(f"note: processes that did not stop cleanly (exit codes): {unclean}", file=sys.stderr)
+        try:
+            await delete_namespace(broker, observer, {"ner-api": [NER_API_INSTANCE]})
+        except Exception as exc:  # noqa: BLE001 - clean-up must not hide the run's own outcome
+            print(f"note: could not delete namespace {broker.namespace}: {type(exc).__name__}", file=sys.stderr)
+    version_path = Path(published.artifact_uri)
+    report = TrainingReport(published, published.model_version, version_path, list(published.metrics), [])
+    return observer.run, report, sample
+
+
+# --- waiting ----------------------------------------------------------------------------------------------------------
+
+
+async def generate_and_annotate(observer: Observer, count: int, stage: CurrentStage, bars: StageBars) -> int:
+    """Wait (observing the messages) until every requested note is finished and every generated one annotated;
+    returns the number of annotated documents."""
+    stage.name = "generation"
+    await observer.wait_for(lambda run: run.counts().requested >= count, 600 + 60 * count, "generation")
+    generated = observer.run.counts().generated
+
+    def annotated(run: PipelineRun) -> bool:
+        return len(run.of(DocumentAnnotated)) + len(run.of(AnnotationFailed)) >= generated
+
+    stage.name = "annotation"
+    await observer.wait_for(annotated, 300 + 30 * count, "annotation")
+    bars.close()
+    return len(observer.run.of(DocumentAnnotated))
+
+
+async def first_of(task: asyncio.Task[bool], started: Awaitable[None]) -> None:
+    """Wait until ``started`` completes; if ``task`` ends first, raise its error."""
+    waiter = asyncio.ensure_future(started)
+    done, _ = await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED)
+    if waiter not in done:
+        waiter.cancel()
+        task.result()
+        raise DemoError("a service stopped before it started consuming")
+
+
+async def wait_until(condition: Callable[[], bool], deadline_s: float, what: str) -> None:
+    """Poll a condition on state another task owns (the trainer's SQLite store), with a deadline."""
+    try:
+        async with asyncio.timeout(deadline_s):
+            while not condition():  # noqa: ASYNC110 - the state is a SQLite store another task writes; no event
+                await asyncio.sleep(0.2)
+    except TimeoutError:
+        raise StageFailed(f"{what} did not finish within {deadline_s:g} s: see the log above") from None
