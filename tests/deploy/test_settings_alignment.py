@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
+from synthner_shared.app import LogSettings
 from synthner_shared.messaging import BrokerSettings
 from tests.deploy.checks import OVERLAYS, ROOT, env_example_keys, example_secrets, render_overlay
 from tests.deploy.kustomize_lite import Resource
@@ -56,6 +57,7 @@ def assert_accepted(service: str, environment: dict[str, str], monkeypatch: pyte
     for key, value in environment.items():
         monkeypatch.setenv(key, value)
     BrokerSettings()
+    LogSettings()  # the runner's (synthner_shared.app): SYNTHNER_ENVIRONMENT, SYNTHNER_LOG_LEVEL
     settings_class(service)()
 
 

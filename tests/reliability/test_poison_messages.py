@@ -158,6 +158,7 @@ async def trainer_running(
 ) -> AsyncIterator[Callable[[], Awaitable[object]]]:
     trainer = WatchedTrainer(TrainerSettings(data_dir=tmp_path / "trainer"), broker)
     trainer.stored = asyncio.Event()
+    trainer.start()
     try:
         async with running_service(trainer.service):
             yield trainer.stored.wait

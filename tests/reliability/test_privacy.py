@@ -42,7 +42,7 @@ from synthner_shared.contracts import (
 )
 from synthner_shared.messaging import Broker, BrokerSettings, BrokerUnavailable
 from synthner_shared.testing import captured_service_logs, sample_note
-from synthner_trainer.service import TrainerService
+from synthner_trainer.app import build as build_trainer
 from synthner_trainer.settings import TrainerSettings
 
 CANARY = f"Canary{uuid.uuid4().hex[:12]}"
@@ -173,12 +173,12 @@ async def test_canary_in_notes_through_generator_annotator_and_trainer_reaches_n
         assert len(documents) == len(failed) == len(notes)
         assert all(d.text[e.start : e.end] == CANARY for d in documents for e in d.entities)
 
-        trainer = TrainerService(TrainerSettings(data_dir=tmp_path / "trainer", labels=labels), BrokerSettings())
+        trainer = await build_trainer(TrainerSettings(data_dir=tmp_path / "trainer", labels=labels), BrokerSettings())
         try:
             for document in [*documents, documents[0]]:  # the repeat takes the duplicate path
-                assert await trainer.handle(document) == []
+                assert await trainer.trainer.handle(document) == []
         finally:
-            trainer.close()
+            await trainer.aclose()
     assert len(logs.lines) > 10, "too little was logged: the capture is not working"
     assert logs.containing(CANARY) == []
     assert logs.containing(CANARY.lower()) == []

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager, contextmanager
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 
+from synthner_shared.app import BrokerApp
 from synthner_shared.contracts import (
     AlignmentStats,
     AnnotatorRecord,
@@ -140,6 +141,28 @@ async def running_service(service: Service, start_timeout_s: float = 30.0) -> As
     finally:
         service.request_stop()
         await asyncio.wait_for(task, timeout=start_timeout_s)
+
+
+@asynccontextmanager
+async def running_app(app: BrokerApp, start_timeout_s: float = 30.0) -> AsyncIterator[BrokerApp]:
+    """Run a service as its composition root built it, for the block's duration; stop it, then close it."""
+    task = asyncio.create_task(app.run())
+    started = asyncio.create_task(app.wait_started())
+    try:
+        done, _ = await asyncio.wait({task, started}, timeout=start_timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        if task in done:
+            task.result()
+        if started not in done:
+            started.cancel()
+            task.cancel()
+            raise TimeoutError(f"service did not start within {start_timeout_s:g}s")
+        try:
+            yield app
+        finally:
+            app.request_stop()
+            await asyncio.wait_for(task, timeout=start_timeout_s)
+    finally:
+        await app.aclose()
 
 
 async def publish_once(settings: BrokerSettings, *messages: Envelope) -> None:

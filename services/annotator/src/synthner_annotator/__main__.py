@@ -1,35 +1,21 @@
-"""``python -m synthner_annotator``: run the annotator service (settings from the environment)."""
+"""``python -m synthner_annotator``: run the annotator service (settings from the environment) until SIGTERM."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import sys
-
-from pydantic import ValidationError
-
-from synthner_annotator.errors import ConfigurationError
-from synthner_annotator.service import run
+from synthner_annotator.app import CONFIGURATION_ERRORS, build
 from synthner_annotator.settings import AnnotatorSettings
-from synthner_shared.contracts import describe_validation_error
+from synthner_shared.app import run_service
 from synthner_shared.messaging import BrokerSettings
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        settings = AnnotatorSettings()  # fields come from the environment (and the config file)
-        broker = BrokerSettings()
-    except ValidationError as exc:
-        print(f"synthner-annotator: invalid settings: {describe_validation_error(exc)}", file=sys.stderr)
-        return 2
-    try:
-        finished = asyncio.run(run(settings, broker))
-    except ConfigurationError as exc:
-        print(f"synthner-annotator: {exc}", file=sys.stderr)
-        return 2
-    return 0 if finished else 1
+    return run_service(
+        "synthner-annotator",
+        lambda: (AnnotatorSettings(), BrokerSettings()),  # fields from the environment (and the config file)
+        lambda read: build(*read),
+        configuration_errors=CONFIGURATION_ERRORS,
+    )
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

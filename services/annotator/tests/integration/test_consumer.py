@@ -8,14 +8,15 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from synthner_annotator.backends.llm import LLMAnnotator, LLMAnnotatorSettings
+from synthner_annotator.app import build
+from synthner_annotator.backends.llm import LLMAnnotatorSettings
 from synthner_annotator.endpoint import EndpointSettings
-from synthner_annotator.service import build_service
 from synthner_annotator.settings import AnnotatorSettings
 from synthner_annotator.testing import Answer, Script, constant, lexicon_oracle, openai_compatible_server, sequence
+from synthner_shared.app import BrokerApp
 from synthner_shared.contracts import AnnotationFailed, DocumentAnnotated, NoteGenerated, decode_message
 from synthner_shared.messaging import ANNOTATOR, FAILURES, REASON_HEADER, TRAINER, BrokerSettings
-from synthner_shared.testing import BrokerProbe, publish_once, running_service, sample_note
+from synthner_shared.testing import BrokerProbe, publish_once, running_app, sample_note
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -24,17 +25,14 @@ TERMS = {"hypertension": "Disease", "diabetes": "Disease", "metformin": "Drug", 
 
 
 @asynccontextmanager
-async def annotator_service(broker_settings: BrokerSettings, script: Script) -> AsyncIterator[LLMAnnotator]:
+async def annotator_service(broker_settings: BrokerSettings, script: Script) -> AsyncIterator[BrokerApp]:
+    """The annotator as its composition root builds it, its LLM at a local server answering with ``script``."""
     async with openai_compatible_server(script) as server:
         endpoint = EndpointSettings(base_url=server.base_url, model="gpt-test", max_attempts=1, timeout_s=10)
         spec = LLMAnnotatorSettings(endpoint=endpoint, malformed_retries=1)
         settings = AnnotatorSettings(labels=LABELS, annotator=spec, producer="annotator-test")
-        annotator = LLMAnnotator(spec, LABELS)
-        try:
-            async with running_service(build_service(settings, broker_settings, annotator)):
-                yield annotator
-        finally:
-            await annotator.aclose()
+        async with running_app(await build(settings, broker_settings)) as app:
+            yield app
 
 
 async def test_notes_become_annotated_documents(broker_settings: BrokerSettings, broker_probe: BrokerProbe) -> None:

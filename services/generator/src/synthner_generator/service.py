@@ -1,4 +1,4 @@
-"""Binds the generator (and the job tracker) to RabbitMQ: build once from settings, run until SIGTERM."""
+"""Binds the generator (and the job tracker) to RabbitMQ; :mod:`synthner_generator.app` puts them together."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from synthner_generator.tracker import JobStore, Tracker, progress_key
 from synthner_generator.vocabulary import load_vocabularies
 from synthner_shared.contracts import GenerationProgress, GenerationRequested
 from synthner_shared.documents import read_documents
-from synthner_shared.messaging import GENERATOR, JOB_PROGRESS, BrokerSettings, Consumer, Service, serve_health
+from synthner_shared.messaging import GENERATOR, JOB_PROGRESS, BrokerSettings, Consumer, Service
 from synthner_shared.ngrams import NgramReference
 from synthner_shared.prefixes import PREFIX_FILTER, lowercase_vocabulary, safe_prefix
 
@@ -97,24 +97,3 @@ def generator_service(broker: BrokerSettings, settings: GeneratorSettings, gener
 def tracker_service(broker: BrokerSettings, settings: GeneratorSettings, store: JobStore) -> Service:
     consumer = Consumer(JOB_PROGRESS, (GenerationProgress,), Tracker(store).handle, idempotency_key=progress_key)
     return Service(broker, f"synthner-tracker/{settings.instance}", [consumer])
-
-
-async def run(role: str, broker: BrokerSettings, settings: GeneratorSettings) -> bool:
-    """Run the generator or the tracker until SIGTERM; True when in-flight work finished in time."""
-    if role == "tracker":
-        store = JobStore(settings.tracker_db)
-        try:
-            return await _serve(tracker_service(broker, settings, store), settings)
-        finally:
-            store.close()
-    async with build_generator(settings) as generator:
-        return await _serve(generator_service(broker, settings, generator), settings)
-
-
-async def _serve(service: Service, settings: GeneratorSettings) -> bool:
-    server = await serve_health(service.health, "0.0.0.0", settings.health_port) if settings.health_port else None  # noqa: S104 - probes come from the cluster
-    try:
-        return await service.run()
-    finally:
-        if server is not None:
-            server.close()

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from synthner.main import main
-from synthner_generator.service import build_generator, generator_service, tracker_service
+from synthner_generator.app import build
+from synthner_generator.service import tracker_service
 from synthner_generator.testing import local_llm_server, sample_job, settings_for
 from synthner_generator.tracker import JobStore
 from synthner_shared.contracts import (
@@ -22,7 +23,7 @@ from synthner_shared.contracts import (
     decode_message,
 )
 from synthner_shared.messaging import ANNOTATOR, FAILURES, GENERATOR, JOB_PROGRESS, REASON_HEADER, BrokerSettings
-from synthner_shared.testing import BrokerProbe, publish_once, running_service
+from synthner_shared.testing import BrokerProbe, publish_once, running_app, running_service
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -53,8 +54,7 @@ async def test_a_job_in_gives_notes_out_and_the_tracker_counts_them(
         settings = settings_for(server.url, tmp_path, part_size=4)
         store = WatchedStore(settings.tracker_db, "job-1")
         async with (
-            build_generator(settings) as generator,
-            running_service(generator_service(broker_settings, settings, generator)),
+            running_app(await build(settings, broker_settings)),
             running_service(tracker_service(broker_settings, settings, store)),
         ):
             await publish_once(broker_settings, sample_job(count=6))  # split into parts of 4 and 2
@@ -74,10 +74,7 @@ async def test_a_failing_llm_ends_as_generation_failed_messages(
 ) -> None:
     async with local_llm_server(fail_next=[500] * 100) as server:
         settings = settings_for(server.url, tmp_path)
-        async with (
-            build_generator(settings) as generator,
-            running_service(generator_service(broker_settings, settings, generator)),
-        ):
+        async with running_app(await build(settings, broker_settings)):
             await publish_once(broker_settings, sample_job(count=2))
             failures = await messages(broker_probe, broker_probe.topology.queue_name(FAILURES), 2)
             progress = await messages(broker_probe, broker_probe.topology.queue_name(JOB_PROGRESS), 2)
@@ -92,10 +89,7 @@ async def test_invalid_jobs_are_refused_with_a_reason_before_any_llm_call(
     topology = broker_probe.topology
     async with local_llm_server() as server:
         settings = settings_for(server.url, tmp_path)
-        async with (
-            build_generator(settings) as generator,
-            running_service(generator_service(broker_settings, settings, generator)),
-        ):
+        async with running_app(await build(settings, broker_settings)):
             await publish_once(
                 broker_settings, sample_job(language="xx"), sample_job(job_id="job-2", entity_labels=["Spaceship"])
             )

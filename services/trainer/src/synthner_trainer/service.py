@@ -35,7 +35,7 @@ from synthner_trainer.adaptation import discard_staging, run_adaptation_request
 from synthner_trainer.pipeline import PRODUCER, TrainingOutcome, run_training_request
 from synthner_trainer.registry import ModelRegistry
 from synthner_trainer.settings import TrainerSettings
-from synthner_trainer.store import DatasetStore, JobRequest
+from synthner_trainer.store import DatasetStore, JobRequest, LabelSetError
 from synthner_trainer.training import TrainingCancelled
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,10 @@ def idempotency_key(message: TrainerMessage) -> str:
 
 
 class TrainerService:
-    """Binds the store, the model registry and the training worker to the broker."""
+    """Binds the store, the model registry and the training worker to the broker.
+
+    Constructing it opens nothing; :meth:`start` (called by the composition root, :mod:`synthner_trainer.app`, or else
+    by :meth:`run`) checks the device and opens the store and the registry."""
 
     def __init__(
         self,
@@ -68,10 +71,9 @@ class TrainerService:
         train: TrainFunction = run_training_request,
         adapt: AdaptFunction = run_adaptation_request,
     ) -> None:
-        pick_device(settings.device)  # a GPU node without a usable GPU fails at start, not at its first training
         self.settings = settings
-        self.store = DatasetStore(settings.store_path)
-        self.registry = ModelRegistry(settings.models_dir)
+        self._store: DatasetStore | None = None
+        self._registry: ModelRegistry | None = None
         self._train = train
         self._adapt = adapt
         accepted = (DocumentAnnotated, TrainingRequested, AdaptationRequested)
@@ -87,6 +89,38 @@ class TrainerService:
         self.outcomes: list[TrainingOutcome] = []
         self.adaptations: list[GeneratorAdapted] = []
 
+    def start(self) -> None:
+        """Check the configured device, open the dataset store and the model registry, and remove the model folders
+        an earlier crash left half-written: the side effects of starting, done once (:meth:`run` calls it unless the
+        composition root did). A GPU node without a usable GPU fails here, not at its first training."""
+        if self._store is not None:
+            return
+        pick_device(self.settings.device)
+        store = DatasetStore(self.settings.store_path)
+        try:
+            registry = ModelRegistry(self.settings.models_dir)
+            discarded = registry.discard_staging() + discard_staging(self.settings.generators_dir)
+        except BaseException:
+            store.close()
+            raise
+        self._store, self._registry = store, registry
+        if discarded:
+            log.warning("removed %d half-written model folders left by an earlier crash", discarded)
+
+    @property
+    def store(self) -> DatasetStore:
+        """The dataset store (open once :meth:`start` ran)."""
+        if self._store is None:
+            raise RuntimeError("the trainer has not started: call start() or run() first")
+        return self._store
+
+    @property
+    def registry(self) -> ModelRegistry:
+        """The model registry (open once :meth:`start` ran)."""
+        if self._registry is None:
+            raise RuntimeError("the trainer has not started: call start() or run() first")
+        return self._registry
+
     # --- handlers (message in, messages out) ------------------------------------------------------------------------
 
     async def handle(self, message: TrainerMessage) -> Sequence[Envelope]:
@@ -97,11 +131,11 @@ class TrainerService:
         return []
 
     async def store_document(self, message: DocumentAnnotated) -> None:
-        labels = self.settings.labels
-        if labels is not None and not {e.label for e in message.entities} <= set(labels):
-            outside = sorted({e.label for e in message.entities} - set(labels))
-            raise PoisonMessageError(f"document uses labels {outside} outside the trainer's label set")
-        added = await asyncio.to_thread(self.store.add, message)
+        """Store the document (the store refuses labels outside the trainer's label set: a poison message)."""
+        try:
+            added = await asyncio.to_thread(self.store.add, message, self.settings.labels)
+        except LabelSetError as exc:
+            raise PoisonMessageError(str(exc)) from None
         if not added:
             log.info("document %s already stored", message.note_id[:12])
             return
@@ -204,9 +238,7 @@ class TrainerService:
 
     async def run(self, install_signal_handlers: bool = True) -> bool:
         """Consume and train until stopped (SIGTERM); a training in progress is abandoned and re-run after restart."""
-        discarded = self.registry.discard_staging() + discard_staging(self.settings.generators_dir)
-        if discarded:
-            log.warning("removed %d half-written model folders left by an earlier crash", discarded)
+        self.start()
         service_task = asyncio.create_task(self.service.run(install_signal_handlers))
         await asyncio.wait(
             [service_task, asyncio.create_task(self.service.wait_started())], return_when=asyncio.FIRST_COMPLETED
@@ -223,4 +255,6 @@ class TrainerService:
         self.service.request_stop()
 
     def close(self) -> None:
-        self.store.close()
+        """Close the dataset store (if :meth:`start` opened it)."""
+        if self._store is not None:
+            self._store.close()

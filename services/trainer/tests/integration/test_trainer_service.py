@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 from aio_pika.abc import HeadersType
 
@@ -27,8 +28,10 @@ from synthner_shared.contracts import (
     TrainingRequested,
     decode_message,
 )
+from synthner_shared.local_llm import free_port
 from synthner_shared.messaging import TRAINER, BrokerSettings, BrokerUnavailable
-from synthner_shared.testing import BrokerProbe, publish_once, sample_annotated
+from synthner_shared.testing import BrokerProbe, publish_once, running_app, sample_annotated
+from synthner_trainer.app import TrainerApp, build
 from synthner_trainer.pipeline import PRODUCER, TrainingOutcome
 from synthner_trainer.registry import ModelRegistry, decide
 from synthner_trainer.service import TrainerService
@@ -121,19 +124,26 @@ class Recorder:
 
 @asynccontextmanager
 async def trainer_running(trainer: TrainerService) -> AsyncIterator[TrainerService]:
-    """Run a TrainerService (consumer and training worker) for the block, without signal handlers."""
-    task = asyncio.create_task(trainer.run(install_signal_handlers=False))
-    started = asyncio.create_task(trainer.service.wait_started())
-    done, _ = await asyncio.wait({task, started}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
-    if task in done:
-        task.result()
-    assert started in done, "trainer did not start"
-    try:
+    """Run a TrainerService (consumer and training worker) for the block as its composition root runs it (the
+    signals are the runner's, so none are handled here), then close it."""
+    async with running_app(TrainerApp(trainer, health_address=None)):
         yield trainer
-    finally:
-        trainer.request_stop()
-        await asyncio.wait_for(task, 30)
-        trainer.close()
+
+
+async def test_the_composition_root_builds_a_started_trainer_that_answers_probes(
+    tmp_path: Path, broker_settings: BrokerSettings
+) -> None:
+    port = free_port()
+    app = await build(settings_for(tmp_path, health_port=port), broker_settings, FakeTraining([]))
+    assert app.trainer.store.count() == 0  # started by the root: the store is open before anything runs
+    async with running_app(app), httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as probe:
+        assert (await probe.get("/livez")).status_code == 200
+        ready = await probe.get("/readyz")
+        assert ready.status_code == 200
+        assert ready.json()["consuming"] is True
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as probe:
+        with pytest.raises(httpx.ConnectError):  # the probe server stops with the service
+            await probe.get("/livez")
 
 
 def settings_for(tmp_path: Path, **changes: object) -> TrainerSettings:

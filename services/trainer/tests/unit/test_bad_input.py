@@ -12,6 +12,7 @@ from synthner_shared.documents import Document, DocumentEntity
 from synthner_shared.messaging import BrokerSettings
 from synthner_shared.ner import LabelOutsideSetError
 from synthner_shared.ner.predictor import DeviceUnavailableError
+from synthner_trainer.app import build
 from synthner_trainer.base_model import BaseModelError, check_base_model, default_base_model
 from synthner_trainer.service import TrainerService
 from synthner_trainer.settings import TrainerSettings, TrainingConfig
@@ -72,10 +73,12 @@ def test_a_stride_as_long_as_the_window_is_refused() -> None:
         prepare(DOCS, None, default_base_model(), TrainingConfig(max_length=16, stride=14))
 
 
-def test_a_trainer_configured_for_cuda_without_a_gpu_fails_at_start(tmp_path: Path) -> None:
+async def test_a_trainer_configured_for_cuda_without_a_gpu_fails_at_start(tmp_path: Path) -> None:
     if torch.cuda.is_available():
         pytest.skip("a CUDA device is present")
     settings = TrainerSettings(data_dir=tmp_path, device="cuda")
+    TrainerService(settings, BrokerSettings())
+    assert list(tmp_path.iterdir()) == []  # constructing the service opens nothing
     with pytest.raises(DeviceUnavailableError, match="no CUDA device"):
-        TrainerService(settings, BrokerSettings())
+        await build(settings, BrokerSettings())
     assert list(tmp_path.iterdir()) == []  # no store or model registry opened

@@ -1,0 +1,38 @@
+"""The API's Prometheus metrics, in a registry of their own (served at ``/metrics``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        self.requests = Counter(
+            "synthner_ner_requests", "HTTP requests", ["endpoint", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "synthner_ner_request_seconds",
+            "Request latency",
+            ["endpoint"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=self.registry,
+        )
+        self.batch_texts = Histogram(
+            "synthner_ner_batch_texts",
+            "Texts per model call",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+            registry=self.registry,
+        )
+        self.model_version = Gauge(
+            "synthner_ner_model_info", "The model version being served (value 1)", ["version"], registry=self.registry
+        )
+        self.errors = Counter("synthner_ner_errors", "Errors answered", ["kind"], registry=self.registry)
+
+    def serving(self, version: str) -> None:
+        self.model_version.clear()
+        self.model_version.labels(version=version).set(1)

@@ -1,0 +1,135 @@
+"""The endpoints: NER on one text or a batch, the model being served and its hot swap, probes, metrics, the page.
+
+Handlers check the configured limits (413), take the current model through the micro-batcher and shape the answer;
+the work is the registry's and the predictor's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from fastapi import APIRouter, Response
+from fastapi.responses import HTMLResponse, JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from synthner_ner_api.dependencies import Admin, RequestId, State, User
+from synthner_ner_api.errors import ApiError
+from synthner_ner_api.models import LoadedModel, ModelNotFound, SpanPrediction, UnknownModelVersion
+from synthner_ner_api.page import PAGE_HTML
+from synthner_ner_api.schemas import (
+    BatchItemOut,
+    EntityOut,
+    ModelInfo,
+    NerBatchRequest,
+    NerBatchResponse,
+    NerRequest,
+    NerResponse,
+    ReloadRequest,
+    SwapResult,
+)
+from synthner_ner_api.state import ApiState
+
+router = APIRouter()
+
+
+def _entities(text: str, spans: Sequence[SpanPrediction]) -> list[EntityOut]:
+    return [
+        EntityOut(start=s.start, end=s.end, label=s.label, text=text[s.start : s.end], score=round(s.score, 4))
+        for s in spans
+    ]
+
+
+def check_length(state: ApiState, text: str) -> None:
+    limit = state.settings.max_text_chars
+    if len(text) > limit:
+        raise ApiError(413, f"text of {len(text)} characters is over the limit of {limit}")
+
+
+async def annotate(state: ApiState, texts: Sequence[str]) -> tuple[str, list[list[SpanPrediction]]]:
+    if state.registry.current is None:
+        raise ApiError(503, "no model is loaded yet")
+    return await state.batcher.predict(texts)
+
+
+@router.post("/v1/ner", response_model=NerResponse, summary="Entities in one text")
+async def ner(body: NerRequest, state: State, request_id: RequestId, _: User) -> NerResponse:
+    check_length(state, body.text)
+    version, (spans,) = await annotate(state, [body.text])
+    return NerResponse(entities=_entities(body.text, spans), model_version=version, request_id=request_id)
+
+
+@router.post("/v1/ner/batch", response_model=NerBatchResponse, summary="Entities in many texts, one model version")
+async def ner_batch(body: NerBatchRequest, state: State, request_id: RequestId, _: User) -> NerBatchResponse:
+    if len(body.items) > state.settings.max_batch_items:
+        raise ApiError(413, f"{len(body.items)} items is over the limit of {state.settings.max_batch_items} per batch")
+    for item in body.items:
+        check_length(state, item.text)
+    version, results = await annotate(state, [item.text for item in body.items])
+    return NerBatchResponse(
+        results=[
+            BatchItemOut(id=item.id, entities=_entities(item.text, spans))
+            for item, spans in zip(body.items, results, strict=True)
+        ],
+        model_version=version,
+        request_id=request_id,
+    )
+
+
+@router.get("/v1/model", response_model=ModelInfo, summary="The model being served")
+async def get_model(state: State, _: User) -> ModelInfo:
+    model, previous = state.registry.current, state.registry.previous
+    if model is None:
+        raise ApiError(503, "no model is loaded yet")
+    return ModelInfo(
+        version=model.version,
+        labels=model.labels,
+        base_model=model.base_model,
+        metrics=model.metrics,
+        previous_version=previous.version if previous else None,
+        serving=model.serving,
+    )
+
+
+async def _swapped(state: ApiState, action: Callable[[], Awaitable[LoadedModel]]) -> SwapResult:
+    try:
+        model = await action()
+    except UnknownModelVersion as exc:
+        raise ApiError(404, str(exc)) from None
+    except ModelNotFound as exc:
+        raise ApiError(409, str(exc)) from None
+    state.metrics.serving(model.version)
+    previous = state.registry.previous
+    return SwapResult(version=model.version, previous_version=previous.version if previous else None)
+
+
+@router.post("/v1/admin/reload", response_model=SwapResult, summary="Load a version (default: newest) and swap")
+async def reload(body: ReloadRequest, state: State, _: Admin) -> SwapResult:
+    return await _swapped(state, lambda: state.registry.load(body.version))
+
+
+@router.post("/v1/admin/rollback", response_model=SwapResult, summary="Swap back to the previous version")
+async def rollback(state: State, _: Admin) -> SwapResult:
+    return await _swapped(state, state.registry.rollback)
+
+
+@router.get("/livez", include_in_schema=False)
+async def livez() -> dict[str, Any]:
+    return {"live": True}
+
+
+@router.get("/readyz", include_in_schema=False)
+async def readyz(state: State) -> JSONResponse:
+    model = state.registry.current
+    body = {"ready": model is not None, "model_version": model.version if model else None}
+    return JSONResponse(body, status_code=200 if model is not None else 503)
+
+
+@router.get("/metrics", include_in_schema=False)
+async def prometheus_metrics(state: State) -> Response:
+    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/", include_in_schema=False)
+async def page() -> HTMLResponse:
+    return HTMLResponse(PAGE_HTML)

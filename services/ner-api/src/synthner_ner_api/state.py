@@ -1,0 +1,28 @@
+"""What every request handler needs, built once by the app factory and held on ``app.state.api``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.requests import Request
+
+from synthner_ner_api.auth import ApiKeys
+from synthner_ner_api.batcher import MicroBatcher
+from synthner_ner_api.metrics import Metrics
+from synthner_ner_api.models import ModelRegistry
+from synthner_ner_api.settings import NerApiSettings
+
+
+@dataclass
+class ApiState:
+    settings: NerApiSettings
+    registry: ModelRegistry
+    batcher: MicroBatcher
+    metrics: Metrics
+    api_keys: ApiKeys | None
+
+
+def api_state(request: Request) -> ApiState:
+    """The app's state (a FastAPI dependency, and the error handlers' and middleware's way to it)."""
+    state: ApiState = request.app.state.api
+    return state

@@ -1,0 +1,45 @@
+"""The trainer's composition root: :func:`build` puts the service together from its settings.
+
+``python -m synthner_trainer`` runs what it builds through :func:`synthner_shared.app.run_service` (logging, exit
+codes, probes, SIGTERM).
+"""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+
+from synthner_shared.app import BrokerApp, probe_address
+from synthner_shared.messaging import BrokerSettings
+from synthner_shared.ner.predictor import DeviceUnavailableError
+from synthner_trainer.adaptation import run_adaptation_request
+from synthner_trainer.pipeline import run_training_request
+from synthner_trainer.service import AdaptFunction, TrainerService, TrainFunction
+from synthner_trainer.settings import TrainerSettings
+
+CONFIGURATION_ERRORS: tuple[type[Exception], ...] = (DeviceUnavailableError,)
+"""Errors of building that mean the configuration is wrong (exit code 2): a CUDA device on a node without one."""
+
+
+class TrainerApp(BrokerApp):
+    """The trainer as built: :attr:`trainer` (its store, registry and outcomes) bound to the broker."""
+
+    def __init__(self, trainer: TrainerService, health_address: tuple[str, int] | None) -> None:
+        resources = AsyncExitStack()
+        resources.callback(trainer.close)
+        super().__init__(
+            trainer.service, resources, health_address, run=lambda: trainer.run(install_signal_handlers=False)
+        )
+        self.trainer = trainer
+
+
+async def build(
+    settings: TrainerSettings,
+    broker: BrokerSettings,
+    train: TrainFunction = run_training_request,
+    adapt: AdaptFunction = run_adaptation_request,
+) -> TrainerApp:
+    """The trainer bound to its queue, started: its device checked, its dataset store and model registry open
+    (:meth:`TrainerService.start`); ``aclose`` closes the store. ``train`` and ``adapt`` are fakes in tests."""
+    trainer = TrainerService(settings, broker, train, adapt)
+    trainer.start()
+    return TrainerApp(trainer, probe_address(settings.health_port))
