@@ -1,11 +1,11 @@
-"""The four stages on one machine, built from the services' own handlers and settings.
+"""The four stages on one machine, each built by its service's composition root (``synthner_<svc>.app.build``).
 
-Two transports over the same handlers:
+Three transports over the same services:
 
-- ``in-process``: the generator's, annotator's and trainer's handler functions chained in memory — each output
+- ``in-process``: the generator's, annotator's and trainer's consumers' handlers chained in memory — each output
   message is routed by its type to the handler that consumes it in production, until nothing is left to route;
-- ``broker``: each stage as its own ``Service`` (its own connection and quorum queue, the builders the services'
-  entry points use) in a fresh namespace on a RabbitMQ, plus an observer queue that receives a copy of every message
+- ``broker``: each stage run as its composition root built it (its own connection and quorum queue) in a fresh
+  namespace on a RabbitMQ, plus an observer queue that receives a copy of every message
   so the run can be counted and reported; the namespace is deleted at the end;
 - ``processes``: the same over RabbitMQ, but each stage is a separate OS process started from its production entry
   point (``python -m synthner_generator`` ...) by :mod:`synthner.supervisor`; the observer stays in the demo.
@@ -26,6 +26,7 @@ from typing import Literal, TypeVar
 
 import aio_pika
 
+from synthner_shared.app import BrokerApp
 from synthner_shared.contracts import (
     AnnotationFailed,
     DocumentAnnotated,
@@ -125,6 +126,13 @@ class Routes:
         self._handlers[kind] = route
         return self
 
+    def serve(self, service: Service) -> Routes:
+        """Route every message type the service's consumers accept to that consumer's handler."""
+        for consumer in service.consumers:
+            for kind in consumer.accepts:
+                self.add(kind, consumer.handler)
+        return self
+
     def handler(self, message: Envelope) -> Handler | None:
         return self._handlers.get(type(message))
 
@@ -210,6 +218,30 @@ async def running(services: Sequence[Service]) -> AsyncIterator[None]:
     finally:
         for service in services:
             service.request_stop()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@contextlib.asynccontextmanager
+async def running_apps(apps: Sequence[BrokerApp]) -> AsyncIterator[None]:
+    """Run the services as their composition roots built them, yield once all consume, stop them on exit (closing
+    them stays with whoever built them)."""
+    tasks = [asyncio.create_task(app.run()) for app in apps]
+    try:
+
+        async def all_started() -> bool:
+            await asyncio.gather(*(app.wait_started() for app in apps))
+            return True
+
+        started = asyncio.create_task(all_started())
+        done, _ = await asyncio.wait([*tasks, started], return_when=asyncio.FIRST_COMPLETED)
+        for task in tasks:
+            if task in done:
+                started.cancel()
+                task.result()  # a service that ended before starting raises its error (e.g. broker unreachable)
+        yield
+    finally:
+        for app in apps:
+            app.request_stop()
         await asyncio.gather(*tasks, return_exceptions=True)
 
 

@@ -1,6 +1,7 @@
 """The run's counts from durable state only: which note id each planned note became (the generator's dedup
-database), what the trainer's dataset store holds (its own read methods, on a read-only view), and what every
-dead-letter, failure and quarantine queue holds, drained and mapped to the notes each message stands for."""
+database) and what the trainer's dataset store holds, each read through its store's own read methods on a read-only
+view, and what every dead-letter, failure and quarantine queue holds, drained and mapped to the notes each message
+stands for."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
+from synthner_generator.dedup import DedupStore
 from synthner_shared.contracts import (
     AnnotationFailed,
     DocumentAnnotated,
@@ -37,19 +39,15 @@ from tests.reliability.chaos.result import ChaosResult
 
 
 def planned_note_ids(dedup_db: Path, job_id: str) -> dict[int, str]:
-    """Note index -> note id, as the generator recorded each planned note it accepted (its dedup database, whose
-    entries are owned by ``<job id>:<note index>``).
-
-    The generator's :class:`~synthner_generator.dedup.DedupStore` has no read method for its owners, so this is the
-    one query of another service's tables left here (read-only)."""
+    """Note index -> note id, as the generator recorded each planned note it accepted (a read-only view of its dedup
+    database)."""
     if not dedup_db.is_file():
         return {}
-    db = sqlite3.connect(f"{dedup_db.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+    dedup = DedupStore(dedup_db, read_only=True)
     try:
-        rows = db.execute("SELECT owner, note_id FROM notes WHERE owner LIKE ?", (f"{job_id}:%",)).fetchall()
+        return dedup.planned_note_ids(job_id)
     finally:
-        db.close()
-    return {int(owner.rsplit(":", 1)[1]): note_id for owner, note_id in rows}
+        dedup.close()
 
 
 def _store_view(store_db: Path) -> DatasetStore | None:

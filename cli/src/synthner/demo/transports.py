@@ -1,6 +1,7 @@
-"""The three ways the demo runs its stages (:mod:`synthner.local_pipeline`): their handlers chained in this process,
-each stage a ``Service`` over RabbitMQ in this process, or each a separate OS process over RabbitMQ. Each returns the
-messages the run produced and the training's outcome."""
+"""The three ways the demo runs its stages (:mod:`synthner.local_pipeline`), each stage built by its service's
+composition root (``synthner_<svc>.app.build``): their consumers' handlers chained in this process, each run as its
+root built it over RabbitMQ in this process, or each a separate OS process (its ``python -m`` entry point, which runs
+the same root) over RabbitMQ. Each returns the messages the run produced and the training's outcome."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,9 +24,7 @@ from synthner_shared.contracts import (
     DocumentAnnotated,
     Envelope,
     EvaluationResult,
-    GenerationRequested,
     ModelPublished,
-    NoteGenerated,
     TrainingRequested,
 )
 from synthner_shared.messaging import BrokerSettings
@@ -33,9 +33,7 @@ if TYPE_CHECKING:
     from synthner.demo.probe import Sample
     from synthner.supervisor import ProcessSpec
     from synthner_shared.local_llm import LocalLLM
-    from synthner_trainer.registry import ModelRegistry
-    from synthner_trainer.settings import TrainerSettings
-    from synthner_trainer.store import DatasetStore
+    from synthner_trainer.service import TrainerService
 
 log = logging.getLogger(__name__)
 
@@ -76,72 +74,61 @@ async def choose_transport(options: DemoOptions) -> tuple[Transport, BrokerSetti
 
 
 async def run_in_process(stages: Stages, llm: LocalLLM, progress: bool) -> tuple[PipelineRun, TrainingReport]:
-    """The handlers chained in memory: generator -> annotator -> trainer's store; then one training request."""
+    """Each stage built by its composition root, its consumers' handlers chained in memory: generator -> annotator ->
+    trainer's store; then one training request, run by the trainer with its progress drawn as a bar."""
     from synthner.local_pipeline import Routes, run_in_memory
-    from synthner_annotator.factory import build_annotator
-    from synthner_annotator.handler import make_handler
-    from synthner_generator.service import build_generator
-    from synthner_trainer.registry import ModelRegistry
-    from synthner_trainer.store import DatasetStore, LabelSetError
+    from synthner_annotator import app as annotator_app
+    from synthner_generator import app as generator_app
+    from synthner_shared.messaging import PoisonMessageError
+    from synthner_trainer import app as trainer_app
 
-    settings = stages.trainer
-    store = DatasetStore(settings.store_path)
-    registry = ModelRegistry(settings.models_dir)
-    annotator = build_annotator(stages.annotator.annotator, stages.annotator.labels)
-    annotate = make_handler(
-        annotator, stages.annotator.labels, stages.annotator.producer, stages.annotator.max_note_chars
-    )
+    # No broker carries these messages: the services' connections are never opened, so their settings are the
+    # defaults, not read from the environment.
+    unused = BrokerSettings.model_construct()
+    curve = TrainingCurve(progress)
+    async with AsyncExitStack() as resources:
+        trainer = await trainer_app.build(stages.trainer, unused, progress=curve)
+        resources.push_async_callback(trainer.aclose)
+        annotator = await annotator_app.build(stages.annotator, unused)
+        resources.push_async_callback(annotator.aclose)
 
-    async def keep(document: DocumentAnnotated) -> list[Envelope]:
-        """The trainer's store, with its label check (over the broker, the trainer dead-letters such a document)."""
-        try:
-            await asyncio.to_thread(store.add, document, settings.labels)
-        except LabelSetError as exc:
-            log.warning("document %s not stored: %s", document.note_id[:12], exc)
-        return []
+        async def keep(document: DocumentAnnotated) -> list[Envelope]:
+            """The trainer's handler, with its label check (over the broker, the trainer dead-letters such a
+            document; here it is left out of the dataset)."""
+            try:
+                await trainer.trainer.store_document(document)
+            except PoisonMessageError as exc:
+                log.warning("document %s not stored: %s", document.note_id[:12], exc)
+            return []
 
-    try:
-        async with build_generator(stages.generator) as generator:
+        async with AsyncExitStack() as generating:
+            generator = await generator_app.build(stages.generator, unused)
+            generating.push_async_callback(generator.aclose)
             print(f"generating {stages.request.count} notes with {llm.model} (llama.cpp) ...", flush=True)
             bars = StageBars(stages.request.count, progress)
-            routes = (
-                Routes()
-                .add(GenerationRequested, generator.handle)
-                .add(NoteGenerated, annotate)
-                .add(DocumentAnnotated, keep)
-            )
+            routes = Routes().serve(generator.service).serve(annotator.service).add(DocumentAnnotated, keep)
             try:
                 run = await run_in_memory(stages.request, routes, bars.see)
             finally:
                 bars.close()
         request = TrainingRequested(correlation_id=stages.request.job_id, producer=PRODUCER)
-        report = await asyncio.to_thread(train, request, store, registry, settings, progress)
+        report = await asyncio.to_thread(train, trainer.trainer, request, curve)
         run.messages.append(request)
         if report.published is not None:
             run.messages.append(report.published)
         return run, report
-    finally:
-        await annotator.aclose()
-        store.close()
 
 
-def train(
-    request: TrainingRequested,
-    store: DatasetStore,
-    registry: ModelRegistry,
-    settings: TrainerSettings,
-    show_progress: bool = False,
-) -> TrainingReport:
-    """The trainer's own training path (:func:`run_training_request`, as the service runs it), with its progress
-    drawn as a bar and kept as the learning curve."""
-    from synthner_trainer.pipeline import run_training_request
+def train(trainer: TrainerService, request: TrainingRequested, curve: TrainingCurve) -> TrainingReport:
+    """The trainer's own training path (:meth:`TrainerService.train_now`, as its worker runs it), its progress drawn
+    by ``curve`` (the trainer's progress callback) and kept as the learning curve."""
     from synthner_trainer.store import EmptyDatasetError
 
-    curve = TrainingCurve(show_progress)
-    print(f"training {settings.training.epochs:g} epoch(s) on {store.count()} annotated notes ...", flush=True)
+    epochs = trainer.settings.training.epochs
+    print(f"training {epochs:g} epoch(s) on {trainer.store.count()} annotated notes ...", flush=True)
     try:
         with curve:
-            outcome = run_training_request(request, store, registry, settings, progress=curve)
+            outcome = trainer.train_now(request)
     except (EmptyDatasetError, ValueError) as exc:
         raise DemoError(f"training refused: {exc} (generate more notes: --notes N)") from None
     version = outcome.version
@@ -180,29 +167,30 @@ async def within_deadline(
 async def run_over_broker(
     stages: Stages, llm: LocalLLM, broker: BrokerSettings, progress: bool, stage: CurrentStage
 ) -> tuple[PipelineRun, TrainingReport]:
-    """Each stage its own Service on RabbitMQ (a fresh namespace, deleted afterwards), fed by one published job."""
-    from synthner.local_pipeline import delete_namespace, running
-    from synthner_annotator.factory import build_annotator
-    from synthner_annotator.service import build_service
-    from synthner_generator.service import build_generator, generator_service
-    from synthner_trainer.service import TrainerService
+    """Each stage run as its composition root built it, on RabbitMQ (a fresh namespace, deleted afterwards), fed by
+    one published job."""
+    from synthner.local_pipeline import delete_namespace, running, running_apps
+    from synthner_annotator import app as annotator_app
+    from synthner_generator import app as generator_app
+    from synthner_trainer import app as trainer_app
 
     bars = StageBars(stages.request.count, progress)
     observer = Observer(broker, "demo", bars.see)
-    trainer = TrainerService(stages.trainer, broker)
-    annotator = build_annotator(stages.annotator.annotator, stages.annotator.labels)
     job = stages.request
+    resources = AsyncExitStack()
     trainer_task: asyncio.Task[bool] | None = None
     try:
-        async with build_generator(stages.generator) as generator:
-            services = [
-                observer.service,
-                generator_service(broker, stages.generator, generator),
-                build_service(stages.annotator, broker, annotator),
-            ]
-            async with running(services):
-                trainer_task = asyncio.create_task(trainer.run(install_signal_handlers=False))
-                await first_of(trainer_task, trainer.service.wait_started())
+        built = await trainer_app.build(stages.trainer, broker)
+        resources.push_async_callback(built.aclose)
+        trainer = built.trainer
+        annotator = await annotator_app.build(stages.annotator, broker)
+        resources.push_async_callback(annotator.aclose)
+        async with AsyncExitStack() as generating:
+            generator = await generator_app.build(stages.generator, broker)
+            generating.push_async_callback(generator.aclose)
+            async with running([observer.service]), running_apps([generator, annotator]):
+                trainer_task = asyncio.create_task(built.run())
+                await first_of(trainer_task, built.wait_started())
                 print(f"namespace {broker.namespace}: generating {job.count} notes with {llm.model} ...", flush=True)
                 await observer.service.broker.publisher.publish(job)
                 expected = await generate_and_annotate(observer, job.count, stage, bars)
@@ -227,10 +215,9 @@ async def run_over_broker(
     finally:
         bars.close()
         if trainer_task is not None:
-            trainer.request_stop()
+            built.request_stop()
             await asyncio.gather(trainer_task, return_exceptions=True)
-        await annotator.aclose()
-        trainer.close()
+        await resources.aclose()
         try:
             await delete_namespace(broker, observer)
         except Exception as exc:  # noqa: BLE001 - clean-up must not hide the run's own outcome

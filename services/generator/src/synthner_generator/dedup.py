@@ -31,6 +31,8 @@ _rng = np.random.default_rng(20_251_123)  # fixed: signatures must be comparable
 _A = _rng.integers(1, 1 << 31, size=PERMUTATIONS, dtype=np.uint64)
 _B = _rng.integers(0, 1 << 31, size=PERMUTATIONS, dtype=np.uint64)
 _WORD = re.compile(r"\w+")
+DEFAULT_THRESHOLD = 0.8
+"""Estimated Jaccard similarity from which a note is a near duplicate (the settings' default)."""
 
 Signature = npt.NDArray[np.uint64]
 Verdict = Literal["new", "duplicate", "near_duplicate"]
@@ -64,6 +66,11 @@ def _band_keys(signature: Signature) -> list[bytes]:
     return [bytes([band]) + hashlib.blake2b(row.tobytes(), digest_size=8).digest() for band, row in enumerate(rows)]
 
 
+def note_owner(job_id: str, note_index: int) -> str:
+    """Who a planned note's entry belongs to: ``<job id>:<note index>``."""
+    return f"{job_id}:{note_index}"
+
+
 @dataclass(frozen=True)
 class DedupResult:
     verdict: Verdict
@@ -73,7 +80,14 @@ class DedupResult:
 class DedupStore:
     """The persistent set of accepted notes; :meth:`admit` checks a note and, if new, records it, atomically."""
 
-    def __init__(self, path: Path, threshold: float) -> None:
+    def __init__(self, path: Path, threshold: float = DEFAULT_THRESHOLD, *, read_only: bool = False) -> None:
+        """Open (or create) the database; ``read_only``: a view of a database a generator owns, which creates and
+        writes nothing (it fails with :class:`sqlite3.OperationalError` while the file does not exist)."""
+        self._threshold = threshold
+        if read_only:
+            uri = f"{path.resolve().as_uri()}?mode=ro"
+            self._db = sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None)
+            return
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -88,13 +102,22 @@ class DedupStore:
             CREATE INDEX IF NOT EXISTS bands_note ON bands(note_id);
             """
         )
-        self._threshold = threshold
 
     def close(self) -> None:
         self._db.close()
 
     def __len__(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM notes").fetchone()[0])
+
+    def planned_note_ids(self, job_id: str) -> dict[int, str]:
+        """Note index -> note id of each planned note of the job that was accepted (the entries :func:`note_owner`
+        names); a note regenerated for the same index counts in its last accepted version."""
+        prefix = f"{job_id}:"
+        rows = self._db.execute(
+            "SELECT owner, note_id FROM notes WHERE substr(owner, 1, ?) = ?", (len(prefix), prefix)
+        ).fetchall()
+        indices = ((row_owner[len(prefix) :], note_id) for row_owner, note_id in rows)
+        return {int(index): note_id for index, note_id in indices if index.isdigit()}  # not job "<job id>:x"'s
 
     def admit(self, note_id: str, text: str, owner: str) -> DedupResult:
         """Record the note unless it duplicates (exactly or nearly) a note of another owner."""

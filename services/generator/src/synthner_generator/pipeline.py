@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from synthner_generator.dedup import DedupStore
+from synthner_generator.dedup import DedupStore, note_owner
 from synthner_generator.leakgate import LeakGate
 from synthner_generator.llm import LLMClient, Prompt, complete_with_retries
 from synthner_generator.planning import JobContext, JobRefused, NotePlan, plan_note, split, validate
@@ -236,7 +236,7 @@ class Generator:
                     leak_check=leak,
                 ),
             )
-        verdict = self._dedup.admit(note_id, text, owner=f"{request.job_id}:{plan.index}")
+        verdict = self._dedup.admit(note_id, text, owner=note_owner(request.job_id, plan.index))
         if verdict.verdict != "new":
             log.info(
                 "job %s note %d attempt %d dropped: %s (similarity %.2f)",

@@ -7,6 +7,7 @@ codes, probes, SIGTERM).
 from __future__ import annotations
 
 from contextlib import AsyncExitStack
+from functools import partial
 
 from synthner_shared.app import BrokerApp, probe_address
 from synthner_shared.messaging import BrokerSettings
@@ -15,6 +16,7 @@ from synthner_trainer.adaptation import run_adaptation_request
 from synthner_trainer.pipeline import run_training_request
 from synthner_trainer.service import AdaptFunction, TrainerService, TrainFunction
 from synthner_trainer.settings import TrainerSettings
+from synthner_trainer.training import ProgressCallback
 
 CONFIGURATION_ERRORS: tuple[type[Exception], ...] = (DeviceUnavailableError,)
 """Errors of building that mean the configuration is wrong (exit code 2): a CUDA device on a node without one."""
@@ -35,11 +37,19 @@ class TrainerApp(BrokerApp):
 async def build(
     settings: TrainerSettings,
     broker: BrokerSettings,
-    train: TrainFunction = run_training_request,
+    train: TrainFunction | None = None,
     adapt: AdaptFunction = run_adaptation_request,
+    *,
+    progress: ProgressCallback | None = None,
 ) -> TrainerApp:
     """The trainer bound to its queue, started: its device checked, its dataset store and model registry open
-    (:meth:`TrainerService.start`); ``aclose`` closes the store. ``train`` and ``adapt`` are fakes in tests."""
+    (:meth:`TrainerService.start`); ``aclose`` closes the store. ``train`` (:func:`run_training_request` unless given)
+    and ``adapt`` are fakes in tests. ``progress`` sees every update of the default ``train``'s trainings (the CLI
+    draws its bar and learning curve from them); they are logged without it."""
+    if train is None:
+        train = run_training_request if progress is None else partial(run_training_request, progress=progress)
+    elif progress is not None:
+        raise ValueError("progress is reported by the default training only: pass train or progress, not both")
     trainer = TrainerService(settings, broker, train, adapt)
     trainer.start()
     return TrainerApp(trainer, probe_address(settings.health_port))

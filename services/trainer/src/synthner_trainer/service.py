@@ -219,6 +219,11 @@ class TrainerService:
         detail = f"{outcome.version.status} {outcome.version.name}"
         await asyncio.to_thread(self.store.set_request_status, request, "done", detail)
 
+    def train_now(self, request: TrainingRequested) -> TrainingOutcome:
+        """Run one training in the calling thread with the service's ``train``, store and registry, neither queued
+        nor announced (the CLI's in-process run, where no broker carries the request or the event)."""
+        return self._train(request, self.store, self.registry, self.settings, self._stop_training.is_set)
+
     async def _announce(self, event: Envelope) -> None:
         """Publish a finished job's event, retrying while the broker is away (a restart) until it is confirmed.
 

@@ -9,11 +9,13 @@ import pytest
 import torch
 
 from synthner_shared.documents import Document, DocumentEntity
-from synthner_shared.messaging import BrokerSettings
+from synthner_shared.messaging import BrokerSettings, PoisonMessageError
 from synthner_shared.ner import LabelOutsideSetError
 from synthner_shared.ner.predictor import DeviceUnavailableError
+from synthner_shared.testing import sample_annotated
 from synthner_trainer.app import build
 from synthner_trainer.base_model import BaseModelError, check_base_model, default_base_model
+from synthner_trainer.pipeline import TrainingOutcome
 from synthner_trainer.service import TrainerService
 from synthner_trainer.settings import TrainerSettings, TrainingConfig
 from synthner_trainer.store import EmptyDatasetError
@@ -82,3 +84,25 @@ async def test_a_trainer_configured_for_cuda_without_a_gpu_fails_at_start(tmp_pa
     with pytest.raises(DeviceUnavailableError, match="no CUDA device"):
         await build(settings, BrokerSettings())
     assert list(tmp_path.iterdir()) == []  # no store or model registry opened
+
+
+async def test_a_document_with_labels_outside_the_trainers_set_is_a_poison_message_and_not_stored(
+    tmp_path: Path,
+) -> None:
+    app = await build(TrainerSettings(data_dir=tmp_path, labels=["Symptom"]), BrokerSettings())
+    try:
+        document = sample_annotated(seed=1, target_chars=300, spans=3)  # Disease spans only
+        with pytest.raises(PoisonMessageError, match=r"^document uses labels \['Disease'\] outside the trainer's"):
+            await app.trainer.store_document(document)
+        assert app.trainer.store.count() == 0
+    finally:
+        await app.aclose()
+
+
+async def test_progress_is_reported_by_the_default_training_only(tmp_path: Path) -> None:
+    def fake_train(*_: object) -> TrainingOutcome:
+        raise AssertionError("not called")
+
+    with pytest.raises(ValueError, match="not both"):
+        await build(TrainerSettings(data_dir=tmp_path), BrokerSettings(), fake_train, progress=lambda _: None)
+    assert list(tmp_path.iterdir()) == []

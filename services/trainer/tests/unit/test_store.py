@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,13 @@ import pytest
 from synthner_shared.contracts import DatasetSelection, TrainingRequested
 from synthner_shared.documents import read_documents
 from synthner_shared.testing import sample_annotated
-from synthner_trainer.store import DatasetStore, EmptyDatasetError, UnknownDatasetVersionError
+from synthner_trainer.store import (
+    DatasetStore,
+    EmptyDatasetError,
+    LabelSetError,
+    UnknownDatasetVersionError,
+    check_labels,
+)
 
 
 def test_store_keeps_the_first_copy_of_a_note_and_counts_it_once(tmp_path: Path) -> None:
@@ -90,3 +97,49 @@ def test_automatic_trigger_counts_documents_since_the_last_trigger(tmp_path: Pat
     store.add(sample_annotated(seed=7, target_chars=200, spans=1))
     assert store.new_since_trigger() == 1
     assert store.claim_trigger(2) is False
+
+
+def test_a_document_with_labels_outside_the_trainers_set_is_refused_and_not_stored(tmp_path: Path) -> None:
+    store = DatasetStore(tmp_path / "store.sqlite3")
+    disease = sample_annotated(seed=1, target_chars=300, spans=3)  # Disease spans only
+    check_labels(disease, None)  # no label set: any label
+    check_labels(disease, ["Disease", "Symptom"])
+    with pytest.raises(LabelSetError, match=r"labels \['Disease'\] outside the trainer's label set"):
+        check_labels(disease, ["Symptom"])
+    with pytest.raises(LabelSetError, match=r"\['Disease'\]"):
+        store.add(disease, ["Symptom"])
+    assert store.count() == 0
+    assert store.add(disease, ["Disease"]) is True
+    assert store.count() == 1
+
+
+def test_note_ids_are_listed_once_each_in_the_order_stored(tmp_path: Path) -> None:
+    store = DatasetStore(tmp_path / "store.sqlite3")
+    assert store.note_ids() == []
+    documents = [sample_annotated(seed=seed, target_chars=200, spans=2) for seed in (5, 3, 9)]
+    for document in [*documents, documents[0]]:  # the last one a redelivery
+        store.add(document)
+    assert store.note_ids() == [d.note_id for d in documents]
+
+
+def test_a_read_only_view_reads_the_owners_writes_and_refuses_its_own(tmp_path: Path) -> None:
+    path = tmp_path / "trainer" / "store.sqlite3"
+    with pytest.raises(sqlite3.OperationalError):
+        DatasetStore(path, read_only=True)  # nothing to view yet
+    assert not path.parent.exists()  # and the attempt created nothing
+
+    owner = DatasetStore(path)
+    view = DatasetStore(path, read_only=True)
+    try:
+        first = sample_annotated(seed=1, target_chars=200, spans=2)
+        owner.add(first)
+        assert view.note_ids() == [first.note_id]
+        assert view.count() == 1
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            view.add(sample_annotated(seed=2, target_chars=200, spans=2))
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            view.enqueue_request(TrainingRequested(correlation_id="c", producer="test"))
+        assert owner.count() == 1
+    finally:
+        view.close()
+        owner.close()

@@ -52,6 +52,11 @@ class Service:
         self._stop = asyncio.Event()
         self._started = asyncio.Event()
 
+    @property
+    def consumers(self) -> Sequence[Consumer[Any]]:
+        """What the service consumes (the CLI's in-process run calls their handlers without a broker)."""
+        return self._consumers
+
     def health(self) -> Health:
         return Health(
             connected=self.broker.connected,
