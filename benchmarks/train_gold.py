@@ -146,7 +146,9 @@ def run(args: argparse.Namespace, base_model: Path) -> int:
     predictor = result.predictor()
     scored = predictor.score([d.text for d in test])  # the model runs once; decoded with and without identifiers
     scores = evaluate_spans(test, with_spans(test, [predictor.decode(s) for s in scored]), args.test.name)
-    model_only = evaluate_spans(test, with_spans(test, [predictor.decode(s, identifiers={}) for s in scored]), "")
+    model_only = evaluate_spans(
+        test, with_spans(test, [predictor.decode(s, identifiers={}) for s in scored]), "model only"
+    )
     seconds = time.perf_counter() - started
     print(
         f"train={len(train)} dev={len(dev)} test={len(test)} epochs_run={result.epochs_run}"
