@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import re
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +17,13 @@ from synthner_shared.ner import (
     LabelOutsideSetError,
     SpecialTokens,
     TokenizedText,
-    at_class_boundaries,
     decode_word_tags,
     encode_windows,
     iob2_round_trip,
     iob2_tags,
-    is_class_boundary,
     merge_window_predictions,
     plan_windows,
-    split_words_at_class_changes,
+    split_words_at_punctuation,
     token_label_ids,
     tokenize,
     word_scores,
@@ -114,37 +111,12 @@ def test_punctuation_at_a_token_boundary_separates_words_of_a_whitespace_tokeniz
     text = "en Madrid. (Barcelona)"
     offsets = [(0, 2), (3, 9), (9, 10), (11, 12), (11, 12), (12, 21), (21, 22)]
     words = [0, 1, 1, 2, 2, 2, 2]
-    assert split_words_at_class_changes(text, offsets, words) == [0, 1, 2, 3, 3, 4, 5]
-    tokens = TokenizedText(list(range(len(offsets))), offsets, split_words_at_class_changes(text, offsets, words))
+    assert split_words_at_punctuation(text, offsets, words) == [0, 1, 2, 3, 3, 4, 5]
+    tokens = TokenizedText(list(range(len(offsets))), offsets, split_words_at_punctuation(text, offsets, words))
     _, counts = iob2_round_trip(tokens, [span(3, 9, "TERRITORIO"), span(12, 21, "TERRITORIO")])
     assert counts.exact == 2
-    # words split at token boundaries only: tokenize() first splits a token such as "28." that crosses a class change
-    assert split_words_at_class_changes("CP 28.", [(0, 2), (3, 6)], [0, 1]) == [0, 1]
-
-
-def test_a_letter_digit_change_at_a_token_boundary_separates_words() -> None:
-    # WordPiece keeps "BRCA1" one word ("br", "##ca", "##1"); an entity "BRCA" must be expressible
-    assert split_words_at_class_changes("BRCA1 gen", [(0, 2), (2, 4), (4, 5), (6, 9)], [0, 0, 0, 1]) == [0, 0, 1, 2]
-
-
-@pytest.mark.parametrize(
-    ("text", "position", "boundary"),
-    [
-        ("ab", 1, False),
-        ("a1", 1, True),
-        ("12", 1, False),
-        ("1.", 1, True),
-        ("..", 1, True),
-        ("a b", 1, True),
-        ("MartínezCorreo", 8, True),  # glued words: lower, then upper
-        ("DRAlberto", 2, True),  # upper, then upper and lower
-        ("DRAlberto", 1, False),
-        ("ABC", 1, False),
-        ("Ab", 1, False),
-    ],
-)
-def test_class_boundaries(text: str, position: int, boundary: bool) -> None:
-    assert is_class_boundary(text, position) is boundary
+    # a word piece glued to its punctuation cannot be split ("28." as one token)
+    assert split_words_at_punctuation("CP 28.", [(0, 2), (3, 6)], [0, 1]) == [0, 1]
 
 
 @pytest.mark.parametrize(("length", "stride"), [(1, 0), (3, 1), (5, 2), (8, 7), (50, 10)])
@@ -208,7 +180,6 @@ def test_gold_spans_survive_iob2_and_windows_with_a_real_tokenizer(path: Path) -
         decoded, counts = iob2_round_trip(tokens, document.entities)
         total += counts.spans
         exact += counts.exact
-        assert_lost_spans_are_cut_inside_a_word(document.text, document.entities, decoded)
         # the same through 64-token windows with a 16-token overlap: windows must not lose or alter anything
         labels = sorted({e.label for e in document.entities}) or ["x"]
         tags = iob2_tags(labels)
@@ -219,17 +190,7 @@ def test_gold_spans_survive_iob2_and_windows_with_a_real_tokenizer(path: Path) -
         predictions = [[tags[label] if label >= 0 else "O" for label in w.labels[inner]] for w in encoded]
         merged = decode_word_tags(tokens, merge_window_predictions(tokens, windows, predictions)) if windows else []
         through_windows += merged == decoded
+    share = exact / total
     print(f"{path.parent.name}/{path.name}: {exact}/{total} spans exact ({total - exact} widened or merged)")
     assert through_windows == sum(1 for _ in read_documents(path))
-    # measured: NCBI train 5132/5134, MEDDOCAN train 11330/11333, dev 5800/5801, the rest all (annotations cut inside
-    # a word, "disorde", "52 años" of "añosingresó"); before tokens were split at class changes: 99.92-99.96%
-    assert exact >= 0.9995 * total
-
-
-def assert_lost_spans_are_cut_inside_a_word(
-    text: str, gold: Sequence[DocumentEntity], decoded: Sequence[CharSpan]
-) -> None:
-    """Every gold span whose ends are at class changes round-trips; only spans cut inside a word may be lost."""
-    kept = {(s.start, s.end, s.label) for s in decoded}
-    lost = [e for e in gold if (e.start, e.end, e.label) not in kept]
-    assert [e for e in lost if at_class_boundaries(text, e)] == []
+    assert share >= 0.995  # measured: NCBI 100% / 99.96%, MEDDOCAN 99.92% with all-MiniLM-L6-v2's tokenizer

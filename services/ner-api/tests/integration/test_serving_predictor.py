@@ -54,8 +54,9 @@ def test_served_spans_and_scores_are_the_shared_predictors(
     assert [[(s.start, s.end, s.label) for s in spans] for spans in served] == [
         [(s.start, s.end, s.label) for s in spans] for spans in expected
     ]
+    # float32 over other batch shapes (the budget cuts batches the shared predictor does not): a few 1e-6 apart
     assert [s.score for spans in served for s in spans] == pytest.approx(
-        [s.score for spans in expected for s in spans], abs=1e-6
+        [s.score for spans in expected for s in spans], abs=1e-5
     )
 
 

@@ -25,7 +25,6 @@ the same way.
 
 from __future__ import annotations
 
-import itertools
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -114,11 +113,7 @@ class SlowTokenizerError(TypeError):
 def tokenize(tokenizer: TokenizerCall, text: str) -> TokenizedText:
     """Tokenize ``text`` whole (no special tokens, no truncation), keeping offsets and word ids.
 
-    Tokens with an empty character extent (nothing of the text) are dropped, so every token covers text. A token that
-    spans a character-class change (:func:`is_class_boundary`, e.g. SentencePiece's ``28.`` or ``1946)``) is replaced
-    by the tokens of its parts, each part tokenized on its own, so that an entity can start or end at every class
-    change whatever the tokenizer's vocabulary; words then split at every class change too
-    (:func:`split_words_at_class_changes`).
+    Tokens with an empty character extent (nothing of the text) are dropped, so every token covers text.
     """
     encoding: Any = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
     if not getattr(tokenizer, "is_fast", False):
@@ -131,42 +126,7 @@ def tokenize(tokenizer: TokenizerCall, text: str) -> TokenizedText:
         ids.append(int(token_id))
         offsets.append((int(start), int(end)))
         words.append(int(word))
-    ids, offsets, words = _split_tokens_at_class_changes(tokenizer, text, ids, offsets, words)
-    return TokenizedText(ids, offsets, split_words_at_class_changes(text, offsets, words))
-
-
-def _split_tokens_at_class_changes(
-    tokenizer: TokenizerCall, text: str, ids: list[int], offsets: list[tuple[int, int]], words: list[int]
-) -> tuple[list[int], list[tuple[int, int]], list[int]]:
-    """Replace every token that crosses a class change by the tokens of its parts (one batched tokenizer call)."""
-    crossing: dict[int, list[tuple[int, int]]] = {}
-    for index, (start, end) in enumerate(offsets):
-        cuts = [p for p in range(start + 1, end) if is_class_boundary(text, p)]
-        if cuts:
-            edges = [start, *cuts, end]
-            crossing[index] = list(itertools.pairwise(edges))
-    if not crossing:
-        return ids, offsets, words
-    parts = [part for index in sorted(crossing) for part in crossing[index]]
-    encoded: Any = tokenizer(
-        [text[a:b] for a, b in parts], add_special_tokens=False, return_offsets_mapping=True, verbose=False
-    )
-    pieces = iter(zip(parts, encoded["input_ids"], encoded["offset_mapping"], strict=True))
-    new_ids, new_offsets, new_words = [], [], []
-    for index, (token_id, extent, word) in enumerate(zip(ids, offsets, words, strict=True)):
-        if index not in crossing:
-            new_ids.append(token_id)
-            new_offsets.append(extent)
-            new_words.append(word)
-            continue
-        for _ in crossing[index]:
-            (part_start, _), part_ids, part_offsets = next(pieces)
-            for piece_id, (start, end) in zip(part_ids, part_offsets, strict=True):
-                if end > start:
-                    new_ids.append(int(piece_id))
-                    new_offsets.append((part_start + int(start), part_start + int(end)))
-                    new_words.append(word)
-    return new_ids, new_offsets, new_words
+    return TokenizedText(ids, offsets, split_words_at_punctuation(text, offsets, words))
 
 
 def is_punctuation(char: str) -> bool:
@@ -177,41 +137,15 @@ def is_punctuation(char: str) -> bool:
     return unicodedata.category(char).startswith("P")
 
 
-def character_class(char: str) -> str:
-    """``L`` letters (and combining marks), ``N`` digits and other numbers, ``Z`` white space; any other character
-    (punctuation, symbols) is a class of its own, so it is separated from both neighbours."""
-    if char.isspace():
-        return "Z"
-    category = unicodedata.category(char)[0]
-    if category in "LM" and not is_punctuation(char):
-        return "L"
-    if category == "N" and not is_punctuation(char):
-        return "N"
-    return char
+def split_words_at_punctuation(text: str, offsets: Sequence[tuple[int, int]], words: Sequence[int]) -> list[int]:
+    """Word ids in which a punctuation character at a token boundary also separates words.
 
-
-def is_class_boundary(text: str, position: int) -> bool:
-    """Whether an entity may start or end at ``position`` (``0 < position < len(text)``): the characters on either
-    side differ in :func:`character_class`, or either is punctuation or a symbol, or the case changes where words
-    were glued together: ``MartínezNºCol`` (lower, then upper) and ``DRAlberto`` (upper, then upper and lower)."""
-    before, after = character_class(text[position - 1]), character_class(text[position])
-    if before != after or (len(before) == 1 and before not in "LNZ"):
-        return True
-    if before != "L" or not text[position].isupper():
-        return False
-    previous = text[position - 1]
-    return previous.islower() or (previous.isupper() and position + 1 < len(text) and text[position + 1].islower())
-
-
-def split_words_at_class_changes(text: str, offsets: Sequence[tuple[int, int]], words: Sequence[int]) -> list[int]:
-    """Word ids in which a character-class change at a token boundary also separates words.
-
-    Labels are per word, so an entity boundary inside a word widens to the word. SentencePiece tokenizers (XLM-R,
-    multilingual-e5) pre-tokenize at white space only, so ``Madrid.`` is one word; BERT's keeps ``BRCA1`` and
-    ``70años`` whole. A new word therefore starts at a token that begins at a class change (:func:`is_class_boundary`)
-    unless it overlaps the previous token (a lone ``▁`` shares the character it opens). With the tokens split at class
-    changes by :func:`tokenize`, every gold span of shared/data round-trips exactly with MiniLM's and e5's tokenizers
-    (``benchmarks/representable.py``); before, 93% of MEDDOCAN's dev spans did with e5's.
+    SentencePiece tokenizers (XLM-R, multilingual-e5) pre-tokenize at whitespace only, so ``Madrid.`` is one word
+    and a per-word label would carry the full stop into the entity: only 35% of MEDDOCAN's dev entities survived
+    the IOB2 round trip with multilingual-e5-small's tokenizer (93% with this split; the rest end inside a piece
+    such as ``28.``). A new word therefore starts at a token that begins with punctuation or follows a token that
+    ends with it (unless the two tokens overlap, as a lone ``▁`` and the character it opens do). BERT's
+    pre-tokenizer already makes each such character a word of its own, so for it nothing changes.
     """
     split: list[int] = []
     for i, (start, _) in enumerate(offsets):
@@ -219,8 +153,10 @@ def split_words_at_class_changes(text: str, offsets: Sequence[tuple[int, int]], 
             split.append(0)
             continue
         previous_end = offsets[i - 1][1]
-        at_change = start >= previous_end and start > 0 and is_class_boundary(text, start)
-        split.append(split[-1] + (1 if words[i] != words[i - 1] or at_change else 0))
+        at_punctuation = start >= previous_end and (
+            is_punctuation(text[start]) or is_punctuation(text[previous_end - 1])
+        )
+        split.append(split[-1] + (1 if words[i] != words[i - 1] or at_punctuation else 0))
     return split
 
 
@@ -547,13 +483,6 @@ class RoundTrip:
     @property
     def lost(self) -> int:
         return self.spans - self.exact
-
-
-def at_class_boundaries(text: str, span: SpanLike) -> bool:
-    """Whether both ends of ``span`` fall where :func:`tokenize` lets an entity start or end (text edges or class
-    changes, :func:`is_class_boundary`). Every such span round-trips exactly; a gold span cut inside a word
-    (``disorde``) cannot."""
-    return all(p in (0, len(text)) or is_class_boundary(text, p) for p in (span.start, span.end))
 
 
 def iob2_round_trip(tokens: TokenizedText, spans: Sequence[SpanLike]) -> tuple[list[CharSpan], RoundTrip]:
