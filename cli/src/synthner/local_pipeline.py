@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, TypeVar
+from typing import Literal, Protocol, TypeVar
 
 import aio_pika
 
@@ -198,38 +199,37 @@ async def broker_reachable(settings: BrokerSettings, timeout_s: float = 5.0) -> 
     return True
 
 
+class _Stoppable(Protocol):
+    async def wait_started(self) -> None: ...
+
+    def request_stop(self) -> None: ...
+
+
 @contextlib.asynccontextmanager
 async def running(services: Sequence[Service]) -> AsyncIterator[None]:
     """Start the services (each its own connection), yield once all consume, stop them on exit."""
-    tasks = [asyncio.create_task(service.run(install_signal_handlers=False)) for service in services]
-    try:
-
-        async def all_started() -> bool:
-            await asyncio.gather(*(s.wait_started() for s in services))
-            return True
-
-        started = asyncio.create_task(all_started())
-        done, _ = await asyncio.wait([*tasks, started], return_when=asyncio.FIRST_COMPLETED)
-        for task in tasks:
-            if task in done:
-                started.cancel()
-                task.result()  # a service that ended before starting raises its error (e.g. broker unreachable)
+    async with _running([functools.partial(s.run, install_signal_handlers=False) for s in services], services):
         yield
-    finally:
-        for service in services:
-            service.request_stop()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 @contextlib.asynccontextmanager
 async def running_apps(apps: Sequence[BrokerApp]) -> AsyncIterator[None]:
     """Run the services as their composition roots built them, yield once all consume, stop them on exit (closing
     them stays with whoever built them)."""
-    tasks = [asyncio.create_task(app.run()) for app in apps]
+    async with _running([app.run for app in apps], apps):
+        yield
+
+
+@contextlib.asynccontextmanager
+async def _running(
+    runs: Sequence[Callable[[], Coroutine[object, object, bool]]], parts: Sequence[_Stoppable]
+) -> AsyncIterator[None]:
+    """Run each of ``runs`` as a task, yield once every part consumes, ask every part to stop on exit."""
+    tasks = [asyncio.create_task(run()) for run in runs]
     try:
 
         async def all_started() -> bool:
-            await asyncio.gather(*(app.wait_started() for app in apps))
+            await asyncio.gather(*(part.wait_started() for part in parts))
             return True
 
         started = asyncio.create_task(all_started())
@@ -240,8 +240,8 @@ async def running_apps(apps: Sequence[BrokerApp]) -> AsyncIterator[None]:
                 task.result()  # a service that ended before starting raises its error (e.g. broker unreachable)
         yield
     finally:
-        for app in apps:
-            app.request_stop()
+        for part in parts:
+            part.request_stop()
         await asyncio.gather(*tasks, return_exceptions=True)
 
 

@@ -54,7 +54,7 @@ from synthner_shared.ner import (
     tokenize,
 )
 from synthner_shared.ner.abbreviations import with_abbreviations
-from synthner_shared.ner.identifiers import identifier_label_map
+from synthner_shared.ner.identifiers import identifier_label_map, with_identifiers
 from synthner_shared.ner.predictor import SpanPredictor, pad_batch, pick_device, with_spans, write_encoding
 from synthner_trainer.base_model import check_base_model
 from synthner_trainer.crf import ChainCRF
@@ -399,9 +399,10 @@ def calibrate_decoder(
                 best = DecoderChoice(bias, expand, result)
     if best is None:
         raise ValueError("no decoder options to choose from")
+    chosen = [predictor.decode(s, best.outside_bias, best.abbreviations, identifiers={}) for s in scored]
     for kind, label in sorted((identifiers or {}).items()):
         trial = {**best.identifiers, kind: label}
-        decoded = [predictor.decode(s, best.outside_bias, best.abbreviations, trial) for s in scored]
+        decoded = [with_identifiers(s.text, spans, trial) for s, spans in zip(scored, chosen, strict=True)]
         result = evaluate_spans(dev, with_spans(dev, decoded), "dev")
         if result.strict_micro.f1 > best.result.strict_micro.f1:
             best = DecoderChoice(best.outside_bias, best.abbreviations, result, trial)
