@@ -108,6 +108,10 @@ class StudyOptions:
     transport: Transport = "auto"
     """How the generator's and annotator's stages run: over RabbitMQ as services (``broker``; ``auto``: when it is
     reachable), or their handlers chained in this process (``in-process``)."""
+    distill_weight: float = 0.0
+    """Share of the teacher's soft labels (its token probabilities) in the student's loss (0: hard spans only); the
+    student's artifacts then sit in a folder of their own (``student-distill-w<W>-t<T>``) beside the plain one."""
+    distill_temperature: float = 1.0
     curve: tuple[int, ...] = ()
     """Also train students on the first n synthetic documents, for each n (the learning curve over notes)."""
     progress: bool = False
@@ -279,11 +283,19 @@ class Study:
         return self.route_dir / "synthetic.jsonl"
 
     @property
+    def student_variant(self) -> str:
+        """Suffix of the student's folder and records: empty for hard labels, the distillation settings otherwise."""
+        if self.options.distill_weight == 0:
+            return ""
+        return f"-distill-w{self.options.distill_weight:g}-t{self.options.distill_temperature:g}"
+
+    @property
     def student_dir(self) -> Path:
-        return self.route_dir / "student"
+        return self.route_dir / f"student{self.student_variant}"
 
     def record_path(self, stage: str) -> Path:
-        return (self.workdir if stage == "teacher" else self.route_dir) / "stages" / f"{stage}.json"
+        name = f"{stage}{self.student_variant}" if stage in ("student", "curve") else stage
+        return (self.workdir if stage == "teacher" else self.route_dir) / "stages" / f"{name}.json"
 
     # --- running ------------------------------------------------------------------------------------------------
 
@@ -313,7 +325,7 @@ class Study:
 
     # --- stages -------------------------------------------------------------------------------------------------
 
-    def _training_config(self) -> TrainingConfig:
+    def _training_config(self, *, distill: bool = False) -> TrainingConfig:
         import torch
 
         from synthner_trainer.settings import TrainingConfig
@@ -328,11 +340,17 @@ class Study:
             stride=32,
             seed=self.options.seed,
             precision="bf16" if on_cpu and cpu_has_native_bf16() else "auto",
+            distill_from=self.teacher_dir if distill and self.options.distill_weight > 0 else None,
+            distill_weight=self.options.distill_weight,
+            distill_temperature=self.options.distill_temperature,
         )
 
-    def _fit(self, train: Sequence[Document], dev: Sequence[Document], out: Path | None) -> dict[str, float]:
+    def _fit(
+        self, train: Sequence[Document], dev: Sequence[Document], out: Path | None, *, student: bool = True
+    ) -> dict[str, float]:
         """The trainer's training loop into ``out`` (written atomically, with its test scores beside it as
-        ``<out>-test.json``; None: kept nowhere), scored on the gold test split."""
+        ``<out>-test.json``; None: kept nowhere), scored on the gold test split. A ``student`` learns the teacher's
+        soft labels too when ``distill_weight`` is set."""
         from synthner_shared.evaluation import evaluate_spans
         from synthner_trainer.base_model import default_base_model
         from synthner_trainer.pipeline import write_model_folder
@@ -340,7 +358,7 @@ class Study:
         from synthner_trainer.training import fine_tune, prepare
 
         base_model = self.options.base_model or default_base_model()
-        plan = prepare(train, dev, base_model, self._training_config(), labels=self.labels)
+        plan = prepare(train, dev, base_model, self._training_config(distill=student), labels=self.labels)
         result = fine_tune(plan, device="auto", patience=2, max_seconds=self.options.max_train_seconds)
         predicted = result.predictor().predict_documents(self.test)
         scores = evaluate_spans(self.test, predicted, self.options.gold_test.name)
@@ -360,7 +378,7 @@ class Study:
     def _teacher(self) -> Counts:
         if self.teacher_dir.exists():
             shutil.rmtree(self.teacher_dir)  # a folder without its stage record is an interrupted run's
-        return self._fit(self.train, self.dev, self.teacher_dir)
+        return self._fit(self.train, self.dev, self.teacher_dir, student=False)
 
     def _adapt(self) -> Counts:
         from synthner_shared.contracts import AdaptationParameters, AdaptationRequested

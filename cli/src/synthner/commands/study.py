@@ -61,6 +61,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--min-confidence", type=float, default=0.0, help="drop notes where a teacher span scores below this"
     )
+    parser.add_argument(
+        "--distill-weight",
+        type=float,
+        default=0.0,
+        help="share of the teacher's soft labels (token probabilities) in the student's loss, 0-1 (default 0: off)",
+    )
+    parser.add_argument(
+        "--distill-temperature", type=float, default=1.0, help="softmax temperature of the soft labels (default 1)"
+    )
     transport = parser.add_mutually_exclusive_group()
     transport.add_argument(
         "--in-process",
@@ -87,8 +96,11 @@ def run_study_command(args: argparse.Namespace) -> int:
     from synthner.study import ROUTES, StudyError, StudyOptions, describe, run_routes
     from synthner_shared.stopping import Stopped
 
-    if args.notes < 1 or args.epochs <= 0 or not 0 <= args.min_confidence <= 1:
-        print("synthner study: --notes and --epochs must be positive, --min-confidence within 0-1", file=sys.stderr)
+    if args.notes < 1 or args.epochs <= 0 or args.distill_temperature <= 0:
+        print("synthner study: --notes, --epochs and --distill-temperature must be positive", file=sys.stderr)
+        return 2
+    if not (0 <= args.min_confidence <= 1 and 0 <= args.distill_weight <= 1):
+        print("synthner study: --min-confidence and --distill-weight must be within 0-1", file=sys.stderr)
         return 2
     options = StudyOptions(
         route="gold" if args.route == "all" else args.route,
@@ -109,6 +121,8 @@ def run_study_command(args: argparse.Namespace) -> int:
         max_new_tokens=args.max_new_tokens,
         prefix_words=args.prefix_words,
         min_confidence=args.min_confidence,
+        distill_weight=args.distill_weight,
+        distill_temperature=args.distill_temperature,
         curve=args.curve,
         transport=args.transport,
         progress=bool(getattr(args, "show_progress", False)),

@@ -56,6 +56,13 @@ class TrainingConfig(HyperParameters):
     """Structured identifiers (phones, faxes, e-mails, national IDs, dates: :mod:`synthner_shared.ner.identifiers`)
     as entities: ``auto`` maps each kind to the label the training gold gives its matches and keeps the kinds that
     raise dev strict F1; stored with the model. ``off``: the model's spans only."""
+    distill_from: Path | None = None
+    """A teacher model folder (same base model, same labels) whose token probabilities the student also learns: the
+    soft-label term of :mod:`synthner_trainer.distillation`. None: hard labels only."""
+    distill_weight: float = Field(default=0.5, ge=0, le=1)
+    """Share of the soft-label term in the loss (the hard labels' term gets the rest); used with ``distill_from``."""
+    distill_temperature: float = Field(default=1.0, gt=0)
+    """Softmax temperature of the soft labels (higher: more of the teacher's doubt reaches the student)."""
     freeze_word_embeddings: bool = False
     """Keep the base model's word-embedding matrix as it is (position embeddings and everything above still learn).
     Saves the optimiser most of its work where the vocabulary is large (multilingual-e5-small: 96M of its 118M

@@ -58,6 +58,7 @@ from synthner_shared.ner.identifiers import identifier_label_map, with_identifie
 from synthner_shared.ner.predictor import SpanPredictor, pad_batch, pick_device, with_spans, write_encoding
 from synthner_trainer.base_model import check_base_model
 from synthner_trainer.crf import ChainCRF
+from synthner_trainer.distillation import Teacher, TeacherMismatchError, soft_target_loss
 from synthner_trainer.settings import TrainingConfig
 from synthner_trainer.store import EmptyDatasetError
 
@@ -205,6 +206,8 @@ def prepare(
     if not dev:
         raise EmptyDatasetError("the dev set is empty")
     resolved = label_set([*train, *dev], labels)
+    if config.distill_from is not None and not (config.distill_from / "config.json").is_file():
+        raise TeacherMismatchError(f"distill_from {config.distill_from} is not a model folder (no config.json)")
     if config.stride >= config.max_length - 2:
         raise ValueError(f"stride {config.stride} must be smaller than max_length {config.max_length} minus 2")
     return TrainingPlan(list(train), list(dev), resolved, folder, config)
@@ -460,9 +463,13 @@ class Optimizer:
         layer_decay: float = 1.0,
         crf: ChainCRF | None = None,
         crf_learning_rate_scale: float = 1.0,
+        teacher: Teacher | None = None,
+        distill_weight: float = 0.0,
     ) -> None:
         self.model = model
         self.crf = crf
+        self.teacher = teacher
+        self.distill_weight = distill_weight if teacher is not None else 0.0
         groups = parameter_groups(model, learning_rate, weight_decay, layer_decay)
         if crf is not None:
             groups.append(
@@ -477,12 +484,18 @@ class Optimizer:
     def step(self, batch: dict[str, torch.Tensor]) -> float:
         """One optimisation step on a batch; returns the loss."""
         with self.autocast if self.autocast is not None else contextlib.nullcontext():
-            if self.crf is None:
-                loss = self.model(**batch).loss
-            else:
-                logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        if self.crf is not None:
-            loss = self.crf.loss(logits.float(), batch["labels"])
+            output = (
+                self.model(**batch)
+                if self.crf is None
+                else self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+            )
+            teacher_logits = (
+                self.teacher.logits(batch["input_ids"], batch["attention_mask"]) if self.teacher is not None else None
+            )
+        loss = output.loss if self.crf is None else self.crf.loss(output.logits.float(), batch["labels"])
+        if self.teacher is not None and teacher_logits is not None:
+            soft = soft_target_loss(output.logits, teacher_logits, batch["labels"], self.teacher.temperature)
+            loss = (1.0 - self.distill_weight) * loss + self.distill_weight * soft
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
             self.scaler.unscale_(self.optimizer)
@@ -547,6 +560,11 @@ def fine_tune(  # noqa: PLR0915 - one training loop, easier to follow in one pie
     tags = iob2_tags(plan.labels)
     tag_ids = {t: i for i, t in enumerate(tags)}
     crf = ChainCRF(tags).to(torch_device) if config.crf else None
+    teacher = (
+        Teacher.load(config.distill_from, tokenizer, tags, torch_device, config.distill_temperature)
+        if config.distill_from is not None
+        else None
+    )
     windows = oversample_rare_labels(
         encode_documents(plan.train, tokenizer, tag_ids, config), tags, config.oversample_rare_labels
     )
@@ -565,6 +583,8 @@ def fine_tune(  # noqa: PLR0915 - one training loop, easier to follow in one pie
         layer_decay=config.layer_decay,
         crf=crf,
         crf_learning_rate_scale=config.crf_learning_rate_scale,
+        teacher=teacher,
+        distill_weight=config.distill_weight,
     )
     average = WeightAverage(model, config.ema_decay) if config.ema_decay > 0 else None
     predictor = SpanPredictor(

@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModel, AutoModelForTokenClassification, pipeline
+from transformers import AutoModel, AutoModelForTokenClassification, AutoTokenizer, pipeline
 
 from synthner_shared.documents import Document, DocumentEntity, read_documents, write_documents
 from synthner_shared.evaluation import evaluate_spans
 from synthner_shared.ner import EncodedWindow
 from synthner_shared.ner.predictor import SpanPredictor
 from synthner_trainer.base_model import default_base_model
+from synthner_trainer.distillation import Teacher, TeacherMismatchError
 from synthner_trainer.pipeline import GoldSet, gate_and_register, train_to_folder
 from synthner_trainer.registry import ModelRegistry
 from synthner_trainer.settings import TrainerSettings, TrainingConfig
@@ -202,3 +203,43 @@ def test_frozen_word_embeddings_stay_as_the_base_model_has_them_while_the_rest_l
     trained_embeddings = result.model.base_model.embeddings
     assert torch.equal(trained_embeddings.word_embeddings.weight, base.embeddings.word_embeddings.weight)
     assert not torch.equal(trained_embeddings.position_embeddings.weight, base.embeddings.position_embeddings.weight)
+
+
+@pytest.mark.slow
+def test_a_student_learns_diseases_from_the_teachers_soft_labels_alone(trained: Trained) -> None:
+    """Trained on the same notes with every span removed, a student with ``distill_weight=1`` learns only what the
+    teacher's token probabilities carry: it finds diseases all the same (a hard-label student would find none)."""
+    teacher, _, gold, _ = trained
+    unlabelled = [d.model_copy(update={"entities": []}) for d in read_documents(NCBI / "train.jsonl")][:TRAIN_DOCS]
+    dev = list(read_documents(NCBI / "dev.jsonl"))[:10]
+    config = TrainingConfig(
+        epochs=4,
+        learning_rate=4e-4,
+        batch_size=8,
+        max_length=128,
+        stride=16,
+        seed=7,
+        distill_from=teacher,
+        distill_weight=1.0,
+    )
+    plan = prepare(unlabelled, dev, default_base_model(), config, labels=["Disease"])
+    result = fine_tune(plan, device="cpu", patience=0)
+    scores = evaluate_spans(gold.documents, result.predictor().predict_documents(gold.documents), "gold")
+    print(f"soft labels only: test strict F1 {scores.strict_micro.f1:.3f} (partial {scores.partial_micro.f1:.3f})")
+    assert scores.partial_micro.f1 > 0.2
+
+
+def test_a_teacher_path_that_is_not_a_model_folder_is_refused_before_training(tmp_path: Path) -> None:
+    train = list(read_documents(NCBI / "train.jsonl"))[:2]
+    config = TrainingConfig(distill_from=tmp_path, distill_weight=0.5)
+    with pytest.raises(TeacherMismatchError, match="not a model folder"):
+        prepare(train, train, default_base_model(), config)
+
+
+@pytest.mark.slow
+def test_a_teacher_with_other_tags_is_refused(trained: Trained) -> None:
+    teacher, *_ = trained
+    tokenizer = AutoTokenizer.from_pretrained(default_base_model(), local_files_only=True)
+    with pytest.raises(TeacherMismatchError, match="tags"):
+        Teacher.load(teacher, tokenizer, ["O", "B-Chemical", "I-Chemical"], torch.device("cpu"), 1.0)
+    Teacher.load(teacher, tokenizer, ["O", "B-Disease", "I-Disease"], torch.device("cpu"), 1.0)  # same tags: fine
