@@ -66,3 +66,5 @@ fi
 # llama.cpp's HF -> GGUF converter for `synthner adapt --gguf`, from the llama-cpp-python source package (cached
 # beside the wheel; a no-op once installed).
 bash scripts/install-gguf-converter.sh .venv/bin/python .venv "$wheel_cache"
+# llama.cpp's own server (parallel slots) for the local LLM, built from the same source package; optional.
+bash scripts/install-llama-server.sh .venv/bin/python .venv "$wheel_cache"

@@ -102,7 +102,8 @@ class StudyOptions:
     top_p: float = 0.95
     max_new_tokens: int = 320
     prefix_words: int = 3
-    llm_concurrency: int = 1
+    llm_parallel: int = 4
+    """Notes the local llama.cpp server writes at once (its parallel slots; llama-cpp-python's server: one)."""
     min_confidence: float = 0.0
     """Drop synthetic documents in which any teacher span scores below this (0: keep all)."""
     transport: Transport = "auto"
@@ -481,13 +482,13 @@ class Study:
         else:
             NgramReference.build([d.text for d in self.train]).save(reference)
         model_path = self.adapted_dir / "model.gguf" if prefix else None
-        async with local_llm(model_path=model_path, n_ctx=2048) as llm:
+        async with local_llm(model_path=model_path, n_ctx=2048, parallel=options.llm_parallel) as llm:
             settings = GeneratorSettings(
                 backend="openai",
                 endpoint_url=llm.base_url,  # type: ignore[arg-type]
                 endpoint_zone="internal",
                 model=llm.model,
-                concurrency=options.llm_concurrency,
+                concurrency=llm.parallel,
                 request_timeout_s=600,
                 llm_attempts=2,
                 part_size=10,
@@ -549,6 +550,7 @@ class Study:
             "quarantined": counts.quarantined,
             "failed": counts.generation_failed,
             "llm": "adapted SmolLM2-135M (GGUF f16)" if prefix else "SmolLM2-135M-Instruct",
+            "llm_server": f"{llm.server}, {llm.parallel} at once",
             "transport": self.chosen_transport,
         }
 

@@ -59,6 +59,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--max-new-tokens", type=int, default=320, help="tokens per synthetic note")
     parser.add_argument("--prefix-words", type=int, default=3, help="opening words of a held-out note (vakili)")
     parser.add_argument(
+        "--llm-parallel",
+        type=int,
+        default=4,
+        help="notes the local LLM writes at once (llama-server's parallel slots; default 4)",
+    )
+    parser.add_argument(
         "--min-confidence", type=float, default=0.0, help="drop notes where a teacher span scores below this"
     )
     parser.add_argument(
@@ -96,8 +102,11 @@ def run_study_command(args: argparse.Namespace) -> int:
     from synthner.study import ROUTES, StudyError, StudyOptions, describe, run_routes
     from synthner_shared.stopping import Stopped
 
-    if args.notes < 1 or args.epochs <= 0 or args.distill_temperature <= 0:
-        print("synthner study: --notes, --epochs and --distill-temperature must be positive", file=sys.stderr)
+    if args.notes < 1 or args.epochs <= 0 or args.distill_temperature <= 0 or args.llm_parallel < 1:
+        print(
+            "synthner study: --notes, --epochs, --llm-parallel and --distill-temperature must be positive",
+            file=sys.stderr,
+        )
         return 2
     if not (0 <= args.min_confidence <= 1 and 0 <= args.distill_weight <= 1):
         print("synthner study: --min-confidence and --distill-weight must be within 0-1", file=sys.stderr)
@@ -119,6 +128,7 @@ def run_study_command(args: argparse.Namespace) -> int:
         adapt_max_seconds=args.adapt_max_seconds,
         temperature=args.temperature,
         max_new_tokens=args.max_new_tokens,
+        llm_parallel=args.llm_parallel,
         prefix_words=args.prefix_words,
         min_confidence=args.min_confidence,
         distill_weight=args.distill_weight,

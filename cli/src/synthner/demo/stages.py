@@ -72,10 +72,10 @@ def build_stages(options: DemoOptions, llm: LocalLLM, mentions: Sequence[Mention
         endpoint_url=llm.base_url,  # type: ignore[arg-type]
         endpoint_zone="internal",
         model=llm.model,
-        concurrency=2,
+        concurrency=llm.parallel,  # llama-server decodes this many notes at once
         request_timeout_s=600,
         llm_attempts=2,
-        part_size=2,  # progress (bars, the observer) per two notes; concurrency 2 keeps the LLM busy
+        part_size=llm.parallel,  # progress (bars, the observer) per part; one part's notes fill the LLM's slots
         labels=[LABEL],
         entities_per_label=3,
         min_chars=120,
@@ -93,7 +93,7 @@ def build_stages(options: DemoOptions, llm: LocalLLM, mentions: Sequence[Mention
             base_url=llm.base_url,
             model=llm.model,
             external=False,
-            max_concurrency=1,
+            max_concurrency=llm.parallel,
             structured_output="json_object_schema",
             max_tokens=128,
             timeout_s=600,
