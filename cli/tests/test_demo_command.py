@@ -100,8 +100,9 @@ def test_demo_quick_runs_the_whole_loop(tmp_path: Path, capsys: pytest.CaptureFi
     # In one process: deterministic for CI. `make demo` runs the stages over RabbitMQ when it is reachable.
     assert main(["demo", "--quick", "--in-process", "--workdir", str(workdir)]) == 0
     out = capsys.readouterr().out.strip().splitlines()
-    assert re.fullmatch(r"f1=\d\.\d{4} seconds=\d+", out[-1])
+    assert re.fullmatch(r"f1=\d\.\d{4} f1_gold=\d\.\d{4} seconds=\d+", out[-1])
     summary = json.loads((workdir / "summary.json").read_text())
+    assert summary["f1_gold"] > 0.5  # the teacher, trained on the real gold train split, is the reference
     assert summary["counts"]["generated"] >= 2
     assert summary["counts"]["annotated"] == summary["counts"]["generated"]
     assert summary["metrics"][-1]["dataset"].startswith("gold:")
@@ -126,16 +127,28 @@ def test_demo_quick_runs_the_whole_loop(tmp_path: Path, capsys: pytest.CaptureFi
 @pytest.mark.rabbitmq
 @pytest.mark.timeout(900)
 def test_demo_runs_the_services_as_separate_processes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """The smallest loop (3 notes, one epoch, 5 gold documents; about a minute) with the four services as their own
-    processes over RabbitMQ; the NER API process answers the sample request and every process stops cleanly."""
+    """The smallest loop (a 20-second teacher, 3 notes, one epoch, 5 gold documents; about a minute and a half) with
+    the four services as their own processes over RabbitMQ (the annotator loads the teacher); the NER API process
+    answers the sample request and every process stops cleanly."""
     if not (NCBI / "test.jsonl").is_file():
         pytest.skip("NCBI-disease gold data not found beside the repository")
     workdir = tmp_path / "demo"
-    arguments = ["--notes", "3", "--epochs", "1", "--gold-limit", "5", "--max-new-tokens", "160"]
+    arguments = [
+        "--notes",
+        "3",
+        "--epochs",
+        "1",
+        "--gold-limit",
+        "5",
+        "--max-new-tokens",
+        "160",
+        "--teacher-seconds",
+        "20",
+    ]
     assert main(["demo", "--processes", *arguments, "--workdir", str(workdir)]) == 0
     captured = capsys.readouterr()
     out = captured.out.strip().splitlines()
-    assert re.fullmatch(r"f1=\d\.\d{4} seconds=\d+", out[-1])
+    assert re.fullmatch(r"f1=\d\.\d{4} f1_gold=\d\.\d{4} seconds=\d+", out[-1])
     assert "did not stop cleanly" not in captured.err
     assert sorted(p.name for p in (workdir / "logs").iterdir()) == [
         "annotator.log",

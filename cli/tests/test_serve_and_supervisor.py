@@ -99,7 +99,7 @@ async def test_wait_ready_polls_until_200_and_fails_when_the_process_ends(tmp_pa
 
 def test_settings_env_rebuilds_each_stage_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """What --processes hands each child: the same settings object the in-process mode builds."""
-    for annotator in ("lexicon", "llm"):
+    for annotator in ("teacher", "lexicon", "llm"):
         options = DemoOptions(
             workdir=Path("run"),
             notes=4,
@@ -108,6 +108,7 @@ def test_settings_env_rebuilds_each_stage_from_the_environment(monkeypatch: pyte
             transport="processes",
             lexicon_source=REPO_DATA / "train.jsonl",
             gold=REPO_DATA / "test.jsonl",
+            gold_dev=REPO_DATA / "dev.jsonl",
             gold_limit=5,
             epochs=1,
             max_new_tokens=64,
@@ -115,7 +116,7 @@ def test_settings_env_rebuilds_each_stage_from_the_environment(monkeypatch: pyte
             api_port=None,
             deadline_s=100,
         )
-        llm = SimpleNamespace(base_url="http://127.0.0.1:9/v1", model="smol")
+        llm = SimpleNamespace(base_url="http://127.0.0.1:9/v1", model="smol", parallel=4)
         stages = build_stages(options, llm, [Mention(label="Disease", text="asthma")], Path("gold.jsonl"))  # type: ignore[arg-type]
         for prefix, built, kind in (
             ("SYNTHNER_GENERATOR_", stages.generator, GeneratorSettings),

@@ -105,7 +105,8 @@ class StudyOptions:
     llm_parallel: int = 4
     """Notes the local llama.cpp server writes at once (its parallel slots; llama-cpp-python's server: one)."""
     min_confidence: float = 0.0
-    """Drop synthetic documents in which any teacher span scores below this (0: keep all)."""
+    """The student leaves out synthetic documents in which any teacher span scores below this (0: keep all); such a
+    student's artifacts sit in a folder of their own (``student-conf<C>``)."""
     transport: Transport = "auto"
     """How the generator's and annotator's stages run: over RabbitMQ as services (``broker``; ``auto``: when it is
     reachable), or their handlers chained in this process (``in-process``)."""
@@ -285,10 +286,15 @@ class Study:
 
     @property
     def student_variant(self) -> str:
-        """Suffix of the student's folder and records: empty for hard labels, the distillation settings otherwise."""
-        if self.options.distill_weight == 0:
-            return ""
-        return f"-distill-w{self.options.distill_weight:g}-t{self.options.distill_temperature:g}"
+        """Suffix of the student's folder and records: empty for hard labels on every note, else the distillation
+        settings and the confidence threshold."""
+        options = self.options
+        variant = ""
+        if options.distill_weight:
+            variant += f"-distill-w{options.distill_weight:g}-t{options.distill_temperature:g}"
+        if options.min_confidence:
+            variant += f"-conf{options.min_confidence:g}"
+        return variant
 
     @property
     def student_dir(self) -> Path:
@@ -327,12 +333,9 @@ class Study:
     # --- stages -------------------------------------------------------------------------------------------------
 
     def _training_config(self, *, distill: bool = False) -> TrainingConfig:
-        import torch
-
         from synthner_trainer.settings import TrainingConfig
-        from synthner_trainer.training import cpu_has_native_bf16
+        from synthner_trainer.training import fastest_precision
 
-        on_cpu = not torch.cuda.is_available()
         return TrainingConfig(
             epochs=self.options.epochs,
             learning_rate=self.options.learning_rate,
@@ -340,7 +343,7 @@ class Study:
             max_length=128,
             stride=32,
             seed=self.options.seed,
-            precision="bf16" if on_cpu and cpu_has_native_bf16() else "auto",
+            precision=fastest_precision(),
             distill_from=self.teacher_dir if distill and self.options.distill_weight > 0 else None,
             distill_weight=self.options.distill_weight,
             distill_temperature=self.options.distill_temperature,
@@ -613,14 +616,12 @@ class Study:
             await annotator.aclose()
         annotated = [m for m in produced if isinstance(m, DocumentAnnotated)]
         documents = [synthetic_document(message) for message in annotated]
-        kept = [d for d in documents if confident(d, self.options.min_confidence)]
-        write_jsonl_atomically(self.synthetic_file, (d.model_dump_json() for d in kept))
+        write_jsonl_atomically(self.synthetic_file, (d.model_dump_json() for d in documents))
         return {
             "notes": len(notes),
-            "documents": len(kept),
-            "entities": sum(len(d.entities) for d in kept),
+            "documents": len(documents),
+            "entities": sum(len(d.entities) for d in documents),
             "failed": sum(isinstance(m, AnnotationFailed) for m in produced),
-            "dropped_low_confidence": len(documents) - len(kept),
             "annotator": spec.name,
             "transport": self.chosen_transport,
         }
@@ -674,11 +675,15 @@ class Study:
         write_jsonl_atomically(self.synthetic_file, lines)
         return {"requested": requested, "quarantined": quarantined, "routes": "+".join(routes), "documents": len(lines)}
 
-    def _student_split(self) -> tuple[list[Document], list[Document]]:
-        """The synthetic documents the student trains on, and what it early-stops on."""
+    def _kept_documents(self) -> list[Document]:
+        """The synthetic documents that pass the confidence threshold."""
         from synthner_shared.documents import read_documents
 
-        documents = list(read_documents(self.synthetic_file))
+        return [d for d in read_documents(self.synthetic_file) if confident(d, self.options.min_confidence)]
+
+    def _student_split(self) -> tuple[list[Document], list[Document]]:
+        """The synthetic documents the student trains on, and what it early-stops on."""
+        documents = self._kept_documents()
         if len(documents) < 2:
             raise StudyError(f"only {len(documents)} synthetic documents: generate more notes (--notes N)")
         if self.options.student_dev == "gold":
@@ -690,7 +695,7 @@ class Study:
         train, dev = self._student_split()
         if self.student_dir.exists():
             shutil.rmtree(self.student_dir)
-        return self._fit(train, dev, self.student_dir)
+        return {**self._fit(train, dev, self.student_dir), "synthetic_documents": len(self._kept_documents())}
 
     def _curve(self) -> Counts:
         """Students on the first n synthetic documents, for each n of ``curve`` below the corpus size (the full
@@ -749,7 +754,8 @@ class Study:
         figures = next((r.counts for r in records if r.name == "privacy"), {})
         privacy: dict[str, float] = {k: v for k, v in figures.items() if isinstance(v, int | float)}
         generated = next((r.counts for r in records if r.name in ("annotate", "gather")), {})
-        documents = generated.get("documents", 0)
+        student_counts = next((r.counts for r in records if r.name == "student"), {})
+        documents = student_counts.get("synthetic_documents", generated.get("documents", 0))
         result = StudyResult(
             route=self.options.route,
             f1_gold=teacher.strict_micro.f1,

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
+from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
@@ -125,10 +126,16 @@ def annotate_without_entities(note: NoteGenerated, producer: str = "tests") -> D
 
 
 @asynccontextmanager
-async def running_service(service: Service, start_timeout_s: float = 30.0) -> AsyncIterator[Service]:
-    """Run a service in the current event loop for the block's duration, without signal handlers."""
-    task = asyncio.create_task(service.run(install_signal_handlers=False))
-    started = asyncio.create_task(service.wait_started())
+async def _running(
+    run: Coroutine[Any, Any, object],
+    wait_started: Callable[[], Coroutine[Any, Any, None]],
+    request_stop: Callable[[], None],
+    start_timeout_s: float,
+) -> AsyncIterator[None]:
+    """Run ``run`` as a task until the block ends: wait until it has started (or failed: its error is raised), then
+    ask it to stop and wait for it."""
+    task = asyncio.create_task(run)
+    started = asyncio.create_task(wait_started())
     done, _ = await asyncio.wait({task, started}, timeout=start_timeout_s, return_when=asyncio.FIRST_COMPLETED)
     if task in done:
         task.result()
@@ -137,30 +144,27 @@ async def running_service(service: Service, start_timeout_s: float = 30.0) -> As
         task.cancel()
         raise TimeoutError(f"service did not start within {start_timeout_s:g}s")
     try:
-        yield service
+        yield
     finally:
-        service.request_stop()
+        request_stop()
         await asyncio.wait_for(task, timeout=start_timeout_s)
+
+
+@asynccontextmanager
+async def running_service(service: Service, start_timeout_s: float = 30.0) -> AsyncIterator[Service]:
+    """Run a service in the current event loop for the block's duration, without signal handlers."""
+    async with _running(
+        service.run(install_signal_handlers=False), service.wait_started, service.request_stop, start_timeout_s
+    ):
+        yield service
 
 
 @asynccontextmanager
 async def running_app(app: BrokerApp, start_timeout_s: float = 30.0) -> AsyncIterator[BrokerApp]:
     """Run a service as its composition root built it, for the block's duration; stop it, then close it."""
-    task = asyncio.create_task(app.run())
-    started = asyncio.create_task(app.wait_started())
     try:
-        done, _ = await asyncio.wait({task, started}, timeout=start_timeout_s, return_when=asyncio.FIRST_COMPLETED)
-        if task in done:
-            task.result()
-        if started not in done:
-            started.cancel()
-            task.cancel()
-            raise TimeoutError(f"service did not start within {start_timeout_s:g}s")
-        try:
+        async with _running(app.run(), app.wait_started, app.request_stop, start_timeout_s):
             yield app
-        finally:
-            app.request_stop()
-            await asyncio.wait_for(task, timeout=start_timeout_s)
     finally:
         await app.aclose()
 

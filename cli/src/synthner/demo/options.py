@@ -31,16 +31,19 @@ class DemoOptions:
     workdir: Path
     notes: int
     quick: bool
-    annotator: Literal["lexicon", "llm"]
+    annotator: Literal["teacher", "lexicon", "llm"]
     transport: TransportChoice
     lexicon_source: Path
     gold: Path
+    gold_dev: Path
     gold_limit: int | None
     epochs: float
     max_new_tokens: int
     seed: int
     api_port: int | None
     deadline_s: float
+    teacher_seconds: float = 300.0
+    distill_weight: float = 0.0
     progress: bool = False
 
 
@@ -48,7 +51,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workdir", type=Path, default=Path("out/demo"), help="where every artifact goes")
     parser.add_argument("--quick", action="store_true", help="CI size: 6 notes, 3 epochs, the first 20 test documents")
     parser.add_argument("--notes", type=int, help="synthetic notes to generate (default 120, quick 6)")
-    parser.add_argument("--annotator", choices=["lexicon", "llm"], default="lexicon", help="default: lexicon")
+    parser.add_argument(
+        "--annotator",
+        choices=["teacher", "lexicon", "llm"],
+        default="teacher",
+        help="who labels the notes: teacher (default; the encoder fine-tuned on the gold train split, also the"
+        " reference printed beside the result), lexicon (gold train mentions matched as written) or llm (SmolLM2)",
+    )
+    parser.add_argument(
+        "--distill-weight",
+        type=float,
+        default=0.0,
+        help="share of the teacher's soft labels in the model's loss, 0-1 (with --annotator teacher; default 0)",
+    )
+    parser.add_argument("--teacher-seconds", type=float, help="training budget of the teacher (default 300, quick 60)")
     transport = parser.add_mutually_exclusive_group()
     transport.add_argument("--in-process", dest="transport", action="store_const", const="in-process")
     transport.add_argument(
@@ -70,7 +86,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--lexicon-source",
         type=Path,
         default=REPO_DATA / "train.jsonl",
-        help="gold JSONL whose Disease mentions seed the notes and the lexicon annotator",
+        help="gold train JSONL: its Disease mentions seed the notes and the lexicon; the teacher trains on it",
+    )
+    parser.add_argument(
+        "--gold-dev", type=Path, default=REPO_DATA / "dev.jsonl", help="real gold JSONL the teacher early-stops on"
     )
     parser.add_argument("--gold", type=Path, default=REPO_DATA / "test.jsonl", help="real gold JSONL to score on")
     parser.add_argument("--gold-limit", type=int, help="score on the first N gold documents (quick: 20)")
@@ -92,6 +111,10 @@ def options_from(args: argparse.Namespace) -> DemoOptions:
         raise DemoError("--notes must be at least 2 (one note is held out for early stopping)")
     if args.deadline is not None and args.deadline <= 0:
         raise DemoError("--deadline must be a positive number of seconds")
+    if not 0 <= args.distill_weight <= 1:
+        raise DemoError("--distill-weight must be within 0-1")
+    if args.teacher_seconds is not None and args.teacher_seconds <= 0:
+        raise DemoError("--teacher-seconds must be a positive number of seconds")
     return DemoOptions(
         workdir=args.workdir,
         notes=notes,
@@ -100,11 +123,14 @@ def options_from(args: argparse.Namespace) -> DemoOptions:
         transport=args.transport,
         lexicon_source=args.lexicon_source,
         gold=args.gold,
+        gold_dev=args.gold_dev,
         gold_limit=args.gold_limit if args.gold_limit is not None else (20 if quick else None),
         epochs=args.epochs if args.epochs is not None else (3.0 if quick else 10.0),
         max_new_tokens=args.max_new_tokens or (256 if quick else 320),
         seed=args.seed,
         api_port=args.api_port,
         deadline_s=args.deadline if args.deadline is not None else (900.0 if quick else 3600.0),
+        distill_weight=args.distill_weight,
+        teacher_seconds=args.teacher_seconds if args.teacher_seconds is not None else (60.0 if quick else 300.0),
         progress=bool(getattr(args, "show_progress", False)),
     )

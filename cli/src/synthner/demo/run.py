@@ -11,6 +11,7 @@ from synthner.demo.probe import Sample, serve_and_ask
 from synthner.demo.progress import CurrentStage
 from synthner.demo.report import DemoRun, write_report
 from synthner.demo.stages import build_stages, lexicon, write_gold
+from synthner.demo.teacher import train_teacher
 from synthner.demo.transports import choose_transport, run_in_process, within_deadline
 from synthner.figures import PREFIX
 from synthner.local_pipeline import Transport
@@ -24,6 +25,7 @@ OWNED = (
     "trainer",
     "ner-api",
     "gold",
+    "teacher",
     "logs",
     "notes.jsonl",
     "report.html",
@@ -37,11 +39,14 @@ LLM_PARALLEL = 4
 
 
 def check_inputs(options: DemoOptions) -> None:
-    for what, path in (("lexicon source", options.lexicon_source), ("gold set", options.gold)):
+    inputs = [("lexicon-source", options.lexicon_source), ("gold", options.gold)]
+    if options.annotator == "teacher":
+        inputs.append(("gold-dev", options.gold_dev))
+    for flag, path in inputs:
         if not path.is_file():
             raise DemoError(
-                f"{what} {path} not found: put the NCBI-disease JSONL files in ../shared/data/ncbi_disease "
-                f"or pass --{'lexicon-source' if what == 'lexicon source' else 'gold'} FILE"
+                f"{path} not found: put the NCBI-disease JSONL files in ../shared/data/ncbi_disease "
+                f"or pass --{flag} FILE"
             )
     if options.api_port is not None:
         try:
@@ -79,6 +84,7 @@ async def run_prepared(
     prepared."""
     mentions = lexicon(options.lexicon_source)
     gold_path = write_gold(options)
+    teacher = train_teacher(options, gold_path) if options.annotator == "teacher" else None
     stage = CurrentStage()
     sample: Sample | None = None
     try:
@@ -113,5 +119,6 @@ async def run_prepared(
         training=training,
         published=training.published,
         sample=sample,
+        teacher=teacher,
     )
     return write_report(options, done, started)

@@ -58,6 +58,7 @@ def write_gold(options: DemoOptions) -> Path:
 
 
 def build_stages(options: DemoOptions, llm: LocalLLM, mentions: Sequence[Mention], gold: Path) -> Stages:
+    from synthner_annotator.backends.encoder import EncoderSettings
     from synthner_annotator.backends.lexicon import LexiconSettings
     from synthner_annotator.backends.llm import LLMAnnotatorSettings
     from synthner_annotator.endpoint import EndpointSettings
@@ -66,6 +67,7 @@ def build_stages(options: DemoOptions, llm: LocalLLM, mentions: Sequence[Mention
     from synthner_generator.settings import GeneratorSettings
     from synthner_shared.contracts import GenerationRequested, PromptRef, SamplingParameters
     from synthner_trainer.settings import TrainerSettings, TrainingConfig
+    from synthner_trainer.training import fastest_precision
 
     generator = GeneratorSettings(
         backend="openai",
@@ -83,8 +85,10 @@ def build_stages(options: DemoOptions, llm: LocalLLM, mentions: Sequence[Mention
         tracker_db=options.workdir / "generator" / "tracker.sqlite3",
         instance="demo",
     )
-    spec: LexiconSettings | LLMAnnotatorSettings
-    if options.annotator == "lexicon":
+    spec: EncoderSettings | LexiconSettings | LLMAnnotatorSettings
+    if options.annotator == "teacher":
+        spec = EncoderSettings(name="teacher", model_dir=options.workdir / "teacher", device="cpu")
+    elif options.annotator == "lexicon":
         # Terms under 3 characters ("AT" for ataxia telangiectasia) match common words once case is folded.
         spec = LexiconSettings(name="lexicon", document_files=[options.lexicon_source], min_term_chars=3)
     else:
@@ -100,6 +104,7 @@ def build_stages(options: DemoOptions, llm: LocalLLM, mentions: Sequence[Mention
             max_attempts=2,
         )
         spec = LLMAnnotatorSettings(endpoint=endpoint, prompt=PromptSettings(name="json_mentions"), malformed_retries=0)
+    distill = options.annotator == "teacher" and options.distill_weight > 0
     annotator = AnnotatorSettings(labels=[LABEL], annotator=spec, producer="annotator-demo")
     trainer = TrainerSettings(
         data_dir=options.workdir / "trainer",
@@ -112,7 +117,16 @@ def build_stages(options: DemoOptions, llm: LocalLLM, mentions: Sequence[Mention
         device="cpu",
         # A few dozen short notes give few optimiser steps: small batches and a higher learning rate than the
         # service's default make them count.
-        training=TrainingConfig(epochs=options.epochs, batch_size=4, learning_rate=3e-4, max_length=256, stride=64),
+        training=TrainingConfig(
+            epochs=options.epochs,
+            batch_size=4,
+            learning_rate=3e-4,
+            max_length=256,
+            stride=64,
+            precision=fastest_precision("cpu"),
+            distill_from=options.workdir / "teacher" if distill else None,
+            distill_weight=options.distill_weight,
+        ),
     )
     request = GenerationRequested(
         job_id=f"demo-{int(time.time())}",

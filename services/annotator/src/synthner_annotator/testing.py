@@ -16,6 +16,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from synthner_shared.testing_http import Answer as HttpAnswer
+from synthner_shared.testing_http import JsonHttpServer
+
 
 @dataclass(frozen=True)
 class Answer:
@@ -67,9 +70,6 @@ def completion_body(request: dict[str, Any], answer: Answer) -> dict[str, Any]:
     }
 
 
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 429: "Too Many Requests", 500: "Internal Server Error"}
-
-
 class OpenAICompatibleServer:
     """``POST /v1/chat/completions`` answered by a script after ``latency_s``; ``GET /v1/models`` for readiness."""
 
@@ -79,54 +79,19 @@ class OpenAICompatibleServer:
         self.model = model
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
-        self._server: asyncio.Server | None = None
-        self._connections: set[asyncio.StreamWriter] = set()
+        self._http = JsonHttpServer(self._answer)
 
     @property
     def base_url(self) -> str:
-        assert self._server is not None, "server not started"
-        host, port = self._server.sockets[0].getsockname()[:2]
-        return f"http://{host}:{port}/v1"
+        return f"http://127.0.0.1:{self._http.port}/v1"
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        await self._http.start()
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            for writer in list(self._connections):  # idle keep-alive connections: their handlers end normally
-                writer.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), timeout=5)
+        await self._http.stop()
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._connections.add(writer)
-        try:
-            while True:
-                request_line = await reader.readline()
-                if not request_line:
-                    return
-                method, path, _ = request_line.decode("latin-1").split(" ", 2)
-                headers: dict[str, str] = {}
-                while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
-                    name, _, value = line.decode("latin-1").partition(":")
-                    headers[name.strip().lower()] = value.strip()
-                body = await reader.readexactly(int(headers.get("content-length", "0")))
-                status, extra, payload = await self._answer(method, path, headers, body)
-                data = json.dumps(payload).encode()
-                head = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}", "Content-Type: application/json"]
-                head += [f"{k}: {v}" for k, v in extra.items()] + [f"Content-Length: {len(data)}", "", ""]
-                writer.write("\r\n".join(head).encode("latin-1") + data)
-                await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError, ValueError):
-            return
-        finally:
-            self._connections.discard(writer)
-            writer.close()
-
-    async def _answer(
-        self, method: str, path: str, headers: dict[str, str], body: bytes
-    ) -> tuple[int, dict[str, str], dict[str, Any]]:
+    async def _answer(self, method: str, path: str, headers: dict[str, str], body: bytes) -> HttpAnswer:
         if method == "GET" and path.rstrip("/").endswith("/models"):
             return 200, {}, {"object": "list", "data": [{"id": self.model, "object": "model", "owned_by": "tests"}]}
         if method != "POST" or not path.rstrip("/").endswith("/chat/completions"):

@@ -25,6 +25,7 @@ from typing import Any
 
 from synthner_generator.settings import GeneratorSettings
 from synthner_shared.contracts import GenerationRequested
+from synthner_shared.testing_http import Answer, JsonHttpServer
 
 REPLY_WORDS = tuple(
     " ".join(
@@ -84,7 +85,6 @@ class LocalLLMServer:
     port: int = 0
     in_flight: int = 0
     max_in_flight: int = 0
-    _writers: set[asyncio.StreamWriter] = field(default_factory=set)
 
     @property
     def url(self) -> str:
@@ -178,38 +178,9 @@ class LocalLLMServer:
             }
         return answer
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._writers.add(writer)
-        try:
-            while True:
-                request_line = await reader.readline()
-                if not request_line:
-                    return
-                method, path, _ = request_line.decode("latin-1").split(" ", 2)
-                length = 0
-                while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
-                    name, _, value = line.decode("latin-1").partition(":")
-                    if name.strip().lower() == "content-length":
-                        length = int(value.strip())
-                body = await reader.readexactly(length) if length else b""
-                status, answer = await self._answer(method, path.split("?", 1)[0], body)
-                data = json.dumps(answer).encode()
-                head = f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
-                writer.write(head.encode() + data)
-                await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError):
-            return
-        finally:
-            self._writers.discard(writer)
-            writer.close()
-
-    async def close_connections(self) -> None:
-        """Close every client connection (the handlers then end on their own)."""
-        for writer in list(self._writers):
-            writer.close()
-        for writer in list(self._writers):
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+    async def _answer_http(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Answer:
+        status, answer = await self._answer(method, path, body)
+        return status, {}, answer
 
 
 @contextlib.asynccontextmanager
@@ -222,15 +193,13 @@ async def local_llm_server(
 ) -> AsyncIterator[LocalLLMServer]:
     """Start the server on a free port of 127.0.0.1 for the block's duration."""
     server = LocalLLMServer(reply=reply, latency_s=latency_s, fail_next=list(fail_next or []), completions=completions)
-    listener = await asyncio.start_server(server._serve, "127.0.0.1", 0)
-    server.port = listener.sockets[0].getsockname()[1]
+    http = JsonHttpServer(server._answer_http)
+    await http.start()
+    server.port = http.port
     try:
         yield server
     finally:
-        listener.close()
-        await server.close_connections()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(listener.wait_closed(), timeout=5)
+        await http.stop()
 
 
 async def _serve_forever(latency_s: float) -> None:

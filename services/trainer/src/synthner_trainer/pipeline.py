@@ -193,10 +193,11 @@ def train_to_folder(
     device: str = "auto",
     patience: int = 2,
     progress: ProgressCallback = log_progress,
+    max_seconds: float | None = None,
 ) -> tuple[TrainingResult, list[EvaluationResult]]:
     """The CLI's training: documents from files into one model folder at ``out`` (written atomically)."""
     plan = prepare(train, dev, base_model, config, labels=labels)
-    result = fine_tune(plan, device=device, patience=patience, progress=progress)
+    result = fine_tune(plan, device=device, patience=patience, progress=progress, max_seconds=max_seconds)
     return result, write_model_folder(result, out, manifest_for("files", plan.train, ["files"]), gold)
 
 
