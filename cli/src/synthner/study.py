@@ -552,7 +552,7 @@ class Study:
             "duplicates": counts.duplicates,
             "quarantined": counts.quarantined,
             "failed": counts.generation_failed,
-            "llm": "adapted SmolLM2-135M (GGUF f16)" if prefix else "SmolLM2-135M-Instruct",
+            "llm": "adapted SmolLM2-135M (GGUF q8_0)" if prefix else "SmolLM2-135M-Instruct",
             "llm_server": f"{llm.server}, {llm.parallel} at once",
             "transport": self.chosen_transport,
         }

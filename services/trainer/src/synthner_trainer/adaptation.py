@@ -517,7 +517,7 @@ def _model_card(metrics: AdaptationMetrics, has_adapter: bool, has_gguf: bool) -
     )
     reference = f"- `leak_reference.npz`: keyed hashes of the training notes' word {metrics.leak_reference_n}-grams"
     gguf = (
-        "- `model.gguf`: the same model for llama.cpp (f16, converted with llama.cpp's `convert_hf_to_gguf.py`).\n"
+        "- `model.gguf`: the same model for llama.cpp (converted with llama.cpp's `convert_hf_to_gguf.py`).\n"
         if has_gguf
         else "- llama.cpp: run the job with `--gguf` for `model.gguf`, or convert `model/` with llama.cpp's\n"
         "  `convert_hf_to_gguf.py model --outfile model.gguf`.\n"
@@ -681,7 +681,7 @@ def adapt_folder(
                 handle.write(json.dumps(line, ensure_ascii=False) + "\n")
         if converter is not None:
             log.info("converting the adapted model to GGUF for llama.cpp")
-            export_gguf(folder / "model", folder / GGUF_FILE, converter)
+            export_gguf(folder / "model", folder / GGUF_FILE, converter, config.gguf_type)
         (folder / "metrics.json").write_text(json.dumps(asdict(metrics), indent=2) + "\n", encoding="utf-8")
         (folder / "README.md").write_text(card, encoding="utf-8")
 

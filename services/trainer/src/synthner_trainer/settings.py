@@ -110,7 +110,12 @@ class AdaptationConfig(AdaptationParameters):
     log_every: int = Field(default=10, ge=1)
     gguf: bool = Field(
         default=False,
-        description="Also write model.gguf (f16) for the llama.cpp server, with llama.cpp's convert_hf_to_gguf.py.",
+        description="Also write model.gguf for the llama.cpp server, with llama.cpp's convert_hf_to_gguf.py.",
+    )
+    gguf_type: Literal["q8_0", "f16"] = Field(
+        default="q8_0",
+        description="Weights of model.gguf: q8_0 (8-bit, near-lossless; SmolLM2-135M writes 1.3x the tokens/s of f16"
+        " on 2 cores) or f16.",
     )
 
     def override(self, changes: AdaptationParameters) -> AdaptationConfig:
