@@ -90,7 +90,12 @@ def train_and_register(
     plan = prepare(documents, None, base_model, config, labels=settings.labels, dev_fraction=settings.dev_fraction)
     log.info("training on %d documents (%d dev) from %s", len(plan.train), len(plan.dev), manifest.version)
     result = fine_tune(
-        plan, device=settings.device, patience=settings.patience, progress=progress, should_stop=should_stop
+        plan,
+        device=settings.device,
+        patience=settings.patience,
+        progress=progress,
+        should_stop=should_stop,
+        max_seconds=settings.max_train_seconds,
     )
     return gate_and_register(
         result, manifest=manifest, settings=settings, registry=registry, gold=gold, correlation_id=correlation_id

@@ -141,6 +141,12 @@ class TrainerSettings(BaseSettings):
     gate_tolerance: float = Field(default=0.01, ge=0, le=1, description="Allowed micro-F1 drop against current model.")
     dev_fraction: float = Field(default=0.1, gt=0, lt=1, description="Share of a dataset held out for early stopping.")
     patience: int = Field(default=2, ge=0, description="Epochs without dev-F1 gain before stopping (0: never).")
+    max_train_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description="Optimisation time of one training at most: the epoch then ends, is scored, and training stops"
+        " (None: no bound).",
+    )
     device: Literal["auto", "cpu", "cuda"] = "auto"
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     health_port: int | None = Field(default=None, ge=1, le=65535, description="Serve /livez and /readyz here.")

@@ -1,23 +1,4 @@
-"""The synthetic-route study: does a model trained only on synthetic notes get close to one trained on real gold?
-
-One route end to end through the services' own stage functions, each stage's artifact written under the workdir
-(atomically) so that a rerun skips what already exists:
-
-``teacher``    all-MiniLM-L6-v2 (or ``base_model``) fine-tuned on the gold train split, early-stopped on gold dev —
-               the trainer's own training loop; scored on the gold test split it is the **gold** route's figure.
-``adapt``      (vakili) the generator's LLM adapted to the gold train notes by the trainer's adaptation job
-               (:func:`run_adaptation_request` serving an ``AdaptationRequested``), with a GGUF for llama.cpp.
-``generate``   the generator's handler (prefix mode and ``continuation/v1`` against the adapted model served by
-               llama.cpp — Vakili et al.; label-conditioned ``clinical_note_brief/v1`` with the gold train mentions
-               against SmolLM2 — Tang et al.), the leak gate checking every note against the train notes.
-``annotate``   the annotator's handler with the encoder backend loading the teacher (or the lexicon backend).
-``student``    the trainer's training loop on the synthetic documents only; scored on the gold test split.
-``privacy``    word 5- and 8-gram recall of the synthetic notes against the gold train notes (the same figure for
-               real held-out notes beside it), the longest verbatim run, the quarantined share.
-
-Everything is in-process (the handlers chained in memory, as ``synthner demo --in-process`` does). The study never
-prints or logs note text; choices are made on the dev split only, the test split is scored, never tuned on.
-"""
+"""One route's stages over one workdir (:class:`Study`), each writing its artifact and record atomically."""
 
 from __future__ import annotations
 
@@ -26,10 +7,10 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from pydantic_core import to_jsonable_python
 
@@ -37,127 +18,23 @@ from synthner_shared.files import write_text_atomic
 
 if TYPE_CHECKING:
     from synthner.local_pipeline import PipelineRun
-    from synthner.report import ReportData
     from synthner_shared.contracts import DocumentAnnotated, Envelope, EvaluationResult, NoteGenerated
     from synthner_shared.documents import Document
     from synthner_shared.messaging import BrokerSettings, Service
-    from synthner_shared.ngrams import NgramReference
     from synthner_trainer.settings import TrainingConfig
 
+from synthner.study.options import (
+    MIXED,
+    STAGES,
+    Counts,
+    StageRecord,
+    StudyError,
+    StudyOptions,
+    StudyResult,
+)
+from synthner.study.privacy import TrainReference
+
 log = logging.getLogger(__name__)
-
-Route = Literal["gold", "vakili", "tang", "mix"]
-ROUTES: tuple[Route, ...] = ("gold", "vakili", "tang", "mix")
-MIXED: tuple[Route, ...] = ("vakili", "tang")
-"""The routes whose synthetic corpora the ``mix`` route trains one student on (those that finished in the workdir)."""
-AnnotatorChoice = Literal["teacher", "lexicon"]
-StudentDev = Literal["gold", "synthetic"]
-Transport = Literal["auto", "broker", "in-process"]
-
-STAGES: dict[Route, tuple[str, ...]] = {
-    "gold": ("teacher",),
-    "vakili": ("teacher", "adapt", "generate", "annotate", "student", "privacy"),
-    "tang": ("teacher", "generate", "annotate", "student", "privacy"),
-    "mix": ("teacher", "gather", "student", "privacy"),
-}
-"""The stages each route runs, in order (the teacher is always trained: it is the reference, and the annotator)."""
-
-
-Figure = int | float | str
-Counts = Mapping[str, Figure | Sequence[Mapping[str, Figure]]]
-"""What a stage did: numbers and names (the learning curve: a list of points), as its JSON record holds them."""
-
-
-class StudyError(RuntimeError):
-    """Bad input or a stage that cannot run; the message is one line that says what to do."""
-
-
-@dataclass(frozen=True)
-class StudyOptions:
-    route: Route
-    gold_train: Path
-    gold_dev: Path
-    gold_test: Path
-    workdir: Path
-    notes: int = 400
-    annotator: AnnotatorChoice = "teacher"
-    base_model: Path | None = None
-    """Encoder of the teacher and the student; default all-MiniLM-L6-v2."""
-    seed: int = 13
-    epochs: float = 5.0
-    learning_rate: float = 3e-4
-    max_train_seconds: float = 780.0
-    """Time budget of each token-classifier training (teacher, student)."""
-    student_dev: StudentDev = "gold"
-    """What the student early-stops and calibrates on: the gold dev split (choices on dev, never trained on), or a
-    held-out tenth of the synthetic corpus (the route that needs no gold at all)."""
-    adapt_epochs: float = 2.0
-    adapt_max_seconds: float = 900.0
-    adapt_max_steps: int | None = None
-    adapt_block_size: int | None = None
-    """None: the trainer's default (512 tokens)."""
-    adapt_samples: int = 8
-    """Samples the adaptation generates to measure its memorisation (0: not measured)."""
-    temperature: float = 0.9
-    top_p: float = 0.95
-    max_new_tokens: int = 320
-    prefix_words: int = 3
-    llm_parallel: int = 4
-    """Notes the local llama.cpp server writes at once (its parallel slots; llama-cpp-python's server: one)."""
-    min_confidence: float = 0.0
-    """The student leaves out synthetic documents in which any teacher span scores below this (0: keep all); such a
-    student's artifacts sit in a folder of their own (``student-conf<C>``)."""
-    transport: Transport = "auto"
-    """How the generator's and annotator's stages run: over RabbitMQ as services (``broker``; ``auto``: when it is
-    reachable), or their handlers chained in this process (``in-process``)."""
-    distill_weight: float = 0.0
-    """Share of the teacher's soft labels (its token probabilities) in the student's loss (0: hard spans only); the
-    student's artifacts then sit in a folder of their own (``student-distill-w<W>-t<T>``) beside the plain one."""
-    distill_temperature: float = 1.0
-    curve: tuple[int, ...] = ()
-    """Also train students on the first n synthetic documents, for each n (the learning curve over notes)."""
-    progress: bool = False
-
-
-@dataclass
-class StageRecord:
-    """What one stage did: its wall time and its counts, kept in ``<workdir>/stages/<name>.json``."""
-
-    name: str
-    seconds: float
-    counts: Counts = field(default_factory=dict)
-
-
-@dataclass
-class StudyResult:
-    route: Route
-    f1_gold: float
-    partial_f1_gold: float
-    f1_synthetic: float | None
-    partial_f1_synthetic: float | None
-    stages: list[StageRecord]
-    per_label: dict[str, dict[str, float]]
-    privacy: dict[str, float]
-    notes: int
-    seconds: float
-
-    @property
-    def gap(self) -> float | None:
-        return None if self.f1_synthetic is None else self.f1_gold - self.f1_synthetic
-
-    def line(self) -> str:
-        """The benchmark's last line (``key=value``)."""
-        synthetic = "nan" if self.f1_synthetic is None else f"{self.f1_synthetic:.4f}"
-        gap = "nan" if self.gap is None else f"{self.gap:.4f}"
-        recall = self.privacy.get("ngram5_recall")
-        ngram5 = "nan" if recall is None else f"{recall:.4f}"
-        return (
-            f"f1_gold={self.f1_gold:.4f} f1_synthetic={synthetic} gap={gap} ngram5_recall={ngram5}"
-            f" notes={self.notes} seconds={self.seconds:.0f}"
-        )
-
-
-# --- small helpers ----------------------------------------------------------------------------------------------------
 
 
 def write_json_atomically(path: Path, value: object) -> None:
@@ -166,47 +43,6 @@ def write_json_atomically(path: Path, value: object) -> None:
 
 def write_jsonl_atomically(path: Path, lines: Iterable[str]) -> None:
     write_text_atomic(path, "".join(f"{line}\n" for line in lines))
-
-
-def longest_run(flags: Sequence[bool]) -> int:
-    """Length of the longest stretch of True values."""
-    best = current = 0
-    for flag in flags:
-        current = current + 1 if flag else 0
-        best = max(best, current)
-    return best
-
-
-@dataclass(frozen=True)
-class TrainReference:
-    """Keyed word 5- and 8-gram references of the training notes, built once for every set of texts measured."""
-
-    five: NgramReference
-    eight: NgramReference
-
-    @classmethod
-    def build(cls, train_texts: Sequence[str]) -> TrainReference:
-        from synthner_shared.ngrams import NgramReference
-
-        return cls(NgramReference.build(train_texts, n=5), NgramReference.build(train_texts, n=8))
-
-    def memorisation(self, texts: Sequence[str]) -> dict[str, float]:
-        """Vakili's memorisation figures of ``texts`` against the training notes: word 5- and 8-gram recall (share
-        of the texts' n-grams, with repeats, found in the training notes) and the longest verbatim word run shared
-        with them (consecutive matching 5-grams: a run of k matches is k + 4 words)."""
-        from synthner_shared.ngrams import ngram_recall
-
-        longest = max((longest_run(self.five.matches(text).tolist()) for text in texts), default=0)
-        return {
-            "ngram5_recall": ngram_recall(self.five, texts),
-            "ngram8_recall": ngram_recall(self.eight, texts),
-            "longest_verbatim_words": float(longest + 4 if longest else 0),
-        }
-
-
-def memorisation(train_texts: Sequence[str], texts: Sequence[str]) -> dict[str, float]:
-    """:meth:`TrainReference.memorisation` of ``texts`` against ``train_texts``."""
-    return TrainReference.build(train_texts).memorisation(texts)
 
 
 def confident(document: Document, threshold: float) -> bool:
@@ -229,9 +65,6 @@ def synthetic_document(message: DocumentAnnotated) -> Document:
             "annotator": message.annotator.backend,
         }
     )
-
-
-# --- the study --------------------------------------------------------------------------------------------------------
 
 
 class Study:
@@ -775,172 +608,3 @@ class Study:
 
 def _short(value: object) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def describe(result: StudyResult) -> list[str]:
-    """A short human summary: the figures and each stage's time."""
-    lines = [f"route {result.route}: gold-trained teacher strict F1 {result.f1_gold:.4f}"]
-    if result.f1_synthetic is not None:
-        lines.append(
-            f"  synthetic-only student strict F1 {result.f1_synthetic:.4f} (partial {result.partial_f1_synthetic:.4f})"
-            f" on {result.notes} synthetic notes: gap {result.gap:.4f}"
-        )
-    for label, row in result.per_label.items():
-        lines.append(f"  {label}: " + " ".join(f"{k}={v:.4f}" for k, v in row.items()))
-    if result.privacy:
-        lines.append("  privacy: " + " ".join(f"{k}={_short(v)}" for k, v in result.privacy.items()))
-    lines.append("  stages: " + ", ".join(f"{r.name} {r.seconds:.0f} s" for r in result.stages))
-    return lines
-
-
-# --- several routes, one table ----------------------------------------------------------------------------------------
-
-
-def run_routes(options: StudyOptions, routes: Sequence[Route], say: Callable[[str], None] = print) -> list[StudyResult]:
-    """Run each route over the same workdir (the teacher is trained once and shared), then write the overview."""
-    results = [Study(replace(options, route=route), say).run() for route in routes]
-    write_overview(options.workdir, say)
-    return results
-
-
-@dataclass(frozen=True)
-class RouteRow:
-    """One finished route's figures in the overview, read back from its ``summary.json``."""
-
-    route: str
-    f1_gold: float
-    f1_synthetic: float | None
-    partial_f1_synthetic: float | None
-    gap: float | None
-    notes: int
-    privacy: dict[str, float]
-    seconds: dict[str, float]
-    """Each stage's wall time."""
-    per_label: dict[str, dict[str, float]]
-    curve: list[dict[str, float]]
-    """The learning curve over synthetic notes (``notes``, ``test_strict_f1``, ...), where one was recorded."""
-
-    def flat(self) -> dict[str, object]:
-        """The row as the overview's ``summary.json`` holds it: privacy figures and stage times as top-level keys."""
-        return {
-            "route": self.route,
-            "f1_gold": self.f1_gold,
-            "f1_synthetic": self.f1_synthetic,
-            "partial_f1_synthetic": self.partial_f1_synthetic,
-            "gap": self.gap,
-            "notes": self.notes,
-            **{f"privacy_{key}": value for key, value in self.privacy.items()},
-            **{f"seconds_{name}": value for name, value in self.seconds.items()},
-            "per_label": self.per_label,
-            "curve": self.curve,
-        }
-
-
-def overview_rows(workdir: Path) -> list[RouteRow]:
-    """One row per route that has finished in ``workdir`` (its ``summary.json``), in the order of :data:`ROUTES`."""
-    rows = []
-    for route in ROUTES:
-        path = workdir / route / "summary.json"
-        if not path.is_file():
-            continue
-        summary = json.loads(path.read_text(encoding="utf-8"))
-        rows.append(
-            RouteRow(
-                route=route,
-                f1_gold=summary["f1_gold"],
-                f1_synthetic=summary["f1_synthetic"],
-                partial_f1_synthetic=summary["partial_f1_synthetic"],
-                gap=summary["gap"],
-                notes=summary["notes"],
-                privacy=summary["privacy"],
-                seconds={stage["name"]: stage["seconds"] for stage in summary["stages"]},
-                per_label=summary["per_label"],
-                curve=next((s["counts"]["points"] for s in summary["stages"] if s["name"] == "curve"), []),
-            )
-        )
-    return rows
-
-
-def write_overview(workdir: Path, say: Callable[[str], None] = print) -> None:
-    """``summary.json`` (every finished route, one row each) and ``report.html`` with its PNG figures."""
-    rows = overview_rows(workdir)
-    write_json_atomically(workdir / "summary.json", {"routes": [row.flat() for row in rows]})
-    from synthner.figures import FiguresUnavailable
-    from synthner.report import render
-
-    data = report_data(workdir, rows)
-    report = workdir / "report.html"
-    write_text_atomic(report, render(data))
-    try:
-        figures = write_study_figures(workdir, data, rows)
-    except FiguresUnavailable as exc:
-        say(f"no PNG figures: {exc}")
-        figures = []
-    say(f"report: {report} ({len(figures)} figures beside it), summary: {workdir / 'summary.json'}")
-
-
-def report_data(workdir: Path, rows: Sequence[RouteRow]) -> ReportData:
-    from synthner.report import ReportData, SampleNote
-    from synthner_shared.contracts import EvaluationResult
-    from synthner_shared.documents import read_documents
-
-    def scores(path: Path, name: str) -> EvaluationResult:
-        result = EvaluationResult.model_validate_json(path.read_text(encoding="utf-8"))
-        return result.model_copy(update={"dataset": f"{name}, {result.dataset}"})
-
-    evaluations = [scores(workdir / "teacher-test.json", "gold-trained teacher")] if rows else []
-    counts: list[tuple[str, int | float | str]] = []
-    samples: list[SampleNote] = []
-    for row in rows:
-        route = row.route
-        if route != "gold":
-            evaluations.append(scores(workdir / route / "student-test.json", f"{route}: synthetic-only student"))
-            figures = row.flat().items()
-            counts += [(f"{route}: {key}", value) for key, value in figures if isinstance(value, int | float)]
-            counts += [
-                (f"{route}: student on {p['notes']} notes, test strict F1", p["test_strict_f1"]) for p in row.curve
-            ]
-            synthetic = sorted(read_documents(workdir / route / "synthetic.jsonl"), key=lambda d: -len(d.entities))
-            samples += [
-                SampleNote(
-                    f"{route}: note {d.id[:12]} ({len(d.text)} characters, {len(d.entities)} entities)",
-                    d.text,
-                    [(e.start, e.end, e.label) for e in d.entities],
-                )
-                for d in synthetic[:2]
-            ]
-    line = " | ".join(
-        f"{r.route}: f1_gold={r.f1_gold:.4f}"
-        + ("" if r.f1_synthetic is None else f" f1_synthetic={r.f1_synthetic:.4f} gap={r.gap or 0.0:.4f}")
-        for r in rows
-    )
-    return ReportData(
-        title="synthner study: synthetic-only models against the gold-trained teacher",
-        final_line=line or "no route has finished",
-        configuration={"workdir": workdir.name, "routes": ", ".join(r.route for r in rows)},
-        counts=counts,
-        evaluations=evaluations,
-        learning_curve_note="The learning curve over the number of synthetic notes is in the counts above.",
-        samples=samples,
-        notes=[
-            "gold: the teacher, trained on the real gold train split (the reference). Each other route's student is "
-            "trained only on that route's synthetic notes, labelled by the teacher; every model is scored on the "
-            "real test split, which no choice was made on."
-        ],
-    )
-
-
-def write_study_figures(workdir: Path, data: ReportData, rows: Sequence[RouteRow]) -> list[Path]:
-    """The report's F1 figures, and the learning curve over synthetic notes where one was recorded."""
-    from synthner.figures import PREFIX, notes_curve_figure, write_figures
-
-    for old in workdir.glob(f"{PREFIX}*.png"):
-        old.unlink()
-    written = write_figures(data, workdir)
-    curves = {row.route: row.curve for row in rows if row.curve}
-    if curves:
-        final = workdir / f"{PREFIX}notes-curve.png"
-        notes_curve_figure(curves, rows[0].f1_gold, final.with_name(f".{final.name}.partial"))
-        final.with_name(f".{final.name}.partial").replace(final)
-        written.append(final)
-    return written
