@@ -115,6 +115,7 @@ def build_stages(options: DemoOptions, llm: LocalLLM, mentions: Sequence[Mention
         # it ended training before the model had learned anything (f1=0.0000). Every epoch runs; the best is kept.
         patience=0,
         device="cpu",
+        max_train_seconds=300,  # keeps the run near 15 minutes on a slow CPU (bf16-less, 1,000 tokens/s)
         # A few dozen short notes give few optimiser steps: small batches and a higher learning rate than the
         # service's default make them count.
         training=TrainingConfig(
