@@ -43,7 +43,7 @@ class DemoOptions:
     api_port: int | None
     deadline_s: float
     teacher_seconds: float = 300.0
-    distill_weight: float = 0.0
+    distill_weight: float = 0.5
     progress: bool = False
 
 
@@ -63,8 +63,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--distill-weight",
         type=float,
-        default=0.0,
-        help="share of the teacher's soft labels in the model's loss, 0-1 (with --annotator teacher; default 0)",
+        default=0.5,
+        help="share of the teacher's soft labels in the model's loss, 0-1 (with --annotator teacher; default 0.5,"
+        " chosen on the NCBI dev split: docs/results.md)",
     )
     parser.add_argument("--teacher-seconds", type=float, help="training budget of the teacher (default 300, quick 60)")
     transport = parser.add_mutually_exclusive_group()
