@@ -11,13 +11,7 @@ target="$prefix/share/synthner/llama.cpp"
 version="$(grep -E '^llama-cpp-python' requirements-llm.txt)"
 version="${version##*==}"
 [ -f "$target/convert_hf_to_gguf.py" ] && [ "$(cat "$target/VERSION" 2>/dev/null)" = "$version" ] && exit 0
-sdist="$cache/llama_cpp_python-$version.tar.gz"
-if [ ! -f "$sdist" ]; then
-  mkdir -p "$cache"
-  echo "Downloading the llama-cpp-python $version source package (for llama.cpp's GGUF converter) into $cache"
-  "$python" -m pip download --quiet --disable-pip-version-check --no-deps --no-binary :all: -d "$cache" \
-    "llama-cpp-python==$version"
-fi
+sdist="$(bash scripts/llama-sdist.sh "$python" "$cache")"
 root="llama_cpp_python-$version/vendor/llama.cpp"
 staging="$(mktemp -d)"
 trap 'rm -rf "$staging"' EXIT

@@ -19,12 +19,7 @@ if [ ! -x "$built" ]; then
     echo "no cmake or C++ compiler: llama-server not built; the local LLM uses llama-cpp-python's server" >&2
     exit 0
   fi
-  sdist="$cache/llama_cpp_python-$version.tar.gz"
-  if [ ! -f "$sdist" ]; then
-    mkdir -p "$cache"
-    "$python" -m pip download --quiet --disable-pip-version-check --no-deps --no-binary :all: -d "$cache" \
-      "llama-cpp-python==$version"
-  fi
+  sdist="$(bash scripts/llama-sdist.sh "$python" "$cache")"
   echo "Building llama.cpp's llama-server $version into $(dirname "$built") (once; takes about 6 minutes)"
   staging="$(mktemp -d)"
   trap 'rm -rf "$staging"' EXIT
