@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 
@@ -21,9 +22,34 @@ def logs_to(path: Path) -> Iterator[None]:
         existing.setLevel(max(existing.level, logging.WARNING))
     root.addHandler(handler)
     try:
-        yield
+        with ExitStack() as stack:
+            stack.enter_context(_transformers_to(handler))
+            yield
     finally:
         root.removeHandler(handler)
         handler.close()
         for existing, level in levels:
             existing.setLevel(level)
+
+
+@contextmanager
+def _transformers_to(handler: logging.Handler) -> Iterator[None]:
+    """transformers logs through a stderr handler of its own (a load report per model with a new head) and draws a
+    progress bar per model load: for the block, its records go to ``handler`` only, and no bars are drawn."""
+    if importlib.util.find_spec("transformers") is None:
+        yield
+        return
+    from transformers.utils import logging as hf_logging  # noqa: PLC0415 - only where transformers is installed
+
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_default_handler()
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    logger = logging.getLogger("transformers")
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        hf_logging.enable_default_handler()
+        if bars:
+            hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]

@@ -43,7 +43,7 @@ def train_teacher(options: DemoOptions, gold_path: Path) -> Teacher:
         raise DemoError(f"--gold-dev {options.gold_dev} is empty: the teacher needs gold dev documents")
     base_model = default_base_model()
     print(
-        f"teacher: fine-tuning {base_model.name} on {len(train)} real gold documents ({options.lexicon_source.name}),"
+        f"teacher: fine-tuning all-MiniLM-L6-v2 on {len(train)} real gold documents ({options.lexicon_source.name}),"
         f" at most {options.teacher_seconds:.0f} s ...",
         flush=True,
     )
