@@ -102,7 +102,9 @@ def test_demo_quick_runs_the_whole_loop(tmp_path: Path, capsys: pytest.CaptureFi
     out = capsys.readouterr().out.strip().splitlines()
     assert re.fullmatch(r"f1=\d\.\d{4} f1_gold=\d\.\d{4} seconds=\d+", out[-1])
     summary = json.loads((workdir / "summary.json").read_text())
-    assert summary["f1_gold"] > 0.5  # the teacher, trained on the real gold train split, is the reference
+    # the teacher (2 epochs on 200 real gold train documents: bounded by size, not time, so a busy CI machine gives
+    # the same model) has learnt: it is the annotator and the reference
+    assert summary["f1_gold"] > 0.3
     assert summary["counts"]["generated"] >= 2
     assert summary["counts"]["annotated"] == summary["counts"]["generated"]
     assert summary["metrics"][-1]["dataset"].startswith("gold:")

@@ -28,8 +28,8 @@ def teacher_folder(options: DemoOptions) -> Path:
 
 
 def train_teacher(options: DemoOptions, gold_path: Path) -> Teacher:
-    """Fine-tune the base encoder on ``--lexicon-source`` (early-stopped on ``--gold-dev``, within
-    ``--teacher-seconds``), score it on the gold set, and write it to ``<workdir>/teacher``."""
+    """Fine-tune the base encoder on ``--lexicon-source`` (its first ``--teacher-documents``; early-stopped on
+    ``--gold-dev``, within ``--teacher-seconds``), score it on the gold set, and write it to ``<workdir>/teacher``."""
     from synthner_shared.documents import read_documents
     from synthner_trainer.base_model import default_base_model
     from synthner_trainer.pipeline import GoldSet, train_to_folder
@@ -37,18 +37,21 @@ def train_teacher(options: DemoOptions, gold_path: Path) -> Teacher:
     from synthner_trainer.training import fastest_precision
 
     started = time.perf_counter()
-    train = list(read_documents(options.lexicon_source))
+    train = list(read_documents(options.lexicon_source))[: options.teacher_documents]
     dev = list(read_documents(options.gold_dev))[: options.gold_limit]
     if not dev:
         raise DemoError(f"--gold-dev {options.gold_dev} is empty: the teacher needs gold dev documents")
     base_model = default_base_model()
+    bound = f"{options.teacher_epochs:g} epochs"
+    if options.teacher_seconds is not None:
+        bound += f" or {options.teacher_seconds:.0f} s"
     print(
         f"teacher: fine-tuning all-MiniLM-L6-v2 on {len(train)} real gold documents ({options.lexicon_source.name}),"
-        f" at most {options.teacher_seconds:.0f} s ...",
+        f" {bound} at most ...",
         flush=True,
     )
     config = TrainingConfig(
-        epochs=5,
+        epochs=options.teacher_epochs,
         learning_rate=3e-4,
         batch_size=16,
         max_length=128,
