@@ -29,18 +29,10 @@ from synthner_shared.contracts import (
     describe_validation_error,
 )
 from synthner_shared.messaging import PoisonMessageError, RetryableError
+from synthner_shared.messaging.consumer import bounded_reason
 
 log = logging.getLogger(__name__)
 USAGE_LOG_EVERY = 100
-MAX_REASON_CHARS = 2000
-
-
-def _reason(text: str) -> str:
-    """The reason as it fits the message; a longer one says how much is not shown (never cut silently)."""
-    if len(text) <= MAX_REASON_CHARS:
-        return text
-    keep = MAX_REASON_CHARS - 50  # room for the note below
-    return f"{text[:keep]}... [{len(text) - keep} more characters not shown]"
 
 
 def to_document(note: NoteGenerated, annotation: Annotation, labels: Sequence[str], producer: str) -> DocumentAnnotated:
@@ -85,7 +77,7 @@ def make_handler(
                 producer=producer,
                 note_id=note.note_id,
                 annotator=annotator.record(),
-                reason=_reason(exc.reason),
+                reason=bounded_reason(exc.reason, limit=2000),  # AnnotationFailed.reason's max_length
                 attempts=max(1, exc.attempts),
             )
             return [failed]

@@ -74,13 +74,13 @@ class Consumer(Generic[M]):
     instance: str | None = None
 
 
-def bounded_reason(text: str) -> str:
-    """A reason as it goes into a header and a log line: one line (control characters become spaces) of at most
-    :data:`MAX_REASON_CHARS` characters, saying how much was cut."""
+def bounded_reason(text: str, limit: int = MAX_REASON_CHARS) -> str:
+    """A reason as it goes into a header, a log line or a message's ``reason`` field: one line (control characters
+    become spaces) of at most ``limit`` characters, the note of how much was cut included (never cut silently)."""
     text = "".join(c if c.isprintable() else " " for c in text)
-    if len(text) > MAX_REASON_CHARS:
-        cut = len(text) - MAX_REASON_CHARS
-        text = f"{text[:MAX_REASON_CHARS]}... [{cut} more characters not shown]"
+    if len(text) > limit:
+        keep = limit - 50  # room for the note below
+        text = f"{text[:keep]}... [{len(text) - keep} more characters not shown]"
     return text
 
 
