@@ -2,8 +2,8 @@
 # Build llama.cpp's own OpenAI-compatible server (llama-server) from the llama-cpp-python source package (the version
 # pinned in requirements-llm.txt, downloaded once into CACHE) and install it as PREFIX/bin/llama-server. Unlike
 # llama-cpp-python's Python server, which answers one request at a time, it decodes several sequences at once
-# (parallel slots): on a 2-core CPU with SmolLM2-135M, 115 tokens/s with one slot against the Python server's 51,
-# 168 with eight (docs/results.md). Built once into CACHE (about 6 minutes on 2 cores), copied from there afterwards.
+# (parallel slots): on a 2-core CPU with SmolLM2-135M, 134 tokens/s with one slot against the Python server's 80,
+# 175 with four (docs/results.md). Built once into CACHE (about 6 minutes on 2 cores), copied from there afterwards.
 # Portable build (GGML_NATIVE=OFF), as for the wheel. Without cmake or a C++ compiler nothing is built, and the
 # local LLM falls back to llama-cpp-python's server.
 # usage: scripts/install-llama-server.sh PYTHON PREFIX CACHE

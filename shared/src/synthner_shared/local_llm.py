@@ -7,8 +7,8 @@ exit. Everything that can go wrong before it is ready raises :class:`LocalLLMErr
 Two servers speak the same API: llama.cpp's own ``llama-server`` (``make install`` builds it into the environment's
 ``bin/``; ``$SYNTHNER_LLAMA_SERVER`` names another), which decodes ``parallel`` sequences at once, and
 llama-cpp-python's Python server, which answers one request at a time. ``server="auto"`` takes the first where it
-is installed: on a 2-core CPU with SmolLM2-135M it writes 115 tokens/s with one slot against the Python server's 51,
-and 168 with eight.
+is installed: on a 2-core CPU with SmolLM2-135M it writes 134 tokens/s with one slot against the Python server's 80,
+and 175 with four (``benchmarks/local_llm_throughput.py``).
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ OWNED = (
 )
 """What a run writes under its workdir; a new run replaces exactly these (and the ``figure-*.png`` files)."""
 LLM_PARALLEL = 4
-"""Notes llama-server writes at once: on 2 cores, 1.3x the tokens/s of one at a time (8: 1.5x, longer waits)."""
+"""Notes llama-server writes at once: on 2 cores, 1.3x the tokens/s of one slot (8 slots: no more)."""
 
 
 def check_inputs(options: DemoOptions) -> None:
