@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -22,8 +22,7 @@ def logs_to(path: Path) -> Iterator[None]:
         existing.setLevel(max(existing.level, logging.WARNING))
     root.addHandler(handler)
     try:
-        with ExitStack() as stack:
-            stack.enter_context(_transformers_to(handler))
+        with _transformers_to(handler):
             yield
     finally:
         root.removeHandler(handler)

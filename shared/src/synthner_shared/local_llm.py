@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Literal
 
 READY_LINE = b"Uvicorn running on"
-NATIVE_READY_LINES = (b"listening on http",)
+NATIVE_READY_LINE = b"listening on http"
 """What llama-server prints once its model is loaded."""
 ServerChoice = Literal["auto", "native", "python"]
 MODEL_ALIAS = "smollm2"
@@ -94,8 +94,8 @@ def native_server() -> Path | None:
 
 def _server_command(
     choice: ServerChoice, path: Path, port: int, *, n_ctx: int, n_threads: int, parallel: int
-) -> tuple[list[str], tuple[bytes, ...], int, str]:
-    """The command line, its ready lines, the slots it decodes at once and the server's name."""
+) -> tuple[list[str], bytes, int, str]:
+    """The command line, its ready line, the slots it decodes at once and the server's name."""
     native = native_server() if choice != "python" else None
     if choice == "native" and native is None:
         raise LocalLLMError("llama.cpp's llama-server is not installed: run `make install` (it builds it)")
@@ -117,7 +117,7 @@ def _server_command(
             "--alias",
             MODEL_ALIAS,
         ]
-        return command, NATIVE_READY_LINES, parallel, "llama-server"
+        return command, NATIVE_READY_LINE, parallel, "llama-server"
     _require_server_package()
     command = [
         sys.executable,
@@ -136,11 +136,7 @@ def _server_command(
         "--model_alias",
         MODEL_ALIAS,
     ]
-    return command, (READY_LINE,), 1, "llama-cpp-python"
-
-
-def _says_ready(line: bytes, ready_lines: tuple[bytes, ...]) -> bool:
-    return any(ready in line for ready in ready_lines)
+    return command, READY_LINE, 1, "llama-cpp-python"
 
 
 def _require_server_package() -> None:
@@ -194,7 +190,7 @@ async def local_llm(
         port = free_port()
     else:
         check_port_free(port)
-    command, ready_lines, slots, name = _server_command(
+    command, ready_line, slots, name = _server_command(
         server, path, port, n_ctx=n_ctx, n_threads=n_threads, parallel=parallel
     )
     process = await asyncio.create_subprocess_exec(
@@ -207,7 +203,7 @@ async def local_llm(
         tail: list[bytes] = []
         try:
             async with asyncio.timeout(ready_deadline_s):
-                while not _says_ready(line := await output.readline(), ready_lines):
+                while ready_line not in (line := await output.readline()):
                     if not line:
                         code = await process.wait()
                         last = tail[-1].decode(errors="replace").strip() if tail else "no output"

@@ -54,7 +54,7 @@ class DemoOptions:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workdir", type=Path, default=Path("out/demo"), help="where every artifact goes")
     parser.add_argument(
-        "--quick", action="store_true", help="CI size: a 60 s teacher, 24 notes, the first 20 test documents"
+        "--quick", action="store_true", help="CI size: a small teacher, 24 notes, the first 20 test documents"
     )
     parser.add_argument("--notes", type=int, help="synthetic notes to generate (default 120, quick 24)")
     parser.add_argument(

@@ -130,7 +130,7 @@ def write_report(options: DemoOptions, done: DemoRun, started: float) -> str:
         "annotator": options.annotator
         if done.teacher is None
         else (
-            f"teacher: {done.published.base_model} fine-tuned on {done.teacher.documents} real gold documents"
+            f"teacher: all-MiniLM-L6-v2 fine-tuned on {done.teacher.documents} real gold documents"
             f" ({options.lexicon_source.name}; {done.teacher.epochs_run} epochs in {done.teacher.seconds:.0f} s at"
             f" {done.teacher.tokens_per_second:.0f} tokens/s), strict F1 {done.teacher.strict_f1:.4f} on the gold set"
         ),

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from synthner.demo.options import LABEL, DemoError, DemoOptions
+from synthner.demo.teacher import teacher_folder
 
 if TYPE_CHECKING:
     from synthner_annotator.settings import AnnotatorSettings
@@ -87,7 +88,7 @@ def build_stages(options: DemoOptions, llm: LocalLLM, mentions: Sequence[Mention
     )
     spec: EncoderSettings | LexiconSettings | LLMAnnotatorSettings
     if options.annotator == "teacher":
-        spec = EncoderSettings(name="teacher", model_dir=options.workdir / "teacher", device="cpu")
+        spec = EncoderSettings(name="teacher", model_dir=teacher_folder(options), device="cpu")
     elif options.annotator == "lexicon":
         # Terms under 3 characters ("AT" for ataxia telangiectasia) match common words once case is folded.
         spec = LexiconSettings(name="lexicon", document_files=[options.lexicon_source], min_term_chars=3)
@@ -125,7 +126,7 @@ def build_stages(options: DemoOptions, llm: LocalLLM, mentions: Sequence[Mention
             max_length=256,
             stride=64,
             precision=fastest_precision("cpu"),
-            distill_from=options.workdir / "teacher" if distill else None,
+            distill_from=teacher_folder(options) if distill else None,
             distill_weight=options.distill_weight,
         ),
     )

@@ -12,12 +12,10 @@ from synthner.demo.options import DemoError, DemoOptions
 
 @dataclass(frozen=True)
 class Teacher:
-    folder: Path
     documents: int
     strict_f1: float
     """On the demo's gold set (the real test split), as the student is scored."""
     partial_f1: float
-    dev_f1: float
     epochs_run: int
     tokens_per_second: float
     seconds: float
@@ -72,11 +70,9 @@ def train_teacher(options: DemoOptions, gold_path: Path) -> Teacher:
     )
     scores = metrics[-1]
     teacher = Teacher(
-        folder=teacher_folder(options),
         documents=len(train),
         strict_f1=scores.strict_micro.f1,
         partial_f1=scores.partial_micro.f1,
-        dev_f1=result.dev_result.strict_micro.f1,
         epochs_run=result.epochs_run,
         tokens_per_second=result.tokens_per_second,
         seconds=time.perf_counter() - started,

@@ -5,11 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
-
-if TYPE_CHECKING:
-    pass
-
+from typing import Literal
 
 Route = Literal["gold", "vakili", "tang", "mix"]
 ROUTES: tuple[Route, ...] = ("gold", "vakili", "tang", "mix")

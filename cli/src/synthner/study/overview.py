@@ -8,14 +8,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from synthner.study.options import ROUTES, Route, StudyOptions, StudyResult
+from synthner.study.stages import Study, format_figure, write_json_atomically
 from synthner_shared.files import write_text_atomic
 
 if TYPE_CHECKING:
     from synthner.report import ReportData
     from synthner_shared.contracts import EvaluationResult
-
-from synthner.study.options import ROUTES, Route, StudyOptions, StudyResult
-from synthner.study.stages import Study, _short, write_json_atomically
 
 
 def describe(result: StudyResult) -> list[str]:
@@ -29,7 +28,7 @@ def describe(result: StudyResult) -> list[str]:
     for label, row in result.per_label.items():
         lines.append(f"  {label}: " + " ".join(f"{k}={v:.4f}" for k, v in row.items()))
     if result.privacy:
-        lines.append("  privacy: " + " ".join(f"{k}={_short(v)}" for k, v in result.privacy.items()))
+        lines.append("  privacy: " + " ".join(f"{k}={format_figure(v)}" for k, v in result.privacy.items()))
     lines.append("  stages: " + ", ".join(f"{r.name} {r.seconds:.0f} s" for r in result.stages))
     return lines
 

@@ -14,15 +14,6 @@ from typing import TYPE_CHECKING
 
 from pydantic_core import to_jsonable_python
 
-from synthner_shared.files import write_text_atomic
-
-if TYPE_CHECKING:
-    from synthner.local_pipeline import PipelineRun
-    from synthner_shared.contracts import DocumentAnnotated, Envelope, EvaluationResult, NoteGenerated
-    from synthner_shared.documents import Document
-    from synthner_shared.messaging import BrokerSettings, Service
-    from synthner_trainer.settings import TrainingConfig
-
 from synthner.study.options import (
     MIXED,
     STAGES,
@@ -33,6 +24,15 @@ from synthner.study.options import (
     StudyResult,
 )
 from synthner.study.privacy import TrainReference
+from synthner_shared.files import write_text_atomic
+
+if TYPE_CHECKING:
+    from synthner.local_pipeline import PipelineRun
+    from synthner_shared.contracts import DocumentAnnotated, Envelope, EvaluationResult, NoteGenerated
+    from synthner_shared.documents import Document
+    from synthner_shared.messaging import BrokerSettings, Service
+    from synthner_trainer.settings import TrainingConfig
+
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ class Study:
         counts = getattr(self, f"_{name}")()
         record = StageRecord(name, round(time.perf_counter() - started, 1), counts)
         write_json_atomically(path, asdict(record))
-        shown = " ".join(f"{k}={_short(v)}" for k, v in counts.items() if not isinstance(v, dict | list))
+        shown = " ".join(f"{k}={format_figure(v)}" for k, v in counts.items() if not isinstance(v, dict | list))
         self.say(f"{name}: done in {record.seconds:.0f} s {shown}".rstrip())
         return record
 
@@ -606,5 +606,5 @@ class Study:
         return result
 
 
-def _short(value: object) -> str:
+def format_figure(value: object) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)

@@ -58,9 +58,8 @@ class Teacher:
 
     @classmethod
     def load(cls, folder: Path, tokenizer: Any, tags: list[str], device: torch.device, temperature: float) -> Teacher:
-        """The teacher in ``folder`` on ``device``, checked against the student's tokenizer and tags."""
-        if not (folder / "config.json").is_file():
-            raise TeacherMismatchError(f"teacher {folder} is not a model folder (no config.json)")
+        """The teacher in ``folder`` (checked to be a model folder by :func:`training.prepare`) on ``device``, checked
+        against the student's tokenizer and tags."""
         model = AutoModelForTokenClassification.from_pretrained(folder, local_files_only=True, dtype=torch.float32)
         teacher_tags = [model.config.id2label[i] for i in range(model.config.num_labels)]
         if teacher_tags != tags:
