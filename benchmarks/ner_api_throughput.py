@@ -29,13 +29,12 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
 import httpx
 
 from synthner_ner_api.predictor import ServingPredictor
 from synthner_shared.documents import Document, DocumentEntity, read_documents
 from synthner_shared.evaluation import evaluate_spans
+from synthner_shared.offline import stay_offline
 
 Spans = list[tuple[int, int, str]]
 DEFAULT_DOCS = Path(__file__).resolve().parents[2] / "shared" / "data" / "ncbi_disease" / "train.jsonl"
@@ -157,6 +156,7 @@ async def over_http(
 
 
 def main(argv: list[str]) -> None:
+    stay_offline()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, required=True, help="token-classification model folder")
     parser.add_argument("--docs", type=Path, default=DEFAULT_DOCS, help="gold JSONL file (default NCBI-disease train)")

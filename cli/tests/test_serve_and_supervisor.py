@@ -117,7 +117,8 @@ def test_settings_env_rebuilds_each_stage_from_the_environment(monkeypatch: pyte
             deadline_s=100,
         )
         llm = SimpleNamespace(base_url="http://127.0.0.1:9/v1", model="smol", parallel=4)
-        stages = build_stages(options, llm, [Mention(label="Disease", text="asthma")], Path("gold.jsonl"))  # type: ignore[arg-type]
+        mentions = [Mention(label="Disease", text="asthma")]
+        stages = build_stages(options, llm, mentions, Path("gold.jsonl"), Path("dev.jsonl"))  # type: ignore[arg-type]
         for prefix, built, kind in (
             ("SYNTHNER_GENERATOR_", stages.generator, GeneratorSettings),
             ("SYNTHNER_ANNOTATOR_", stages.annotator, AnnotatorSettings),

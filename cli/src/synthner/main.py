@@ -12,6 +12,7 @@ from synthner import __version__
 from synthner.commands import COMMAND_MODULES
 from synthner.progress import wanted
 from synthner_shared.documents import DocumentFormatError
+from synthner_shared.offline import stay_offline
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,6 +47,7 @@ def add_to_every_command(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    stay_offline()
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -3,6 +3,7 @@
 A service's root, ``synthner_<svc>.app.build(settings, ...)``, puts the service together from its settings and returns
 a :class:`ServiceApp`. Its ``__main__`` hands that root to :func:`run_service`, which
 
+- switches the model hubs off (:func:`~synthner_shared.offline.stay_offline`);
 - reads the settings; invalid ones (a pydantic ``ValidationError``) are one line on stderr and exit code 2;
 - sets up logging (:func:`~synthner_shared.logs.configure_logging`): JSON with ``SYNTHNER_ENVIRONMENT=production``,
   text otherwise, at ``SYNTHNER_LOG_LEVEL`` (``INFO``);
@@ -34,6 +35,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from synthner_shared.contracts import describe_validation_error
 from synthner_shared.logs import LogFormat, configure_logging
 from synthner_shared.messaging import Health, Service, serve_health
+from synthner_shared.offline import stay_offline
 from synthner_shared.stopping import STOP_SIGNALS, Stopped
 
 log = logging.getLogger(__name__)
@@ -146,6 +148,7 @@ def run_service(
     ``settings`` reads the service's settings from the environment; ``build`` is its root. ``name`` starts every line
     this writes to stderr.
     """
+    stay_offline()
     try:
         logs = LogSettings()
         read = settings()

@@ -13,6 +13,7 @@ from contextlib import AsyncExitStack
 import pytest
 from pydantic import BaseModel, ValidationError
 
+from synthner_shared import app as app_module
 from synthner_shared.app import BrokerApp, LogSettings, probe_address, run_service
 from synthner_shared.local_llm import free_port
 from synthner_shared.messaging import BrokerSettings, Health, Service
@@ -53,12 +54,17 @@ class BadConfiguration(ValueError):
     pass
 
 
+OFFLINE_CALLS: list[str] = []
+
+
 @pytest.fixture(autouse=True)
 def plain_logging(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Text logs at INFO unless a test says otherwise; the root logger as it was after each test (the runner sets
     it up for the process)."""
     for key in ("SYNTHNER_LOG_LEVEL", "SYNTHNER_ENVIRONMENT"):
         monkeypatch.delenv(key, raising=False)
+    # The runner switches the model hubs off for its process; the test process keeps its own environment.
+    monkeypatch.setattr(app_module, "stay_offline", lambda: OFFLINE_CALLS.append("offline"))
     root = logging.getLogger()
     saved_handlers, saved_level = root.handlers[:], root.level
     yield
@@ -79,6 +85,19 @@ def test_invalid_settings_are_one_line_and_exit_code_2(capsys: pytest.CaptureFix
         "as an integer [int_parsing]\n"
     )
     assert built == []
+
+
+def test_the_hubs_are_switched_off_before_the_settings_are_read() -> None:
+    OFFLINE_CALLS.clear()
+
+    def settings() -> None:
+        assert OFFLINE_CALLS == ["offline"]
+
+    async def build(_: None) -> FakeApp:
+        raise BadConfiguration("stop here")
+
+    assert run_service("synthner-test", settings, build, configuration_errors=(BadConfiguration,)) == 2
+    assert OFFLINE_CALLS == ["offline"]
 
 
 def test_a_configuration_error_of_the_build_is_one_line_and_exit_code_2(capsys: pytest.CaptureFixture[str]) -> None:

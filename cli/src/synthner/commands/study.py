@@ -9,7 +9,7 @@ from typing import get_args
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from synthner.study import ROUTES, AnnotatorChoice, StudentDev
+    from synthner.study import ROUTES, AnnotatorChoice, StudentDev, Truncated
 
     parser = subparsers.add_parser(
         "study",
@@ -58,6 +58,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--temperature", type=float, default=0.9)
     parser.add_argument("--max-new-tokens", type=int, default=320, help="tokens per synthetic note")
     parser.add_argument("--prefix-words", type=int, default=3, help="opening words of a held-out note (vakili)")
+    parser.add_argument(
+        "--truncated",
+        choices=get_args(Truncated),
+        default="whole_sentences",
+        help="a note the LLM ended at --max-new-tokens: keep its whole sentences (default) or reject it",
+    )
     parser.add_argument(
         "--llm-parallel",
         type=int,
@@ -130,6 +136,7 @@ def run_study_command(args: argparse.Namespace) -> int:
         max_new_tokens=args.max_new_tokens,
         llm_parallel=args.llm_parallel,
         prefix_words=args.prefix_words,
+        truncated=args.truncated,
         min_confidence=args.min_confidence,
         distill_weight=args.distill_weight,
         distill_temperature=args.distill_temperature,

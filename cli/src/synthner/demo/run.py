@@ -83,7 +83,7 @@ async def run_prepared(
     """The demo after its checks, with the transport chosen (``broker`` None: in process) and the workdir
     prepared."""
     mentions = lexicon(options.lexicon_source)
-    gold_path = write_gold(options)
+    gold_path, dev_path = write_gold(options)
     teacher = train_teacher(options, gold_path) if options.annotator == "teacher" else None
     stage = CurrentStage()
     sample: Sample | None = None
@@ -93,7 +93,7 @@ async def run_prepared(
                 f"local LLM: {llm.server} at {llm.base_url} serving {llm.model_path.name}, {llm.parallel} at once",
                 flush=True,
             )
-            stages = build_stages(options, llm, mentions, gold_path)
+            stages = build_stages(options, llm, mentions, gold_path, dev_path)
             if broker is None:
                 run, training = await run_in_process(stages, llm, options.progress)
             else:

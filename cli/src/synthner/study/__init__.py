@@ -32,6 +32,7 @@ from synthner.study.options import (
     StudyOptions,
     StudyResult,
     Transport,
+    Truncated,
 )
 from synthner.study.overview import RouteRow, describe, overview_rows, report_data, run_routes, write_overview
 from synthner.study.privacy import TrainReference, longest_run, memorisation
@@ -53,6 +54,7 @@ __all__ = [
     "StudyResult",
     "TrainReference",
     "Transport",
+    "Truncated",
     "confident",
     "describe",
     "longest_run",

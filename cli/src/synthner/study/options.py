@@ -14,6 +14,8 @@ MIXED: tuple[Route, ...] = ("vakili", "tang")
 AnnotatorChoice = Literal["teacher", "lexicon"]
 StudentDev = Literal["gold", "synthetic"]
 Transport = Literal["auto", "broker", "in-process"]
+Truncated = Literal["reject", "whole_sentences"]
+"""The generator's ``truncated`` setting (the CLI does not depend on the generator package)."""
 
 STAGES: dict[Route, tuple[str, ...]] = {
     "gold": ("teacher",),
@@ -63,6 +65,8 @@ class StudyOptions:
     top_p: float = 0.95
     max_new_tokens: int = 320
     prefix_words: int = 3
+    truncated: Truncated = "whole_sentences"
+    """A note the LLM ended at ``max_new_tokens``: cut after its last whole sentence, or rejected (``reject``)."""
     llm_parallel: int = 4
     """Notes the local llama.cpp server writes at once (its parallel slots; llama-cpp-python's server: one)."""
     min_confidence: float = 0.0

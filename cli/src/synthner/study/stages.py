@@ -333,6 +333,7 @@ class Study:
                 min_chars=100,
                 prefix_file=self.adapted_dir / "heldout_prefixes.jsonl" if prefix else None,
                 prefix_words=options.prefix_words,
+                truncated=options.truncated,
                 leak_reference=reference,
                 state_dir=state,
                 instance="study",

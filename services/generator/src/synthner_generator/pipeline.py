@@ -21,7 +21,7 @@ from synthner_generator.dedup import DedupStore, note_owner
 from synthner_generator.leakgate import LeakGate
 from synthner_generator.llm import LLMClient, Prompt, complete_with_retries
 from synthner_generator.planning import JobContext, JobRefused, NotePlan, plan_note, split, validate
-from synthner_generator.quality import QualityBounds, reject_reason
+from synthner_generator.quality import QualityBounds, check_reply
 from synthner_shared.contracts import (
     Envelope,
     GenerationFailed,
@@ -188,22 +188,23 @@ class Generator:
                         attempts=reply.attempts,
                     ),
                 )
-            text = compose(plan.prefix, reply.completion.text)
-            rule = reject_reason(reply.completion, text, self._bounds)
-            if rule is not None:
-                log.info("job %s note %d attempt %d rejected: %s", request.job_id, index, attempt, rule)
+            checked = check_reply(reply.completion, compose(plan.prefix, reply.completion.text), self._bounds)
+            if checked.rule is not None:
+                log.info("job %s note %d attempt %d rejected: %s", request.job_id, index, attempt, checked.rule)
                 last = NoteResult("rejected")
                 continue
-            result = self._accept(request, plan, text)
+            result = self._accept(request, plan, checked.text, cut=checked.cut)
             if result.outcome != "duplicates":
                 return result
             last = result
         return last
 
-    def _accept(self, request: GenerationRequested, plan: NotePlan, text: str) -> NoteResult:
+    def _accept(self, request: GenerationRequested, plan: NotePlan, text: str, *, cut: bool = False) -> NoteResult:
         note_id = content_id(text)
         attributes = dict(plan.attributes)
         attributes.update({"note_index": plan.index, "attempt": plan.attempt})
+        if cut:
+            attributes["cut_at_sentence"] = 1  # the LLM stopped at its token limit: its unfinished sentence is gone
         if plan.requested:
             lowered = text.lower()
             attributes["requested_found"] = sum(1 for m in plan.requested if m.text.lower() in lowered)

@@ -69,7 +69,7 @@ async def build_generator(settings: GeneratorSettings, llm: LLMClient | None = N
             job_context(settings),
             dedup=dedup,
             gate=LeakGate(reference, settings.leak_min_run_tokens, settings.leak_max_overlap),
-            bounds=QualityBounds(settings.min_chars, settings.max_chars),
+            bounds=QualityBounds(settings.min_chars, settings.max_chars, settings.truncated),
             retry=RetryPolicy(settings.llm_attempts, settings.llm_backoff_s, settings.regenerate_rejected),
             producer=settings.producer,
             concurrency=settings.concurrency,

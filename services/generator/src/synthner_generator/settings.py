@@ -8,6 +8,8 @@ from typing import Any, Literal, Self
 from pydantic import AnyHttpUrl, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from synthner_generator.quality import Truncated
+
 Backend = Literal["tgi", "openai"]
 Zone = Literal["internal", "external"]
 
@@ -68,6 +70,11 @@ class GeneratorSettings(BaseSettings):
     # --- quality, dedup, leak gate ------------------------------------------------------------------------------
     min_chars: int = Field(default=200, ge=1, description="Shorter replies are rejected.")
     max_chars: int = Field(default=20_000, ge=1, description="Longer replies are rejected (never cut).")
+    truncated: Truncated = Field(
+        default="reject",
+        description="A reply the LLM ended at its token limit: 'reject' it, or keep its 'whole_sentences' (cut after"
+        " the last complete sentence or line; the note's generation attributes say cut_at_sentence).",
+    )
     state_dir: Path = Field(default=Path("var/generator"), description="Dedup state (SQLite), kept across restarts.")
     near_duplicate_threshold: float = Field(
         default=0.8, gt=0, le=1, description="Estimated Jaccard of word 3-shingles at or above which notes are dups."

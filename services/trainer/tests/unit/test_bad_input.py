@@ -8,18 +8,20 @@ from pathlib import Path
 import pytest
 import torch
 
-from synthner_shared.documents import Document, DocumentEntity
+from synthner_shared.documents import Document, DocumentEntity, write_documents
 from synthner_shared.messaging import BrokerSettings, PoisonMessageError
 from synthner_shared.ner import LabelOutsideSetError
 from synthner_shared.ner.predictor import DeviceUnavailableError
 from synthner_shared.testing import sample_annotated
+from synthner_trainer import pipeline
 from synthner_trainer.app import build
 from synthner_trainer.base_model import BaseModelError, check_base_model, default_base_model
 from synthner_trainer.pipeline import TrainingOutcome
+from synthner_trainer.registry import ModelRegistry
 from synthner_trainer.service import TrainerService
 from synthner_trainer.settings import TrainerSettings, TrainingConfig
-from synthner_trainer.store import EmptyDatasetError
-from synthner_trainer.training import prepare
+from synthner_trainer.store import EmptyDatasetError, manifest_for
+from synthner_trainer.training import TrainingPlan, prepare
 
 DOCS = [
     Document(id="a", text="history of asthma", entities=[DocumentEntity(start=11, end=17, label="Disease")]),
@@ -106,3 +108,40 @@ async def test_progress_is_reported_by_the_default_training_only(tmp_path: Path)
     with pytest.raises(ValueError, match="not both"):
         await build(TrainerSettings(data_dir=tmp_path), BrokerSettings(), fake_train, progress=lambda _: None)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_dev_gold_set_must_not_be_the_gate_set(tmp_path: Path) -> None:
+    gold = tmp_path / "gold.jsonl"
+    with pytest.raises(ValueError, match="must not make its choices on its gate's set"):
+        TrainerSettings(data_dir=tmp_path, gold=gold, dev_gold=tmp_path / "." / "gold.jsonl")
+
+
+def test_with_a_dev_gold_set_every_document_trains_and_the_choices_are_made_on_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dev = [Document(id="d", text="asthma again", entities=[DocumentEntity(start=0, end=6, label="Disease")])]
+    write_documents(tmp_path / "dev.jsonl", dev)
+    documents = [
+        Document(id=f"n{i}", text=f"note {i}: asthma", entities=[DocumentEntity(start=9, end=15, label="Disease")])
+        for i in range(10, 20)
+    ]
+    plans: list[TrainingPlan] = []
+
+    def fine_tune(plan: TrainingPlan, **_: object) -> None:
+        plans.append(plan)
+        raise RuntimeError("stop before training")
+
+    monkeypatch.setattr(pipeline, "fine_tune", fine_tune)
+    settings = TrainerSettings(data_dir=tmp_path, dev_gold=tmp_path / "dev.jsonl")
+    with pytest.raises(RuntimeError, match="stop before training"):
+        pipeline.train_and_register(
+            documents,
+            manifest=manifest_for("v1", documents, ["test"]),
+            settings=settings,
+            registry=ModelRegistry(tmp_path / "models"),
+            config=TrainingConfig(),
+            base_model=default_base_model(),
+            correlation_id="c",
+        )
+    (plan,) = plans
+    assert ([d.id for d in plan.train], [d.id for d in plan.dev]) == ([d.id for d in documents], ["d"])

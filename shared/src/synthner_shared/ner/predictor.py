@@ -1,7 +1,8 @@
 """Windowed token-classification inference that returns character spans (needs the ``model`` extra: torch).
 
 Import this module only where a model runs; ``import synthner_shared`` and ``synthner_shared.ner`` stay torch-free.
-Loading never reaches a model hub: ``HF_HUB_OFFLINE`` is set and only local folders are accepted.
+Loading never reaches a model hub: only local folders are accepted (``local_files_only``; processes also run with
+the hub switched off, :func:`synthner_shared.offline.stay_offline`).
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
 from transformers import AutoModelForTokenClassification, AutoTokenizer
