@@ -18,6 +18,7 @@ from synthner_shared.ner.predictor import SpanPredictor
 from synthner_trainer.artifacts import write_folder_atomically, write_metadata
 from synthner_trainer.base_model import default_base_model
 from synthner_trainer.registry import ModelRegistry, ModelVersion, decide, new_version_name
+from synthner_trainer.review.store import ReviewStore
 from synthner_trainer.settings import TrainerSettings, TrainingConfig
 from synthner_trainer.store import DatasetStore, manifest_for
 from synthner_trainer.training import (
@@ -47,6 +48,22 @@ class GoldSet:
     def name_of(path: Path) -> str:
         """How metrics name a gold file: its folder and file name, never the machine's path."""
         return f"gold:{path.parent.name}/{path.name}"
+
+
+def with_reviewed(gold: GoldSet | None, reviewed: Sequence[Document]) -> GoldSet | None:
+    """The gate's gold set plus the human-reviewed documents (a reviewed note already in the gold file counts once,
+    as reviewed)."""
+    if not reviewed:
+        return gold
+    kept = without_reviewed(gold.documents, reviewed) if gold is not None else []
+    name = f"{gold.name}+reviewed" if gold is not None else "reviewed"
+    return GoldSet(name, [*kept, *reviewed])
+
+
+def without_reviewed(documents: Sequence[Document], reviewed: Sequence[Document]) -> list[Document]:
+    """The training documents without the reviewed notes (by note id and by text): the gate scores on those."""
+    ids, texts = {d.id for d in reviewed}, {d.text for d in reviewed}
+    return [d for d in documents if d.id not in ids and d.text not in texts]
 
 
 @dataclass(frozen=True)
@@ -91,9 +108,15 @@ def train_and_register(
     correlation_id: str,
     progress: ProgressCallback = log_progress,
     should_stop: StopCheck | None = None,
+    reviewed: Sequence[Document] = (),
 ) -> TrainingOutcome:
-    """Train on ``documents``, gate on the configured gold set, and add the version (published or rejected)."""
-    gold = GoldSet.read(settings.gold) if settings.gold is not None else None
+    """Train on ``documents``, gate on the configured gold set (with the ``reviewed`` documents, which are never
+    trained on), and add the version (published or rejected)."""
+    gold = with_reviewed(GoldSet.read(settings.gold) if settings.gold is not None else None, reviewed)
+    if reviewed:
+        kept = without_reviewed(documents, reviewed)
+        log.info("%d reviewed documents join the gate's gold set, not training", len(documents) - len(kept))
+        documents = kept
     dev = GoldSet.read(settings.dev_gold).documents if settings.dev_gold is not None else None
     plan = prepare(documents, dev, base_model, config, labels=settings.labels, dev_fraction=settings.dev_fraction)
     log.info("training on %d documents (%d dev) from %s", len(plan.train), len(plan.dev), manifest.version)
@@ -182,6 +205,13 @@ def run_training_request(
     config = settings.training.override(request.hyperparameters)
     manifest = store.create_version(request.dataset)
     documents = store.documents(manifest.version)
+    reviewed: list[Document] = []
+    if settings.review_gold:
+        reviews = ReviewStore(store)
+        try:
+            reviewed = reviews.gold()
+        finally:
+            reviews.close()
     return train_and_register(
         documents,
         manifest=manifest,
@@ -192,6 +222,7 @@ def run_training_request(
         correlation_id=request.correlation_id,
         progress=progress,
         should_stop=should_stop,
+        reviewed=reviewed,
     )
 
 

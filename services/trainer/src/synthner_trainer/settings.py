@@ -144,6 +144,11 @@ class TrainerSettings(BaseSettings):
         description="Real gold JSONL the trainer early-stops and calibrates on (its choices on dev; never trained on,"
         " never the gate's set); default: a held-out dev_fraction of the dataset.",
     )
+    review_gold: bool = Field(
+        default=False,
+        description="Add the documents reviewed in the store (synthner review) to the gate's gold set and leave them"
+        " out of training, so a model is never scored on notes it trained on.",
+    )
     dev_fraction: float = Field(default=0.1, gt=0, lt=1, description="Share of a dataset held out for early stopping.")
     patience: int = Field(default=2, ge=0, description="Epochs without dev-F1 gain before stopping (0: never).")
     max_train_seconds: float | None = Field(

@@ -4,7 +4,9 @@ SQLite (WAL journal, ``synchronous=FULL``): a write returns only after its trans
 can ack right after :meth:`DatasetStore.add`; a crash mid-write leaves the previous state, never a torn line (which
 an append-only JSONL would need recovery code for); ``note_id`` as a unique key gives de-duplication in the same
 transaction; manifests and selections are queries. Documents are never updated or deleted: the first annotation of a
-note id is kept. A dataset version lists its note ids, so it cannot change after it is created.
+note id is the one trained on. Every annotator's first annotation of a note is also kept, with its scores, in
+``annotations``: human review shows who annotated what and picks notes where annotators disagree
+(:mod:`synthner_trainer.review`). A dataset version lists its note ids, so it cannot change after it is created.
 
 Training and generator-adaptation requests are kept here too, so a request acked by the consumer survives a restart
 until it has run; they share one queue because the trainer runs one job at a time.
@@ -71,6 +73,14 @@ CREATE TABLE IF NOT EXISTS training_requests (
     updated_at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS annotations (
+    note_id TEXT NOT NULL REFERENCES documents(note_id),
+    annotator TEXT NOT NULL,
+    prompt TEXT,
+    entities TEXT NOT NULL,
+    received_at TEXT NOT NULL,
+    PRIMARY KEY (note_id, annotator)
+);
 """
 
 
@@ -103,6 +113,11 @@ def annotator_name(message: DocumentAnnotated) -> str:
     """``backend`` or ``backend:model``: how the store names the annotator of a document."""
     record = message.annotator
     return f"{record.backend}:{record.model}" if record.model else record.backend
+
+
+def _prompt_name(message: DocumentAnnotated) -> str | None:
+    prompt = message.annotator.prompt
+    return None if prompt is None else f"{prompt.name}/{prompt.version}"
 
 
 def manifest_for(version: str, documents: Sequence[Document], annotators: Sequence[str]) -> DatasetManifest:
@@ -175,6 +190,17 @@ class DatasetStore:
                     json.dumps(message.labels),
                     json.dumps(entities),
                     message.text,
+                    _now(),
+                ),
+            )
+            db.execute(
+                "INSERT OR IGNORE INTO annotations (note_id, annotator, prompt, entities, received_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (
+                    message.note_id,
+                    annotator_name(message),
+                    _prompt_name(message),
+                    json.dumps([e.model_dump(mode="json", exclude_none=True) for e in message.entities]),
                     _now(),
                 ),
             )
