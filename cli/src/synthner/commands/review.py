@@ -1,4 +1,5 @@
-"""``synthner review export|import``: the human-review round trip through Label Studio.
+"""``synthner review export|import``: the human-review round trip through Label Studio; ``queue|serve|gold|stats``
+(review inside the trainer's dataset store, on synthner's own review page) are in :mod:`synthner.commands.review_store`.
 
 ``export`` writes machine-labelled documents as Label Studio tasks whose entities are ``predictions``
 (pre-annotations, so no task counts as done); ``import`` reads Label Studio's JSON export back and keeps only the
@@ -14,6 +15,7 @@ import sys
 from pathlib import Path
 
 from synthner.commands.convert import check_paths
+from synthner.commands.review_store import add_actions
 
 SHOWN_SKIPPED = 10
 
@@ -21,16 +23,25 @@ SHOWN_SKIPPED = 10
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "review",
-        help="human review in Label Studio: export tasks with machine predictions, import completed tasks",
+        help="human review: queue notes, serve the review page, gold and agreement; or Label Studio export/import",
         description=(
-            "Human review of machine annotations in Label Studio.\n\n"
+            "Human review of machine annotations, in the trainer's dataset store or in Label Studio.\n\n"
+            "queue: mark notes of a dataset version for review (a random share, annotator disagreement, low scores).\n"
+            "serve: the review page and its API on 127.0.0.1 (API keys as the NER API; the key's name is the\n"
+            "reviewer). gold: the reviewed documents as gold JSONL. stats: annotators against the reviewed spans\n"
+            "(P/R/F1 per label) and token-level Cohen's kappa between annotators and between reviewers.\n"
             "export: documents (JSONL) -> Label Studio tasks (.json); entities go into `predictions` with the\n"
             "model version and scores, never into `annotations`, so the tasks wait for review.\n"
             "import: Label Studio's JSON export -> reviewed documents (JSONL): each task's latest annotation that\n"
             "was not cancelled, with provenance, reviewer and review time; the machine's entities are kept as\n"
             "`machine_entities`. Tasks without a completed annotation are skipped and counted.\n"
             "Offsets are Unicode code points on both sides. OUT must not exist; it appears only once complete.\n\n"
-            "examples:\n  synthner review export annotated.jsonl tasks.json --model-version lexicon-v2\n"
+            "examples:\n"
+            "  synthner review queue --data-dir var/trainer --share 0.05 --disagreement --min-confidence 0.5\n"
+            "  synthner review serve --data-dir var/trainer --api-keys-file keys\n"
+            "  synthner review gold --data-dir var/trainer reviewed.jsonl\n"
+            "  synthner review stats --data-dir var/trainer --html agreement.html\n"
+            "  synthner review export annotated.jsonl tasks.json --model-version lexicon-v2\n"
             "  synthner review import label-studio-export.json reviewed.jsonl"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -48,6 +59,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     back.add_argument("input", type=Path, help="Label Studio JSON export (a list of tasks)")
     back.add_argument("output", type=Path, help="reviewed documents to write (JSONL)")
     back.set_defaults(handler=run_import)
+    add_actions(actions)
 
 
 def run_export(args: argparse.Namespace) -> int:
