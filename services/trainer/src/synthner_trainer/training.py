@@ -365,7 +365,7 @@ def parameter_groups(
     ]
 
 
-OUTSIDE_BIAS_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
+OUTSIDE_BIAS_GRID = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 """Candidate ``O`` biases of the decoder (log-probability units): 0 is plain Viterbi; above it, fewer entities."""
 
 
