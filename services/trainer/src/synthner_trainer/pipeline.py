@@ -66,6 +66,29 @@ def without_reviewed(documents: Sequence[Document], reviewed: Sequence[Document]
     return [d for d in documents if d.id not in ids and d.text not in texts]
 
 
+def reviewed_for_gate(store: DatasetStore, settings: TrainerSettings) -> list[Document]:
+    """The reviewed documents the gate adds to its gold set: all of them with ``review_gold``, else none."""
+    if not settings.review_gold:
+        return []
+    reviews = ReviewStore(store)
+    try:
+        return reviews.gold()
+    finally:
+        reviews.close()
+
+
+def gate_inputs(
+    documents: Sequence[Document], settings: TrainerSettings, reviewed: Sequence[Document]
+) -> tuple[list[Document], GoldSet | None]:
+    """What a training learns from and what its gate scores on: the configured gold file plus ``reviewed``, and the
+    dataset without the reviewed notes."""
+    gold = with_reviewed(GoldSet.read(settings.gold) if settings.gold is not None else None, reviewed)
+    kept = without_reviewed(documents, reviewed)
+    if len(kept) < len(documents):
+        log.info("%d reviewed documents join the gate's gold set, not training", len(documents) - len(kept))
+    return kept, gold
+
+
 @dataclass(frozen=True)
 class TrainingOutcome:
     version: ModelVersion
@@ -112,11 +135,7 @@ def train_and_register(
 ) -> TrainingOutcome:
     """Train on ``documents``, gate on the configured gold set (with the ``reviewed`` documents, which are never
     trained on), and add the version (published or rejected)."""
-    gold = with_reviewed(GoldSet.read(settings.gold) if settings.gold is not None else None, reviewed)
-    if reviewed:
-        kept = without_reviewed(documents, reviewed)
-        log.info("%d reviewed documents join the gate's gold set, not training", len(documents) - len(kept))
-        documents = kept
+    documents, gold = gate_inputs(documents, settings, reviewed)
     dev = GoldSet.read(settings.dev_gold).documents if settings.dev_gold is not None else None
     plan = prepare(documents, dev, base_model, config, labels=settings.labels, dev_fraction=settings.dev_fraction)
     log.info("training on %d documents (%d dev) from %s", len(plan.train), len(plan.dev), manifest.version)
@@ -205,13 +224,6 @@ def run_training_request(
     config = settings.training.override(request.hyperparameters)
     manifest = store.create_version(request.dataset)
     documents = store.documents(manifest.version)
-    reviewed: list[Document] = []
-    if settings.review_gold:
-        reviews = ReviewStore(store)
-        try:
-            reviewed = reviews.gold()
-        finally:
-            reviews.close()
     return train_and_register(
         documents,
         manifest=manifest,
@@ -222,7 +234,7 @@ def run_training_request(
         correlation_id=request.correlation_id,
         progress=progress,
         should_stop=should_stop,
-        reviewed=reviewed,
+        reviewed=reviewed_for_gate(store, settings),
     )
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from synthner_shared.documents import Document, DocumentEntity
-from synthner_trainer.pipeline import GoldSet, with_reviewed, without_reviewed
+from synthner_shared.documents import Document, DocumentEntity, write_documents
+from synthner_trainer.pipeline import GoldSet, gate_inputs, reviewed_for_gate, with_reviewed, without_reviewed
 from synthner_trainer.review.agreement import agreement, agreement_lines, cohen_kappa, pairwise_kappa, token_labels
 from synthner_trainer.review.queue import Annotation, Candidate, QueuePolicy, Span, sampled, select_for_review
 from synthner_trainer.review.report import agreement_html
@@ -131,3 +131,29 @@ def test_the_gate_scores_on_reviewed_notes_and_training_leaves_them_out(tmp_path
     assert with_reviewed(None, reviewed) == GoldSet("reviewed", reviewed)
     assert with_reviewed(file_gold, []) is file_gold
     assert TrainerSettings(data_dir=tmp_path, review_gold=True).review_gold
+
+
+def test_review_gold_setting_puts_reviewed_notes_in_the_gate_and_out_of_training(tmp_path: Path) -> None:
+    store, note_id = store_with_two_annotators(tmp_path / "store.sqlite3")
+    store.save_review(note_id, "ann", [DocumentEntity(start=ASTHMA[0], end=ASTHMA[1], label="Disease")])
+    version = store.dataset.versions()[-1].version
+    training = store.dataset.documents(version)
+    gold_file = tmp_path / "gold" / "dev.jsonl"
+    gold_file.parent.mkdir()
+    write_documents(gold_file, [doc("Mild asthma.", (5, 11, "Disease"), ident="g1")])
+
+    off = TrainerSettings(data_dir=tmp_path, gold=gold_file)
+    assert reviewed_for_gate(store.dataset, off) == []
+    kept, gate = gate_inputs(training, off, reviewed_for_gate(store.dataset, off))
+    assert ([d.id for d in kept], gate is not None and gate.name) == ([d.id for d in training], "gold:gold/dev.jsonl")
+
+    on = TrainerSettings(data_dir=tmp_path, gold=gold_file, review_gold=True)
+    reviewed = reviewed_for_gate(store.dataset, on)
+    kept, gate = gate_inputs(training, on, reviewed)
+    assert note_id not in {d.id for d in kept}
+    assert len(kept) == len(training) - 1
+    assert gate is not None
+    assert gate.name == "gold:gold/dev.jsonl+reviewed"
+    assert [d.id for d in gate.documents] == ["g1", note_id]
+    assert gate.documents[1].mentions() == ["asthma"]
+    store.close()
