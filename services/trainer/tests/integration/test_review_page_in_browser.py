@@ -1,6 +1,6 @@
-"""The review page in a real headless Chromium: select text, move a span's boundaries, change a label, add a missed
-entity, save; the store then holds the corrected spans at the right code-point offsets (an emoji before the spans
-makes JavaScript's UTF-16 indices differ from them)."""
+"""The review page in a real headless Chromium: reject a span, select text, move a span's boundaries, change a label,
+add a missed entity, save; the store then holds the corrected spans at the right code-point offsets (an emoji before
+the spans makes JavaScript's UTF-16 indices differ from them)."""
 
 from __future__ import annotations
 
@@ -66,6 +66,7 @@ def page(tmp_path: Path) -> Iterator[tuple[str, ReviewStore, str]]:
         id="n",
         text=TEXT,
         entities=[
+            DocumentEntity(start=TEXT.index("Patient"), end=TEXT.index("Patient") + 7, label="Finding"),  # wrong
             DocumentEntity(start=cystic, end=cystic + 6, label="Disease"),  # boundary too short
             DocumentEntity(start=asthma, end=asthma + 6, label="Finding"),  # wrong label
         ],
@@ -109,14 +110,23 @@ def test_a_reviewer_corrects_spans_with_the_keyboard_and_the_store_holds_them(
         driver.get(url + "/")
         driver.find_element(By.ID, "key").send_keys(KEY)
         driver.find_element(By.ID, "load").click()
-        wait.until(expected_conditions.text_to_be_present_in_element((By.ID, "status"), "2 spans"))
+        wait.until(expected_conditions.text_to_be_present_in_element((By.ID, "status"), "3 spans"))
         marks = driver.find_elements(By.CSS_SELECTOR, "#text mark")
         assert [(m.text, m.get_attribute("data-label")) for m in marks] == [
+            ("Patient", "Finding"),
             ("cystic", "Disease"),
             ("asthma", "Finding"),
         ]
         assert "encoder:minilm-v3" in driver.find_element(By.ID, "who").text
         body = driver.find_element(By.TAG_NAME, "body")
+        # v shows the annotator's own spans (read-only), v again is back to the review.
+        body.send_keys("v")
+        wait.until(expected_conditions.text_to_be_present_in_element((By.ID, "layer"), "showing encoder:minilm-v3"))
+        body.send_keys("v")
+        wait.until(expected_conditions.text_to_be_present_in_element((By.ID, "layer"), "your review"))
+        # The first span is selected: reject it (x); "cystic" is selected next.
+        body.send_keys("x")
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#text mark")) == 2)
 
         # The first span is selected: select "cystic fibrosis" and move its boundaries there (b).
         cystic = TEXT.index("cystic")
@@ -148,6 +158,6 @@ def test_a_reviewer_corrects_spans_with_the_keyboard_and_the_store_holds_them(
     assert gold.model_extra is not None
     assert (gold.model_extra["reviewer"], gold.model_extra["provenance"]) == ("dr.ann", "human")
     machine = store.dataset.documents(store.dataset.versions()[-1].version)[0]
-    assert machine.mentions() == ["cystic", "asthma"]  # the machine annotation, never overwritten
-    assert [e.label for e in machine.entities] == ["Disease", "Finding"]
+    assert machine.mentions() == ["Patient", "cystic", "asthma"]  # the machine annotation, never overwritten
+    assert [e.label for e in machine.entities] == ["Finding", "Disease", "Finding"]
     assert note_id == gold.id
