@@ -3,12 +3,20 @@ a gold file that ``synthner annotate score --gold`` reads, agreement figures in 
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from synthner.main import main
+from synthner_shared.auth import hash_key
 from synthner_shared.documents import Document, DocumentEntity, read_documents
+from synthner_shared.local_llm import free_port
 from synthner_trainer.review.store import ReviewStore
 from synthner_trainer.review.testing import annotated
 from synthner_trainer.store import DatasetStore
@@ -76,3 +84,34 @@ def test_bad_input_is_one_line_with_exit_2(tmp_path: Path, capsys: pytest.Captur
     assert capsys.readouterr().err.strip() == "synthner review: no dataset version 'ds-9'"
     assert main(["review", "gold", "--data-dir", str(folder), str(tmp_path / "g.jsonl")]) == 2
     assert "no reviewed documents yet" in capsys.readouterr().err
+
+
+def test_serve_runs_the_review_page_until_sigterm(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = store_folder(tmp_path)
+    assert main(["review", "queue", "--data-dir", str(folder), "--share", "1"]) == 0
+    keys = tmp_path / "keys"
+    assert main(["review", "serve", "--data-dir", str(folder), "--api-keys-file", str(keys)]) == 2
+    assert capsys.readouterr().err.count("\n") == 1  # a missing key file: one line
+    keys.write_text(f"ann:user:{hash_key('serve-test-key')}\n", encoding="utf-8")
+    port = free_port()
+    command = [sys.executable, "-m", "synthner", "review", "serve", "--data-dir", str(folder)]
+    command += ["--api-keys-file", str(keys), "--port", str(port)]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, "synthner review serve exited"
+            assert time.monotonic() < deadline, "synthner review serve did not answer within 60 s"
+            try:
+                answer = httpx.get(
+                    f"http://127.0.0.1:{port}/v1/queue", headers={"X-API-Key": "serve-test-key"}, timeout=5
+                )
+                break
+            except httpx.TransportError:
+                threading.Event().wait(0.1)
+        assert answer.status_code == 200
+        assert len(answer.json()["items"]) == 3
+    finally:
+        server.send_signal(signal.SIGTERM)
+        # uvicorn shuts down gracefully, then re-raises the signal it caught: the process ends by SIGTERM.
+        assert server.wait(timeout=30) == -signal.SIGTERM

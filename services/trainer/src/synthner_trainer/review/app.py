@@ -8,6 +8,8 @@ and spans never reach a log line or an error message.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from importlib.resources import files
 from pathlib import Path
 from typing import Annotated, Any
@@ -88,10 +90,17 @@ def create_app(settings: ReviewSettings, store: ReviewStore | None = None) -> Fa
     """The review app over ``store`` (default: the store in ``settings.data_dir``, closed with the app)."""
     keys = ApiKeys(settings.api_keys_file)
     reviews = store if store is not None else ReviewStore.open(settings.store_path)
-    app = FastAPI(title="synthner review", docs_url=None, redoc_url=None)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            if store is None:  # a store passed in belongs to the caller
+                reviews.close()
+
+    app = FastAPI(title="synthner review", docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.api_keys = keys
-    if store is None:
-        app.router.on_shutdown.append(reviews.close)
 
     @app.exception_handler(ReviewError)
     async def client_error(_: Request, exc: ReviewError) -> JSONResponse:
