@@ -27,7 +27,7 @@ from synthner_ner_api.events import listen_for_models
 from synthner_ner_api.loading import ServingLoader
 from synthner_ner_api.metrics import Metrics
 from synthner_ner_api.middleware import BodyLimit, request_context
-from synthner_ner_api.models import ModelNotFound, ModelRegistry
+from synthner_ner_api.models import ModelLoadFailed, ModelNotFound, ModelRegistry
 from synthner_ner_api.openapi import use_deployment_openapi
 from synthner_ner_api.routes import router
 from synthner_ner_api.schemas import ErrorOut
@@ -65,9 +65,8 @@ def create_app(settings: NerApiSettings, registry: ModelRegistry, model_events: 
 
     async def initial_load() -> None:
         try:
-            model = await registry.load()
-            metrics.serving(model.version)
-        except ModelNotFound as exc:
+            await registry.load()
+        except (ModelNotFound, ModelLoadFailed) as exc:
             log.warning("not ready: %s", exc)
 
     @asynccontextmanager

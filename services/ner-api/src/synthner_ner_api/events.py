@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
-from synthner_ner_api.models import ModelNotFound, ModelRegistry
+from synthner_ner_api.models import ModelLoadFailed, ModelNotFound, ModelRegistry
 from synthner_shared.contracts import Envelope, ModelPublished
 from synthner_shared.messaging import NER_API, BrokerSettings, BrokerUnavailable, Consumer, RetryableError, Service
 
@@ -15,10 +15,15 @@ log = logging.getLogger(__name__)
 
 def model_event_consumer(registry: ModelRegistry, instance: str) -> Consumer[ModelPublished]:
     async def on_published(event: ModelPublished) -> Sequence[Envelope]:
+        if registry.is_older_than_current(event.model_version):
+            # A redelivered or late event: replicas move back only when an operator rolls back.
+            log.info("ignoring model %s: older than the served %s", event.model_version, registry.current_version)
+            return []
         try:
             await registry.load(event.model_version)
-        except ModelNotFound as exc:
-            # The artifact may not be visible on this replica's volume yet: retry with back-off, then dead-letter.
+        except (ModelNotFound, ModelLoadFailed) as exc:
+            # The artifact may not be (fully) visible on this replica's volume yet: retry with back-off, then
+            # dead-letter; the model served before stays.
             raise RetryableError(str(exc)) from None
         return []
 

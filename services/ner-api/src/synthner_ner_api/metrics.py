@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from synthner_ner_api.models import Fallback
+
 
 @dataclass
 class Metrics:
@@ -32,7 +34,16 @@ class Metrics:
             "synthner_ner_model_info", "The model version being served (value 1)", ["version"], registry=self.registry
         )
         self.errors = Counter("synthner_ner_errors", "Errors answered", ["kind"], registry=self.registry)
+        self.fallback = Gauge(
+            "synthner_ner_model_fallback",
+            "1 while the replica serves another version because the one it wanted did not load",
+            ["wanted"],
+            registry=self.registry,
+        )
 
-    def serving(self, version: str) -> None:
+    def serving(self, version: str, fallback: Fallback | None = None) -> None:
         self.model_version.clear()
         self.model_version.labels(version=version).set(1)
+        self.fallback.clear()
+        if fallback is not None:
+            self.fallback.labels(wanted=fallback.wanted).set(1)

@@ -2,6 +2,11 @@
 
 Every batch takes the current model once, so a request is answered wholly by one version (reported in the
 response), and a swap never fails or mixes requests. The previous model stays loaded for an instant rollback.
+
+A version whose files do not load (truncated weights, a folder not yet fully visible on this replica's volume) never
+replaces the served model: a named version fails with :class:`ModelLoadFailed` and the current one stays. A replica
+that serves nothing yet (start-up) falls back to the newest version that loads and records why in
+:attr:`ModelRegistry.fallback` (``/readyz`` and the metrics say so).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from synthner_shared.messaging.consumer import bounded_reason
 from synthner_shared.model_store import ModelStoreError, ModelStoreLayout, read_current, read_verdict
 from synthner_shared.ner.encoding import ScoredSpan
 
@@ -39,6 +45,18 @@ class ModelNotFound(LookupError):
 
 class UnknownModelVersion(ModelNotFound):
     """A version was asked for by name that the store does not hold as published."""
+
+
+class ModelLoadFailed(RuntimeError):
+    """A published version's files did not load; the model served before stays."""
+
+
+@dataclass(frozen=True)
+class Fallback:
+    """Why the replica serves another version than the store's default: the default did not load."""
+
+    wanted: str
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -89,6 +107,7 @@ class ModelRegistry:
         self._swapped = asyncio.Condition()
         self.current: LoadedModel | None = None
         self.previous: LoadedModel | None = None
+        self.fallback: Fallback | None = None
 
     def servable_versions(self) -> list[str]:
         """Published versions of the store (the layout of :mod:`synthner_shared.model_store`: ``versions/<v>/``
@@ -135,18 +154,52 @@ class ModelRegistry:
             raise UnknownModelVersion(f"unknown or unpublished model version {version!r}")
         return self._layout.version_dir(version)
 
+    @property
+    def current_version(self) -> str | None:
+        return self.current.version if self.current is not None else None
+
+    def is_older_than_current(self, version: str) -> bool:
+        """Whether ``version`` precedes the served one in the store (version names sort by time: the trainer's
+        ``m-<UTC timestamp>-…``); a replica moves back only when told to (rollback, a reload naming the version)."""
+        return self.current is not None and self._layout is not None and version < self.current.version
+
+    def _candidates(self, version: str | None) -> list[Path]:
+        """The folders to try, in order: the one asked for; at start-up with none asked for, the default, then every
+        other published version, newest first."""
+        first = self._path_of(version)
+        if version is not None or self.current is not None or self._layout is None:
+            return [first]
+        others = [self._layout.version_dir(v) for v in reversed(self.servable_versions())]
+        return [first, *(path for path in others if path != first)]
+
     async def load(self, version: str | None = None) -> LoadedModel:
-        """Load a version (default: the newest) off the event loop, then make it current. Returns it."""
+        """Load a version (default: the store's current, else the newest) off the event loop, then make it current.
+        Returns it; :class:`ModelLoadFailed` if no candidate loads (the served model, if any, stays)."""
         async with self._lock:
-            path = self._path_of(version)
-            if self.current is not None and self.current.path == path:
+            candidates = self._candidates(version)
+            if self.current is not None and self.current.path == candidates[0]:
                 return self.current
-            predictor = await asyncio.to_thread(self._loader, path)
+            path, predictor, failures = await self._first_loadable(candidates)
             model = describe_model(path, predictor)
             self.previous, self.current = self.current, model
+            self.fallback = failures[0] if failures else None
             log.info("serving model %s (previous %s)", model.version, self.previous.version if self.previous else None)
+            if self.fallback is not None:
+                log.warning("fell back to model %s: %s did not load", model.version, self.fallback.wanted)
         await self._notify()
         return model
+
+    async def _first_loadable(self, candidates: Sequence[Path]) -> tuple[Path, Predictor, list[Fallback]]:
+        """The first candidate that loads, its predictor, and why the ones before it did not."""
+        failures: list[Fallback] = []
+        for path in candidates:
+            try:
+                return path, await asyncio.to_thread(self._loader, path), failures
+            except Exception as exc:  # noqa: BLE001 - whatever broke the files, this version cannot be served
+                failure = Fallback(path.name, bounded_reason(f"{type(exc).__name__}: {exc}", 300))
+                log.warning("model version %s did not load: %s", failure.wanted, failure.reason)
+                failures.append(failure)
+        raise ModelLoadFailed("; ".join(f"model version {f.wanted} did not load ({f.reason})" for f in failures))
 
     async def rollback(self) -> LoadedModel:
         async with self._lock:
@@ -154,6 +207,7 @@ class ModelRegistry:
                 raise ModelNotFound("no previous model version to roll back to")
             restored = self.previous
             self.previous, self.current = self.current, restored
+            self.fallback = None  # the version served is now the one asked for
             log.info("rolled back to model %s", restored.version)
         await self._notify()
         return restored

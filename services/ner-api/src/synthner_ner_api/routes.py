@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from synthner_ner_api.dependencies import Admin, RequestId, State, User
 from synthner_ner_api.errors import ApiError
-from synthner_ner_api.models import LoadedModel, ModelNotFound, SpanPrediction, UnknownModelVersion
+from synthner_ner_api.models import LoadedModel, ModelLoadFailed, ModelNotFound, SpanPrediction, UnknownModelVersion
 from synthner_ner_api.page import PAGE_HTML
 from synthner_ner_api.schemas import (
     BatchItemOut,
@@ -96,9 +96,8 @@ async def _swapped(state: ApiState, action: Callable[[], Awaitable[LoadedModel]]
         model = await action()
     except UnknownModelVersion as exc:
         raise ApiError(404, str(exc)) from None
-    except ModelNotFound as exc:
+    except (ModelNotFound, ModelLoadFailed) as exc:
         raise ApiError(409, str(exc)) from None
-    state.metrics.serving(model.version)
     previous = state.registry.previous
     return SwapResult(version=model.version, previous_version=previous.version if previous else None)
 
@@ -120,13 +119,18 @@ async def livez() -> dict[str, Any]:
 
 @router.get("/readyz", include_in_schema=False)
 async def readyz(state: State) -> JSONResponse:
-    model = state.registry.current
-    body = {"ready": model is not None, "model_version": model.version if model else None}
+    model, fallback = state.registry.current, state.registry.fallback
+    body: dict[str, Any] = {"ready": model is not None, "model_version": model.version if model else None}
+    if fallback is not None:  # serving, but not the version the store names: ops must look
+        body["fallback"] = {"wanted": fallback.wanted, "reason": fallback.reason}
     return JSONResponse(body, status_code=200 if model is not None else 503)
 
 
 @router.get("/metrics", include_in_schema=False)
 async def prometheus_metrics(state: State) -> Response:
+    model = state.registry.current
+    if model is not None:  # read at scrape time: a swap by a model event or an admin call shows at once
+        state.metrics.serving(model.version, state.registry.fallback)
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -15,7 +15,7 @@ from ner_api_support import ADMIN_KEY, GOLD, USER_KEY, install_model
 from synthner_ner_api.app import create_app
 from synthner_ner_api.auth import hash_key
 from synthner_ner_api.loading import ServingLoader
-from synthner_ner_api.models import ModelRegistry, SpanPrediction
+from synthner_ner_api.models import ModelLoadFailed, ModelRegistry, SpanPrediction
 from synthner_ner_api.predictor import ServingPredictor
 from synthner_ner_api.settings import NerApiSettings
 from synthner_shared.documents import Document, read_documents
@@ -221,3 +221,20 @@ async def test_a_swap_between_two_real_model_folders_fails_no_request_and_mixes_
     for version, labels in seen:
         assert labels <= {expected[version]}
     assert any(labels for _, labels in seen)
+
+
+async def test_a_truncated_weights_file_is_never_served_and_the_last_good_version_is(
+    tiny_ner_model: Path, tmp_path: Path
+) -> None:
+    store = tmp_path / "models"
+    install_model(store, tiny_ner_model, "m-tiny")
+    broken = install_model(store, tiny_ner_model, "m-tiny-z")  # newer: the store's default
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    registry = ModelRegistry(ServingLoader(NerApiSettings(auth_mode="trusted_proxy", model_store=store)), store=store)
+    assert (await registry.load()).version == "m-tiny"
+    assert registry.fallback is not None
+    assert registry.fallback.wanted == "m-tiny-z"
+    with pytest.raises(ModelLoadFailed, match="model version m-tiny-z did not load"):
+        await registry.load("m-tiny-z")
+    assert registry.current_version == "m-tiny"
