@@ -19,6 +19,25 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def fsync_tree(folder: Path) -> None:
+    """Make every file under ``folder`` durable, then every directory entry (before the folder is renamed into view:
+    a crash after the rename must not leave a visible version with weights still in the page cache)."""
+    directories = [folder]
+    for path in sorted(folder.rglob("*")):
+        if path.is_symlink():
+            continue
+        if path.is_dir():
+            directories.append(path)
+        elif path.is_file():
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    for directory in reversed(directories):
+        fsync_dir(directory)
+
+
 @contextlib.contextmanager
 def atomic_writer(path: Path) -> Iterator[TextIO]:
     """A text handle (UTF-8, ``\\n`` line ends) whose content replaces ``path`` when the block ends without an error:

@@ -12,6 +12,8 @@ Invariants (the writer, :mod:`synthner_trainer.registry`, keeps them; readers re
   ``status.json`` and renamed into ``versions/`` (one atomic rename on one filesystem);
 - ``status.json`` and ``current.json`` are replaced atomically (temporary file, fsync, rename, fsync of the folder),
   so a reader sees the old file or the new one, never a mix;
+- a version's files are fsynced before its folder is renamed into ``versions/``, and a version the gate passed is
+  loaded back and given a smoke prediction first: one that fails has the verdict ``failed``;
 - ``current.json`` names a version that exists in ``versions/`` with the verdict ``published``
   (:func:`write_current` refuses anything else).
 
@@ -36,7 +38,9 @@ STAGING_DIR = ".staging"
 STATUS_FILE = "status.json"
 CURRENT_FILE = "current.json"
 
-Verdict = Literal["published", "rejected"]
+Verdict = Literal["published", "rejected", "failed"]
+"""``published``: passed the gate; ``rejected``: the gate said no; ``failed``: passed the gate, but the written folder
+did not load back (it is kept for inspection and never served)."""
 _Model = TypeVar("_Model", bound=BaseModel)
 
 
@@ -173,6 +177,6 @@ def write_current(layout: ModelStoreLayout, pointer: CurrentPointer) -> None:
         verdict = read_verdict(layout.version_dir(pointer.version))
         if verdict != "published":
             raise NotPublished(
-                f"model version {pointer.version} was rejected by the gate; only published versions can be current"
+                f"model version {pointer.version} is {verdict} (not published); only published versions can be current"
             )
     write_json_atomic(layout.current_file, pointer.model_dump(mode="json"))

@@ -152,6 +152,16 @@ def train_and_register(
     )
 
 
+SMOKE_TEXT = "Seen today for a follow-up; no new complaints. Plan: continue the current treatment."
+"""What a freshly written model predicts on once before it may be published (any text would do; no real note)."""
+
+
+def loads_and_predicts(folder: Path) -> None:
+    """The check a written version passes before it becomes current: the shared predictor (which the NER API's
+    serving predictor is built from) loads it from disk and annotates a note."""
+    SpanPredictor.load(folder, device="cpu").predict_documents([Document(id="smoke", text=SMOKE_TEXT)])
+
+
 def gate_and_register(
     result: TrainingResult,
     *,
@@ -192,10 +202,10 @@ def gate_and_register(
             extra={"best_epoch": result.best_epoch, "epochs_run": result.epochs_run, "seconds": round(result.seconds)},
         )
 
-    version = registry.add(name, write, gate)
-    log.info("model version %s %s (%s)", name, gate.verdict, gate.reason)
+    version = registry.add(name, write, gate, verify=loads_and_predicts)
+    log.info("model version %s %s (%s)", name, version.status, version.gate.reason)
     published = None
-    if gate.verdict == "published":
+    if version.status == "published":
         published = ModelPublished(
             correlation_id=correlation_id,
             producer=PRODUCER,

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from synthner_shared.files import fsync_dir
+from synthner_shared.files import fsync_dir, fsync_tree
+from synthner_shared.messaging.consumer import bounded_reason
 from synthner_shared.model_store import (
     CurrentPointer,
     ModelStoreLayout,
@@ -89,6 +90,15 @@ class ModelVersion:
     gate: GateDecision
 
 
+def _verified(gate: GateDecision, folder: Path, verify: Callable[[Path], None]) -> GateDecision:
+    try:
+        verify(folder)
+    except Exception as exc:  # noqa: BLE001 - whatever broke the written files, this version must not be served
+        reason = bounded_reason(f"the written model did not load back: {type(exc).__name__}: {exc}", 500)
+        return gate.model_copy(update={"verdict": "failed", "reason": reason})
+    return gate
+
+
 class VersionExistsError(FileExistsError):
     """A version with this name is already visible; versions are immutable."""
 
@@ -111,10 +121,18 @@ class ModelRegistry:
             shutil.rmtree(path)
         return len(leftovers)
 
-    def add(self, name: str, write: Callable[[Path], None], gate: GateDecision) -> ModelVersion:
+    def add(
+        self,
+        name: str,
+        write: Callable[[Path], None],
+        gate: GateDecision,
+        verify: Callable[[Path], None] | None = None,
+    ) -> ModelVersion:
         """Write a version with ``write(folder)`` into staging, record its verdict, then make it visible atomically.
 
-        A published verdict also moves ``current.json`` to it.
+        The written files are fsynced; a version the gate published is then checked with ``verify(folder)`` (load it
+        back, predict once): if that raises, the verdict becomes ``failed`` and ``current.json`` stays. A published
+        verdict moves ``current.json`` to it.
         """
         target = self.layout.version_dir(name)
         if target.exists():
@@ -122,6 +140,9 @@ class ModelRegistry:
         staging = Path(tempfile.mkdtemp(prefix=f"{name}.", dir=self.staging_dir))
         try:
             write(staging)
+            fsync_tree(staging)
+            if gate.verdict == "published" and verify is not None:
+                gate = _verified(gate, staging, verify)
             write_status(staging, gate)
             os.rename(staging, target)
             fsync_dir(self.versions_dir)
@@ -154,6 +175,8 @@ class ModelRegistry:
         """Point ``current`` back at an earlier published version."""
         version = self.get(name)
         if version.status != "published":
-            raise ValueError(f"model version {name} was rejected by the gate; only published versions can be current")
+            raise ValueError(
+                f"model version {name} is {version.status} (not published); only published versions can be current"
+            )
         self._set_current(name)
         return version

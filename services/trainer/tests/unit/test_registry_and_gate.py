@@ -66,6 +66,25 @@ def test_a_version_that_fails_while_written_never_becomes_visible(tmp_path: Path
     assert not any(registry.staging_dir.iterdir())
 
 
+def test_a_published_version_that_does_not_load_back_is_failed_and_never_current(tmp_path: Path) -> None:
+    registry = ModelRegistry(tmp_path)
+    first = registry.add("m-1", _write("{}"), decide(0.8, None, 0.01), verify=lambda folder: None)
+    checked: list[Path] = []
+
+    def does_not_load(folder: Path) -> None:
+        checked.append(folder)
+        raise OSError("safetensors header truncated")
+
+    failed = registry.add("m-2", _write("{}"), decide(0.9, 0.8, 0.01), verify=does_not_load)
+    assert failed.status == "failed"
+    assert failed.gate.reason == "the written model did not load back: OSError: safetensors header truncated"
+    assert registry.current() == first
+    assert checked[0].parent == registry.staging_dir  # checked before it became visible
+    assert registry.get("m-2").status == "failed"  # kept for inspection
+    rejected = registry.add("m-3", _write("{}"), decide(0.1, 0.8, 0.01), verify=does_not_load)
+    assert (rejected.status, len(checked)) == ("rejected", 1)  # only what the gate passed is checked
+
+
 def test_versions_are_never_overwritten(tmp_path: Path) -> None:
     registry = ModelRegistry(tmp_path)
     registry.add("m-1", _write("{}"), decide(0.8, None, 0.01))

@@ -17,7 +17,7 @@ from synthner_shared.ner import EncodedWindow
 from synthner_shared.ner.predictor import SpanPredictor
 from synthner_trainer.base_model import default_base_model
 from synthner_trainer.distillation import Teacher, TeacherMismatchError
-from synthner_trainer.pipeline import GoldSet, gate_and_register, train_to_folder
+from synthner_trainer.pipeline import GoldSet, gate_and_register, loads_and_predicts, train_to_folder
 from synthner_trainer.registry import ModelRegistry
 from synthner_trainer.settings import TrainerSettings, TrainingConfig
 from synthner_trainer.store import manifest_for
@@ -115,6 +115,18 @@ def test_gate_publishes_a_real_model_and_rescoring_the_current_one_on_gold(train
     assert second.version.gate.current == second.version.gate.candidate
     assert second.published is not None
     assert registry.current() == second.version
+
+
+@pytest.mark.slow
+def test_the_publish_check_passes_a_real_model_and_fails_a_truncated_copy(trained: Trained, tmp_path: Path) -> None:
+    folder = trained[0]
+    loads_and_predicts(folder)
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy)
+    weights = copy / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(Exception):  # noqa: B017, PT011 - safetensors' own error type; any failure must stop it
+        loads_and_predicts(copy)
 
 
 @pytest.mark.slow
