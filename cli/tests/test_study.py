@@ -244,3 +244,37 @@ def test_student_levers_train_into_folders_of_their_own_and_the_threshold_filter
     write_documents(plain.synthetic_file, corpus)
     assert [d.id for d in plain._student_split()[0]] == ["s0", "s1", "s2", "d"]
     assert [d.id for d in filtered._student_split()[0]] == ["s0", "s1", "s2"]
+
+
+def test_the_overview_reads_each_route_s_own_student_whatever_its_levers(tmp_path: Path) -> None:
+    """A route's student trained with soft labels sits in ``student-distill-w…``: the overview reads its scores there
+    (it looked for ``student-test.json`` and failed at the end of a whole run)."""
+    from synthner.study import overview_rows, report_data
+    from synthner_shared.evaluation import evaluate_spans
+
+    document = Document(id="d", text="colon cancer", entities=[DocumentEntity(start=0, end=12, label="Disease")])
+    scores = evaluate_spans([document], [document], "gold:test").model_dump_json()
+    (tmp_path / "teacher-test.json").write_text(scores, encoding="utf-8")
+    route = tmp_path / "tang"
+    route.mkdir()
+    write_documents(route / "synthetic.jsonl", [document])
+    (route / "student-distill-w0.5-t2-test.json").write_text(scores, encoding="utf-8")
+    summary = {
+        "f1_gold": 1.0,
+        "f1_synthetic": 1.0,
+        "partial_f1_synthetic": 1.0,
+        "gap": 0.0,
+        "notes": 1,
+        "privacy": {},
+        "stages": [],
+        "per_label": {},
+        "student": "student-distill-w0.5-t2",
+    }
+    (route / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
+    (row,) = overview_rows(tmp_path)
+    assert row.student == "student-distill-w0.5-t2"
+    names = [evaluation.dataset for evaluation in report_data(tmp_path, [row]).evaluations]
+    assert names == [
+        "gold-trained teacher, gold:test",
+        "tang: synthetic-only student (student-distill-w0.5-t2), gold:test",
+    ]

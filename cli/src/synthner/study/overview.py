@@ -59,6 +59,8 @@ class RouteRow:
     per_label: dict[str, dict[str, float]]
     curve: list[dict[str, float]]
     """The learning curve over synthetic notes (``notes``, ``test_strict_f1``, ...), where one was recorded."""
+    student: str = "student"
+    """The student's folder in the route's directory (``student-distill-w0.5-t2``: the levers it was trained with)."""
 
     def flat(self) -> dict[str, object]:
         """The row as the overview's ``summary.json`` holds it: privacy figures and stage times as top-level keys."""
@@ -73,6 +75,7 @@ class RouteRow:
             **{f"seconds_{name}": value for name, value in self.seconds.items()},
             "per_label": self.per_label,
             "curve": self.curve,
+            "student": self.student,
         }
 
 
@@ -96,6 +99,7 @@ def overview_rows(workdir: Path) -> list[RouteRow]:
                 seconds={stage["name"]: stage["seconds"] for stage in summary["stages"]},
                 per_label=summary["per_label"],
                 curve=next((s["counts"]["points"] for s in summary["stages"] if s["name"] == "curve"), []),
+                student=summary.get("student", "student"),  # summaries written before it was recorded: plain
             )
         )
     return rows
@@ -134,7 +138,8 @@ def report_data(workdir: Path, rows: Sequence[RouteRow]) -> ReportData:
     for row in rows:
         route = row.route
         if route != "gold":
-            evaluations.append(scores(workdir / route / "student-test.json", f"{route}: synthetic-only student"))
+            student = workdir / route / f"{row.student}-test.json"
+            evaluations.append(scores(student, f"{route}: synthetic-only student ({row.student})"))
             figures = row.flat().items()
             counts += [(f"{route}: {key}", value) for key, value in figures if isinstance(value, int | float)]
             counts += [

@@ -602,7 +602,7 @@ class Study:
             notes=documents if isinstance(documents, int) else 0,
             seconds=sum(r.seconds for r in records),
         )
-        summary = {**asdict(result), "gap": result.gap, "line": result.line()}
+        summary = {**asdict(result), "gap": result.gap, "line": result.line(), "student": self.student_dir.name}
         write_json_atomically(self.route_dir / "summary.json", to_jsonable_python(summary))
         return result
 
