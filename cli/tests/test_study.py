@@ -10,8 +10,19 @@ from pathlib import Path
 import pytest
 
 from synthner.main import main
-from synthner.study import Study, StudyError, StudyOptions, confident, longest_run, memorisation, run_routes
+from synthner.study import (
+    Study,
+    StudyError,
+    StudyOptions,
+    confident,
+    longest_run,
+    memorisation,
+    overview_rows,
+    report_data,
+    run_routes,
+)
 from synthner_shared.documents import Document, DocumentEntity, read_documents, write_documents
+from synthner_shared.evaluation import evaluate_spans
 
 REPO = Path(__file__).resolve().parents[2]
 NCBI = REPO.parent / "shared" / "data" / "ncbi_disease"
@@ -249,9 +260,6 @@ def test_student_levers_train_into_folders_of_their_own_and_the_threshold_filter
 def test_the_overview_reads_each_route_s_own_student_whatever_its_levers(tmp_path: Path) -> None:
     """A route's student trained with soft labels sits in ``student-distill-w…``: the overview reads its scores there
     (it looked for ``student-test.json`` and failed at the end of a whole run)."""
-    from synthner.study import overview_rows, report_data
-    from synthner_shared.evaluation import evaluate_spans
-
     document = Document(id="d", text="colon cancer", entities=[DocumentEntity(start=0, end=12, label="Disease")])
     scores = evaluate_spans([document], [document], "gold:test").model_dump_json()
     (tmp_path / "teacher-test.json").write_text(scores, encoding="utf-8")
