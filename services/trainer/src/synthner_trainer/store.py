@@ -20,7 +20,7 @@ import sqlite3
 import threading
 from collections import Counter
 from collections.abc import Collection, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Literal
@@ -137,6 +137,20 @@ def manifest_for(version: str, documents: Sequence[Document], annotators: Sequen
     )
 
 
+@contextmanager
+def write_transaction(db: sqlite3.Connection, lock: threading.Lock) -> Iterator[sqlite3.Connection]:
+    """One write at a time on ``db`` (``BEGIN IMMEDIATE`` takes SQLite's write lock at once, so two connections to
+    one file queue instead of failing mid-way), rolled back on any error."""
+    with lock:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+
 class DatasetStore:
     """A SQLite file of annotated documents, dataset versions and training requests. Safe to share between threads."""
 
@@ -160,16 +174,8 @@ class DatasetStore:
         with self._lock:
             self._db.close()
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        return write_transaction(self._db, self._lock)
 
     # --- documents -------------------------------------------------------------------------------------------------
 

@@ -5,31 +5,24 @@ the spans makes JavaScript's UTF-16 indices differ from them)."""
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service as DriverService
 from selenium.webdriver.common.by import By
-from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.wait import WebDriverWait
 
 from synthner_shared.auth import hash_key
 from synthner_shared.documents import Document, DocumentEntity
+from synthner_shared.testing_browser import CHROMEDRIVER, CHROMIUM, NO_BROWSER, headless_chromium
 from synthner_trainer.review.app import ReviewSettings, create_app
 from synthner_trainer.review.queue import QueuePolicy
 from synthner_trainer.review.store import ReviewStore
 from synthner_trainer.review.testing import annotated, served
 from synthner_trainer.store import DatasetStore
 
-CHROMIUM = shutil.which("chromium")
-CHROMEDRIVER = shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None or CHROMEDRIVER is None, reason="needs Debian's chromium and chromium-driver (make test installs)"
-)
+pytestmark = pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None, reason=NO_BROWSER)
 KEY = "review-browser-key"
 TEXT = "🩺👩‍⚕️ Patient with cystic fibrosis, 𠀋 asthma and no fever."
 LABELS = ["Disease", "Finding"]
@@ -81,30 +74,11 @@ def page(tmp_path: Path) -> Iterator[tuple[str, ReviewStore, str]]:
     store.close()
 
 
-def chromium(profile: Path) -> WebDriver:
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--window-size=1400,900",
-        f"--user-data-dir={profile}",
-    ):
-        options.add_argument(flag)
-    return webdriver.Chrome(service=DriverService(executable_path=str(CHROMEDRIVER)), options=options)
-
-
 def test_a_reviewer_corrects_spans_with_the_keyboard_and_the_store_holds_them(
     page: tuple[str, ReviewStore, str], tmp_path: Path
 ) -> None:
     url, store, note_id = page
-    driver = chromium(tmp_path / "profile")
+    driver = headless_chromium(tmp_path / "profile")
     wait = WebDriverWait(driver, 30)
     try:
         driver.get(url + "/")

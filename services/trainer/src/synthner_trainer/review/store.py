@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +21,7 @@ from typing import Any
 from synthner_shared.contracts.spans import check_spans
 from synthner_shared.documents import Document, DocumentEntity
 from synthner_trainer.review.queue import Annotation, Candidate, QueuePolicy, Span, select_for_review
-from synthner_trainer.store import DatasetStore, UnknownDatasetVersionError
+from synthner_trainer.store import DatasetStore, UnknownDatasetVersionError, write_transaction
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS review_queue (
@@ -122,16 +122,8 @@ class ReviewStore:
         if self._owns_dataset:
             self.dataset.close()
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        return write_transaction(self._db, self._lock)
 
     # --- annotations -----------------------------------------------------------------------------------------------
 

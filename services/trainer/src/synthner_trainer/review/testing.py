@@ -1,20 +1,16 @@
-"""Support for tests and the review benchmark: documents as annotators' messages, and the review app on a real port
-of 127.0.0.1 in a background thread."""
+"""Support for tests and the review benchmark: documents as annotators' messages; ``served`` runs the review app on a
+real port of 127.0.0.1 (:func:`synthner_shared.testing_browser.served_app`)."""
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-
-import uvicorn
-from fastapi import FastAPI
+from collections.abc import Sequence
 
 from synthner_shared.contracts import AlignmentStats, AnnotatorRecord, DocumentAnnotated, EntitySpan, PromptRef
 from synthner_shared.contracts.envelope import content_id
 from synthner_shared.documents import Document
+from synthner_shared.testing_browser import served_app as served
+
+__all__ = ["annotated", "served"]
 
 
 def annotated(
@@ -43,30 +39,3 @@ def annotated(
         ),
         alignment=AlignmentStats(mentions_found=len(entities), mentions_aligned=len(entities), mentions_dropped=0),
     )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-@contextmanager
-def served(app: FastAPI, deadline_seconds: float = 30.0) -> Iterator[str]:
-    """``app`` on a free port of 127.0.0.1 until the block ends; yields its base URL once it accepts requests."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + deadline_seconds
-    while not server.started:  # uvicorn offers no start event to wait on
-        if time.monotonic() > deadline or not thread.is_alive():
-            server.should_exit = True
-            raise RuntimeError(f"the review app did not start on 127.0.0.1:{port}")
-        threading.Event().wait(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
