@@ -69,15 +69,12 @@ def run_queue(args: argparse.Namespace) -> int:
         if not (args.share or args.disagreement or args.min_confidence is not None):
             raise ValueError("choose what to review: --share, --disagreement and/or --min-confidence")
         policy = QueuePolicy(args.share, args.disagreement, args.min_confidence, args.seed)
-        store = ReviewStore.open(_store_path(args))
-        try:
+        with ReviewStore.open(_store_path(args)) as store:
             versions = store.dataset.versions()
             version = args.version or (versions[-1].version if versions else None)
             if version is None:
                 raise ValueError("the store holds no dataset version yet (synthner dataset snapshot)")
             items = store.enqueue(version, policy)
-        finally:
-            store.close()
     except UnknownDatasetVersionError as exc:
         print(f"synthner review: {exc.args[0]}", file=sys.stderr)
         return 2
@@ -119,11 +116,8 @@ def run_gold(args: argparse.Namespace) -> int:
 
     try:
         check_paths(_store_path(args), args.output)
-        store = ReviewStore.open(_store_path(args))
-        try:
+        with ReviewStore.open(_store_path(args)) as store:
             gold = store.gold()
-        finally:
-            store.close()
         if not gold:
             raise ValueError(f"{args.data_dir}: no reviewed documents yet (synthner review serve)")
         write_documents(args.output, gold)
@@ -142,11 +136,8 @@ def run_stats(args: argparse.Namespace) -> int:
     from synthner_trainer.review.store import ReviewStore
 
     try:
-        store = ReviewStore.open(_store_path(args))
-        try:
+        with ReviewStore.open(_store_path(args)) as store:
             result = agreement(store.gold(), store.annotated_documents(), store.reviewer_documents())
-        finally:
-            store.close()
         if args.html is not None:
             write_text_atomic(args.html, agreement_html(result))
     except (ValueError, OSError) as exc:

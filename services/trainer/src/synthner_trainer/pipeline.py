@@ -70,11 +70,8 @@ def reviewed_for_gate(store: DatasetStore, settings: TrainerSettings) -> list[Do
     """The reviewed documents the gate adds to its gold set: all of them with ``review_gold``, else none."""
     if not settings.review_gold:
         return []
-    reviews = ReviewStore(store)
-    try:
+    with ReviewStore(store) as reviews:
         return reviews.gold()
-    finally:
-        reviews.close()
 
 
 def gate_inputs(

@@ -16,7 +16,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from synthner_shared.contracts.spans import check_spans
 from synthner_shared.documents import Document, DocumentEntity
@@ -121,6 +121,12 @@ class ReviewStore:
             self._db.close()
         if self._owns_dataset:
             self.dataset.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
     def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
         return write_transaction(self._db, self._lock)
