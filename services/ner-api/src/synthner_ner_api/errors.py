@@ -18,21 +18,26 @@ from synthner_shared.contracts import describe_problems, field_names
 class ApiError(Exception):
     """An error answered as JSON with the given status."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, retry_after_s: int | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.retry_after_s = retry_after_s
+        """Sent as ``Retry-After`` (429, 503): when the caller may try again."""
 
 
-def error_response(request: Request, status: int, message: str) -> JSONResponse:
+def error_response(request: Request, status: int, message: str, retry_after_s: int | None = None) -> JSONResponse:
     api_state(request).metrics.errors.labels(kind=str(status)).inc()
     request_id = getattr(request.state, "request_id", None)
-    return JSONResponse(ErrorOut(error=message, request_id=request_id).model_dump(), status_code=status)
+    headers = {"Retry-After": str(retry_after_s)} if retry_after_s is not None else None
+    return JSONResponse(
+        ErrorOut(error=message, request_id=request_id).model_dump(), status_code=status, headers=headers
+    )
 
 
 async def _on_api_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    return error_response(request, exc.status, exc.message)
+    return error_response(request, exc.status, exc.message, exc.retry_after_s)
 
 
 async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
