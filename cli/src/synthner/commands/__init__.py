@@ -21,6 +21,7 @@ from synthner.commands import (
     evaluate,
     generate,
     leakcheck,
+    ops,
     review,
     serve,
     status,
@@ -44,6 +45,7 @@ COMMAND_MODULES: tuple[ModuleType, ...] = (
     convert,
     review,
     serve,
+    ops,
 )
 
 Handler = Callable[[argparse.Namespace], int]

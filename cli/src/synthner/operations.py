@@ -1,0 +1,456 @@
+"""Operator control of a running deployment over the broker: dead-letter and quarantine queues, training requests.
+
+What a held message shows is read from its AMQP properties and headers, never from its body (bodies carry notes):
+the message id, its type, its job (correlation id), the queue it was dead-lettered from and the reason the consumer
+put into ``x-synthner-dead-letter-reason`` (or the broker's ``x-death`` record when the broker dead-lettered it, e.g.
+at the delivery limit). The one exception is a quarantined note, whose leak-check reasons (detector names and counts,
+never matched text, by contract) are read from the parsed body; its text is never shown.
+
+Every move of a message is a confirmed copy first and an ack of the original after, so a failure at any point leaves
+the message where it was (at worst twice, which the idempotent consumers absorb):
+
+- ``peek`` copies each message it shows to the back of its queue, then acks the original. It never hands a message
+  back with a nack or a closed channel: RabbitMQ 4.x quorum queues count such returns toward a default delivery
+  limit of 20 and drop a message past it (a DLQ has no dead-letter exchange of its own).
+- ``replay`` copies a message to the work queue its ``x-synthner-queue`` header (or the broker's ``x-death``) names,
+  without the dead-letter headers, so it gets its retries anew, then acks it in the DLQ.
+- ``purge`` deletes the ready messages of one queue (all, or those picked by id or reason).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+from aio_pika.exceptions import ChannelClosed
+from pydantic import ValidationError
+
+from synthner_shared.contracts import NoteQuarantined
+from synthner_shared.contracts.registry import REGISTRY
+from synthner_shared.messaging import (
+    LAST_ERROR_HEADER,
+    NER_API,
+    QUARANTINE,
+    QUEUE_HEADER,
+    REASON_HEADER,
+    RETRIES_HEADER,
+    BrokerSettings,
+    PublishError,
+    Topology,
+)
+from synthner_shared.messaging.consumer import bounded_reason, safe_id
+from synthner_shared.messaging.publisher import send_confirmed
+from synthner_shared.messaging.topology import SHARED_ROLES, QueueRole
+
+REPLAYED_HEADER = "x-synthner-replayed"
+"""How often an operator replayed the message from a dead-letter queue (kept across replays)."""
+BROKER_DEATH_HEADERS = (
+    "x-death",
+    "x-first-death-exchange",
+    "x-first-death-queue",
+    "x-first-death-reason",
+    "x-last-death-exchange",
+    "x-last-death-queue",
+    "x-last-death-reason",
+    "x-delivery-count",
+)
+DROPPED_ON_REPLAY = (REASON_HEADER, QUEUE_HEADER, RETRIES_HEADER, LAST_ERROR_HEADER, *BROKER_DEATH_HEADERS)
+"""Headers a replayed copy goes without: it starts in its work queue as a new delivery, with its retries anew."""
+_KNOWN_TYPES = frozenset(name for name, _ in REGISTRY)
+DEAD_LETTER_ROLES: tuple[QueueRole, ...] = (*SHARED_ROLES, NER_API)
+"""Every role has a dead-letter queue ``<ns>.<role>.dlq``."""
+
+
+class OperationError(Exception):
+    """An operation that cannot be done as asked (no such queue, a replay target outside the namespace, ...)."""
+
+
+@dataclass(frozen=True)
+class HeldMessage:
+    """What an operator may see of a message held in a dead-letter or quarantine queue: no body text."""
+
+    message_id: str
+    type: str
+    correlation_id: str
+    source_queue: str | None
+    reason: str
+    size: int
+    replayed: int = 0
+
+    def line(self) -> str:
+        source = f" from {self.source_queue}" if self.source_queue else ""
+        again = f" (replayed {self.replayed}x before)" if self.replayed else ""
+        where = f"{self.message_id}  {self.type}  job {self.correlation_id}  {self.size} bytes{source}{again}"
+        return f"{where}: {self.reason}"
+
+
+@dataclass
+class SweepReport:
+    """What a pass over a queue did: messages looked at, moved (replayed), kept, dropped, and the ones that stayed
+    because their move was refused (with why)."""
+
+    seen: int = 0
+    moved: dict[str, int] = field(default_factory=dict)
+    kept: int = 0
+    dropped: int = 0
+    refused: list[str] = field(default_factory=list)
+    shown: list[HeldMessage] = field(default_factory=list)
+
+
+# --- reading what a message may show ---------------------------------------------------------------------------------
+
+
+def _text(value: object) -> str | None:
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="replace")
+    return value if isinstance(value, str) else None
+
+
+def _plain(value: str | None, limit: int = 200) -> str:
+    """A sender-chosen property (job id) for display: printable, bounded."""
+    if value is None:
+        return "<none>"
+    return bounded_reason(value, limit)
+
+
+def _first_death(headers: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    deaths = headers.get("x-death")
+    if isinstance(deaths, list | tuple) and deaths and isinstance(deaths[-1], Mapping):
+        # x-death is newest first; the oldest entry is where the message first died
+        return deaths[-1]
+    return None
+
+
+def source_queue(headers: Mapping[str, Any]) -> str | None:
+    """The work queue a dead-lettered message came from: the consumer's ``x-synthner-queue`` header, else the queue
+    of the broker's first ``x-death`` record (dead-lettered by the broker, e.g. at the delivery limit)."""
+    named = _text(headers.get(QUEUE_HEADER))
+    if named:
+        return named
+    death = _first_death(headers)
+    return _text(death.get("queue")) if death is not None else _text(headers.get("x-first-death-queue"))
+
+
+def dead_letter_reason(headers: Mapping[str, Any]) -> str:
+    """Why a message was dead-lettered, from its headers only."""
+    reason = _text(headers.get(REASON_HEADER))
+    if reason:
+        return bounded_reason(reason)
+    death = _first_death(headers)
+    broker_reason = _text(death.get("reason")) if death is not None else _text(headers.get("x-first-death-reason"))
+    if broker_reason is None:
+        return "no reason recorded"
+    count = death.get("count") if death is not None else None
+    explained = {
+        "delivery_limit": "its consumers failed to settle it (crashed or handed it back) until the delivery limit",
+        "rejected": "rejected by a consumer",
+        "expired": "expired",
+        "maxlen": "dropped at the queue's length limit",
+    }.get(broker_reason, broker_reason)
+    times = f", {count} time(s)" if isinstance(count, int) else ""
+    return bounded_reason(f"dead-lettered by the broker: {explained}{times}")
+
+
+def held_message(message: AbstractIncomingMessage, reason: str | None = None) -> HeldMessage:
+    headers = message.headers or {}
+    type_name = message.type if message.type in _KNOWN_TYPES else f"<unknown type {safe_id(message.type)}>"
+    replayed = headers.get(REPLAYED_HEADER, 0)
+    return HeldMessage(
+        message_id=safe_id(message.message_id),
+        type=type_name,
+        correlation_id=_plain(message.correlation_id),
+        source_queue=source_queue(headers),
+        reason=reason if reason is not None else dead_letter_reason(headers),
+        size=len(message.body),
+        replayed=replayed if isinstance(replayed, int) else 0,
+    )
+
+
+def quarantine_reason(message: AbstractIncomingMessage) -> str:
+    """A quarantined note's leak-check reasons (detector names and counts by contract); never its text."""
+    try:
+        note = NoteQuarantined.model_validate_json(message.body)
+    except ValidationError:
+        return "not a valid NoteQuarantined (its reasons cannot be read)"
+    reasons = "; ".join(note.leak_check.reasons) or "no reason given"
+    overlap = note.leak_check.max_ngram_overlap
+    detail = f", n-gram overlap {overlap:.2f}" if overlap is not None else ""
+    return bounded_reason(f"note {note.note_index} ({note.note_id[:12]}){detail}: {reasons}")
+
+
+# --- picking and copying ---------------------------------------------------------------------------------------------
+
+Action = Literal["move", "keep", "drop"]
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which messages an operation applies to: all, or those whose id is listed / whose reason contains a text."""
+
+    ids: Collection[str] = ()
+    reason_contains: str | None = None
+
+    @property
+    def everything(self) -> bool:
+        return not self.ids and self.reason_contains is None
+
+    def picks(self, message: AbstractIncomingMessage) -> bool:
+        if self.ids and message.message_id not in self.ids:
+            return False
+        if self.reason_contains is not None:
+            return self.reason_contains.lower() in dead_letter_reason(message.headers or {}).lower()
+        return True
+
+
+def _copy(message: AbstractIncomingMessage, headers: Mapping[str, Any]) -> aio_pika.Message:
+    return aio_pika.Message(
+        body=message.body,
+        headers=dict(headers),
+        content_type=message.content_type,
+        content_encoding=message.content_encoding,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        message_id=message.message_id,
+        correlation_id=message.correlation_id,
+        type=message.type,
+        timestamp=message.timestamp,
+        app_id=message.app_id,
+    )
+
+
+def replay_copy(message: AbstractIncomingMessage) -> aio_pika.Message:
+    """The copy that goes back to the work queue: no dead-letter headers, the replay counted."""
+    headers = {k: v for k, v in (message.headers or {}).items() if k not in DROPPED_ON_REPLAY}
+    replayed = headers.get(REPLAYED_HEADER, 0)
+    headers[REPLAYED_HEADER] = (replayed if isinstance(replayed, int) else 0) + 1
+    return _copy(message, headers)
+
+
+# --- the broker side -------------------------------------------------------------------------------------------------
+
+
+class QueueOperations:
+    """Operations on the held messages of one namespace, on one connection (use ``async with``)."""
+
+    def __init__(self, settings: BrokerSettings) -> None:
+        self.settings = settings
+        self.topology = Topology.from_settings(settings)
+        self._connection: aio_pika.abc.AbstractConnection | None = None
+
+    async def __aenter__(self) -> QueueOperations:
+        self._connection = await aio_pika.connect(
+            self.settings.url.get_secret_value(),
+            timeout=self.settings.connect_timeout_s,
+            client_properties={"connection_name": "synthner-ops"},
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+
+    @asynccontextmanager
+    async def _channel(self) -> AsyncIterator[AbstractChannel]:
+        assert self._connection is not None, "use QueueOperations in 'async with'"
+        channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
+        try:
+            yield channel
+        finally:
+            if not channel.is_closed:
+                await channel.close()
+
+    # names
+
+    def dead_letter_queue(self, role_name: str) -> str:
+        for role in DEAD_LETTER_ROLES:
+            if role.name == role_name:
+                return self.topology.dead_letter_queue_name(role)
+        known = ", ".join(role.name for role in DEAD_LETTER_ROLES)
+        raise OperationError(f"no role {role_name!r}; the dead-letter queues are those of: {known}")
+
+    @property
+    def quarantine_queue(self) -> str:
+        return self.topology.queue_name(QUARANTINE)
+
+    def held_queues(self) -> list[str]:
+        """Every queue where messages wait for an operator: each role's DLQ and the quarantine."""
+        return [*(self.topology.dead_letter_queue_name(role) for role in DEAD_LETTER_ROLES), self.quarantine_queue]
+
+    async def _queue(self, channel: AbstractChannel, name: str) -> AbstractQueue:
+        try:
+            return await channel.declare_queue(name, passive=True)
+        except ChannelClosed as exc:
+            raise OperationError(f"no queue {name} on the broker (namespace {self.settings.namespace!r})") from exc
+
+    # operations
+
+    async def count(self, names: list[str]) -> dict[str, int | None]:
+        """Ready messages per queue; None for a queue that does not exist (yet)."""
+        counts: dict[str, int | None] = {}
+        for name in names:
+            async with self._channel() as channel:
+                try:
+                    queue = await self._queue(channel, name)
+                except OperationError:
+                    counts[name] = None
+                    continue
+                counts[name] = queue.declaration_result.message_count
+        return counts
+
+    async def peek(
+        self, name: str, limit: int, describe: Callable[[AbstractIncomingMessage], str] | None = None
+    ) -> SweepReport:
+        """The first ``limit`` messages of a queue, as :class:`HeldMessage` (no body); each goes to the back of the
+        queue (a confirmed copy, then the original is acked)."""
+        return await self._sweep(name, lambda _: "keep", limit=limit, describe=describe)
+
+    async def replay(self, name: str, selection: Selection) -> SweepReport:
+        """Move the selected messages of a dead-letter queue back to the work queues they came from."""
+        return await self._sweep(name, lambda m: "move" if selection.picks(m) else "keep")
+
+    async def purge(self, name: str, selection: Selection) -> SweepReport:
+        """Delete the selected ready messages of a queue (all of them at once when nothing is selected)."""
+        if selection.everything:
+            async with self._channel() as channel:
+                queue = await self._queue(channel, name)
+                result = await queue.purge()
+                return SweepReport(seen=result.message_count or 0, dropped=result.message_count or 0)
+        return await self._sweep(name, lambda m: "drop" if selection.picks(m) else "keep")
+
+    def _replay_target(self, message: AbstractIncomingMessage) -> str:
+        target = source_queue(message.headers or {})
+        if target is None:
+            raise OperationError("it names no work queue (no x-synthner-queue header, no x-death record)")
+        prefix = f"{self.settings.namespace}."
+        held = target.endswith(".dlq") or ".retry." in target or target == self.quarantine_queue
+        if not target.startswith(prefix) or held:
+            raise OperationError(f"its source {safe_id(target)} is not a work queue of namespace {prefix[:-1]!r}")
+        return target
+
+    async def _sweep(
+        self,
+        name: str,
+        decide: Callable[[AbstractIncomingMessage], Action],
+        limit: int | None = None,
+        describe: Callable[[AbstractIncomingMessage], str] | None = None,
+    ) -> SweepReport:
+        """One pass over the messages ready in a queue now (not over those that arrive or are put back meanwhile):
+        each is moved, kept (copied to the back) or dropped, and acked only after its copy is confirmed."""
+        report = SweepReport()
+        async with self._channel() as channel:
+            await channel.set_qos(prefetch_count=1)
+            queue = await self._queue(channel, name)
+            ready = queue.declaration_result.message_count or 0
+            total = ready if limit is None else min(ready, limit)
+            exchange = channel.default_exchange
+            timeout = self.settings.publish_timeout_s
+            for _ in range(total):
+                message = await queue.get(no_ack=False, fail=False)
+                if message is None:
+                    break
+                report.seen += 1
+                report.shown.append(held_message(message, describe(message) if describe else None))
+                action = decide(message)
+                if action == "move":
+                    try:
+                        target = self._replay_target(message)
+                        await send_confirmed(exchange, replay_copy(message), target, timeout)
+                    except (OperationError, PublishError) as exc:
+                        report.refused.append(f"{safe_id(message.message_id)} stays: {exc}")
+                        action = "keep"
+                    else:
+                        report.moved[target] = report.moved.get(target, 0) + 1
+                if action == "keep":
+                    try:
+                        await send_confirmed(exchange, _copy(message, message.headers or {}), name, timeout)
+                    except PublishError as exc:
+                        # Nothing was copied: hand the original back (the only way left) and stop here.
+                        await message.nack(requeue=True)
+                        raise OperationError(
+                            f"could not put {safe_id(message.message_id)} back at the end of {name} ({exc}); it was "
+                            "handed back instead, and the pass stopped"
+                        ) from exc
+                    report.kept += 1
+                elif action == "drop":
+                    report.dropped += 1
+                await message.ack()
+        return report
+
+
+# --- the bound on held queues ----------------------------------------------------------------------------------------
+
+DEFAULT_HELD_MAX_LENGTH = 50_000
+DEFAULT_HELD_MAX_BYTES = 1024**3
+
+
+@dataclass(frozen=True)
+class HeldQueuePolicy:
+    """The RabbitMQ policy that bounds every ``<ns>.<role>.dlq`` and ``<ns>.quarantine`` queue.
+
+    ``overflow: reject-publish``: a full queue refuses new messages instead of dropping old ones. A consumer's
+    dead-lettering is then refused (its message goes back to the work queue and is retried until the work queue's
+    delivery limit), and the broker's own at-least-once dead-lettering keeps the message in the work queue until the
+    DLQ has room again; a quarantined note that cannot be stored fails its generation part (retried, then
+    dead-lettered in ``<ns>.generator.dlq``). Nothing is lost; the DLQ-growth alert is what tells ops to act.
+
+    A policy, not queue arguments: it applies to queues that already exist, so an existing deployment adopts it
+    without redeclaring a durable queue (changed arguments fail with PRECONDITION_FAILED).
+    """
+
+    namespace: str
+    max_length: int = DEFAULT_HELD_MAX_LENGTH
+    max_length_bytes: int = DEFAULT_HELD_MAX_BYTES
+    priority: int = 10
+    """Above the default 0 of broader policies, e.g. one matching ``^synthner\\.ner-api\\.`` (which also matches
+    ``synthner.ner-api.dlq``); RabbitMQ applies only the highest-priority policy that matches a queue."""
+
+    @property
+    def name(self) -> str:
+        return f"{self.namespace}-held-queues"
+
+    @property
+    def pattern(self) -> str:
+        ns = re.escape(self.namespace)
+        return rf"^{ns}\.([a-z0-9-]+\.dlq|quarantine)$"
+
+    @property
+    def definition_body(self) -> dict[str, object]:
+        return {
+            "max-length": self.max_length,
+            "max-length-bytes": self.max_length_bytes,
+            "overflow": "reject-publish",
+        }
+
+    def definition(self, vhost: str) -> dict[str, object]:
+        """The policy as an entry of a RabbitMQ definitions file (``policies: [...]``)."""
+        return {
+            "vhost": vhost,
+            "name": self.name,
+            "pattern": self.pattern,
+            "apply-to": "queues",
+            "priority": self.priority,
+            "definition": self.definition_body,
+        }
+
+    def rabbitmqctl_arguments(self, vhost: str) -> list[str]:
+        return [
+            "set_policy",
+            "-p",
+            vhost,
+            "--apply-to",
+            "queues",
+            "--priority",
+            str(self.priority),
+            self.name,
+            self.pattern,
+            json.dumps(self.definition_body),
+        ]
+
+    def rabbitmqctl(self, vhost: str) -> str:
+        return "rabbitmqctl " + " ".join(shlex.quote(argument) for argument in self.rabbitmqctl_arguments(vhost))
