@@ -323,6 +323,30 @@ def _scaling_errors(  # noqa: PLR0912
     return errors
 
 
+# How the common RabbitMQ installs label the broker's pods: the cluster operator (its name label is the cluster's own
+# name, here an example one) and the dev overlay's StatefulSet / the Bitnami chart. Every service must reach both.
+BROKER_POD_LABELS = (
+    {
+        "app.kubernetes.io/name": "hospital-mq",
+        "app.kubernetes.io/component": "rabbitmq",
+        "app.kubernetes.io/part-of": "rabbitmq",
+    },
+    {"app.kubernetes.io/name": "rabbitmq"},
+)
+
+
+def _egress_reaches(policy: Resource, pod_labels: dict[str, str], ports: set[int]) -> bool:
+    """Whether one of the policy's egress rules admits pods with ``pod_labels`` (in any namespace) on ``ports``."""
+    for rule in (policy.get("spec") or {}).get("egress") or []:
+        if not _rule_ports(rule) & ports:
+            continue
+        for peer in rule.get("to") or []:
+            selector = peer.get("podSelector")
+            if selector is not None and peer.get("namespaceSelector") == {} and _selects(selector, pod_labels):
+                return True
+    return False
+
+
 def _rule_ports(rule: dict[str, Any]) -> set[int]:
     return {int(p["port"]) for p in rule.get("ports") or [] if "port" in p}
 
@@ -351,6 +375,10 @@ def _network_errors(resources: list[Resource], workloads: list[Resource]) -> lis
         if not own:
             errors.append(f"{_name(workload)}: no NetworkPolicy selects its pods specifically")
         name = str(workload["metadata"]["name"])
+        if name in SYNTHNER_SERVICES:
+            for broker_labels in BROKER_POD_LABELS:
+                if not any(_egress_reaches(policy, broker_labels, BROKER_PORTS) for policy in own):
+                    errors.append(f"{_name(workload)}: no egress rule reaches a broker pod labelled {broker_labels}")
         for policy in own:
             spec = policy.get("spec") or {}
             if name == "ner-api":

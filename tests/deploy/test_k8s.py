@@ -151,6 +151,27 @@ def test_broken_copy_ner_api_open_egress_fails(deploy_copy: Path) -> None:
     assert any("ner-api egress may reach only the broker" in e for e in errors_of(deploy_copy / "k8s", schemas=False))
 
 
+def test_llm_model_fill_pod_is_valid_and_can_write_the_prod_model_volume() -> None:
+    (pod,) = load_documents(ROOT / "k8s/overlays/prod/llm-model-fill.yaml")
+    assert schema_errors([pod]) == []
+    claim = pod["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"]
+    mount = pod["spec"]["containers"][0]["volumeMounts"][0]
+    assert not mount.get("readOnly")
+    pvc = find(render_overlay(ROOT / "k8s", "prod"), "PersistentVolumeClaim", claim)
+    # A pod can write a volume only through a read-write access mode.
+    assert set(pvc["spec"]["accessModes"]) & {"ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod"}
+    container = pod["spec"]["containers"][0]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+
+
+def test_broken_copy_broker_rule_without_the_operators_label_fails(deploy_copy: Path) -> None:
+    # The RabbitMQ cluster operator names its pods' app.kubernetes.io/name after the cluster, not "rabbitmq".
+    edit(deploy_copy / "k8s/base/trainer.yaml", "app.kubernetes.io/component: rabbitmq", "app.kubernetes.io/x: y")
+    errors = errors_of(deploy_copy / "k8s", schemas=False)
+    assert any("Deployment/trainer" in e and "no egress rule reaches a broker" in e for e in errors)
+
+
 def test_broken_copy_secret_key_not_documented_fails(deploy_copy: Path) -> None:
     edit(
         deploy_copy / "k8s/base/trainer.yaml",
