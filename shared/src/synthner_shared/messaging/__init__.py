@@ -13,11 +13,13 @@ from synthner_shared.messaging.consumer import (
 from synthner_shared.messaging.errors import (
     BrokerRefused,
     BrokerUnavailable,
+    DeadlineExceeded,
     HandlerError,
     PoisonMessageError,
     PublishError,
     RetryableError,
 )
+from synthner_shared.messaging.lease import BrokerLease, LeaseHeldElsewhere
 from synthner_shared.messaging.publisher import Publisher, to_amqp
 from synthner_shared.messaging.service import Health, Service, serve_health
 from synthner_shared.messaging.settings import BrokerSettings
@@ -46,14 +48,17 @@ __all__ = [
     "RETRIES_HEADER",
     "TRAINER",
     "Broker",
+    "BrokerLease",
     "BrokerRefused",
     "BrokerSettings",
     "BrokerUnavailable",
     "Consumer",
     "ConsumerRunner",
+    "DeadlineExceeded",
     "Handler",
     "HandlerError",
     "Health",
+    "LeaseHeldElsewhere",
     "PoisonMessageError",
     "PublishError",
     "Publisher",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from types import TracebackType
 from typing import Self
 
@@ -17,6 +18,15 @@ from synthner_shared.messaging.settings import BrokerSettings
 from synthner_shared.messaging.topology import Topology
 
 log = logging.getLogger(__name__)
+
+CONSUMER_TIMEOUT_ARGUMENT_SINCE = (4, 3)
+"""The first RabbitMQ version that honours ``x-consumer-timeout`` on a subscription (earlier ones ignore it)."""
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    """``"4.3.1"`` -> ``(4, 3, 1)``; the leading numeric parts only (``"3.13.7+rc.1"`` -> ``(3, 13, 7)``)."""
+    match = re.match(r"\d+(?:\.\d+)*", text)
+    return tuple(int(part) for part in match.group(0).split(".")) if match else ()
 
 
 class Broker:
@@ -62,7 +72,20 @@ class Broker:
         self._exchange = await self.topology.declare_shared(self._channel)
         self._dead_letter_exchange = await self._channel.get_exchange(self.topology.dead_letter_exchange)
         self._publisher = Publisher(self._channel, self._exchange, self.settings.publish_timeout_s)
-        log.info("connected to broker %s as %s", self.settings.redacted_url, self.producer)
+        log.info(
+            "connected to broker %s (RabbitMQ %s) as %s",
+            self.settings.redacted_url,
+            self.server_version or "of unknown version",
+            self.producer,
+        )
+        version = parse_version(self.server_version)
+        if version and version < CONSUMER_TIMEOUT_ARGUMENT_SINCE:
+            log.warning(
+                "RabbitMQ %s ignores x-consumer-timeout on a subscription (honoured from 4.3): the consumer timeout is "
+                "the queue's consumer-timeout policy (3.12 and later) or the broker's consumer_timeout; keep it above "
+                "every role's handler deadline (docs/messaging.md)",
+                self.server_version,
+            )
 
     async def close(self) -> None:
         if self._connection is not None and not self._connection.is_closed:
@@ -100,6 +123,14 @@ class Broker:
         if self._dead_letter_exchange is None:
             raise RuntimeError("broker not connected; call connect() first")
         return self._dead_letter_exchange
+
+    @property
+    def server_version(self) -> str:
+        """The broker's version as it announced it when the connection opened (``""`` if it did not)."""
+        transport = self.connection.transport
+        properties = transport.connection.server_properties if transport is not None else {}
+        version = properties.get("version", "")
+        return version.decode() if isinstance(version, bytes) else str(version)
 
     @property
     def connected(self) -> bool:

@@ -5,19 +5,31 @@ Per delivery:
 1. decode and validate the body; a body over ``max_message_bytes``, an unknown type/version or an invalid body is
    poison: dead-lettered at once with the reason in the ``x-synthner-dead-letter-reason`` header;
 2. skip it (ack) when its idempotency key was already processed by this consumer;
-3. call the handler; :class:`RetryableError` (and any unexpected exception) parks the message in a retry queue for
-   the back-off delay, up to ``max_retries``, then dead-letters it; :class:`PoisonMessageError` dead-letters it;
+3. call the handler within its role's deadline (counted from the delivery); :class:`RetryableError`, an overrun
+   deadline (:class:`DeadlineExceeded`) and any unexpected exception park the message in a retry queue for the
+   back-off delay, up to ``max_retries`` (counted in the ``x-synthner-retries`` header), then dead-letter it;
+   :class:`PoisonMessageError` dead-letters it;
 4. publish the handler's outputs with confirms, and only then ack the input. While the broker is unavailable
    (reconnecting after a restart, blocked by an alarm) the publish is retried for up to ``output_retry_s`` before the
-   input is handed back, since every hand-back counts toward the queue's delivery limit.
+   input is handed back.
+
+Failures are counted by the runner, never left to the broker alone: RabbitMQ 4 counts neither a requeueing nack nor a
+consumer timeout toward ``x-delivery-limit`` (3.x counted both), so a message that only ever failed that way would
+loop. Handler failures are counted in the header above; hand-backs (a requeueing nack after an output or retry publish
+failed) are counted per message by this runner, and a message handed back more than ``delivery_limit`` times is
+dead-lettered. The subscription carries ``x-consumer-timeout`` (the role's consumer timeout, above its handler
+deadline), so the broker takes a message back only from a consumer that is stuck beyond its deadline.
 
 A consumer process that dies before acking leaves the message with the broker, which redelivers it; the quorum
-queue's ``x-delivery-limit`` dead-letters a message that keeps killing its consumers.
+queue's ``x-delivery-limit`` dead-letters a message that keeps killing its consumers (a closed channel counts on every
+version). On shutdown, :meth:`ConsumerRunner.close` hands every unsettled delivery back with an explicit requeueing
+nack before it closes the channel, so a scale-in does not raise their delivery counts on RabbitMQ 4.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import re
 from collections import OrderedDict
@@ -35,6 +47,7 @@ from synthner_shared.messaging.broker import Broker
 from synthner_shared.messaging.errors import (
     BrokerRefused,
     BrokerUnavailable,
+    DeadlineExceeded,
     HandlerError,
     PoisonMessageError,
     PublishError,
@@ -51,6 +64,9 @@ QUEUE_HEADER = "x-synthner-queue"
 RETRIES_HEADER = "x-synthner-retries"
 LAST_ERROR_HEADER = "x-synthner-last-error"
 MAX_REASON_CHARS = 2_000
+CONSUMER_TIMEOUT_ARGUMENT = "x-consumer-timeout"
+HANDBACK_MEMORY = 10_000
+"""Messages whose hand-backs a runner remembers (least recently handed back forgotten first)."""
 
 Handler = Callable[[M], Awaitable[Sequence[Envelope]]]
 
@@ -124,6 +140,32 @@ class ProcessedKeys:
             self._keys.popitem(last=False)
 
 
+class HandBacks:
+    """How many times this runner handed each message back to the broker (bounded, least recent forgotten first)."""
+
+    def __init__(self, capacity: int = HANDBACK_MEMORY) -> None:
+        self._capacity = capacity
+        self._counts: OrderedDict[str, int] = OrderedDict()
+
+    def count(self, key: str) -> int:
+        """Count one more hand-back of ``key``; returns how many there have been."""
+        count = self._counts.pop(key, 0) + 1
+        self._counts[key] = count
+        while len(self._counts) > self._capacity:
+            self._counts.popitem(last=False)
+        return count
+
+    def forget(self, key: str) -> None:
+        self._counts.pop(key, None)
+
+
+def delivery_key(incoming: AbstractIncomingMessage) -> str:
+    """What identifies a delivered message across its redeliveries: its message id, else a hash of its body."""
+    if incoming.message_id:
+        return f"id:{incoming.message_id}"
+    return f"body:{hashlib.sha256(incoming.body).hexdigest()}"
+
+
 @dataclass
 class ConsumerStats:
     processed: int = 0
@@ -131,6 +173,8 @@ class ConsumerStats:
     retried: int = 0
     dead_lettered: int = 0
     requeued: int = 0
+    deadline_overruns: int = 0
+    requeued_on_close: int = 0
 
 
 def _republished(incoming: AbstractIncomingMessage, headers: Mapping[str, Any]) -> aio_pika.Message:
@@ -163,8 +207,13 @@ class ConsumerRunner(Generic[M]):
         self._settings = broker.settings
         self._queue_name = broker.topology.queue_name(consumer.role, consumer.instance)
         self._processed = ProcessedKeys(self._settings.idempotency_cache_size)
+        self._handbacks = HandBacks()
+        self._deadline_s = self._settings.handler_deadline_s(consumer.role.name)
+        self._consumer_timeout_s = self._settings.consumer_timeout_s(consumer.role.name)
         self._in_progress: dict[str, asyncio.Future[None]] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks: dict[asyncio.Task[Any], AbstractIncomingMessage] = {}
+        self._settling: dict[int, asyncio.Future[None]] = {}
+        """The ack or nack under way of each delivery (by ``id()``) whose task has not ended yet."""
         self._idle = asyncio.Event()
         self._idle.set()
         self._channel: AbstractChannel | None = None
@@ -185,15 +234,33 @@ class ConsumerRunner(Generic[M]):
     def in_flight(self) -> int:
         return len(self._tasks)
 
+    @property
+    def handler_deadline_s(self) -> float:
+        return self._deadline_s
+
+    @property
+    def consumer_timeout_s(self) -> float:
+        return self._consumer_timeout_s
+
     async def start(self) -> None:
-        """Declare the role's queues and start consuming with the configured prefetch."""
+        """Declare the role's queues and start consuming with the configured prefetch and the role's consumer
+        timeout (``x-consumer-timeout``: honoured by RabbitMQ 4.3 and later, which take it over the queue's policy)."""
         self._channel = await self._broker.connection.channel(publisher_confirms=True, on_return_raises=True)
         await self._channel.set_qos(prefetch_count=self._settings.prefetch)
         self._queue = await self._broker.topology.declare_role(
             self._channel, self._consumer.role, self._consumer.instance
         )
-        self._consumer_tag = await self._queue.consume(self._on_message)
-        log.info("consuming %s (prefetch %d)", self._queue_name, self._settings.prefetch)
+        timeout_ms = round(self._consumer_timeout_s * 1000)
+        self._consumer_tag = await self._queue.consume(
+            self._on_message, arguments={CONSUMER_TIMEOUT_ARGUMENT: timeout_ms}
+        )
+        log.info(
+            "consuming %s (prefetch %d, handler deadline %gs, consumer timeout %gs)",
+            self._queue_name,
+            self._settings.prefetch,
+            self._deadline_s,
+            self._consumer_timeout_s,
+        )
 
     async def stop_consuming(self) -> None:
         """Cancel the subscription: no new deliveries; in-flight work goes on."""
@@ -214,11 +281,26 @@ class ConsumerRunner(Generic[M]):
             return False
 
     async def close(self) -> None:
-        """Abandon whatever is still in flight (the broker requeues it) and close the channel."""
-        for task in list(self._tasks):
+        """Abandon whatever is still in flight, hand each of those deliveries back with an explicit requeueing nack,
+        then close the channel.
+
+        The nacks go first because RabbitMQ 4 counts a message returned by a closing channel toward its delivery
+        limit but not a requeueing nack: without them a scale-in or a rolling update would raise the delivery count of
+        every message a consumer held (prefetched ones included) and could dead-letter healthy messages."""
+        self._stopping = True
+        held = dict(self._tasks)
+        for task in held:
             task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if held:
+            await asyncio.gather(*held, return_exceptions=True)
+        for incoming in held.values():
+            underway = self._settling.pop(id(incoming), None)
+            if underway is not None:  # its task was cancelled while settling: let that settlement finish
+                await asyncio.gather(underway, return_exceptions=True)
+            elif not incoming.processed:
+                self.stats.requeued_on_close += 1
+                await self._settle(incoming, requeue=True)
+                self._settling.pop(id(incoming), None)
         if self._channel is not None and not self._channel.is_closed:
             await self._channel.close()
 
@@ -227,20 +309,25 @@ class ConsumerRunner(Generic[M]):
     async def _on_message(self, incoming: AbstractIncomingMessage) -> None:
         if self._stopping:
             self.stats.requeued += 1
-            await self._settle(incoming.nack(requeue=True))
+            await self._settle(incoming, requeue=True)
+            self._settling.pop(id(incoming), None)
             return
         task = asyncio.current_task()
         assert task is not None
-        self._tasks.add(task)
+        self._tasks[task] = incoming
         self._idle.clear()
+        deadline = asyncio.get_running_loop().time() + self._deadline_s
         try:
-            await self._process(incoming)
+            await self._process(incoming, deadline)
         finally:
-            self._tasks.discard(task)
+            self._tasks.pop(task, None)
+            underway = self._settling.get(id(incoming))
+            if underway is None or underway.done():  # else cancelled mid-settlement: close() waits for it
+                self._settling.pop(id(incoming), None)
             if not self._tasks:
                 self._idle.set()
 
-    async def _process(self, incoming: AbstractIncomingMessage) -> None:
+    async def _process(self, incoming: AbstractIncomingMessage, deadline: float) -> None:
         size, limit = len(incoming.body), self._settings.max_message_bytes
         if size > limit:
             await self._dead_letter(incoming, f"message body of {size} bytes is over the limit of {limit} bytes")
@@ -258,19 +345,34 @@ class ConsumerRunner(Generic[M]):
         if key in self._processed:
             self.stats.duplicates += 1
             log.info("duplicate %s %s on %s acknowledged without processing", message.type, key, self._queue_name)
-            await self._settle(incoming.ack())
+            await self._settle(incoming)
             return
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._in_progress[key] = done
         try:
-            await self._handle(incoming, message, key)
+            await self._handle(incoming, message, key, deadline)
         finally:
             del self._in_progress[key]
             done.set_result(None)
 
-    async def _handle(self, incoming: AbstractIncomingMessage, message: M, key: str) -> None:
+    async def _call_handler(self, message: M, deadline: float) -> Sequence[Envelope]:
+        """The handler's outputs; :class:`DeadlineExceeded` when it is still working at ``deadline`` (it is cancelled;
+        work it handed to a thread runs on there, but its outputs are never published)."""
+        scope = asyncio.timeout_at(deadline)
         try:
-            outputs = await self._consumer.handler(message)
+            async with scope:
+                return await self._consumer.handler(message)
+        except TimeoutError:
+            if not scope.expired():
+                raise  # the handler's own time-out (an LLM call, say): an ordinary failure
+            self.stats.deadline_overruns += 1
+            raise DeadlineExceeded(
+                f"handler overran its deadline of {self._deadline_s:g}s on {self._queue_name}"
+            ) from None
+
+    async def _handle(self, incoming: AbstractIncomingMessage, message: M, key: str, deadline: float) -> None:
+        try:
+            outputs = await self._call_handler(message, deadline)
         except PoisonMessageError as exc:
             await self._dead_letter(incoming, describe_error(exc))
             return
@@ -289,12 +391,12 @@ class ConsumerRunner(Generic[M]):
             # The broker stayed unavailable for output_retry_s: hand the input back (or, with the channel gone, the
             # broker redelivers it anyway).
             log.warning("outputs of %s not confirmed (%s); handing the input back", key, type(exc).__name__)
-            self.stats.requeued += 1
-            await self._settle(incoming.nack(requeue=True))
+            await self._hand_back(incoming, f"outputs not confirmed: {type(exc).__name__}")
             return
         self._processed.add(key)
+        self._handbacks.forget(delivery_key(incoming))
         self.stats.processed += 1
-        await self._settle(incoming.ack())
+        await self._settle(incoming)
 
     async def _publish_outputs(self, outputs: Sequence[Envelope], key: str) -> None:
         """Publish with confirms; while the broker is unavailable, wait for the connection and the publishing channel
@@ -339,39 +441,83 @@ class ConsumerRunner(Generic[M]):
         retry_queue = self._broker.topology.retry_queue_name(self._queue_name, delay_ms)
         copy = _republished(incoming, {RETRIES_HEADER: retries, LAST_ERROR_HEADER: reason})
         if not await self._move(incoming, self._broker.publish_channel.default_exchange, copy, retry_queue):
+            await self._hand_back(incoming, f"retry queue {retry_queue} did not take it")
             return
         self.stats.retried += 1
         log.info("retry %d of %s in %d ms via %s", retries, safe_id(incoming.message_id), delay_ms, retry_queue)
-        await self._settle(incoming.ack())
+        await self._settle(incoming)
 
     async def _dead_letter(self, incoming: AbstractIncomingMessage, reason: str) -> None:
+        if not await self._publish_dead_letter(incoming, reason):
+            await self._hand_back(incoming, "the dead-letter exchange did not take it")
+            return
+        await self._settle(incoming)
+
+    async def _publish_dead_letter(self, incoming: AbstractIncomingMessage, reason: str) -> bool:
         reason = bounded_reason(reason)
         copy = _republished(incoming, {REASON_HEADER: reason, QUEUE_HEADER: self._queue_name})
         if not await self._move(incoming, self._broker.dead_letter_exchange, copy, self._consumer.role.name):
+            return False
+        self.stats.dead_lettered += 1
+        self._handbacks.forget(delivery_key(incoming))
+        log.warning("dead-lettered %s from %s: %s", safe_id(incoming.message_id), self._queue_name, reason)
+        return True
+
+    async def _hand_back(self, incoming: AbstractIncomingMessage, why: str) -> None:
+        """Requeue a delivery this runner could not finish, counting the hand-back itself: RabbitMQ 4 does not count a
+        requeueing nack toward the delivery limit, so without this count a message whose outputs (or retry) can
+        never be published would loop. After ``delivery_limit`` hand-backs it is dead-lettered: with the reason when
+        the dead-letter exchange takes it, else rejected without requeue, which the queue's own dead-lettering
+        (``x-dead-letter-exchange``) routes to the same DLQ."""
+        key = delivery_key(incoming)
+        count = self._handbacks.count(key)
+        limit = self._settings.delivery_limit
+        if count <= limit:
+            self.stats.requeued += 1
+            log.info(
+                "handing %s back to %s (%d of %d: %s)",
+                safe_id(incoming.message_id),
+                self._queue_name,
+                count,
+                limit,
+                why,
+            )
+            await self._settle(incoming, requeue=True)
+            return
+        self._handbacks.forget(key)
+        reason = f"handed back {limit} times by this consumer without being finished; last: {why}"
+        if await self._publish_dead_letter(incoming, reason):
+            await self._settle(incoming)
             return
         self.stats.dead_lettered += 1
-        log.warning("dead-lettered %s from %s: %s", safe_id(incoming.message_id), self._queue_name, reason)
-        await self._settle(incoming.ack())
+        log.warning(
+            "%s could not be dead-lettered with its reason; rejecting it to %s's dead-letter exchange",
+            safe_id(incoming.message_id),
+            self._queue_name,
+        )
+        await self._settle(incoming, requeue=False)
 
     async def _move(
         self, incoming: AbstractIncomingMessage, exchange: AbstractExchange, copy: aio_pika.Message, routing_key: str
     ) -> bool:
-        """Publish a copy of a delivery elsewhere (retry or dead-letter queue); on failure requeue the delivery."""
+        """Publish a copy of a delivery elsewhere (retry or dead-letter queue); False if the broker did not take it."""
         try:
             await send_confirmed(exchange, copy, routing_key, self._settings.publish_timeout_s)
         except PublishError as publish_error:
-            log.warning(
-                "could not move %s to %s (%s); requeueing", safe_id(incoming.message_id), routing_key, publish_error
-            )
-            self.stats.requeued += 1
-            await self._settle(incoming.nack(requeue=True))
+            log.warning("could not move %s to %s (%s)", safe_id(incoming.message_id), routing_key, publish_error)
             return False
         return True
 
-    async def _settle(self, settlement: Awaitable[None]) -> None:
-        """Ack/nack, tolerating a channel lost meanwhile (the broker then redelivers the message)."""
+    async def _settle(self, incoming: AbstractIncomingMessage, requeue: bool | None = None) -> None:
+        """Ack (``requeue`` None) or nack, at most once per delivery, tolerating a channel lost meanwhile (the broker
+        then redelivers the message). Shielded: a task cancelled by :meth:`close` never leaves a settlement half sent,
+        and close does not nack a delivery settled here."""
+        if id(incoming) in self._settling or incoming.processed:
+            return
+        settlement = asyncio.ensure_future(incoming.ack() if requeue is None else incoming.nack(requeue=requeue))
+        self._settling[id(incoming)] = settlement
         try:
-            await settlement
+            await asyncio.shield(settlement)
         except CONNECTION_EXCEPTIONS as exc:
             log.warning(
                 "could not settle a delivery on %s (%s); the broker will redeliver it",

@@ -11,6 +11,12 @@ class RetryableError(HandlerError):
     """A transient failure (LLM 429/5xx, time-out): the message is retried after a back-off, then dead-lettered."""
 
 
+class DeadlineExceeded(HandlerError):
+    """Raised by the runner (not a handler) when a handler overran its role's deadline: a failure like any other (retry
+    with back-off, then the DLQ), counted by the runner since RabbitMQ 4 counts neither a consumer timeout nor a
+    requeue toward the delivery limit."""
+
+
 class PoisonMessageError(HandlerError):
     """The message can never be handled (bad content): it goes straight to the dead-letter queue with the reason."""
 

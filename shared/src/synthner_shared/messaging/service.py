@@ -34,7 +34,9 @@ class Service:
     """Runs a set of consumers on one broker connection until asked to stop.
 
     ``run()`` installs SIGTERM/SIGINT handlers: on a signal it stops consuming, lets in-flight deliveries finish within
-    ``shutdown_grace_s`` (the rest are requeued by the broker), closes the connection and returns. With a
+    ``shutdown_grace_s``, hands the rest back with explicit requeueing nacks before any channel closes (RabbitMQ 4
+    counts a channel's returned messages toward their delivery limit, not a requeue), closes the connection and
+    returns. With a
     ``health_address`` (host, port) it serves ``/livez`` and ``/readyz`` there for the orchestrator's probes.
     """
 
@@ -114,7 +116,7 @@ class Service:
             remaining = max(0.0, deadline - asyncio.get_running_loop().time())
             finished = await runner.wait_idle(remaining) and finished
         for runner in self.runners:
-            await runner.close()
+            await runner.close()  # nacks (requeues) what it still holds, then closes its channel
         log.info("stopped (%s)", "all in-flight work finished" if finished else "unfinished work requeued")
         return finished
 
