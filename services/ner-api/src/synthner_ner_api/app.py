@@ -1,9 +1,11 @@
 """The NER API's composition root: :func:`create_app` builds the FastAPI app, :func:`build` the served process.
 
 The app is laid out by job: :mod:`~synthner_ner_api.routes` (the endpoints), :mod:`~synthner_ner_api.dependencies`
-(state, authentication), :mod:`~synthner_ner_api.middleware` (body limit, request id, metrics, the log line),
-:mod:`~synthner_ner_api.errors` (JSON errors that never echo request text), :mod:`~synthner_ner_api.openapi` (the
-deployment's limits and auth scheme in the document) and :mod:`~synthner_ner_api.metrics`. Request text and entity
+(state, authentication), :mod:`~synthner_ner_api.middleware` (the gate: authentication from the headers
+before the body is read, rate limits of :mod:`~synthner_ner_api.ratelimit`, the time limit and cancellation of NER
+requests; the body limit, request id, security headers, metrics, the log line), :mod:`~synthner_ner_api.errors` (JSON
+errors that never echo request text), :mod:`~synthner_ner_api.openapi` (the deployment's limits and auth scheme in
+the document) and :mod:`~synthner_ner_api.metrics`. Request text and entity
 strings are never logged. ``python -m synthner_ner_api`` runs what :func:`build` returns through
 :func:`synthner_shared.app.run_service` (logging, exit codes, SIGTERM).
 """
@@ -26,9 +28,10 @@ from synthner_ner_api.errors import add_error_handlers
 from synthner_ner_api.events import listen_for_models
 from synthner_ner_api.loading import ServingLoader
 from synthner_ner_api.metrics import Metrics
-from synthner_ner_api.middleware import BodyLimit, request_context
+from synthner_ner_api.middleware import BodyLimit, Gate, RequestContext
 from synthner_ner_api.models import ModelLoadFailed, ModelNotFound, ModelRegistry
 from synthner_ner_api.openapi import use_deployment_openapi
+from synthner_ner_api.ratelimit import TokenBuckets
 from synthner_ner_api.routes import router
 from synthner_ner_api.schemas import ErrorOut
 from synthner_ner_api.server import ApiServer
@@ -56,9 +59,11 @@ def create_app(settings: NerApiSettings, registry: ModelRegistry, model_events: 
             max_texts=settings.batch_max_texts,
             max_wait_s=settings.batch_max_wait_ms / 1000,
             on_batch=metrics.batch_texts.observe,
+            max_queued_texts=settings.queue_max_texts,
+            on_dropped=metrics.dropped_texts.inc,
         ),
         metrics=metrics,
-        api_keys=ApiKeys(settings.api_keys_file)
+        api_keys=ApiKeys(settings.api_keys_file, min_key_bits=settings.min_key_bits)
         if settings.api_keys_file and settings.auth_mode == "api_keys"
         else None,
     )
@@ -88,14 +93,18 @@ def create_app(settings: NerApiSettings, registry: ModelRegistry, model_events: 
         version="1",
         description="Clinical named-entity recognition. Offsets are Unicode code-point indices into the sent text.",
         lifespan=lifespan,
-        responses={status: {"model": ErrorOut} for status in (400, 401, 403, 404, 409, 413, 422, 503)},
+        responses={status: {"model": ErrorOut} for status in (400, 401, 403, 404, 409, 413, 422, 429, 503)},
     )
     app.state.api = state
     use_deployment_openapi(app, settings)
+    metrics.queued_texts.set_function(lambda: state.batcher.queued_texts)
+    limiter = TokenBuckets(settings.rate_limit_per_s, settings.rate_limit_burst) if settings.rate_limit_per_s else None
+    app.state.limiter = limiter  # the batch endpoint charges a batch's other texts to its caller
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(Gate, state=state, limiter=limiter, timeout_s=settings.request_timeout_s)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"])
-    app.middleware("http")(request_context)
+    app.add_middleware(RequestContext)  # outermost: every answer, refusals included, gets an id, headers, a log line
     add_error_handlers(app)
     app.include_router(router)
     return app

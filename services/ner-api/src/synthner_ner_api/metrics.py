@@ -34,6 +34,16 @@ class Metrics:
             "synthner_ner_model_info", "The model version being served (value 1)", ["version"], registry=self.registry
         )
         self.errors = Counter("synthner_ner_errors", "Errors answered", ["kind"], registry=self.registry)
+        self.dropped_texts = Counter(
+            "synthner_ner_dropped_texts",
+            "Queued texts never sent to the model: their request timed out or its client disconnected",
+            registry=self.registry,
+        )
+        self.queued_texts = Gauge(
+            "synthner_ner_queued_texts",
+            "Texts waiting for the model (the queue's bound: 503 above it)",
+            registry=self.registry,
+        )
         self.fallback = Gauge(
             "synthner_ner_model_fallback",
             "1 while the replica serves another version because the one it wanted did not load",

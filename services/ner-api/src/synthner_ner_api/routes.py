@@ -9,10 +9,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from synthner_ner_api.batcher import QueueFull
 from synthner_ner_api.dependencies import Admin, RequestId, State, User
 from synthner_ner_api.errors import ApiError
 from synthner_ner_api.models import LoadedModel, ModelLoadFailed, ModelNotFound, SpanPrediction, UnknownModelVersion
@@ -48,8 +49,11 @@ def check_length(state: ApiState, text: str) -> None:
 
 async def annotate(state: ApiState, texts: Sequence[str]) -> tuple[str, list[list[SpanPrediction]]]:
     if state.registry.current is None:
-        raise ApiError(503, "no model is loaded yet")
-    return await state.batcher.predict(texts)
+        raise ApiError(503, "no model is loaded yet", retry_after_s=5)
+    try:
+        return await state.batcher.predict(texts)
+    except QueueFull:
+        raise ApiError(503, "the service is busy: too many texts are waiting for the model", retry_after_s=1) from None
 
 
 @router.post("/v1/ner", response_model=NerResponse, summary="Entities in one text")
@@ -60,11 +64,15 @@ async def ner(body: NerRequest, state: State, request_id: RequestId, _: User) ->
 
 
 @router.post("/v1/ner/batch", response_model=NerBatchResponse, summary="Entities in many texts, one model version")
-async def ner_batch(body: NerBatchRequest, state: State, request_id: RequestId, _: User) -> NerBatchResponse:
+async def ner_batch(
+    body: NerBatchRequest, state: State, request_id: RequestId, user: User, request: Request
+) -> NerBatchResponse:
     if len(body.items) > state.settings.max_batch_items:
         raise ApiError(413, f"{len(body.items)} items is over the limit of {state.settings.max_batch_items} per batch")
     for item in body.items:
         check_length(state, item.text)
+    if request.app.state.limiter is not None:  # the gate took one token; each further text costs one more
+        request.app.state.limiter.charge(user.name, len(body.items) - 1)
     version, results = await annotate(state, [item.text for item in body.items])
     return NerBatchResponse(
         results=[

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Literal, Self
 
@@ -32,6 +33,27 @@ class NerApiSettings(BaseSettings):
         "rotate without a restart.",
     )
     proxy_user_header: str = Field(default="X-Authenticated-User", description="Header the proxy sets (trusted_proxy).")
+    trusted_proxy_cidrs: list[IPv4Network | IPv6Network] = Field(
+        default_factory=lambda: [ip_network("127.0.0.1/32"), ip_network("::1/128")],
+        description="trusted_proxy: the header is believed only from these peer addresses (the proxy's); from any "
+        "other address it is ignored and the request is 401. Default: loopback (a proxy in the same pod).",
+    )
+    min_key_bits: int = Field(
+        default=128,
+        ge=0,
+        description="api_keys: a presented key under 32 characters or this many estimated bits is refused even when "
+        "its hash is listed (0: no check, for tests only).",
+    )
+    rate_limit_per_s: float = Field(
+        default=10.0, ge=0, description="Requests a second per key (or proxy user) on average, then 429; 0: no limit."
+    )
+    rate_limit_burst: int = Field(default=20, ge=1, description="Requests a key may send at once after a pause.")
+    queue_max_texts: int = Field(
+        default=256, ge=1, description="Texts waiting for the model across all requests; beyond, 503 + Retry-After."
+    )
+    request_timeout_s: float = Field(
+        default=30.0, gt=0, description="An NER request not answered in this time: 503, and its queued work dropped."
+    )
 
     max_text_chars: int = Field(default=100_000, ge=1, description="Longer texts are answered with 413.")
     max_batch_items: int = Field(default=64, ge=1, description="More items in one batch request: 413.")
@@ -55,6 +77,8 @@ class NerApiSettings(BaseSettings):
     def _check(self) -> Self:
         if self.auth_mode == "api_keys" and self.api_keys_file is None:
             raise ValueError("auth_mode 'api_keys' needs api_keys_file (SYNTHNER_NER_API_API_KEYS_FILE)")
+        if self.queue_max_texts < self.max_batch_items:
+            raise ValueError("queue_max_texts must hold at least one full batch request (max_batch_items)")
         if self.model_store is None and self.model_dir is None:
             raise ValueError("set SYNTHNER_NER_API_MODEL_STORE or SYNTHNER_NER_API_MODEL_DIR")
         return self

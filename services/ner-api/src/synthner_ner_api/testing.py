@@ -25,8 +25,9 @@ from synthner_ner_api.settings import NerApiSettings
 from synthner_shared.contracts import DatasetManifest, EvaluationResult, ModelPublished, Scores
 from synthner_shared.model_store import ModelStoreLayout, VersionStatus, write_status
 
-USER_KEY = "user-key-0123456789"
-ADMIN_KEY = "admin-key-0123456789"
+USER_KEY = "user-9dMqT_fkHqpByrwEiYlzqTugIrXKrpy1r8quzBNz"
+ADMIN_KEY = "admin-mKLeJsmipmWJynEPeRAvzg6By_H5IqPXeDe0LajF"
+"""Test keys of generated strength (the API refuses weak keys: ``min_key_bits``)."""
 LEXICON = ["diabetes", "asthma", "肺炎", "café"]
 
 
@@ -92,6 +93,9 @@ def lexicon_api_settings(folder: Path, **overrides: object) -> NerApiSettings:
         "max_body_bytes": 50_000,
         "batch_max_wait_ms": 2,
         "listen_for_models": False,
+        # Generous per-key limits: fuzzing and privacy runs send hundreds of requests a second from two keys.
+        "rate_limit_per_s": 1_000.0,
+        "rate_limit_burst": 1_000,
         **overrides,
     }
     return NerApiSettings.model_validate(values)

@@ -11,7 +11,7 @@ import pytest
 from ner_api_support import ADMIN_KEY, USER_KEY, load_lexicon_model, write_model
 
 from synthner_ner_api.app import create_app
-from synthner_ner_api.auth import hash_key
+from synthner_ner_api.auth import hash_key, new_key
 from synthner_ner_api.models import ModelRegistry
 from synthner_ner_api.settings import NerApiSettings
 
@@ -53,10 +53,10 @@ async def test_admin_endpoints_need_an_admin_key(client: httpx.AsyncClient) -> N
 
 
 async def test_keys_rotate_without_restart(client: httpx.AsyncClient, key_file: Path) -> None:
-    new_key = "rotated-key-abcdefghij"
-    key_file.write_text(f"clinic:user:{hash_key(new_key)}\nops:admin:{hash_key(ADMIN_KEY)}\n# rotated\n")
+    rotated = new_key()
+    key_file.write_text(f"clinic:user:{hash_key(rotated)}\nops:admin:{hash_key(ADMIN_KEY)}\n# rotated\n")
     old = await client.post("/v1/ner", json={"text": "asthma"})
-    new = await client.post("/v1/ner", json={"text": "asthma"}, headers={"Authorization": f"Bearer {new_key}"})
+    new = await client.post("/v1/ner", json={"text": "asthma"}, headers={"Authorization": f"Bearer {rotated}"})
     assert old.status_code == 401
     assert new.status_code == 200
 
