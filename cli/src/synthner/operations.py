@@ -19,13 +19,17 @@ the message where it was (at worst twice, which the idempotent consumers absorb)
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import shlex
+import urllib.error
+import urllib.request
 from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import quote, unquote, urlsplit
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
@@ -454,3 +458,48 @@ class HeldQueuePolicy:
 
     def rabbitmqctl(self, vhost: str) -> str:
         return "rabbitmqctl " + " ".join(shlex.quote(argument) for argument in self.rabbitmqctl_arguments(vhost))
+
+
+@dataclass(frozen=True)
+class ManagementEndpoint:
+    """RabbitMQ's management HTTP API: ``http(s)://user:password@host:15672[/vhost]`` (the form of the KEDA secret's
+    ``host``; the user needs the ``policymaker`` or ``administrator`` tag to set policies)."""
+
+    base: str
+    username: str
+    password: str
+    vhost: str | None
+
+    @classmethod
+    def parse(cls, url: str) -> ManagementEndpoint:
+        parts = urlsplit(url)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise OperationError("the management URL must be http(s)://user:password@host:port[/vhost]")
+        if not parts.username or parts.password is None:
+            raise OperationError("the management URL must carry a user and password (user:password@host)")
+        netloc = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
+        vhost = unquote(parts.path.strip("/")) or None
+        return cls(f"{parts.scheme}://{netloc}", unquote(parts.username), unquote(parts.password), vhost)
+
+    def put(self, path: str, body: Mapping[str, object], timeout_s: float = 30.0) -> None:
+        credentials = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
+        request = urllib.request.Request(  # noqa: S310 - the scheme is checked in parse()
+            self.base + path,
+            data=json.dumps(body).encode(),
+            method="PUT",
+            headers={"Content-Type": "application/json", "Authorization": f"Basic {credentials}"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310
+                response.read()
+        except urllib.error.HTTPError as exc:
+            detail = exc.read(500).decode("utf-8", errors="replace")
+            raise OperationError(f"{self.base} answered {exc.code} to PUT {path}: {detail}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise OperationError(f"management API at {self.base} not reachable: {exc}") from None
+
+
+def apply_policy(policy: HeldQueuePolicy, endpoint: ManagementEndpoint, vhost: str) -> None:
+    """Set (or replace) the policy in ``vhost`` through the management API; it applies to existing queues at once."""
+    body = {key: value for key, value in policy.definition(vhost).items() if key not in {"vhost", "name"}}
+    endpoint.put(f"/api/policies/{quote(vhost, safe='')}/{quote(policy.name, safe='')}", body)

@@ -166,6 +166,16 @@ def _register_policy(groups: argparse._SubParsersAction[argparse.ArgumentParser]
     policy.add_argument("--max-length", type=int, default=None, help="messages per queue")
     policy.add_argument("--max-length-bytes", type=int, default=None, help="bytes per queue")
     policy.add_argument("--json", action="store_true", help="the policy as a definitions-file entry")
+    policy.add_argument(
+        "--apply",
+        action="store_true",
+        help="set it through the management API (--management-url or SYNTHNER_RABBITMQ_MANAGEMENT_URL)",
+    )
+    policy.add_argument(
+        "--management-url",
+        default=None,
+        help="http(s)://user:password@host:15672[/vhost]; the user needs the policymaker or administrator tag",
+    )
     policy.set_defaults(handler=run_policy)
 
 
@@ -474,8 +484,9 @@ def run_quarantine_purge(args: argparse.Namespace) -> int:
 # --- policy ----------------------------------------------------------------------------------------------------------
 
 
+@_reporting
 def run_policy(args: argparse.Namespace) -> int:
-    from synthner.operations import HeldQueuePolicy
+    from synthner.operations import HeldQueuePolicy, ManagementEndpoint, OperationError, apply_policy
 
     settings = _broker_settings()
     defaults = HeldQueuePolicy(settings.namespace)
@@ -484,8 +495,17 @@ def run_policy(args: argparse.Namespace) -> int:
         max_length=args.max_length or defaults.max_length,
         max_length_bytes=args.max_length_bytes or defaults.max_length_bytes,
     )
-    if args.json:
-        print(json.dumps(policy.definition(args.vhost), indent=2))
-    else:
-        print(policy.rabbitmqctl(args.vhost))
+    if not args.apply:
+        print(json.dumps(policy.definition(args.vhost), indent=2) if args.json else policy.rabbitmqctl(args.vhost))
+        return 0
+    url = args.management_url or os.environ.get("SYNTHNER_RABBITMQ_MANAGEMENT_URL")
+    if not url:
+        raise CommandFailed("--apply needs --management-url or SYNTHNER_RABBITMQ_MANAGEMENT_URL")
+    try:
+        endpoint = ManagementEndpoint.parse(url)
+        vhost = endpoint.vhost or args.vhost
+        apply_policy(policy, endpoint, vhost)
+    except OperationError as exc:
+        raise CommandFailed(str(exc), 1) from None
+    print(f"policy {policy.name} set in vhost {vhost}: {policy.pattern} -> {json.dumps(policy.definition_body)}")
     return 0

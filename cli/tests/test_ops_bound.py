@@ -1,0 +1,121 @@
+"""The bound on dead-letter and quarantine queues, on a private RabbitMQ node (setting a policy reconfigures a broker,
+which the shared node is not for): ``synthner ops policy --apply`` sets it through the management API on queues that
+already exist, and a full DLQ refuses dead letters without losing them."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import aio_pika
+import pytest
+
+from synthner.main import main
+from synthner.supervisor import settings_env
+from synthner_shared.broker_node import PrivateRabbitMQ, rabbitmq_scripts
+from synthner_shared.contracts import Envelope, NoteGenerated
+from synthner_shared.local_llm import free_port
+from synthner_shared.messaging import (
+    ANNOTATOR,
+    QUARANTINE,
+    BrokerSettings,
+    Consumer,
+    PoisonMessageError,
+    Service,
+    Topology,
+)
+from synthner_shared.testing import BrokerProbe, publish_once, running_service, sample_note
+
+pytestmark = [
+    pytest.mark.rabbitmq,
+    pytest.mark.skipif(rabbitmq_scripts() is None, reason="rabbitmq-server is not installed"),
+]
+
+
+@pytest.fixture
+async def node_with_management(tmp_path: Path) -> AsyncIterator[tuple[PrivateRabbitMQ, int]]:
+    """A private node with the management plugin on a free loopback port; its dead-letter worker re-sends refused
+    dead letters every second (default: 3 minutes), so the test sees a freed DLQ take them in its time."""
+    node = PrivateRabbitMQ(tmp_path / "node")
+    port = free_port()
+    (node.base_dir / "enabled_plugins").write_text("[rabbitmq_management].\n", encoding="utf-8")
+    with (node.base_dir / "rabbitmq.conf").open("a", encoding="utf-8") as conf:
+        conf.write(f"management.tcp.port = {port}\nmanagement.tcp.ip = 127.0.0.1\n")
+    (node.base_dir / "advanced.config").write_text(
+        "[{rabbit, [{dead_letter_worker_publisher_confirm_timeout, 1000}]}].\n", encoding="utf-8"
+    )
+    async with node:
+        yield node, port
+
+
+async def ready_in(connection: aio_pika.abc.AbstractRobustConnection, queue: str) -> int:
+    channel = await connection.channel()
+    try:
+        declared = await channel.declare_queue(queue, passive=True)
+        return declared.declaration_result.message_count or 0
+    finally:
+        await channel.close()
+
+
+async def test_a_full_dlq_refuses_dead_letters_and_the_work_queue_keeps_them_until_there_is_room(
+    node_with_management: tuple[PrivateRabbitMQ, int],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    node, management_port = node_with_management
+    settings = BrokerSettings(
+        url=node.url,
+        namespace="bound",
+        delivery_limit=2,
+        retry_delays_ms=(50,),
+        max_retries=1,
+        publish_timeout_s=10,
+        connect_timeout_s=30,
+    )
+    monkeypatch.setenv("AMQP_URL", node.url)
+    for name, value in settings_env("SYNTHNER_BROKER_", settings).items():
+        monkeypatch.setenv(name, value)
+    topology = Topology.from_settings(settings)
+    connection = await aio_pika.connect_robust(node.url)
+    try:
+        await topology.declare_shared(await connection.channel())  # the queues exist before the policy
+        probe = BrokerProbe(connection, topology)
+        management = f"http://guest:guest@127.0.0.1:{management_port}/"
+        arguments = ["ops", "policy", "--apply", "--max-length", "1", "--vhost", "/", "--management-url", management]
+        assert await asyncio.to_thread(main, arguments) == 0
+        assert "policy bound-held-queues set in vhost /" in capsys.readouterr().out
+        listed = await node.rabbitmqctl("list_queues", "-q", "--no-table-headers", "name", "policy")
+        policies = {name: policy for name, _, policy in (line.partition("\t") for line in listed.splitlines())}
+        dlq, work = topology.dead_letter_queue_name(ANNOTATOR), topology.queue_name(ANNOTATOR)
+        assert policies[dlq].strip() == "bound-held-queues"
+        assert policies[topology.queue_name(QUARANTINE)].strip() == "bound-held-queues"
+        assert policies[work].strip() == ""
+
+        notes = [sample_note(seed) for seed in range(3)]
+        calls: dict[str, int] = {}
+        one_refused = asyncio.Event()
+
+        async def refuse(note: NoteGenerated) -> Sequence[Envelope]:
+            calls[note.note_id] = calls.get(note.note_id, 0) + 1
+            if calls[note.note_id] == 2:
+                one_refused.set()  # its dead-lettering was refused: it came back to the consumer
+            raise PoisonMessageError("note refused by the test annotator (rule 7)")
+
+        one_at_a_time = settings.model_copy(update={"prefetch": 1})
+        service = Service(one_at_a_time, "tests", [Consumer(ANNOTATOR, (NoteGenerated,), refuse)])
+        async with running_service(service):
+            await publish_once(settings, *notes)
+            await asyncio.wait_for(one_refused.wait(), timeout=30)
+            # the DLQ is full (a quorum queue takes one message past max-length, then refuses): not all are in it,
+            # the consumer's dead-lettering was refused and handed the message back to the work queue
+            assert await ready_in(connection, dlq) < len(notes)
+            assert service.runners[0].stats.requeued >= 1
+            # taking messages out makes room: every one arrives in the end (moved by the consumer or, past the
+            # delivery limit, by the broker's dead-letter worker), none is lost
+            arrived: set[str | None] = set()
+            while len(arrived) < len(notes):
+                arrived.add((await probe.get(dlq, timeout_s=60)).message_id)
+            assert arrived == {str(note.message_id) for note in notes}
+    finally:
+        await connection.close()
