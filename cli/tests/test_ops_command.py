@@ -377,3 +377,19 @@ def test_the_policy_pattern_takes_the_held_queues_and_nothing_else() -> None:
     work = ["synthner.annotator", "synthner.ner-api.pod-1", "synthner.quarantine.dlq.x", "other.annotator.dlq"]
     assert all(pattern.match(name) for name in held)
     assert not any(pattern.match(name) for name in [*work, "synthner.annotator.retry.1000", "synthner.model-history"])
+
+
+def test_ops_needs_no_service_package_so_it_runs_in_the_light_generator_image() -> None:
+    """The generator image (no torch, no trainer, no NER API) carries the CLI for operators: the ops commands and the
+    parser must import nothing of the other services."""
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    probe = (
+        "import sys; from synthner.main import build_parser; build_parser(); import synthner.operations; "
+        "import synthner_shared.model_store; "
+        "heavy = {'torch', 'transformers', 'synthner_trainer', 'synthner_ner_api', 'synthner_annotator', "
+        "'synthner_generator'}; print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120)
+    assert result.stdout.strip() == "[]"
