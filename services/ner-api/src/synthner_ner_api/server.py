@@ -46,6 +46,9 @@ class ApiServer:
             port=port,
             log_config=None,
             access_log=False,  # our own request log line carries no query strings or bodies
+            # The peer address is the TCP peer's: X-Forwarded-For never rewrites it, since the trusted-proxy check
+            # (trusted_proxy_cidrs) believes the user header only from the proxy's own address.
+            proxy_headers=False,
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         )
         self._server = _Uvicorn(config)

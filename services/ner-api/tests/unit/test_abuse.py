@@ -311,6 +311,20 @@ async def test_the_proxy_header_is_believed_only_from_a_trusted_peer(
         assert "authenticating proxy" in user.json()["error"]
 
 
+async def test_a_forwarded_for_header_never_makes_a_caller_a_trusted_proxy(settings: NerApiSettings) -> None:
+    behind_proxy = NerApiSettings.model_validate(
+        {"auth_mode": "trusted_proxy", "model_store": settings.model_store, "trusted_proxy_cidrs": ["10.9.9.0/24"]}
+    )
+    registry = ModelRegistry(load_lexicon_model, store=settings.model_store)
+    async with (
+        on_uvicorn(behind_proxy, registry) as (port, _),
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http,
+    ):
+        spoofed = {"X-Authenticated-User": "mallory", "X-Forwarded-For": "10.9.9.9", "Forwarded": "for=10.9.9.9"}
+        response = await http.post("/v1/ner", json={"text": "asthma"}, headers=spoofed)
+    assert response.status_code == 401
+
+
 # --- key strength ---------------------------------------------------------------------------------------------
 
 
