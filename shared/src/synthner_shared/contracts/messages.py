@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal, Self
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, AwareDatetime, Field, model_validator
 
 from synthner_shared.contracts.envelope import Contract, Envelope, content_id
 from synthner_shared.contracts.spans import check_spans
@@ -399,6 +399,41 @@ class ModelPublished(Envelope):
         min_length=1, description="Scores on the synthetic dev split and on each configured real gold set."
     )
     dataset: DatasetManifest
+
+
+class ModelRollbackRequested(Envelope):
+    """Command: make an earlier published model version current again, in the whole cluster.
+
+    The trainer (the model store's one writer) pins the version in the store (``synthner_shared.model_store.roll_back``)
+    and announces :class:`ModelRolledBack`; a version that is not published is dead-lettered with the reason."""
+
+    routing_key: ClassVar[str] = "model.rollback_requested"
+    type: Literal["ModelRollbackRequested"] = "ModelRollbackRequested"
+    schema_version: Literal[1] = 1
+
+    model_version: str = Field(min_length=1, max_length=200, description="The published version to serve.")
+    requested_by: str = Field(
+        min_length=1, max_length=200, description="Who asks: an operator's or admin key's name (recorded in the store)."
+    )
+    reason: str = Field(default="", max_length=500, description="Why, in the operator's words (no note text).")
+
+
+class ModelRolledBack(Envelope):
+    """Event: the model store's current version was set back to ``model_version`` and pinned there by an operator.
+
+    Every NER API replica serves it, although it is older than what it serves: the one case a replica moves back. The
+    pin holds until an operator releases it; the trainer announces no new version meanwhile."""
+
+    routing_key: ClassVar[str] = "model.rolled_back"
+    type: Literal["ModelRolledBack"] = "ModelRolledBack"
+    schema_version: Literal[1] = 1
+
+    model_version: str = Field(min_length=1, max_length=200)
+    from_version: str | None = Field(default=None, max_length=200, description="The version that was current before.")
+    artifact_uri: str = Field(min_length=1, max_length=2000, description="Folder or URI of the model artifact.")
+    requested_by: str = Field(min_length=1, max_length=200)
+    reason: str = Field(default="", max_length=500)
+    rolled_back_at: AwareDatetime = Field(description="When the store was changed (the pin's time).")
 
 
 # --- generator domain adaptation ------------------------------------------------------------------------------------
