@@ -26,8 +26,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from synthner_generator.leakgate import LeakGate
 from synthner_shared.documents import Document, read_documents
+from synthner_shared.leakgate import LeakGate
 from synthner_shared.ngrams import DEFAULT_N, NgramReference
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

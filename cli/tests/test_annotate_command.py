@@ -97,6 +97,46 @@ def test_run_refuses_real_documents_for_an_external_llm(tmp_path: Path, capsys: 
     assert "0 documents, 0 spans; 2 documents failed" in captured.out
 
 
+def external_run(source: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "annotate",
+        "run",
+        str(source),
+        str(out),
+        "--labels",
+        "Disease",
+        "--base-url",
+        "http://127.0.0.1:9/v1",
+        "--model",
+        "gpt-test",
+        "--provenance",
+        "synthetic",
+        *extra,
+    ]
+
+
+def test_declaring_documents_synthetic_does_not_mark_them_passed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without a leak reference the gate cannot pass a document; with one, it fails a document with an e-mail
+    address. Either way nothing is sent (nothing listens on port 9: a call would fail differently)."""
+    from synthner_shared.ngrams import NgramReference  # noqa: PLC0415 - the CLI imports it lazily too
+
+    source = write(tmp_path / "in.jsonl", GOLD)
+    assert main(external_run(source, tmp_path / "out.jsonl")) == 1
+    captured = capsys.readouterr()
+    assert "leak check 'unchecked'" in captured.err
+    assert "0 documents, 0 spans; 2 documents failed" in captured.out
+
+    reference = tmp_path / "reference.npz"
+    NgramReference.build(["Referral for physiotherapy after knee surgery, walking with crutches."]).save(reference)
+    leaky = write(tmp_path / "leaky.jsonl", [{"id": "1", "text": "Asthma; write to a.b@example.org.", "entities": []}])
+    assert main(external_run(leaky, tmp_path / "out.jsonl", "--leak-reference", str(reference))) == 1
+    captured = capsys.readouterr()
+    assert "leak check 'failed'" in captured.err
+    assert "a.b@example.org" not in captured.err
+
+
 def test_score_an_ensemble_scores_each_member_and_their_agreement(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -34,7 +34,7 @@ def trainer_store(root: Path) -> ModelRegistry:
     registry.add("m-1", lexicon_model("asthma"), decide(0.8, None, 0.01))
     registry.add("m-2", lexicon_model("diabetes"), decide(0.5, 0.8, 0.01))
     registry.add("m-3", lexicon_model("cancer"), decide(0.81, 0.8, 0.01))
-    registry.rollback("m-1")
+    registry.rollback("m-1", by="ops")
     return registry
 
 

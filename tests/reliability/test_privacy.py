@@ -6,7 +6,8 @@
   ``/metrics``;
 - API keys (the NER API's and the LLM endpoints' keys of the generator and annotator, also on their error paths) and
   the broker password never appear in logs or ``/metrics``;
-- a note that is not synthetic, or did not pass the leak check, never reaches an endpoint marked external.
+- a note that is not synthetic, or did not pass the leak check (as the message says, and as the annotator's own leak
+  gate finds), never reaches an external endpoint — nor one declared internal whose host is off the allow-list.
 
 The leak gate's quarantine of planted memorised passages is covered where the gate lives
 (``services/generator/tests``: ``test_a_planted_memorised_passage_is_caught`` and
@@ -26,7 +27,7 @@ from pydantic import SecretStr
 from synthner_annotator.backends.llm import LLMAnnotator, LLMAnnotatorSettings
 from synthner_annotator.endpoint import EndpointSettings
 from synthner_annotator.handler import make_handler
-from synthner_annotator.testing import Answer, constant, lexicon_oracle, openai_compatible_server
+from synthner_annotator.testing import Answer, checked_egress, constant, lexicon_oracle, openai_compatible_server
 from synthner_generator.service import build_generator
 from synthner_generator.testing import LLMRequest, Reply, local_llm_server, sample_job, settings_for
 from synthner_ner_api.app import create_app
@@ -39,6 +40,7 @@ from synthner_shared.contracts import (
     LeakCheckResult,
     NoteGenerated,
     NoteQuarantined,
+    content_id,
 )
 from synthner_shared.messaging import Broker, BrokerSettings, BrokerUnavailable
 from synthner_shared.testing import captured_service_logs, sample_note
@@ -157,7 +159,9 @@ async def test_canary_in_notes_through_generator_annotator_and_trainer_reaches_n
         failed: list[AnnotationFailed] = []
         for script in (lexicon_oracle({CANARY: "Disease"}), constant(f"Sorry, {CANARY} is not JSON")):
             async with openai_compatible_server(script) as server:
-                endpoint = EndpointSettings(base_url=server.base_url, model="gpt-test", max_attempts=1, timeout_s=10)
+                endpoint = EndpointSettings(
+                    base_url=server.base_url, model="gpt-test", external=False, max_attempts=1, timeout_s=10
+                )  # inside the hospital: these notes were checked without a reference ('unchecked')
                 spec = LLMAnnotatorSettings(endpoint=endpoint, malformed_retries=1)
                 annotator = LLMAnnotator(spec, labels)
                 try:
@@ -188,31 +192,57 @@ async def test_canary_in_notes_through_generator_annotator_and_trainer_reaches_n
 
 
 @pytest.mark.parametrize(
-    ("provenance", "leak_status"),
-    [("real", "passed"), ("real", "failed"), ("synthetic", "failed"), ("synthetic", "skipped")],
+    ("provenance", "leak_status", "text", "declared_internal"),
+    [
+        ("real", "passed", None, False),
+        ("real", "failed", None, False),
+        ("synthetic", "failed", None, False),
+        ("synthetic", "unchecked", None, False),
+        ("synthetic", "skipped", None, False),  # an earlier message's status: read as unchecked
+        (
+            "synthetic",
+            "passed",
+            f"{CANARY} was seen; results to {CANARY.lower()}@example.org.",
+            False,
+        ),  # the message lies
+        ("real", "failed", None, True),  # declared internal, but a public name: not on the allow-list
+    ],
 )
 async def test_a_note_not_synthetic_and_checked_never_reaches_an_external_endpoint(
-    provenance: str, leak_status: str
+    provenance: str, leak_status: str, text: str | None, declared_internal: bool
 ) -> None:
     labels = ["Disease"]
-    note = sample_note(7).model_copy(
-        update={"provenance": provenance, "leak_check": LeakCheckResult(status=leak_status, detectors=["test"])}  # type: ignore[arg-type]
-    )
+    update: dict[str, object] = {
+        "provenance": provenance,
+        "leak_check": LeakCheckResult(status=leak_status, detectors=["test"]),  # type: ignore[arg-type]
+    }
+    if text is not None:
+        update |= {"text": text, "note_id": content_id(text)}
+    note = sample_note(7).model_copy(update=update)
     async with openai_compatible_server(constant('{"mentions": []}')) as server:
         endpoint = EndpointSettings(base_url=server.base_url, model="gpt-test", max_attempts=1, timeout_s=10)
-        annotator = LLMAnnotator(LLMAnnotatorSettings(endpoint=endpoint), labels)
+        if declared_internal:
+            # Declared internal, but its host is a public name, not on the allow-list: it counts as external (the
+            # name does not resolve here, and nothing is sent to it either).
+            endpoint = endpoint.model_copy(
+                update={"external": False, "base_url": server.base_url.replace("127.0.0.1", "llm.example.com")}
+            )
+        policy = checked_egress()
+        assert policy.is_external(endpoint), "endpoints are external unless declared internal and allow-listed"
+        annotator = LLMAnnotator(LLMAnnotatorSettings(endpoint=endpoint), labels, egress=policy)
         try:
-            assert endpoint.external, "endpoints are external unless declared internal"
             handle = make_handler(annotator, labels, "annotator-test", 10_000)
             (refused,) = await handle(note)
             assert server.requests == [], "the note was sent to the external endpoint"
-            (accepted,) = await handle(sample_note(8))  # the same endpoint takes a synthetic, checked note
+            if not declared_internal:
+                (accepted,) = await handle(sample_note(8))  # the same endpoint takes a synthetic, checked note
+                assert isinstance(accepted, DocumentAnnotated)
+                assert len(server.requests) == 1
         finally:
             await annotator.aclose()
     assert isinstance(refused, AnnotationFailed)
     assert "external endpoint" in refused.reason
-    assert isinstance(accepted, DocumentAnnotated)
-    assert len(server.requests) == 1
+    assert CANARY not in refused.reason
 
 
 async def test_llm_endpoint_keys_reach_no_log_line_even_when_the_endpoint_fails(tmp_path: Path) -> None:
@@ -236,6 +266,7 @@ async def test_llm_endpoint_keys_reach_no_log_line_even_when_the_endpoint_fails(
             endpoint = EndpointSettings(
                 base_url=server.base_url,
                 model="gpt-test",
+                external=False,  # on 127.0.0.1: the notes reach it whatever their leak check says
                 api_key=SecretStr(key),
                 max_attempts=2,
                 timeout_s=10,

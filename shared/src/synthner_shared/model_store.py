@@ -3,8 +3,10 @@
 Layout under the store's root::
 
     versions/<version>/   one model version: a model folder plus status.json (the promotion gate's verdict)
-    current.json          {"version": ..., "history": [...]}: the published version to serve, and every earlier one
+    current.json          {"version": ..., "history": [...], "pinned": {...} | null}: the published version to serve,
+                          every earlier one, and the operator's rollback that pins it (if any)
     .staging/             versions being written; renamed into versions/ only when complete
+    .lock                 taken (``flock``) around every read-modify-write of current.json
 
 Invariants (the writer, :mod:`synthner_trainer.registry`, keeps them; readers rely on them):
 
@@ -15,7 +17,14 @@ Invariants (the writer, :mod:`synthner_trainer.registry`, keeps them; readers re
 - a version's files are fsynced before its folder is renamed into ``versions/``, and a version the gate passed is
   loaded back and given a smoke prediction first: one that fails has the verdict ``failed``;
 - ``current.json`` names a version that exists in ``versions/`` with the verdict ``published``
-  (:func:`write_current` refuses anything else).
+  (:func:`write_current` refuses anything else);
+- ``current.json`` changes only under the store's lock (:func:`store_lock`): the trainer publishing a version
+  (:func:`advance_current`) and an operator rolling back (:func:`roll_back`) may run in two processes at once.
+
+Rollback pins the store: :func:`roll_back` makes an earlier published version current and records who asked, why and
+when in ``pinned``. While a pin is there, a newly published version is stored (verdict ``published``) but does not
+become current, and is not announced: the pin holds until an operator releases it (:func:`release_pin`), so the next
+training never silently undoes a rollback. Releasing keeps the pinned version current; the next publish moves on.
 
 A missing file reads as "nothing there" where the layout allows it (no ``current.json`` yet) and as
 :class:`VersionNotFound` where it does not (a version without ``status.json``); a file that is not what the contract
@@ -24,12 +33,16 @@ says raises :class:`CorruptStoreFile`, naming the file.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from synthner_shared.files import write_text_atomic
 
@@ -37,6 +50,7 @@ VERSIONS_DIR = "versions"
 STAGING_DIR = ".staging"
 STATUS_FILE = "status.json"
 CURRENT_FILE = "current.json"
+LOCK_FILE = ".lock"
 
 Verdict = Literal["published", "rejected", "failed"]
 """``published``: passed the gate; ``rejected``: the gate said no; ``failed``: passed the gate, but the written folder
@@ -88,11 +102,23 @@ class _VerdictOnly(BaseModel):
     verdict: Verdict
 
 
+class RollbackRecord(BaseModel):
+    """``current.json``'s ``pinned``: an operator rolled the cluster back to ``version`` (see the module's notes)."""
+
+    version: str
+    from_version: str | None = Field(description="The version that was current before the rollback.")
+    by: str = Field(min_length=1, max_length=200, description="Who rolled back (an operator's or admin key's name).")
+    reason: str = Field(max_length=500)
+    at: AwareDatetime
+
+
 class CurrentPointer(BaseModel):
-    """``current.json``: the published version to serve and, oldest first, every version that was current."""
+    """``current.json``: the published version to serve, every version that was current (oldest first), and the
+    rollback that pins it, if any."""
 
     version: str | None = None
     history: list[str] = Field(default_factory=list)
+    pinned: RollbackRecord | None = None
 
 
 @dataclass(frozen=True)
@@ -112,6 +138,10 @@ class ModelStoreLayout:
     @property
     def current_file(self) -> Path:
         return self.root / CURRENT_FILE
+
+    @property
+    def lock_file(self) -> Path:
+        return self.root / LOCK_FILE
 
     def version_dir(self, version: str) -> Path:
         return self.versions_dir / version
@@ -180,3 +210,57 @@ def write_current(layout: ModelStoreLayout, pointer: CurrentPointer) -> None:
                 f"model version {pointer.version} is {verdict} (not published); only published versions can be current"
             )
     write_json_atomic(layout.current_file, pointer.model_dump(mode="json"))
+
+
+@contextlib.contextmanager
+def store_lock(layout: ModelStoreLayout) -> Iterator[None]:
+    """Hold the store's exclusive lock (``flock`` on ``.lock``; it also excludes other threads, each taking it through
+    its own open file) for a read-modify-write of ``current.json``."""
+    layout.root.mkdir(parents=True, exist_ok=True)
+    with layout.lock_file.open("a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def advance_current(layout: ModelStoreLayout, version: str) -> RollbackRecord | None:
+    """Make a newly published ``version`` current, unless a rollback pins the store: then ``current.json`` stays and
+    the pin that held the version back is returned (the caller must not announce the version)."""
+    with store_lock(layout):
+        pointer = read_current(layout)
+        if pointer.pinned is not None:
+            return pointer.pinned
+        write_current(layout, CurrentPointer(version=version, history=[*pointer.history, version]))
+        return None
+
+
+def roll_back(
+    layout: ModelStoreLayout, version: str, *, by: str, reason: str = "", at: datetime | None = None
+) -> CurrentPointer:
+    """Make the published ``version`` current and pin it there, recording ``by``, ``reason`` and the time; returns
+    the new pointer. :class:`VersionNotFound` or :class:`NotPublished` if ``version`` cannot be served.
+
+    The store side of a cluster-wide rollback: whoever calls it then announces ``ModelRolledBack`` (the trainer does,
+    on a ``ModelRollbackRequested``), which every NER API replica follows."""
+    with store_lock(layout):
+        pointer = read_current(layout)
+        record = RollbackRecord(
+            version=version, from_version=pointer.version, by=by, reason=reason, at=at or datetime.now(UTC)
+        )
+        rolled_back = CurrentPointer(version=version, history=[*pointer.history, version], pinned=record)
+        write_current(layout, rolled_back)
+    return rolled_back
+
+
+def release_pin(layout: ModelStoreLayout) -> CurrentPointer:
+    """Remove a rollback's pin: the pinned version stays current, the next published version becomes current again.
+    Returns the new pointer (unchanged when nothing was pinned)."""
+    with store_lock(layout):
+        pointer = read_current(layout)
+        if pointer.pinned is None:
+            return pointer
+        released = pointer.model_copy(update={"pinned": None})
+        write_current(layout, released)
+    return released

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import stat
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -15,11 +17,16 @@ from synthner_shared.model_store import (
     CurrentPointer,
     ModelStoreLayout,
     NotPublished,
+    RollbackRecord,
     VersionNotFound,
     VersionStatus,
+    advance_current,
     read_current,
     read_status,
     read_verdict,
+    release_pin,
+    roll_back,
+    store_lock,
     write_current,
     write_json_atomic,
     write_status,
@@ -60,7 +67,11 @@ def test_status_and_current_round_trip(tmp_path: Path) -> None:
     assert read_verdict(folder) == "published"
     write_current(layout, CurrentPointer(version="m-1", history=["m-1"]))
     assert read_current(layout) == CurrentPointer(version="m-1", history=["m-1"])
-    assert json.loads(layout.current_file.read_text(encoding="utf-8")) == {"version": "m-1", "history": ["m-1"]}
+    assert json.loads(layout.current_file.read_text(encoding="utf-8")) == {
+        "version": "m-1",
+        "history": ["m-1"],
+        "pinned": None,
+    }
 
 
 def test_a_store_without_a_current_pointer_reads_as_empty(tmp_path: Path) -> None:
@@ -163,3 +174,44 @@ def test_an_atomic_write_syncs_the_data_before_the_rename_and_the_folder_after(
     monkeypatch.setattr(os, "replace", replace)
     write_json_atomic(tmp_path / "status.json", {"verdict": "published"})
     assert events == ["fsync-file", "rename", "fsync-dir"]
+
+
+def test_a_rollback_pins_the_version_with_who_why_and_when_until_released(tmp_path: Path) -> None:
+    layout = ModelStoreLayout(tmp_path)
+    for name in ("m-1", "m-2", "m-3"):
+        add_version(layout, name)
+    assert advance_current(layout, "m-1") is None
+    assert advance_current(layout, "m-2") is None
+    at = datetime(2026, 12, 6, 1, 30, tzinfo=UTC)
+    pointer = roll_back(layout, "m-1", by="ops", reason="m-2 misses drug names", at=at)
+    pin = RollbackRecord(version="m-1", from_version="m-2", by="ops", reason="m-2 misses drug names", at=at)
+    assert pointer == CurrentPointer(version="m-1", history=["m-1", "m-2", "m-1"], pinned=pin)
+    assert read_current(layout) == pointer
+    assert advance_current(layout, "m-3") == pin  # a newer publish is held: the rollback is not silently undone
+    assert read_current(layout) == pointer
+    released = release_pin(layout)
+    assert released == CurrentPointer(version="m-1", history=["m-1", "m-2", "m-1"])
+    assert release_pin(layout) == released  # nothing pinned: nothing changes
+    assert advance_current(layout, "m-3") is None
+    assert read_current(layout).version == "m-3"
+
+
+def test_a_rollback_needs_a_published_version(tmp_path: Path) -> None:
+    layout = ModelStoreLayout(tmp_path)
+    add_version(layout, "m-1")
+    add_version(layout, "m-2", "failed")
+    advance_current(layout, "m-1")
+    with pytest.raises(NotPublished, match="failed"):
+        roll_back(layout, "m-2", by="ops")
+    with pytest.raises(VersionNotFound):
+        roll_back(layout, "m-9", by="ops")
+    assert read_current(layout) == CurrentPointer(version="m-1", history=["m-1"])
+
+
+def test_the_store_lock_excludes_another_holder_until_released(tmp_path: Path) -> None:
+    layout = ModelStoreLayout(tmp_path)
+    # Another process (or thread, with its own open file) cannot take it while it is held.
+    with store_lock(layout), layout.lock_file.open("a") as other, pytest.raises(BlockingIOError):
+        fcntl.flock(other.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    with layout.lock_file.open("a") as other:
+        fcntl.flock(other.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # released: free to take

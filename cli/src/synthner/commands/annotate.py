@@ -76,7 +76,15 @@ def _annotator_options(parser: argparse.ArgumentParser) -> None:
         "--provenance",
         choices=["real", "synthetic"],
         default="real",
-        help="declare the documents synthetic and leak-checked (default: real, kept from external endpoints)",
+        help="declare the documents synthetic (default: real, kept from external endpoints); a synthetic document "
+        "still goes to an external endpoint only when the leak gate, run on it here, passes it (--leak-reference)",
+    )
+    parser.add_argument(
+        "--leak-reference",
+        type=Path,
+        metavar="NPZ",
+        help="hashed n-gram reference of real notes (synthner leakcheck build-reference) for the leak gate; without "
+        "it synthetic documents are 'unchecked' and refused by external endpoints",
     )
     parser.add_argument("--concurrency", type=int, default=8, help="documents in flight (default 8)")
 
@@ -135,6 +143,10 @@ def _settings(args: argparse.Namespace, default_labels: list[str]) -> AnnotatorS
     if args.labels:
         config["labels"] = [label.strip() for label in args.labels.split(",") if label.strip()]
     config.setdefault("labels", default_labels)
+    if args.leak_reference:
+        config["leak_reference"] = str(args.leak_reference)
+    if "internal_hosts" not in config and os.environ.get("SYNTHNER_INTERNAL_HOSTS"):
+        config["internal_hosts"] = os.environ["SYNTHNER_INTERNAL_HOSTS"]
     if "annotator" not in config:
         if args.base_url:
             if not args.model:
@@ -175,14 +187,17 @@ async def _annotate(
     args: argparse.Namespace, documents: list[Document], labels: list[str]
 ) -> tuple[Annotator, list[Outcome]]:
     from synthner.progress import bar
+    from synthner_annotator.app import egress_policy
     from synthner_annotator.errors import ConfigurationError
     from synthner_annotator.factory import build_annotator
     from synthner_annotator.offline import annotate_documents
+    from synthner_shared.ngrams import ReferenceError as LeakReferenceError
 
     settings = _settings(args, labels)
     try:
-        annotator = build_annotator(settings.annotator, settings.labels)
-    except ConfigurationError as exc:
+        egress = egress_policy(settings)
+        annotator = build_annotator(settings.annotator, settings.labels, egress)
+    except (ConfigurationError, LeakReferenceError) as exc:
         raise SystemExit(f"synthner annotate: {exc}") from exc
     try:
         with bar(len(documents), "annotating", enabled=args.show_progress) as progress:
@@ -201,6 +216,7 @@ async def _annotate(
                 language=args.language,
                 provenance=args.provenance,
                 concurrency=args.concurrency,
+                gate=egress.gate,
                 on_done=done,
             )
     finally:

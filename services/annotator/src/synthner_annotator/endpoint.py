@@ -39,7 +39,10 @@ class EndpointSettings(BaseModel):
     model: str = Field(min_length=1, max_length=300)
     api_key: SecretStr = Field(default=SecretStr("not-needed"), description="Bearer key; local servers ignore it.")
     external: bool = Field(
-        default=True, description="Outside the hospital's network. Default true: declare internal ones explicitly."
+        default=True,
+        description="Outside the hospital's network. Default true: declare internal ones explicitly; a declared "
+        "internal endpoint also needs its host on the internal-host allow-list (SYNTHNER_INTERNAL_HOSTS), or it "
+        "is treated as external (refused at start-up in production).",
     )
     max_concurrency: int = Field(default=8, ge=1, le=1024, description="Requests in flight at once.")
     requests_per_minute: int | None = Field(default=None, ge=1)
@@ -125,10 +128,6 @@ class ChatEndpoint:
         self._backoff = Backoff(settings.backoff_initial_s, settings.backoff_max_s)
         self._sleep = sleep
         self._random_unit = random_unit
-
-    @property
-    def external(self) -> bool:
-        return self.settings.external
 
     async def aclose(self) -> None:
         await self._client.close()

@@ -2,7 +2,9 @@
 ``synthner_shared.evaluation``, so the service image does not need seqeval).
 
 Documents of a JSONL file carry no provenance: they are treated as ``real`` (so the egress guard keeps them from
-external endpoints) unless the caller declares them synthetic and leak-checked.
+external endpoints) unless the caller declares them synthetic. Declaring them synthetic marks nothing as checked: each
+document's leak status is what the leak gate finds when it runs on it here (``unchecked`` without a reference), and
+the egress guard runs the gate once more before an external call.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from synthner_annotator.errors import AnnotatorError
 from synthner_annotator.spans import Span
 from synthner_shared.contracts import Provenance, content_id
 from synthner_shared.documents import Document, DocumentEntity
+from synthner_shared.leakgate import LeakGate
 
 
 @dataclass(frozen=True)
@@ -27,13 +30,14 @@ class Outcome:
     failure: str | None = None
 
 
-def request_for(document: Document, language: str, provenance: Provenance) -> AnnotationRequest:
+def request_for(document: Document, language: str, provenance: Provenance, gate: LeakGate) -> AnnotationRequest:
+    """The request for one document; a synthetic one's leak status is the gate's verdict on it, never assumed."""
     return AnnotationRequest(
         note_id=content_id(document.text),
         text=document.text,
         language=language,
         provenance=provenance,
-        leak_status="passed" if provenance == "synthetic" else "skipped",
+        leak_status=gate.check(document.text).status if provenance == "synthetic" else "unchecked",
     )
 
 
@@ -44,16 +48,19 @@ async def annotate_documents(
     language: str,
     provenance: Provenance,
     concurrency: int,
+    gate: LeakGate | None = None,
     on_done: Callable[[Outcome], None] | None = None,
 ) -> list[Outcome]:
-    """Annotate documents with at most ``concurrency`` in flight; results in input order. ``on_done`` hears of
-    each outcome as it finishes (a progress bar)."""
+    """Annotate documents with at most ``concurrency`` in flight; results in input order. ``gate`` sets the leak
+    status of synthetic documents (default: no reference, so ``unchecked``). ``on_done`` hears of each outcome as it
+    finishes (a progress bar)."""
     slots = asyncio.Semaphore(concurrency)
+    gate = gate or LeakGate(None)
 
     async def one(document: Document) -> Outcome:
         async with slots:
             try:
-                outcome = Outcome(document, await annotator.annotate(request_for(document, language, provenance)))
+                outcome = Outcome(document, await annotator.annotate(request_for(document, language, provenance, gate)))
             except AnnotatorError as exc:
                 outcome = Outcome(document, None, f"{type(exc).__name__}: {exc.reason}")
             if on_done is not None:

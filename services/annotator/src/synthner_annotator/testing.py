@@ -16,6 +16,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from synthner_annotator.egress import EgressPolicy
+from synthner_shared.egress import InternalHosts
+from synthner_shared.leakgate import LeakGate
+from synthner_shared.ngrams import NgramReference
 from synthner_shared.testing_http import Answer as HttpAnswer
 from synthner_shared.testing_http import JsonHttpServer
 
@@ -158,3 +162,19 @@ def _positions(text: str, term: str) -> list[int]:
         positions.append(at)
         at = text.find(term, at + 1)
     return positions
+
+
+REFERENCE_NOTES = (
+    "Patient seen in the ward for a routine review; observations stable overnight, plan unchanged.",
+    "Referral for physiotherapy after knee surgery last spring, walking with two crutches around the ward, pain "
+    "controlled with regular paracetamol and ice packs at night.",
+)
+"""Stand-ins for a hospital's real notes: the reference of :func:`checked_egress`, sharing no 8-gram with the
+sample notes of the tests."""
+
+
+def checked_egress(*reference_notes: str, hosts: InternalHosts | None = None) -> EgressPolicy:
+    """An egress policy whose leak gate has a reference (of ``reference_notes``, by default :data:`REFERENCE_NOTES`),
+    so notes the gate passes may go to an external endpoint."""
+    reference = NgramReference.build(reference_notes or REFERENCE_NOTES)
+    return EgressPolicy(hosts or InternalHosts(), LeakGate(reference))

@@ -25,10 +25,15 @@ TERMS = {"hypertension": "Disease", "diabetes": "Disease", "metformin": "Drug", 
 
 
 @asynccontextmanager
-async def annotator_service(broker_settings: BrokerSettings, script: Script) -> AsyncIterator[BrokerApp]:
-    """The annotator as its composition root builds it, its LLM at a local server answering with ``script``."""
+async def annotator_service(
+    broker_settings: BrokerSettings, script: Script, *, external: bool = False
+) -> AsyncIterator[BrokerApp]:
+    """The annotator as its composition root builds it, its LLM at a local server answering with ``script``
+    (declared internal unless ``external``: it runs on 127.0.0.1; the egress guard has its own tests)."""
     async with openai_compatible_server(script) as server:
-        endpoint = EndpointSettings(base_url=server.base_url, model="gpt-test", max_attempts=1, timeout_s=10)
+        endpoint = EndpointSettings(
+            base_url=server.base_url, model="gpt-test", external=external, max_attempts=1, timeout_s=10
+        )
         spec = LLMAnnotatorSettings(endpoint=endpoint, malformed_retries=1)
         settings = AnnotatorSettings(labels=LABELS, annotator=spec, producer="annotator-test")
         async with running_app(await build(settings, broker_settings)) as app:
@@ -76,7 +81,7 @@ async def test_real_note_is_refused_for_an_external_endpoint(
     broker_settings: BrokerSettings, broker_probe: BrokerProbe
 ) -> None:
     note: NoteGenerated = sample_note(12).model_copy(update={"provenance": "real"})
-    async with annotator_service(broker_settings, constant('{"mentions": []}')):
+    async with annotator_service(broker_settings, constant('{"mentions": []}'), external=True):
         await publish_once(broker_settings, note)
         message = await broker_probe.get(broker_probe.topology.queue_name(FAILURES))
     failed = decode_message(message.body, (AnnotationFailed,))

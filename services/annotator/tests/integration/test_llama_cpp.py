@@ -55,7 +55,7 @@ async def annotate_once(base_url: str, design: str, structured_output: str) -> L
     prompt = PromptSettings(name=design)  # type: ignore[arg-type]
     annotator = LLMAnnotator(LLMAnnotatorSettings(endpoint=endpoint, prompt=prompt, malformed_retries=0), LABELS)
     text = "Patient with asthma and hypertension, treated with salbutamol."
-    request = AnnotationRequest("b" * 64, text, "en", "real", "skipped")  # an internal endpoint takes any note
+    request = AnnotationRequest("b" * 64, text, "en", "real", "unchecked")  # an internal endpoint takes any note
     outcome: Literal["checked", "malformed"] = "malformed"
     try:
         result = await annotator.annotate(request)

@@ -16,7 +16,15 @@ from synthner_annotator.backends.llm import LLMAnnotator, LLMAnnotatorSettings
 from synthner_annotator.endpoint import ChatEndpoint, EndpointSettings
 from synthner_annotator.errors import EgressRefused, MalformedReply, PermanentAnnotationError, TransientAnnotationError
 from synthner_annotator.prompts import PromptSettings
-from synthner_annotator.testing import Answer, constant, lexicon_oracle, openai_compatible_server, sequence, user_text
+from synthner_annotator.testing import (
+    Answer,
+    checked_egress,
+    constant,
+    lexicon_oracle,
+    openai_compatible_server,
+    sequence,
+    user_text,
+)
 
 LABELS = ["Disease", "Drug"]
 TEXT = "Known asthma, on salbutamol. Asthma worse at night."
@@ -39,7 +47,10 @@ def annotator(base_url: str, sleep: RecordedSleep | None = None, **options: Any)
     endpoint = EndpointSettings(base_url=base_url, model="gpt-test", api_key=SecretStr("sk-test"), **endpoint_options)
     settings = LLMAnnotatorSettings(endpoint=endpoint, **options)
     return LLMAnnotator(
-        settings, LABELS, ChatEndpoint(endpoint, sleep=sleep or RecordedSleep(), random_unit=lambda: 1.0)
+        settings,
+        LABELS,
+        ChatEndpoint(endpoint, sleep=sleep or RecordedSleep(), random_unit=lambda: 1.0),
+        egress=checked_egress(),
     )
 
 
@@ -164,7 +175,7 @@ async def test_egress_guard_refuses_before_any_call() -> None:
             await llm.aclose()
         internal = annotator(server.base_url, external=False)
         try:
-            await internal.annotate(request(provenance="real", leak="skipped"))
+            await internal.annotate(request(provenance="real", leak="unchecked"))
         finally:
             await internal.aclose()
     assert len(server.requests) == 1  # only the internal endpoint was called

@@ -15,12 +15,14 @@ from synthner_generator.settings import GeneratorSettings
 from synthner_generator.tracker import JobStore
 from synthner_generator.vocabulary import VocabularyError
 from synthner_shared.app import BrokerApp, probe_address
+from synthner_shared.egress import EgressConfigurationError
 from synthner_shared.messaging import BrokerSettings
+from synthner_shared.ngrams import ReferenceError as LeakReferenceError
 
 Role = Literal["generator", "tracker"]
 ROLES: tuple[Role, ...] = ("generator", "tracker")
 
-CONFIGURATION_ERRORS: tuple[type[Exception], ...] = (VocabularyError,)
+CONFIGURATION_ERRORS: tuple[type[Exception], ...] = (VocabularyError, LeakReferenceError, EgressConfigurationError)
 """Errors of building that mean the configuration is wrong (exit code 2)."""
 
 
@@ -35,6 +37,7 @@ async def build(
             resources.callback(store.close)
             service = tracker_service(broker, settings, store)
         else:
+            settings.refuse_unsafe_egress()
             generator = await resources.enter_async_context(build_generator(settings, llm))
             service = generator_service(broker, settings, generator)
         return BrokerApp(service, resources.pop_all(), probe_address(settings.health_port))

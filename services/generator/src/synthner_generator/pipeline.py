@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 from synthner_generator.dedup import DedupStore, note_owner
-from synthner_generator.leakgate import LeakGate
 from synthner_generator.llm import LLMClient, Prompt, complete_with_retries
 from synthner_generator.planning import JobContext, JobRefused, NotePlan, plan_note, split, validate
 from synthner_generator.quality import QualityBounds, check_reply
@@ -32,6 +31,7 @@ from synthner_shared.contracts import (
     NoteQuarantined,
     content_id,
 )
+from synthner_shared.leakgate import LeakGate
 
 log = logging.getLogger(__name__)
 PROGRESS_NAMESPACE = uuid.UUID("0c9a7f0e-2f4e-4b8e-8d5e-7d6a1b2c3d4e")

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from synthner_generator.dedup import DedupStore
-from synthner_generator.leakgate import LeakGate
 from synthner_generator.llm import LLMClient
 from synthner_generator.llm.factory import build_client
 from synthner_generator.pipeline import Generator, RetryPolicy
@@ -20,8 +19,8 @@ from synthner_generator.tracker import JobStore, Tracker, progress_key
 from synthner_generator.vocabulary import load_vocabularies
 from synthner_shared.contracts import GenerationProgress, GenerationRequested
 from synthner_shared.documents import read_documents
+from synthner_shared.leakgate import LeakGate
 from synthner_shared.messaging import GENERATOR, JOB_PROGRESS, BrokerSettings, Consumer, Service
-from synthner_shared.ngrams import NgramReference
 from synthner_shared.prefixes import PREFIX_FILTER, lowercase_vocabulary, safe_prefix
 
 log = logging.getLogger(__name__)
@@ -50,7 +49,7 @@ def job_context(settings: GeneratorSettings) -> JobContext:
         catalog=PromptCatalog(settings.prompt_dir),
         vocabularies=load_vocabularies(settings.vocabulary_dir),
         known_labels=settings.labels,
-        external_endpoint=settings.endpoint_zone == "external",
+        external_endpoint=settings.external_endpoint,
         prefixes=prefixes,
         entities_per_label=settings.entities_per_label,
         prefix_words=settings.prefix_words,
@@ -62,13 +61,12 @@ async def build_generator(settings: GeneratorSettings, llm: LLMClient | None = N
     """The generator with its long-lived resources (LLM client, dedup database), closed on exit."""
     client = llm if llm is not None else build_client(settings)
     dedup = DedupStore(settings.state_dir / "dedup.sqlite3", settings.near_duplicate_threshold)
-    reference = NgramReference.load(settings.leak_reference) if settings.leak_reference else None
     try:
         yield Generator(
             client,
             job_context(settings),
             dedup=dedup,
-            gate=LeakGate(reference, settings.leak_min_run_tokens, settings.leak_max_overlap),
+            gate=LeakGate.load(settings.leak_reference, settings.leak_min_run_tokens, settings.leak_max_overlap),
             bounds=QualityBounds(settings.min_chars, settings.max_chars, settings.truncated),
             retry=RetryPolicy(settings.llm_attempts, settings.llm_backoff_s, settings.regenerate_rejected),
             producer=settings.producer,

@@ -9,6 +9,15 @@ from pydantic import AnyHttpUrl, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from synthner_generator.quality import Truncated
+from synthner_shared.egress import (
+    EgressConfigurationError,
+    Environment,
+    InternalHostEntries,
+    InternalHosts,
+    environment_field,
+    internal_hosts_field,
+    refuse_undeclared_internal,
+)
 
 Backend = Literal["tgi", "openai"]
 Zone = Literal["internal", "external"]
@@ -32,9 +41,13 @@ class GeneratorSettings(BaseSettings):
         default="external",
         description=(
             "'internal' marks an endpoint inside the hospital; only then are prefix jobs (real opening words) run. "
-            "Unmarked counts as 'external' (outside the hospital), which never receives real text."
+            "Unmarked counts as 'external' (outside the hospital), which never receives real text. 'internal' also "
+            "needs the URL's host on the internal-host allow-list (SYNTHNER_INTERNAL_HOSTS), or the endpoint is "
+            "treated as external (refused at start-up in production)."
         ),
     )
+    internal_hosts: InternalHostEntries = internal_hosts_field()
+    environment: Environment = environment_field()
     model: str = Field(default="local", min_length=1, max_length=300, description="Model name sent and recorded.")
     api_key: SecretStr | None = Field(default=None, description="Bearer token of the endpoint, if it needs one.")
     grammar: dict[str, Any] | None = Field(
@@ -100,7 +113,29 @@ class GeneratorSettings(BaseSettings):
             raise ValueError("min_chars must not exceed max_chars")
         if self.grammar is not None and self.backend != "tgi":
             raise ValueError("grammar is supported by the 'tgi' backend only")
+        self.hosts  # noqa: B018 - a bad allow-list entry fails here, with the other settings errors
         return self
+
+    def refuse_unsafe_egress(self) -> None:
+        """What production refuses of a generator (not of the tracker, which calls no LLM): an endpoint declared
+        internal whose host is off the allow-list, and an external endpoint without a leak reference (its notes
+        could never be ``passed``). Raises :class:`EgressConfigurationError`."""
+        declared = [("of the generator", str(self.endpoint_url))] if self.endpoint_zone == "internal" else []
+        refuse_undeclared_internal(declared, self.hosts, self.environment)
+        if self.environment == "production" and self.external_endpoint and self.leak_reference is None:
+            raise EgressConfigurationError(
+                "the LLM endpoint is external: production refuses to start the generator without a leak reference "
+                "(SYNTHNER_GENERATOR_LEAK_REFERENCE), so that its notes can be checked and marked 'passed'"
+            )
+
+    @property
+    def hosts(self) -> InternalHosts:
+        return InternalHosts(self.internal_hosts)
+
+    @property
+    def external_endpoint(self) -> bool:
+        """True unless the endpoint is declared internal and its host is on the allow-list."""
+        return not self.hosts.counts_as_internal(str(self.endpoint_url), self.endpoint_zone == "internal")
 
     @property
     def producer(self) -> str:

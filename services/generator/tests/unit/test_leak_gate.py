@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from synthner_generator.leakgate import LeakGate, memorisation
 from synthner_shared.identifiers import detect_identifiers, isikukood_valid, luhn_valid
+from synthner_shared.leakgate import LeakGate, memorisation
 from synthner_shared.ngrams import NgramReference, ReferenceError
 
 REAL_NOTES = [

@@ -184,6 +184,8 @@ def gate_and_register(
         current_version=current_name,
     )
     name = new_version_name(manifest.content_hash)
+    # An ungated version says so where its numbers are (production needs the operator's explicit consent for it).
+    ungated = {"published_without_gold": True, "environment": settings.environment} if gold is None else {}
 
     def write(folder: Path) -> None:
         result.save(folder)
@@ -196,13 +198,28 @@ def gate_and_register(
             metrics=metrics,
             config=config,
             gate_reason=gate.reason,
-            extra={"best_epoch": result.best_epoch, "epochs_run": result.epochs_run, "seconds": round(result.seconds)},
+            extra={
+                "best_epoch": result.best_epoch,
+                "epochs_run": result.epochs_run,
+                "seconds": round(result.seconds),
+                **ungated,
+            },
         )
 
     version = registry.add(name, write, gate, verify=loads_and_predicts)
     log.info("model version %s %s (%s)", name, version.status, version.gate.reason)
+    if version.held_by is not None:
+        pin = version.held_by
+        log.warning(
+            "model version %s is published but not current or announced: %s rolled the store back to %s at %s;"
+            " release the pin to serve newer versions",
+            name,
+            pin.by,
+            pin.version,
+            pin.at.isoformat(),
+        )
     published = None
-    if version.status == "published":
+    if version.status == "published" and version.held_by is None:
         published = ModelPublished(
             correlation_id=correlation_id,
             producer=PRODUCER,

@@ -1,5 +1,5 @@
-"""The trainer service: consumes ``DocumentAnnotated``, ``TrainingRequested`` and ``AdaptationRequested``; runs one
-job (a token-classifier training or a generator adaptation) at a time.
+"""The trainer service: consumes ``DocumentAnnotated``, ``TrainingRequested``, ``AdaptationRequested`` and
+``ModelRollbackRequested``; runs one job (a token-classifier training or a generator adaptation) at a time.
 
 - A document is written to the dataset store (durably, de-duplicated by ``note_id``) before the handler returns,
   so the runner acks only after the write.
@@ -9,6 +9,9 @@ job (a token-classifier training or a generator adaptation) at a time.
   request itself.
 - A published version is announced with ``ModelPublished`` (publisher confirms); a rejected one only in the logs and
   its ``status.json``.
+- A rollback request is served at once, as the model store's one writer: the named published version becomes current
+  and is pinned there (who, why, when), and ``ModelRolledBack`` is announced, which every NER API replica follows. A
+  version that cannot be served is dead-lettered with the reason.
 - An adaptation request names a notes file in the trainer's notes folder (real notes never travel on the broker);
   it is queued with the trainings, and its adapted model is announced with ``GeneratorAdapted``.
 """
@@ -27,9 +30,12 @@ from synthner_shared.contracts import (
     DocumentAnnotated,
     Envelope,
     GeneratorAdapted,
+    ModelRollbackRequested,
+    ModelRolledBack,
     TrainingRequested,
 )
 from synthner_shared.messaging import TRAINER, BrokerSettings, Consumer, PoisonMessageError, PublishError, Service
+from synthner_shared.model_store import ModelStoreError
 from synthner_shared.ner.predictor import pick_device
 from synthner_trainer.adaptation import discard_staging, run_adaptation_request
 from synthner_trainer.pipeline import PRODUCER, TrainingOutcome, run_training_request
@@ -50,7 +56,7 @@ production, a fake in tests."""
 AdaptFunction = Callable[[AdaptationRequested, TrainerSettings, Callable[[], bool]], GeneratorAdapted]
 """Runs one generator adaptation in a worker thread: :func:`run_adaptation_request` in production, a fake in tests."""
 
-TrainerMessage = DocumentAnnotated | TrainingRequested | AdaptationRequested
+TrainerMessage = DocumentAnnotated | TrainingRequested | AdaptationRequested | ModelRollbackRequested
 
 
 def idempotency_key(message: TrainerMessage) -> str:
@@ -76,7 +82,7 @@ class TrainerService:
         self._registry: ModelRegistry | None = None
         self._train = train
         self._adapt = adapt
-        accepted = (DocumentAnnotated, TrainingRequested, AdaptationRequested)
+        accepted = (DocumentAnnotated, TrainingRequested, AdaptationRequested, ModelRollbackRequested)
         self.service = Service(
             broker_settings, PRODUCER, [Consumer(TRAINER, accepted, self.handle, idempotency_key=idempotency_key)]
         )
@@ -106,6 +112,11 @@ class TrainerService:
         self._store, self._registry = store, registry
         if discarded:
             log.warning("removed %d half-written model folders left by an earlier crash", discarded)
+        if self.settings.gold is None:
+            log.warning(
+                "no gold set (SYNTHNER_TRAINER_GOLD): models are published without a quality gate%s",
+                " (SYNTHNER_TRAINER_PUBLISH_WITHOUT_GOLD=true)" if self.settings.publish_without_gold else "",
+            )
 
     @property
     def store(self) -> DatasetStore:
@@ -124,11 +135,34 @@ class TrainerService:
     # --- handlers (message in, messages out) ------------------------------------------------------------------------
 
     async def handle(self, message: TrainerMessage) -> Sequence[Envelope]:
+        if isinstance(message, ModelRollbackRequested):
+            return [await self.roll_back(message)]
         if isinstance(message, DocumentAnnotated):
             await self.store_document(message)
         else:
             await self.request_training(message)
         return []
+
+    async def roll_back(self, request: ModelRollbackRequested) -> ModelRolledBack:
+        """Pin the requested version as the store's current one; the event every NER API replica follows. A version
+        that is not there or not published is a poison message (dead-lettered with the reason)."""
+        try:
+            version, pin = await asyncio.to_thread(
+                self.registry.rollback, request.model_version, by=request.requested_by, reason=request.reason
+            )
+        except (ModelStoreError, KeyError) as exc:
+            raise PoisonMessageError(f"cannot roll back: {exc}") from None
+        log.warning("rolled the models back to %s (from %s) for %s", pin.version, pin.from_version, pin.by)
+        return ModelRolledBack(
+            correlation_id=request.correlation_id,
+            producer=PRODUCER,
+            model_version=version.name,
+            from_version=pin.from_version,
+            artifact_uri=str(version.path.resolve()),
+            requested_by=pin.by,
+            reason=pin.reason,
+            rolled_back_at=pin.at,
+        )
 
     async def store_document(self, message: DocumentAnnotated) -> None:
         """Store the document (the store refuses labels outside the trainer's label set: a poison message)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal, Self
 
-from pydantic import AfterValidator, AwareDatetime, Field, model_validator
+from pydantic import AfterValidator, AwareDatetime, Field, field_validator, model_validator
 
 from synthner_shared.contracts.envelope import Contract, Envelope, content_id
 from synthner_shared.contracts.spans import check_spans
@@ -121,10 +121,20 @@ class GenerationRequested(Envelope):
         return self
 
 
+LeakStatus = Literal["passed", "failed", "unchecked"]
+"""``passed``: every check of the leak gate ran (identifier detectors and the memorisation check against a reference
+of real notes) and none matched; ``failed``: one matched; ``unchecked``: not every check ran (no reference
+configured, or no gate at all) and none that ran matched. Only ``passed`` notes may reach an external endpoint."""
+
+
 class LeakCheckResult(Contract):
     """Outcome of the generator's privacy gate for one note."""
 
-    status: Literal["passed", "failed", "skipped"]
+    status: LeakStatus = Field(
+        description="'passed' only when every check ran and none matched; 'unchecked' when a check could not run "
+        "(no leak reference configured) — never sent to an external endpoint. Earlier messages' 'skipped' is read "
+        "as 'unchecked'."
+    )
     detectors: list[str] = Field(default_factory=list, description="Detectors that ran.")
     reasons: list[str] = Field(
         default_factory=list, description="Why the note failed (detector names and counts; never the matched text)."
@@ -132,6 +142,11 @@ class LeakCheckResult(Contract):
     max_ngram_overlap: float | None = Field(
         default=None, ge=0.0, le=1.0, description="Highest n-gram overlap with the real-note reference, if checked."
     )
+
+    @field_validator("status", mode="before")
+    @classmethod
+    def _legacy_skipped(cls, value: object) -> object:
+        return "unchecked" if value == "skipped" else value
 
 
 class GenerationRecord(Contract):

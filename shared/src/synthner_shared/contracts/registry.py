@@ -20,6 +20,8 @@ from synthner_shared.contracts.messages import (
     GenerationRequested,
     GeneratorAdapted,
     ModelPublished,
+    ModelRollbackRequested,
+    ModelRolledBack,
     NoteGenerated,
     NoteQuarantined,
     TrainingRequested,
@@ -35,6 +37,8 @@ MESSAGE_CLASSES: tuple[type[Envelope], ...] = (
     AnnotationFailed,
     TrainingRequested,
     ModelPublished,
+    ModelRollbackRequested,
+    ModelRolledBack,
     AdaptationRequested,
     GeneratorAdapted,
 )

@@ -29,6 +29,8 @@ from synthner_shared.contracts.messages import (
     GenerationRequested,
     GeneratorAdapted,
     ModelPublished,
+    ModelRollbackRequested,
+    ModelRolledBack,
     NoteGenerated,
     NoteQuarantined,
     TrainingRequested,
@@ -51,18 +53,24 @@ class QueueRole:
 GENERATOR = QueueRole("generator", (GenerationRequested.routing_key,))
 ANNOTATOR = QueueRole("annotator", (NoteGenerated.routing_key,))
 TRAINER = QueueRole(
-    "trainer", (DocumentAnnotated.routing_key, TrainingRequested.routing_key, AdaptationRequested.routing_key)
+    "trainer",
+    (
+        DocumentAnnotated.routing_key,
+        TrainingRequested.routing_key,
+        AdaptationRequested.routing_key,
+        ModelRollbackRequested.routing_key,
+    ),
 )
 FAILURES = QueueRole("failures", (GenerationFailed.routing_key, AnnotationFailed.routing_key))
-NER_API = QueueRole("ner-api", (ModelPublished.routing_key,), per_instance=True)
+NER_API = QueueRole("ner-api", (ModelPublished.routing_key, ModelRolledBack.routing_key), per_instance=True)
 QUARANTINE = QueueRole("quarantine", (NoteQuarantined.routing_key,))
 """Notes that failed the leak gate, kept for human review; no service consumes it automatically."""
 JOB_PROGRESS = QueueRole("job-progress", (GenerationProgress.routing_key,))
 """Generation progress events, consumed by the one job tracker."""
 SHARED_ROLES: tuple[QueueRole, ...] = (GENERATOR, ANNOTATOR, TRAINER, FAILURES, QUARANTINE, JOB_PROGRESS)
 MODEL_HISTORY = "model-history"
-"""A bounded queue keeping the last model events (``model.published``, ``generator.adapted``), so they always have a
-durable route."""
+"""A bounded queue keeping the last model events (``model.published``, ``model.rolled_back``, ``generator.adapted``),
+so they always have a durable route."""
 
 
 @dataclass(frozen=True)
@@ -142,7 +150,7 @@ class Topology:
             durable=True,
             arguments=self._quorum({"x-max-length": MODEL_HISTORY_LENGTH, "x-overflow": "drop-head"}),
         )
-        for routing_key in (ModelPublished.routing_key, GeneratorAdapted.routing_key):
+        for routing_key in (ModelPublished.routing_key, ModelRolledBack.routing_key, GeneratorAdapted.routing_key):
             await history.bind(self.exchange, routing_key)
         return exchange
 

@@ -9,13 +9,11 @@ implements :class:`Annotator` in its own module and adds its settings class (wit
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Protocol
 
 from synthner_annotator.alignment import AlignmentReport
 from synthner_annotator.spans import Span
-from synthner_shared.contracts import AnnotatorRecord, Mention, NoteGenerated, Provenance
-
-LeakStatus = Literal["passed", "failed", "skipped"]
+from synthner_shared.contracts import AnnotatorRecord, LeakStatus, Mention, NoteGenerated, Provenance
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from synthner_annotator.alignment import AlignmentReport, ProposedMention, RepeatMode, align_mentions
 from synthner_annotator.backends.base import Annotation, AnnotationRequest
 from synthner_annotator.chunking import chunk_text, merge_chunk_spans
-from synthner_annotator.egress import check_egress
+from synthner_annotator.egress import EgressPolicy
 from synthner_annotator.endpoint import ChatEndpoint, EndpointSettings
 from synthner_annotator.errors import MalformedReply
 from synthner_annotator.parsing import (
@@ -60,11 +60,18 @@ class LLMAnnotatorSettings(BaseModel):
 class LLMAnnotator:
     """Annotates with one prompt design on one endpoint."""
 
-    def __init__(self, settings: LLMAnnotatorSettings, labels: Sequence[str], endpoint: ChatEndpoint | None = None):
+    def __init__(
+        self,
+        settings: LLMAnnotatorSettings,
+        labels: Sequence[str],
+        endpoint: ChatEndpoint | None = None,
+        egress: EgressPolicy | None = None,
+    ):
         self.settings = settings
         self.labels = list(labels)
         self.template = PromptTemplate(settings.prompt, labels)
         self.endpoint = endpoint or ChatEndpoint(settings.endpoint)
+        self.egress = egress or EgressPolicy()
 
     @property
     def name(self) -> str:
@@ -80,7 +87,7 @@ class LLMAnnotator:
         await self.endpoint.aclose()
 
     async def annotate(self, request: AnnotationRequest) -> Annotation:
-        check_egress(request, self.endpoint.settings.name, self.endpoint.external)
+        self.egress.check(request, self.endpoint.settings)
         chunks = chunk_text(request.text, self.settings.chunk_chars, self.settings.chunk_overlap_chars)
         results = await asyncio.gather(
             *(self._annotate_chunk(chunk.text_of(request.text), request.language) for chunk in chunks)
