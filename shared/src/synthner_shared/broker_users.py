@@ -1,0 +1,185 @@
+"""One broker user per service, allowed to publish only its own message types.
+
+Each service connects as its own RabbitMQ user (its own ``AMQP_URL``). What a user may do, in RabbitMQ's terms:
+
+- **configure** every queue and exchange of the namespace: each service declares the shared topology at start-up
+  (:meth:`~synthner_shared.messaging.topology.Topology.declare_shared`), and a non-passive declare needs it;
+- **write** the namespace's queues (a binding needs write on the queue), its topic exchange, its dead-letter exchange
+  (the consumer runner dead-letters poison messages there) and the default exchange (the runner parks a message in
+  its retry queue through it);
+- **read** every queue and exchange of the namespace: a binding needs read on the exchange, consuming needs it on the
+  queue, and declaring a queue with a dead-letter exchange needs read on the queue (and write on that exchange) — and
+  every service declares every shared queue, with its dead-letter exchange, at start-up;
+- **topic permissions** on the topic exchange: *write* only the routing keys of the message types it publishes (the
+  routing key is the message type, e.g. ``note.generated``), *read* every key (``declare_shared`` binds them all).
+
+So the NER API's user is refused when it publishes ``NoteGenerated``: the broker closes the channel with
+ACCESS_REFUSED. What topic permissions cannot cover: the default exchange routes by queue name and is not a topic
+exchange, so a user that may write it (every consumer, for its retries) could put a message straight into any queue
+(docs/deploy.md, "Broker users").
+
+The deployment files do not hold this table: ``deploy/rabbitmq/definitions.json`` (RabbitMQ's definitions format)
+does, and the dev manifests, compose and the tests load that file. :func:`definitions` renders it from the code here,
+so a new message type or consumer shows up as a difference (``tests/deploy/test_broker_users.py``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from synthner_shared.contracts import (
+    AdaptationRequested,
+    AnnotationFailed,
+    DocumentAnnotated,
+    Envelope,
+    GenerationFailed,
+    GenerationProgress,
+    GenerationRequested,
+    GeneratorAdapted,
+    ModelPublished,
+    ModelRollbackRequested,
+    ModelRolledBack,
+    NoteGenerated,
+    NoteQuarantined,
+    TrainingRequested,
+)
+from synthner_shared.messaging.topology import (
+    ANNOTATOR,
+    GENERATOR,
+    JOB_PROGRESS,
+    NER_API,
+    TRAINER,
+    QueueRole,
+)
+
+DEFAULT_NAMESPACE = "synthner"
+DEFAULT_VHOST = "synthner"
+DEFINITIONS_FILE = Path("deploy/rabbitmq/definitions.json")
+"""Where the definitions live, relative to the repository root."""
+
+
+@dataclass(frozen=True)
+class ServiceUser:
+    """A service's broker user: the roles whose queues it consumes and the message types it publishes."""
+
+    name: str
+    consumes: tuple[QueueRole, ...]
+    publishes: tuple[type[Envelope], ...]
+
+    @property
+    def routing_keys(self) -> tuple[str, ...]:
+        return tuple(sorted({m.routing_key for m in self.publishes}))
+
+
+SERVICE_USERS: tuple[ServiceUser, ...] = (
+    ServiceUser(
+        "synthner-generator",
+        (GENERATOR,),
+        # A large job is split into parts, each re-published as a GenerationRequested.
+        (GenerationRequested, NoteGenerated, NoteQuarantined, GenerationFailed, GenerationProgress),
+    ),
+    ServiceUser("synthner-tracker", (JOB_PROGRESS,), ()),
+    ServiceUser("synthner-annotator", (ANNOTATOR,), (DocumentAnnotated, AnnotationFailed)),
+    ServiceUser(
+        "synthner-trainer",
+        (TRAINER,),
+        # TrainingRequested: the trainer's own automatic training after enough new documents.
+        (ModelPublished, ModelRolledBack, GeneratorAdapted, TrainingRequested),
+    ),
+    # The admin rollback endpoint asks the trainer (the model store's one writer) to roll back.
+    ServiceUser("synthner-ner-api", (NER_API,), (ModelRollbackRequested,)),
+    # The CLI of an operator: the commands, and the dead-letter and quarantine queues it inspects and replays.
+    ServiceUser(
+        "synthner-operator",
+        (),
+        (GenerationRequested, TrainingRequested, AdaptationRequested, ModelRollbackRequested),
+    ),
+)
+
+
+def user_for(name: str) -> ServiceUser:
+    """The user called ``name`` (``synthner-annotator`` or just ``annotator``)."""
+    for user in SERVICE_USERS:
+        if name in (user.name, user.name.removeprefix("synthner-")):
+            return user
+    raise KeyError(f"no broker user {name!r} (known: {[u.name for u in SERVICE_USERS]})")
+
+
+def _alternatives(names: list[str]) -> str:
+    return "|".join(names)
+
+
+def _escape(name: str) -> str:
+    """A name as a literal in a RabbitMQ (PCRE) regex; '-' needs no escape outside a class."""
+    return re.escape(name).replace(r"\-", "-")
+
+
+def permissions(namespace: str = DEFAULT_NAMESPACE) -> dict[str, str]:
+    """The ``configure``, ``write`` and ``read`` regexes in the namespace's virtual host (the same for every service:
+    what tells them apart is the topic permissions)."""
+    ns = _escape(namespace)
+    return {
+        "configure": rf"^{ns}(\..+)?$",
+        "write": rf"^{ns}(\..+)?$|^amq\.default$",
+        "read": rf"^{ns}(\..+)?$",
+    }
+
+
+def topic_permissions(user: ServiceUser, namespace: str = DEFAULT_NAMESPACE) -> dict[str, str]:
+    """The topic permissions of ``user`` on the namespace's topic exchange: ``write`` its own routing keys only."""
+    keys = [_escape(key) for key in user.routing_keys]
+    # "(?!)" matches no routing key at all: a user that publishes nothing (the tracker).
+    write = rf"^({_alternatives(keys)})$" if keys else "(?!)"
+    return {"exchange": namespace, "write": write, "read": ".*"}
+
+
+def definitions(namespace: str = DEFAULT_NAMESPACE, vhost: str = DEFAULT_VHOST) -> dict[str, Any]:
+    """RabbitMQ definitions (``rabbitmqctl import_definitions``) of the virtual host and every service's user.
+
+    The users have no password (an empty hash refuses every login) until one is set with ``rabbitmqctl
+    change_password``: secrets stay out of the file."""
+    users = sorted(SERVICE_USERS, key=lambda u: u.name)
+    return {
+        "vhosts": [{"name": vhost}],
+        "users": [
+            {"name": u.name, "password_hash": "", "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": []}
+            for u in users
+        ],
+        "permissions": [{"user": u.name, "vhost": vhost, **permissions(namespace)} for u in users],
+        "topic_permissions": [{"user": u.name, "vhost": vhost, **topic_permissions(u, namespace)} for u in users],
+    }
+
+
+def rabbitmqctl_commands(data: dict[str, Any]) -> list[str]:
+    """The ``rabbitmqctl`` commands that create what the definitions ``data`` hold (passwords as variables)."""
+    commands = [f"rabbitmqctl add_vhost {v['name']}" for v in data["vhosts"]]
+    for user in data["users"]:
+        variable = user["name"].upper().replace("-", "_") + "_PASSWORD"
+        commands.append(f'rabbitmqctl add_user {user["name"]} "${variable}"')
+    for p in data["permissions"]:
+        commands.append(
+            f"rabbitmqctl set_permissions -p {p['vhost']} {p['user']} '{p['configure']}' '{p['write']}' '{p['read']}'"
+        )
+    for t in data["topic_permissions"]:
+        commands.append(
+            f"rabbitmqctl set_topic_permissions -p {t['vhost']} {t['user']} {t['exchange']} '{t['write']}' "
+            f"'{t['read']}'"
+        )
+    return commands
+
+
+__all__ = [
+    "DEFAULT_NAMESPACE",
+    "DEFAULT_VHOST",
+    "DEFINITIONS_FILE",
+    "SERVICE_USERS",
+    "ServiceUser",
+    "definitions",
+    "permissions",
+    "rabbitmqctl_commands",
+    "topic_permissions",
+    "user_for",
+]
