@@ -47,6 +47,14 @@ def test_the_ner_api_without_an_auth_mode_is_one_line_and_exit_code_2() -> None:
     )
 
 
+def test_a_production_trainer_without_a_gold_set_is_one_line_and_exit_code_2() -> None:
+    result = run_module("synthner_trainer", SYNTHNER_ENVIRONMENT="production")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("synthner-trainer: invalid settings: TrainerSettings: ")
+    assert "production publishes only gated models: set SYNTHNER_TRAINER_GOLD" in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
 def test_an_unknown_log_level_is_one_line_and_exit_code_2() -> None:
     # The logging settings are the shared runner's, read the same way for every service: one service shows it.
     result = run_module("synthner_generator", SYNTHNER_LOG_LEVEL="loud")

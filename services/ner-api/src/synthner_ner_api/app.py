@@ -13,7 +13,6 @@ strings are never logged. ``python -m synthner_ner_api`` runs what :func:`build`
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
@@ -25,7 +24,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from synthner_ner_api.auth import ApiKeys, KeyFileError
 from synthner_ner_api.batcher import MicroBatcher
 from synthner_ner_api.errors import add_error_handlers
-from synthner_ner_api.events import listen_for_models
+from synthner_ner_api.events import ModelEvents
 from synthner_ner_api.loading import ServingLoader
 from synthner_ner_api.metrics import Metrics
 from synthner_ner_api.middleware import BodyLimit, Gate, RequestContext
@@ -36,20 +35,26 @@ from synthner_ner_api.routes import router
 from synthner_ner_api.schemas import ErrorOut
 from synthner_ner_api.server import ApiServer
 from synthner_ner_api.settings import NerApiSettings
-from synthner_ner_api.state import ApiState
+from synthner_ner_api.state import ApiState, RequestRollback
 from synthner_shared.messaging import BrokerSettings
 
 log = logging.getLogger(__name__)
 
-ModelEvents = Callable[[ModelRegistry], Coroutine[Any, Any, None]]
+ModelEventListener = Callable[[ModelRegistry], Coroutine[Any, Any, None]]
 """Listens for published models (and swaps them in) until cancelled."""
 
 CONFIGURATION_ERRORS: tuple[type[Exception], ...] = (KeyFileError,)
 """Errors of building that mean the configuration is wrong (exit code 2)."""
 
 
-def create_app(settings: NerApiSettings, registry: ModelRegistry, model_events: ModelEvents | None = None) -> FastAPI:
-    """Build the app. ``model_events`` (optional) listens for published models until cancelled."""
+def create_app(
+    settings: NerApiSettings,
+    registry: ModelRegistry,
+    model_events: ModelEventListener | None = None,
+    request_rollback: RequestRollback | None = None,
+) -> FastAPI:
+    """Build the app. ``model_events`` (optional) listens for published models until cancelled; ``request_rollback``
+    (optional) sends ``/v1/admin/rollback``'s request to the trainer."""
     metrics = Metrics()
     state = ApiState(
         settings=settings,
@@ -66,6 +71,7 @@ def create_app(settings: NerApiSettings, registry: ModelRegistry, model_events: 
         api_keys=ApiKeys(settings.api_keys_file, min_key_bits=settings.min_key_bits)
         if settings.api_keys_file and settings.auth_mode == "api_keys"
         else None,
+        request_rollback=request_rollback,
     )
 
     async def initial_load() -> None:
@@ -129,9 +135,8 @@ async def build(
     serves a store."""
     if registry is None:
         registry = ModelRegistry(ServingLoader(settings), store=settings.model_store, fixed=settings.model_dir)
-    events = (
-        functools.partial(listen_for_models, broker, settings.instance)
-        if broker is not None and listens_for_models(settings)
-        else None
-    )
-    return ApiServer(create_app(settings, registry, events), settings.host, settings.port)
+    if broker is None or not listens_for_models(settings):
+        return ApiServer(create_app(settings, registry), settings.host, settings.port)
+    events = ModelEvents(broker, settings.instance)
+    app = create_app(settings, registry, events.listen, request_rollback=events.request_rollback)
+    return ApiServer(app, settings.host, settings.port)

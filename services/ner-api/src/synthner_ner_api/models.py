@@ -7,6 +7,11 @@ A version whose files do not load (truncated weights, a folder not yet fully vis
 replaces the served model: a named version fails with :class:`ModelLoadFailed` and the current one stays. A replica
 that serves nothing yet (start-up) falls back to the newest version that loads and records why in
 :attr:`ModelRegistry.fallback` (``/readyz`` and the metrics say so).
+
+A replica never moves to a version older than the one it serves unless told to: by a rollback
+(:meth:`ModelRegistry.follow_rollback`, on ``ModelRolledBack``), by the store's rollback pin (``current.json``'s
+``pinned``), or by an operator naming the version in a reload. A reload without a version, a late ``ModelPublished``
+and the start-up fallback never go back; while the store is pinned, nothing newer than the pin is served.
 """
 
 from __future__ import annotations
@@ -16,11 +21,18 @@ import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from synthner_shared.messaging.consumer import bounded_reason
-from synthner_shared.model_store import ModelStoreError, ModelStoreLayout, read_current, read_verdict
+from synthner_shared.model_store import (
+    CurrentPointer,
+    ModelStoreError,
+    ModelStoreLayout,
+    read_current,
+    read_verdict,
+)
 from synthner_shared.ner.encoding import ScoredSpan
 
 log = logging.getLogger(__name__)
@@ -128,14 +140,24 @@ class ModelRegistry:
             log.warning("not serving model version %s: %s", version, exc)
             return False
 
-    def _default_version(self, servable: list[str]) -> str:
-        """The trainer's current pointer when it names a servable version, else the newest published one."""
-        assert self._layout is not None
+    def store_pointer(self) -> CurrentPointer:
+        """The store's ``current.json`` (empty without a store, or when it is unreadable: that is logged)."""
+        if self._layout is None:
+            return CurrentPointer()
         try:
-            pointed = read_current(self._layout).version
+            return read_current(self._layout)
         except ModelStoreError as exc:
             log.warning("ignoring the current pointer: %s", exc)
-            pointed = None
+            return CurrentPointer()
+
+    def pinned_version(self) -> str | None:
+        """The version a rollback pinned the store to, if any."""
+        pinned = self.store_pointer().pinned
+        return pinned.version if pinned is not None else None
+
+    def _default_version(self, servable: list[str]) -> str:
+        """The trainer's current pointer when it names a servable version, else the newest published one."""
+        pointed = self.store_pointer().version
         if pointed is not None and pointed in servable:
             return pointed
         if not servable:
@@ -165,28 +187,78 @@ class ModelRegistry:
 
     def _candidates(self, version: str | None) -> list[Path]:
         """The folders to try, in order: the one asked for; at start-up with none asked for, the default, then every
-        other published version, newest first."""
+        other published version, newest first (while a rollback pins the store, none newer than the pin)."""
         first = self._path_of(version)
         if version is not None or self.current is not None or self._layout is None:
             return [first]
-        others = [self._layout.version_dir(v) for v in reversed(self.servable_versions())]
+        pinned = self.pinned_version()
+        others = [
+            self._layout.version_dir(v)
+            for v in reversed(self.servable_versions())
+            if pinned is None or v <= pinned  # a rollback moved away from the newer ones
+        ]
         return [first, *(path for path in others if path != first)]
+
+    def _moves_back_untold(self, path: Path) -> bool:
+        """Whether serving ``path`` (the store's default, not named by anyone) would move this replica back without a
+        rollback saying so: the replica then keeps what it serves."""
+        return (
+            self.current is not None
+            and self._layout is not None
+            and path.name < self.current.version
+            and path.name != self.pinned_version()
+        )
 
     async def load(self, version: str | None = None) -> LoadedModel:
         """Load a version (default: the store's current, else the newest) off the event loop, then make it current.
-        Returns it; :class:`ModelLoadFailed` if no candidate loads (the served model, if any, stays)."""
+        Returns it; :class:`ModelLoadFailed` if no candidate loads (the served model, if any, stays).
+
+        Without ``version``, a default older than the served model is not taken unless a rollback pinned the store
+        to it; a named ``version`` is an operator's choice and is taken even if older."""
         async with self._lock:
             candidates = self._candidates(version)
             if self.current is not None and self.current.path == candidates[0]:
                 return self.current
+            if version is None and self._moves_back_untold(candidates[0]):
+                log.info("keeping model %s: the store's %s is older", self.current_version, candidates[0].name)
+                assert self.current is not None
+                return self.current
+            model = await self._swap_to(candidates)
+        await self._notify()
+        return model
+
+    async def follow_rollback(self, version: str, rolled_back_at: datetime) -> LoadedModel:
+        """Serve ``version`` because an operator rolled the cluster back to it (``ModelRolledBack``), even though it is
+        older. A later rollback already in the store wins: this one is then ignored. :class:`ModelLoadFailed` if the
+        version does not load (the served one stays); :class:`UnknownModelVersion` if it is not published here."""
+        async with self._lock:
+            pinned = self.store_pointer().pinned
+            if pinned is not None and pinned.version != version and pinned.at > rolled_back_at:
+                log.info("ignoring the rollback to %s: the store was rolled back to %s since", version, pinned.version)
+                if self.current is not None:
+                    return self.current
+                version = pinned.version
+            candidates = self._candidates(version)
+            if self.current is not None and self.current.path == candidates[0]:
+                return self.current
+            model = await self._swap_to(candidates)
+            log.info("rolled back to model %s", model.version)
+        await self._notify()
+        return model
+
+    async def _swap_to(self, candidates: Sequence[Path]) -> LoadedModel:
+        """Make the first loadable candidate current (the previous model, if it is the one, without loading)."""
+        failures: list[Fallback] = []
+        if self.previous is not None and self.previous.path == candidates[0]:
+            model = self.previous
+        else:
             path, predictor, failures = await self._first_loadable(candidates)
             model = describe_model(path, predictor)
-            self.previous, self.current = self.current, model
-            self.fallback = failures[0] if failures else None
-            log.info("serving model %s (previous %s)", model.version, self.previous.version if self.previous else None)
-            if self.fallback is not None:
-                log.warning("fell back to model %s: %s did not load", model.version, self.fallback.wanted)
-        await self._notify()
+        self.previous, self.current = self.current, model
+        self.fallback = failures[0] if failures else None
+        log.info("serving model %s (previous %s)", model.version, self.previous.version if self.previous else None)
+        if self.fallback is not None:
+            log.warning("fell back to model %s: %s did not load", model.version, self.fallback.wanted)
         return model
 
     async def _first_loadable(self, candidates: Sequence[Path]) -> tuple[Path, Predictor, list[Fallback]]:
@@ -200,17 +272,6 @@ class ModelRegistry:
                 log.warning("model version %s did not load: %s", failure.wanted, failure.reason)
                 failures.append(failure)
         raise ModelLoadFailed("; ".join(f"model version {f.wanted} did not load ({f.reason})" for f in failures))
-
-    async def rollback(self) -> LoadedModel:
-        async with self._lock:
-            if self.previous is None:
-                raise ModelNotFound("no previous model version to roll back to")
-            restored = self.previous
-            self.previous, self.current = self.current, restored
-            self.fallback = None  # the version served is now the one asked for
-            log.info("rolled back to model %s", restored.version)
-        await self._notify()
-        return restored
 
     async def _notify(self) -> None:
         async with self._swapped:

@@ -6,6 +6,8 @@ the work is the registry's and the predictor's.
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -27,9 +29,13 @@ from synthner_ner_api.schemas import (
     NerRequest,
     NerResponse,
     ReloadRequest,
+    RollbackRequest,
+    RollbackResult,
     SwapResult,
 )
 from synthner_ner_api.state import ApiState
+from synthner_shared.contracts import ModelRollbackRequested
+from synthner_shared.messaging import PublishError
 
 router = APIRouter()
 
@@ -115,9 +121,52 @@ async def reload(body: ReloadRequest, state: State, _: Admin) -> SwapResult:
     return await _swapped(state, lambda: state.registry.load(body.version))
 
 
-@router.post("/v1/admin/rollback", response_model=SwapResult, summary="Swap back to the previous version")
-async def rollback(state: State, _: Admin) -> SwapResult:
-    return await _swapped(state, state.registry.rollback)
+ROLLBACK_WAIT_S = 30.0
+"""How long a rollback waits for this replica to serve the version before answering 202 (the event still comes)."""
+
+
+@router.post(
+    "/v1/admin/rollback",
+    response_model=RollbackResult,
+    summary="Roll every replica back to a published version (kept in the model store until released)",
+    responses={202: {"model": RollbackResult, "description": "Requested; this replica does not serve it yet."}},
+)
+async def rollback(
+    state: State, admin: Admin, response: Response, body: RollbackRequest | None = None
+) -> RollbackResult:
+    """Ask the trainer (the model store's writer) to pin ``version`` as current; every replica follows its
+    ``ModelRolledBack`` event, and replicas started later read the pin from the store."""
+    registry = state.registry
+    version = body.version if body is not None and body.version else None
+    if version is None:
+        if registry.previous is None:
+            raise ApiError(409, "no previous model version to roll back to: name the version")
+        version = registry.previous.version
+    if version not in registry.servable_versions():
+        raise ApiError(404, f"unknown or unpublished model version {version!r}")
+    if state.request_rollback is None:
+        raise ApiError(409, "a cluster-wide rollback needs the broker; this replica does not listen for model events")
+    request = ModelRollbackRequested(
+        correlation_id=f"rollback-{uuid.uuid4().hex[:12]}",
+        producer=f"ner-api-{state.settings.instance}",
+        model_version=version,
+        requested_by=admin.name,
+        reason=body.reason if body is not None else "",
+    )
+    try:
+        await state.request_rollback(request)
+    except PublishError as exc:
+        raise ApiError(503, f"the rollback request was not sent: {exc}", retry_after_s=5) from None
+    try:
+        async with asyncio.timeout(ROLLBACK_WAIT_S):
+            await registry.wait_for_version(version)
+        served_here = True
+    except TimeoutError:
+        served_here = False
+        response.status_code = 202
+    return RollbackResult(
+        version=version, requested_by=admin.name, request_id=str(request.message_id), served_here=served_here
+    )
 
 
 @router.get("/livez", include_in_schema=False)

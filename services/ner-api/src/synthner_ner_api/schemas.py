@@ -71,6 +71,25 @@ class SwapResult(_Out):
     previous_version: str | None
 
 
+class RollbackRequest(_In):
+    version: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="Published version every replica is to serve; None = the version this replica served before.",
+    )
+    reason: str = Field(default="", max_length=500, description="Why (kept in the model store; no note text).")
+
+
+class RollbackResult(_Out):
+    version: str = Field(description="The version the cluster was rolled back to.")
+    requested_by: str = Field(description="The admin key's (or the proxy's user) name, kept in the model store.")
+    request_id: str = Field(description="Message id of the rollback request sent to the trainer.")
+    served_here: bool = Field(
+        description="Whether this replica serves the version already (200); if not yet (202), it follows the event."
+    )
+
+
 class ErrorOut(_Out):
     error: str = Field(description="What went wrong, without echoing request text.")
     request_id: str | None = None

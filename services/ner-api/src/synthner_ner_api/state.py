@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from starlette.requests import Request
@@ -11,6 +12,10 @@ from synthner_ner_api.batcher import MicroBatcher
 from synthner_ner_api.metrics import Metrics
 from synthner_ner_api.models import ModelRegistry
 from synthner_ner_api.settings import NerApiSettings
+from synthner_shared.contracts import ModelRollbackRequested
+
+RequestRollback = Callable[[ModelRollbackRequested], Awaitable[None]]
+"""Sends a rollback request to the trainer over the broker (publisher confirm)."""
 
 
 @dataclass
@@ -20,6 +25,8 @@ class ApiState:
     batcher: MicroBatcher
     metrics: Metrics
     api_keys: ApiKeys | None
+    request_rollback: RequestRollback | None = None
+    """None where the replica has no broker (it serves a fixed folder or does not listen for model events)."""
 
 
 def api_state(request: Request) -> ApiState:

@@ -188,16 +188,15 @@ async def test_swap_under_concurrent_requests_fails_none_and_mixes_no_model(
         assert labels == ({"Disease"} if version == "v1" else {"Condition"})
 
 
-async def test_rollback_returns_to_the_previous_version_and_unknown_versions_are_404(
+async def test_reload_swaps_to_the_newest_version_and_unknown_versions_are_404(
     client: httpx.AsyncClient, store: Path
 ) -> None:
     write_model(store, "v2", "Condition", ["asthma"])
-    assert (await client.post("/v1/admin/reload", json={}, headers=ADMIN)).json()["version"] == "v2"
-    assert (await client.post("/v1/admin/rollback", headers=ADMIN)).json() == {
-        "version": "v1",
-        "previous_version": "v2",
+    assert (await client.post("/v1/admin/reload", json={}, headers=ADMIN)).json() == {
+        "version": "v2",
+        "previous_version": "v1",
     }
-    assert (await client.get("/v1/model")).json()["version"] == "v1"
+    assert (await client.get("/v1/model")).json()["version"] == "v2"
     assert (await client.post("/v1/admin/reload", json={"version": "v9"}, headers=ADMIN)).status_code == 404
 
 

@@ -7,7 +7,8 @@ folder holds the Hugging Face folder plus metrics.json, dataset_manifest.json, R
 A version folder is written completely (including its gate verdict in ``status.json``) under ``.staging`` and then
 renamed into ``versions/`` (an atomic rename on one filesystem), so no half-written version is ever visible and a
 visible version never changes. Rejected versions are kept with their metrics. Earlier published versions stay for
-rollback (:meth:`ModelRegistry.rollback`).
+rollback (:meth:`ModelRegistry.rollback`), which pins the store: a version published while the pin holds is kept but
+does not become current (``held_by`` says which rollback held it) until an operator releases the pin.
 """
 
 from __future__ import annotations
@@ -24,12 +25,14 @@ from pathlib import Path
 from synthner_shared.files import fsync_dir, fsync_tree
 from synthner_shared.messaging.consumer import bounded_reason
 from synthner_shared.model_store import (
-    CurrentPointer,
     ModelStoreLayout,
+    RollbackRecord,
     Verdict,
+    advance_current,
     read_current,
     read_status,
-    write_current,
+    release_pin,
+    roll_back,
     write_status,
 )
 from synthner_shared.model_store import VersionStatus as GateDecision
@@ -88,6 +91,9 @@ class ModelVersion:
     path: Path
     status: Verdict
     gate: GateDecision
+    held_by: RollbackRecord | None = None
+    """Set by :meth:`ModelRegistry.add` on a published version that did not become current: a rollback pins the
+    store."""
 
 
 def _verified(gate: GateDecision, folder: Path, verify: Callable[[Path], None]) -> GateDecision:
@@ -132,7 +138,7 @@ class ModelRegistry:
 
         The written files are fsynced; a version the gate published is then checked with ``verify(folder)`` (load it
         back, predict once): if that raises, the verdict becomes ``failed`` and ``current.json`` stays. A published
-        verdict moves ``current.json`` to it.
+        verdict moves ``current.json`` to it, unless a rollback pins the store (then ``held_by`` is set).
         """
         target = self.layout.version_dir(name)
         if target.exists():
@@ -149,9 +155,8 @@ class ModelRegistry:
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-        if gate.verdict == "published":
-            self._set_current(name)
-        return ModelVersion(name, target, gate.verdict, gate)
+        held_by = advance_current(self.layout, name) if gate.verdict == "published" else None
+        return ModelVersion(name, target, gate.verdict, gate, held_by)
 
     def get(self, name: str) -> ModelVersion:
         """A visible version; :class:`~synthner_shared.model_store.VersionNotFound` (a ``KeyError``) if none."""
@@ -167,16 +172,21 @@ class ModelRegistry:
         name = read_current(self.layout).version
         return self.get(name) if name is not None else None
 
-    def _set_current(self, name: str) -> None:
-        history = read_current(self.layout).history
-        write_current(self.layout, CurrentPointer(version=name, history=[*history, name]))
+    def pinned(self) -> RollbackRecord | None:
+        """The rollback that pins the store, if any."""
+        return read_current(self.layout).pinned
 
-    def rollback(self, name: str) -> ModelVersion:
-        """Point ``current`` back at an earlier published version."""
+    def rollback(self, name: str, *, by: str, reason: str = "") -> tuple[ModelVersion, RollbackRecord]:
+        """Point ``current`` at the published version ``name`` (usually an earlier one) and pin it there
+        (:func:`synthner_shared.model_store.roll_back`); :class:`~synthner_shared.model_store.NotPublished` (a
+        ``ValueError``) if it is not published, ``VersionNotFound`` (a ``KeyError``) if there is no such version."""
         version = self.get(name)
-        if version.status != "published":
-            raise ValueError(
-                f"model version {name} is {version.status} (not published); only published versions can be current"
-            )
-        self._set_current(name)
-        return version
+        pointer = roll_back(self.layout, name, by=by, reason=reason)
+        assert pointer.pinned is not None
+        return version, pointer.pinned
+
+    def release_pin(self) -> RollbackRecord | None:
+        """Release a rollback's pin (the next published version becomes current again); returns the released pin."""
+        pinned = self.pinned()
+        release_pin(self.layout)
+        return pinned

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from synthner_shared.contracts import AdaptationParameters, HyperParameters
@@ -137,6 +137,16 @@ class TrainerSettings(BaseSettings):
     )
     train_every: int = Field(default=0, ge=0, description="Train after this many new documents (0: only on request).")
     gold: Path | None = Field(default=None, description="The real gold JSONL set that gates promotion.")
+    publish_without_gold: bool = Field(
+        default=False,
+        description="Publish models without a gold set to gate them. Production refuses to start without `gold`"
+        " unless this is true; then every ungated version says so in its metrics.json.",
+    )
+    environment: Literal["local", "production"] = Field(
+        default="local",
+        validation_alias=AliasChoices("SYNTHNER_ENVIRONMENT", "environment"),
+        description="SYNTHNER_ENVIRONMENT: 'production' needs a gold set, or publish_without_gold.",
+    )
     gate_metric: Literal["strict", "partial"] = "strict"
     gate_tolerance: float = Field(default=0.01, ge=0, le=1, description="Allowed micro-F1 drop against current model.")
     dev_gold: Path | None = Field(
@@ -174,6 +184,15 @@ class TrainerSettings(BaseSettings):
     def _dev_is_not_the_gate(self) -> TrainerSettings:
         if self.dev_gold is not None and self.gold is not None and self.dev_gold.resolve() == self.gold.resolve():
             raise ValueError("dev_gold and gold name one file: a model must not make its choices on its gate's set")
+        return self
+
+    @model_validator(mode="after")
+    def _production_gates_what_it_publishes(self) -> TrainerSettings:
+        if self.environment == "production" and self.gold is None and not self.publish_without_gold:
+            raise ValueError(
+                "production publishes only gated models: set SYNTHNER_TRAINER_GOLD to the real gold set, or"
+                " SYNTHNER_TRAINER_PUBLISH_WITHOUT_GOLD=true to publish ungated models knowingly"
+            )
         return self
 
     @property

@@ -24,12 +24,14 @@ from synthner_shared.contracts import (
     EvaluationResult,
     GeneratorAdapted,
     ModelPublished,
+    ModelRollbackRequested,
+    ModelRolledBack,
     Scores,
     TrainingRequested,
     decode_message,
 )
 from synthner_shared.local_llm import free_port
-from synthner_shared.messaging import TRAINER, BrokerSettings, BrokerUnavailable
+from synthner_shared.messaging import REASON_HEADER, TRAINER, BrokerSettings, BrokerUnavailable
 from synthner_shared.testing import BrokerProbe, publish_once, running_app, sample_annotated
 from synthner_trainer.app import TrainerApp, build
 from synthner_trainer.pipeline import PRODUCER, TrainingOutcome
@@ -230,6 +232,40 @@ async def test_a_rejected_model_is_kept_but_not_published(
     assert [v.status for v in trainer.registry.list()] == ["published", "rejected"]
     assert trainer.registry.current() is not None
     assert trainer.registry.current().name == "m-1"  # type: ignore[union-attr]
+    assert await broker_probe.drain(history) == []
+
+
+async def test_a_rollback_request_pins_the_version_and_is_announced_and_an_unpublished_one_is_dead_lettered(
+    tmp_path: Path, broker_settings: BrokerSettings, broker_probe: BrokerProbe
+) -> None:
+    trainer = TrainerService(settings_for(tmp_path), broker_settings, FakeTraining([]))
+    trainer.start()
+
+    def write(folder: Path) -> None:
+        (folder / "config.json").write_text("{}")
+
+    for name, gold_f1 in (("m-1", 0.8), ("m-2", 0.81), ("m-3", 0.1)):
+        trainer.registry.add(name, write, decide(gold_f1, 0.8, 0.01))
+    history = f"{broker_probe.topology.namespace}.model-history"
+
+    def request(version: str) -> ModelRollbackRequested:
+        return ModelRollbackRequested(
+            correlation_id="rollback-1", producer="tests", model_version=version, requested_by="ops", reason="bad m-2"
+        )
+
+    async with trainer_running(trainer):
+        await publish_once(broker_settings, request("m-1"))
+        event = decode_message((await broker_probe.get(history)).body)
+        await publish_once(broker_settings, request("m-3"))  # rejected by the gate: never served
+        dead = await broker_probe.get(broker_probe.topology.dead_letter_queue_name(TRAINER))
+    assert isinstance(event, ModelRolledBack)
+    assert (event.model_version, event.from_version, event.requested_by) == ("m-1", "m-2", "ops")
+    assert event.reason == "bad m-2"
+    pin = trainer.registry.pinned()
+    assert pin is not None
+    assert (pin.version, pin.at) == ("m-1", event.rolled_back_at)
+    assert trainer.registry.current().name == "m-1"  # type: ignore[union-attr]
+    assert "model version m-3 is rejected" in str((dead.headers or {})[REASON_HEADER])
     assert await broker_probe.drain(history) == []
 
 

@@ -1,4 +1,5 @@
-"""The promotion gate and model versions: both verdicts, atomic immutable versions, rollback."""
+"""The promotion gate and model versions: both verdicts, atomic immutable versions, rollback and its pin; production
+refuses to publish ungated models unless told to."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from synthner_trainer.registry import ModelRegistry, VersionExistsError, decide
+from synthner_trainer.settings import TrainerSettings
 
 
 def test_gate_publishes_a_candidate_within_the_tolerance() -> None:
@@ -46,10 +49,28 @@ def test_registry_keeps_rejected_versions_and_moves_current_only_on_publish(tmp_
     assert [v.name for v in registry.list()] == ["m-1", "m-2"]
     third = registry.add("m-3", _write("{}"), decide(0.81, 0.8, 0.01))
     assert registry.current() == third
-    assert registry.rollback("m-1") == first
+    version, pin = registry.rollback("m-1", by="ops", reason="m-3 misses drugs")
+    assert version == first
+    assert (pin.version, pin.from_version, pin.by, pin.reason) == ("m-1", "m-3", "ops", "m-3 misses drugs")
     assert registry.current() == first
     with pytest.raises(ValueError, match="rejected"):
-        registry.rollback("m-2")
+        registry.rollback("m-2", by="ops")
+
+
+def test_a_version_published_after_a_rollback_is_held_until_the_pin_is_released(tmp_path: Path) -> None:
+    registry = ModelRegistry(tmp_path)
+    first = registry.add("m-1", _write("{}"), decide(0.8, None, 0.01))
+    registry.add("m-2", _write("{}"), decide(0.8, 0.8, 0.01))
+    _, pin = registry.rollback("m-1", by="ops")
+    held = registry.add("m-3", _write("{}"), decide(0.9, 0.8, 0.01))
+    assert (held.status, held.held_by) == ("published", pin)  # passed the gate, kept, not current
+    assert registry.current() == first
+    assert registry.release_pin() == pin
+    assert registry.pinned() is None
+    assert registry.current() == first  # releasing changes nothing served; the next publish moves on
+    fourth = registry.add("m-4", _write("{}"), decide(0.9, 0.8, 0.01))
+    assert fourth.held_by is None
+    assert registry.current() == fourth
 
 
 def test_a_version_that_fails_while_written_never_becomes_visible(tmp_path: Path) -> None:
@@ -97,3 +118,12 @@ def test_half_written_versions_left_by_a_crash_are_discarded_at_start(tmp_path: 
     (registry.staging_dir / "m-9.abc").mkdir()
     assert registry.discard_staging() == 1
     assert registry.list() == []
+
+
+def test_production_refuses_to_publish_without_a_gold_set_unless_told_to(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="production publishes only gated models"):
+        TrainerSettings(data_dir=tmp_path, environment="production")
+    TrainerSettings(data_dir=tmp_path, environment="production", gold=tmp_path / "gold.jsonl")
+    told = TrainerSettings(data_dir=tmp_path, environment="production", publish_without_gold=True)
+    assert told.gold is None
+    assert TrainerSettings(data_dir=tmp_path).environment == "local"  # local runs publish ungated, as before

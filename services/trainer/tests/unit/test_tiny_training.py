@@ -115,6 +115,11 @@ def test_gate_publishes_a_real_model_and_rescoring_the_current_one_on_gold(train
     assert second.version.gate.current == second.version.gate.candidate
     assert second.published is not None
     assert registry.current() == second.version
+    assert "published_without_gold" not in json.loads((first.version.path / "metrics.json").read_text())
+    ungated = gate_and_register(result, gold=None, **register)  # type: ignore[arg-type]
+    assert ungated.published is not None  # nothing to gate on: published, and its metrics say so
+    recorded = json.loads((ungated.version.path / "metrics.json").read_text())
+    assert (recorded["published_without_gold"], recorded["environment"]) == (True, "local")
 
 
 @pytest.mark.slow
