@@ -16,7 +16,10 @@ a :class:`ServiceApp`. Its ``__main__`` hands that root to :func:`run_service`, 
 - closes what the root opened (:meth:`ServiceApp.aclose`), however the run ended.
 
 :class:`BrokerApp` is the :class:`ServiceApp` of a consuming service: its :class:`~synthner_shared.messaging.Service`,
-the resources its handlers use, and the ``/livez`` and ``/readyz`` probe server (:func:`serve_health`).
+the resources its handlers use, and the ``/livez``, ``/readyz`` and ``/metrics`` server (:func:`serve_health`): its
+registry holds the consumers' counters, the process's memory and CPU and the process-wide metrics
+(:mod:`synthner_shared.observability.metrics`). With ``OTEL_EXPORTER_OTLP_ENDPOINT`` set, :func:`run_service` also
+exports traces (:mod:`synthner_shared.observability.tracing`).
 """
 
 from __future__ import annotations
@@ -25,16 +28,19 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from typing import Literal, Protocol, TypeVar
 
+from prometheus_client.registry import Collector
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from synthner_shared.contracts import describe_validation_error
 from synthner_shared.logs import LogFormat, configure_logging
 from synthner_shared.messaging import Health, Service, serve_health
+from synthner_shared.observability.metrics import exposition, service_registry
+from synthner_shared.observability.tracing import configure_tracing, shutdown_tracing
 from synthner_shared.offline import stay_offline
 from synthner_shared.stopping import STOP_SIGNALS, Stopped
 
@@ -66,7 +72,8 @@ class ServiceApp(Protocol):
 
 
 class BrokerApp:
-    """A consuming service: its :class:`Service`, the resources its handlers use, and where it answers probes.
+    """A consuming service: its :class:`Service`, the resources its handlers use, and where it answers probes and
+    ``/metrics`` (its :attr:`metrics` registry, with the collectors of ``metrics`` added).
 
     ``run`` is the service's own loop when it has more than the consumers (the trainer's training worker); by default
     the :class:`Service` alone. Signals are the runner's (:func:`run_service`), never the :class:`Service`'s.
@@ -78,9 +85,11 @@ class BrokerApp:
         resources: AsyncExitStack,
         health_address: tuple[str, int] | None = None,
         run: Callable[[], Awaitable[bool]] | None = None,
+        metrics: Sequence[Collector] = (),
     ) -> None:
         self.service = service
         self.health_address = health_address
+        self.metrics = service_registry(service, metrics)
         self._resources = resources
         self._run = run if run is not None else lambda: service.run(install_signal_handlers=False)
 
@@ -92,7 +101,11 @@ class BrokerApp:
         await self.service.wait_started()
 
     async def run(self) -> bool:
-        server = await serve_health(self.health, *self.health_address) if self.health_address is not None else None
+        server = (
+            await serve_health(self.health, *self.health_address, metrics=exposition(self.metrics))
+            if self.health_address is not None
+            else None
+        )
         try:
             return await self._run()
         finally:
@@ -156,6 +169,7 @@ def run_service(
         print(f"{name}: invalid settings: {describe_validation_error(exc)}", file=sys.stderr)
         return 2
     configure_logging(logs.level, logs.format)
+    configure_tracing(name)
     try:
         finished = asyncio.run(_serve(lambda: build(read)))
     except Stopped as exc:
@@ -164,6 +178,8 @@ def run_service(
     except configuration_errors as exc:
         print(f"{name}: {exc}", file=sys.stderr)
         return 2
+    finally:
+        shutdown_tracing()
     return 0 if finished else 1
 
 

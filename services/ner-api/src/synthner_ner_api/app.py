@@ -36,6 +36,7 @@ from synthner_ner_api.schemas import ErrorOut
 from synthner_ner_api.server import ApiServer
 from synthner_ner_api.settings import NerApiSettings
 from synthner_ner_api.state import ApiState, RequestRollback
+from synthner_ner_api.tracing import TraceRequests
 from synthner_shared.messaging import BrokerSettings
 
 log = logging.getLogger(__name__)
@@ -110,7 +111,8 @@ def create_app(
     app.add_middleware(Gate, state=state, limiter=limiter, timeout_s=settings.request_timeout_s)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"])
-    app.add_middleware(RequestContext)  # outermost: every answer, refusals included, gets an id, headers, a log line
+    app.add_middleware(RequestContext)  # every answer, refusals included, gets an id, headers, a log line
+    app.add_middleware(TraceRequests)  # outermost: a span per request when tracing is on
     add_error_handlers(app)
     app.include_router(router)
     return app

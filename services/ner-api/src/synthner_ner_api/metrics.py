@@ -1,4 +1,5 @@
-"""The API's Prometheus metrics, in a registry of their own (served at ``/metrics``)."""
+"""The API's Prometheus metrics, in a registry of their own (served at ``/metrics``), with the process's memory, CPU
+and open files (``process_*``: resident memory after a model swap is what to watch) and the Python version."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass, field
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from synthner_ner_api.models import Fallback
+from synthner_shared.observability.metrics import add_process_metrics
 
 
 @dataclass
@@ -14,6 +16,7 @@ class Metrics:
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
 
     def __post_init__(self) -> None:
+        add_process_metrics(self.registry)
         self.requests = Counter(
             "synthner_ner_requests", "HTTP requests", ["endpoint", "status"], registry=self.registry
         )

@@ -34,7 +34,7 @@ import logging
 import re
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 import aio_pika
@@ -54,6 +54,8 @@ from synthner_shared.messaging.errors import (
 )
 from synthner_shared.messaging.publisher import send_confirmed
 from synthner_shared.messaging.topology import QueueRole
+from synthner_shared.observability.durations import Durations
+from synthner_shared.observability.tracing import consume_span
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +170,15 @@ def delivery_key(incoming: AbstractIncomingMessage) -> str:
 
 @dataclass
 class ConsumerStats:
+    """What a runner did, read by the metrics at scrape time (``synthner_shared.observability.metrics``)."""
+
+    received: int = 0
+    """Deliveries taken from the queue (redeliveries included)."""
+    published: int = 0
+    """Outputs published with confirms by processed deliveries."""
+    failed: int = 0
+    """Handler failures (each then retried or dead-lettered)."""
+    handler_seconds: Durations = field(default_factory=Durations)
     processed: int = 0
     duplicates: int = 0
     retried: int = 0
@@ -307,6 +318,7 @@ class ConsumerRunner(Generic[M]):
     # --- per delivery ---------------------------------------------------------------------------------------------
 
     async def _on_message(self, incoming: AbstractIncomingMessage) -> None:
+        self.stats.received += 1
         if self._stopping:
             self.stats.requeued += 1
             await self._settle(incoming, requeue=True)
@@ -318,7 +330,8 @@ class ConsumerRunner(Generic[M]):
         self._idle.clear()
         deadline = asyncio.get_running_loop().time() + self._deadline_s
         try:
-            await self._process(incoming, deadline)
+            with consume_span(self._queue_name, incoming.headers, incoming.message_id):
+                await self._process(incoming, deadline)
         finally:
             self._tasks.pop(task, None)
             underway = self._settling.get(id(incoming))
@@ -359,6 +372,7 @@ class ConsumerRunner(Generic[M]):
         """The handler's outputs; :class:`DeadlineExceeded` when it is still working at ``deadline`` (it is cancelled;
         work it handed to a thread runs on there, but its outputs are never published)."""
         scope = asyncio.timeout_at(deadline)
+        started = asyncio.get_running_loop().time()
         try:
             async with scope:
                 return await self._consumer.handler(message)
@@ -369,14 +383,18 @@ class ConsumerRunner(Generic[M]):
             raise DeadlineExceeded(
                 f"handler overran its deadline of {self._deadline_s:g}s on {self._queue_name}"
             ) from None
+        finally:
+            self.stats.handler_seconds.observe(asyncio.get_running_loop().time() - started)
 
     async def _handle(self, incoming: AbstractIncomingMessage, message: M, key: str, deadline: float) -> None:
         try:
             outputs = await self._call_handler(message, deadline)
         except PoisonMessageError as exc:
+            self.stats.failed += 1
             await self._dead_letter(incoming, describe_error(exc))
             return
         except Exception as exc:  # noqa: BLE001 - any other failure may be transient: retry with back-off, then DLQ
+            self.stats.failed += 1
             log.warning(
                 "%s %s on %s failed: %s", message.type, message.message_id, self._queue_name, describe_error(exc)
             )
@@ -396,6 +414,7 @@ class ConsumerRunner(Generic[M]):
         self._processed.add(key)
         self._handbacks.forget(delivery_key(incoming))
         self.stats.processed += 1
+        self.stats.published += len(outputs)
         await self._settle(incoming)
 
     async def _publish_outputs(self, outputs: Sequence[Envelope], key: str) -> None:

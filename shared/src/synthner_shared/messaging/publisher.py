@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, HeadersType
@@ -12,6 +13,7 @@ from aio_pika.exceptions import PublishError as ReturnedError
 
 from synthner_shared.contracts.envelope import Envelope
 from synthner_shared.messaging.errors import BrokerRefused, BrokerUnavailable
+from synthner_shared.observability import tracing
 
 SCHEMA_VERSION_HEADER = "x-schema-version"
 
@@ -64,8 +66,14 @@ class Publisher:
         self._timeout_s = timeout_s
 
     async def publish(self, message: Envelope, headers: HeadersType | None = None) -> None:
-        """Publish and wait for the confirm; raises :class:`~synthner_shared.messaging.errors.PublishError`."""
-        await send_confirmed(self._exchange, to_amqp(message, headers), message.routing_key, self._timeout_s)
+        """Publish and wait for the confirm; raises :class:`~synthner_shared.messaging.errors.PublishError`. With
+        tracing on, in a span of its own whose context (``traceparent``) travels in the headers."""
+        key = message.routing_key
+        with tracing.publish_span(self._exchange.name, key, message.type, str(message.message_id)):
+            carried: dict[str, Any] = {}
+            tracing.inject(carried)
+            amqp = to_amqp(message, {**carried, **headers} if headers else carried or None)
+            await send_confirmed(self._exchange, amqp, key, self._timeout_s)
 
     async def publish_many(self, messages: Iterable[Envelope]) -> None:
         """Publish several messages concurrently; returns when all are confirmed, raises if any is not."""

@@ -121,9 +121,12 @@ class Service:
         return finished
 
 
-async def serve_health(health: Callable[[], Health], host: str, port: int) -> asyncio.Server:
+async def serve_health(
+    health: Callable[[], Health], host: str, port: int, metrics: Callable[[], tuple[bytes, str]] | None = None
+) -> asyncio.Server:
     """A minimal HTTP endpoint for probes: ``GET /livez`` (200 while the loop runs) and ``GET /readyz``
-    (200 when connected and consuming, else 503). Bodies are the health as JSON."""
+    (200 when connected and consuming, else 503). Bodies are the health as JSON. With ``metrics`` (the body and its
+    content type, see :func:`synthner_shared.observability.metrics.exposition`) ``GET /metrics`` answers it too."""
 
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -131,15 +134,19 @@ async def serve_health(health: Callable[[], Health], host: str, port: int) -> as
             parts = request_line.decode("latin-1").split()
             path = parts[1] if len(parts) >= 2 else ""
             current = health()
+            content_type = "application/json"
+            body = json.dumps({**asdict(current), "ready": current.ready}).encode()
             if path == "/livez":
                 status = "200 OK"
             elif path == "/readyz":
                 status = "200 OK" if current.ready else "503 Service Unavailable"
+            elif path == "/metrics" and metrics is not None:
+                status = "200 OK"
+                body, content_type = metrics()
             else:
                 status = "404 Not Found"
-            body = json.dumps({**asdict(current), "ready": current.ready}).encode()
             writer.write(
-                f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
                 "Connection: close\r\n\r\n".encode()
                 + body
             )
