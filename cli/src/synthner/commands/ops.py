@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     from synthner.operations import QueueOperations, Selection, SweepReport
-    from synthner_shared.contracts import Envelope
+    from synthner_shared.contracts import Envelope, ModelRollbackRequested, ModelRolledBack
     from synthner_shared.messaging import BrokerSettings
 
 PRODUCER = "synthner-ops"
@@ -101,6 +101,22 @@ def _register_models(groups: argparse._SubParsersAction[argparse.ArgumentParser]
     _store_argument(show)
     show.add_argument("version")
     show.set_defaults(handler=run_models_show)
+    rollback = actions.add_parser(
+        "rollback",
+        help="make an earlier published version current in the whole cluster (ModelRollbackRequested)",
+        description="Ask the trainer, the model store's one writer, to make VERSION current and pin it there; it "
+        "announces ModelRolledBack and every NER API replica, restarted ones included, serves VERSION. The pin holds "
+        "until an operator releases it: newer versions are kept but not served meanwhile. With a model store at "
+        "hand (--store, or the default), VERSION is checked there first.",
+    )
+    _store_argument(rollback)
+    rollback.add_argument("version")
+    rollback.add_argument("--by", default=None, help="who asks, recorded in the store (default $USER)")
+    rollback.add_argument("--reason", default="", help="why, in a few words (recorded; no note text)")
+    rollback.add_argument(
+        "--wait", type=float, default=120.0, help="seconds to wait for ModelRolledBack (default 120; 0: do not wait)"
+    )
+    rollback.set_defaults(handler=run_models_rollback)
 
 
 def _selection_arguments(parser: argparse.ArgumentParser) -> None:
@@ -251,6 +267,7 @@ async def _publish(settings: BrokerSettings, message: Envelope) -> None:
 def run_train(args: argparse.Namespace) -> int:
     import uuid
 
+    from aio_pika.exceptions import AMQPError
     from pydantic import ValidationError
 
     from synthner_shared.contracts import TrainingRequested, describe_validation_error
@@ -281,8 +298,8 @@ def run_train(args: argparse.Namespace) -> int:
         return _fail(f"invalid training request: {describe_validation_error(exc)}")
     try:
         asyncio.run(_publish(settings, request))
-    except (PublishError, OSError) as exc:
-        return _fail(f"training not requested: {exc}", 1)
+    except (PublishError, OSError, AMQPError) as exc:
+        return _fail(f"training not requested: {type(exc).__name__}: {exc}", 1)
     dataset = args.dataset_version or "a new snapshot of everything stored"
     print(f"requested training {request.message_id} (job {request.correlation_id}) on {dataset}")
     return 0
@@ -376,6 +393,87 @@ def run_models_show(args: argparse.Namespace) -> int:
         "dataset": _read_json(folder / "dataset_manifest.json"),
     }
     print(json.dumps(shown, indent=2))
+    return 0
+
+
+async def _request_rollback(
+    settings: BrokerSettings, request: ModelRollbackRequested, wait_s: float
+) -> ModelRolledBack | None:
+    """Publish the request; with ``wait_s`` > 0, return the trainer's ``ModelRolledBack`` for it (a queue of this
+    command's own, bound before the request goes out, so the event cannot be missed)."""
+    import uuid
+
+    from synthner_shared.contracts import ModelRolledBack
+    from synthner_shared.messaging import Broker
+
+    async with Broker(settings, PRODUCER) as broker:
+        channel = await broker.connection.channel()
+        queue = None
+        if wait_s > 0:
+            name = f"{settings.namespace}.ops.{uuid.uuid4().hex[:12]}"
+            queue = await channel.declare_queue(name, exclusive=True, auto_delete=True)
+            await queue.bind(broker.topology.exchange, ModelRolledBack.routing_key)
+        await broker.publisher.publish(request)
+        if queue is None:
+            return None
+        async with asyncio.timeout(wait_s), queue.iterator(no_ack=True) as events:
+            async for message in events:
+                event = ModelRolledBack.model_validate_json(message.body)
+                if event.correlation_id == request.correlation_id:
+                    return event
+    raise AssertionError("unreachable: the iterator ends only by the timeout")
+
+
+@_reporting
+def run_models_rollback(args: argparse.Namespace) -> int:
+    import uuid
+
+    from aio_pika.exceptions import AMQPError
+    from pydantic import ValidationError
+
+    from synthner_shared.contracts import ModelRollbackRequested, describe_validation_error
+    from synthner_shared.messaging import PublishError
+    from synthner_shared.model_store import ModelStoreError, ModelStoreLayout, read_verdict
+
+    layout = ModelStoreLayout(_model_store(args))
+    if layout.versions_dir.is_dir():  # the store at hand: refuse a version the trainer would refuse, at once
+        try:
+            verdict = read_verdict(layout.version_dir(args.version))
+        except ModelStoreError as exc:
+            raise CommandFailed(str(exc)) from None
+        if verdict != "published":
+            raise CommandFailed(f"model version {args.version} is {verdict}; only a published version can be served")
+    by = args.by or os.environ.get("USER")
+    if not by:
+        raise CommandFailed("say who rolls back: --by NAME (recorded in the model store)")
+    try:
+        request = ModelRollbackRequested(
+            correlation_id=f"rollback-{uuid.uuid4().hex[:12]}",
+            producer=PRODUCER,
+            model_version=args.version,
+            requested_by=by,
+            reason=args.reason,
+        )
+        settings = _broker_settings()
+    except ValidationError as exc:
+        raise CommandFailed(f"invalid rollback request: {describe_validation_error(exc)}") from None
+    try:
+        event = asyncio.run(_request_rollback(settings, request, args.wait))
+    except (PublishError, OSError, AMQPError) as exc:
+        raise CommandFailed(f"rollback not requested: {type(exc).__name__}: {exc}", 1) from None
+    except TimeoutError:
+        raise CommandFailed(
+            f"rollback to {args.version} requested ({request.correlation_id}), but no ModelRolledBack within "
+            f"{args.wait:g}s: is the trainer running? A refused request is in its DLQ (synthner ops dlq peek trainer)",
+            1,
+        ) from None
+    if event is None:
+        print(f"requested rollback to {args.version} ({request.correlation_id})")
+    else:
+        print(
+            f"rolled back to {event.model_version} (from {event.from_version or 'none'}) by {event.requested_by}; "
+            "every NER API replica follows"
+        )
     return 0
 
 

@@ -1,0 +1,92 @@
+"""``synthner ops models rollback``: the cluster-wide rollback, end to end on the real RabbitMQ with the real trainer
+service (the model store's one writer) and a real model store; training itself never runs here."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from synthner.main import main
+from synthner.supervisor import settings_env
+from synthner_shared.contracts import ModelRolledBack, TrainingRequested, decode_message
+from synthner_shared.messaging import BrokerSettings
+from synthner_shared.testing import BrokerProbe, running_app
+from synthner_trainer.app import TrainerApp
+from synthner_trainer.pipeline import TrainingOutcome
+from synthner_trainer.registry import ModelRegistry, decide
+from synthner_trainer.service import TrainerService
+from synthner_trainer.settings import TrainerSettings
+from synthner_trainer.store import DatasetStore
+
+pytestmark = pytest.mark.rabbitmq
+
+
+def no_training(
+    request: TrainingRequested,
+    store: DatasetStore,
+    registry: ModelRegistry,
+    settings: TrainerSettings,
+    should_stop: Callable[[], bool],
+) -> TrainingOutcome:
+    raise AssertionError("no training is requested in these tests")
+
+
+@pytest.fixture
+def ops_env(broker_settings: BrokerSettings, monkeypatch: pytest.MonkeyPatch) -> BrokerSettings:
+    monkeypatch.setenv("AMQP_URL", broker_settings.url.get_secret_value())
+    for name, value in settings_env("SYNTHNER_BROKER_", broker_settings).items():
+        monkeypatch.setenv(name, value)
+    return broker_settings
+
+
+def write_config(folder: Path) -> None:
+    (folder / "config.json").write_text("{}")
+
+
+def trainer_with_versions(tmp_path: Path, broker_settings: BrokerSettings) -> TrainerService:
+    trainer = TrainerService(TrainerSettings(data_dir=tmp_path / "trainer"), broker_settings, no_training)
+    trainer.start()
+    write = write_config
+    trainer.registry.add("m-1", write, decide(0.80, None, 0.01))
+    trainer.registry.add("m-2", write, decide(0.81, 0.80, 0.01))
+    trainer.registry.add("m-3", write, decide(0.10, 0.81, 0.01))  # rejected by the gate
+    return trainer
+
+
+async def test_rollback_is_done_by_the_trainer_announced_and_seen_in_the_store(
+    tmp_path: Path, ops_env: BrokerSettings, broker_probe: BrokerProbe, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trainer = trainer_with_versions(tmp_path, ops_env)
+    store = str(trainer.registry.root)
+    history = f"{broker_probe.topology.namespace}.model-history"
+    rollback = ["ops", "models", "rollback", "m-1", "--store", store, "--by", "ops-test", "--reason", "m-2 misses"]
+    async with running_app(TrainerApp(trainer, health_address=None)):
+        assert await asyncio.to_thread(main, [*rollback, "--wait", "30"]) == 0
+    assert "rolled back to m-1 (from m-2) by ops-test; every NER API replica follows" in capsys.readouterr().out
+    event = decode_message((await broker_probe.get(history)).body)
+    assert isinstance(event, ModelRolledBack)
+    assert (event.model_version, event.requested_by, event.reason) == ("m-1", "ops-test", "m-2 misses")
+
+    assert main(["ops", "models", "list", "--store", store]) == 0
+    out = capsys.readouterr().out
+    assert "* m-1  published" in out
+    assert "  m-2  published" in out
+    assert "pinned by a rollback: version m-1, from_version m-2, by ops-test, reason m-2 misses" in out
+
+
+def test_rollback_to_a_version_the_store_does_not_serve_is_refused_before_the_broker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from synthner_shared.local_llm import free_port  # noqa: PLC0415 - only this test needs a closed port
+
+    monkeypatch.setenv("AMQP_URL", f"amqp://guest:guest@127.0.0.1:{free_port()}/")  # never reached
+    registry = ModelRegistry(tmp_path / "models")
+    registry.add("m-1", write_config, decide(0.1, 0.8, 0.01))
+    store = str(registry.root)
+    assert main(["ops", "models", "rollback", "m-1", "--store", store, "--by", "ops"]) == 2
+    assert "model version m-1 is rejected; only a published version can be served" in capsys.readouterr().err
+    assert main(["ops", "models", "rollback", "m-9", "--store", store, "--by", "ops"]) == 2
+    assert "no model version 'm-9'" in capsys.readouterr().err
