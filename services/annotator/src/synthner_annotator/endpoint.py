@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from synthner_annotator.errors import PermanentAnnotationError, TransientAnnotationError
 from synthner_annotator.ratelimit import Backoff, RateLimiter, Sleep, retry_after_seconds
+from synthner_shared.observability.llm import llm_call
 
 log = logging.getLogger(__name__)
 
@@ -149,13 +150,15 @@ class ChatEndpoint:
             async with self._slots:
                 self.usage.requests += 1
                 try:
-                    response = await self._client.chat.completions.create(
-                        model=settings.model,
-                        messages=list(messages),  # type: ignore[arg-type]
-                        temperature=settings.temperature,
-                        max_tokens=settings.max_tokens,
-                        **extra,
-                    )
+                    async with llm_call(f"annotator/{settings.name}", "chat", settings.model) as call:
+                        response = await self._client.chat.completions.create(
+                            model=settings.model,
+                            messages=list(messages),  # type: ignore[arg-type]
+                            temperature=settings.temperature,
+                            max_tokens=settings.max_tokens,
+                            extra_headers=call.headers or None,
+                            **extra,
+                        )
                 except openai.APIStatusError as exc:
                     status = exc.status_code
                     if status not in _TRANSIENT_STATUS and status < 500:

@@ -81,6 +81,8 @@ class LocalLLMServer:
     latency_s: float = 0.0
     fail_next: list[int] = field(default_factory=list)
     requests: list[LLMRequest] = field(default_factory=list)
+    traceparents: list[str | None] = field(default_factory=list)
+    """Each request's ``traceparent`` header (None when it had none)."""
     completions: bool = True
     port: int = 0
     in_flight: int = 0
@@ -179,6 +181,7 @@ class LocalLLMServer:
         return answer
 
     async def _answer_http(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Answer:
+        self.traceparents.append(headers.get("traceparent"))
         status, answer = await self._answer(method, path, body)
         return status, {}, answer
 

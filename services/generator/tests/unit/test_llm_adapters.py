@@ -6,12 +6,18 @@ import asyncio
 
 import huggingface_hub.constants
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 
 from synthner_generator.llm import LLMPermanentError, LLMTransientError, Prompt, complete_with_retries
 from synthner_generator.llm.openai_chat import OpenAIChatClient
 from synthner_generator.llm.tgi import TgiClient
 from synthner_generator.testing import LLMRequest, Reply, default_reply, local_llm_server
 from synthner_shared.contracts import SamplingParameters
+from synthner_shared.observability import tracing
+from synthner_shared.observability.metrics import LLM_REQUEST_ERRORS, LLM_REQUEST_SECONDS
 
 SAMPLING = SamplingParameters(temperature=0.7, top_p=0.9, max_new_tokens=300, stop=["###"])
 PROMPT = Prompt("Write a discharge summary.", sampling=SAMPLING, seed=42)
@@ -182,3 +188,45 @@ async def test_completions_endpoint_errors_are_typed_like_chat_errors() -> None:
                 await client.complete(continuation)
         finally:
             await client.aclose()
+
+
+@pytest.mark.parametrize("backend", ["openai", "tgi"])
+async def test_each_llm_request_is_a_client_span_whose_context_reaches_the_server(backend: str) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.enable_tracing(provider)
+    try:
+        async with local_llm_server() as server:
+            client = (
+                OpenAIChatClient(f"{server.url}/v1", "m", 10) if backend == "openai" else TgiClient(server.url, "m", 10)
+            )
+            try:
+                await client.complete(PROMPT)
+            finally:
+                await client.aclose()
+    finally:
+        tracing.disable_tracing()
+    (span,) = exporter.get_finished_spans()
+    assert span.kind == SpanKind.CLIENT
+    assert span.context is not None
+    (traceparent,) = server.traceparents
+    assert traceparent is not None
+    assert traceparent.split("-")[1:3] == [format(span.context.trace_id, "032x"), format(span.context.span_id, "016x")]
+    assert PROMPT.instruction not in str(span.attributes)
+
+
+async def test_llm_request_durations_and_errors_are_in_the_metrics() -> None:
+    errors = LLM_REQUEST_ERRORS.labels(client="generator", kind="http_503")
+    before = errors._value.get()
+    async with local_llm_server(fail_next=[503]) as server:
+        client = OpenAIChatClient(f"{server.url}/v1", "m", 10)
+        try:
+            with pytest.raises(LLMTransientError):
+                await client.complete(PROMPT)
+            await client.complete(PROMPT)
+        finally:
+            await client.aclose()
+    assert server.traceparents == [None, None]  # tracing off: no trace context sent
+    assert errors._value.get() == before + 1
+    assert LLM_REQUEST_SECONDS.labels(client="generator", outcome="ok")._sum.get() > 0

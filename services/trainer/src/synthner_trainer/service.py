@@ -37,6 +37,7 @@ from synthner_shared.contracts import (
 from synthner_shared.messaging import TRAINER, BrokerSettings, Consumer, PoisonMessageError, PublishError, Service
 from synthner_shared.model_store import ModelStoreError
 from synthner_shared.ner.predictor import pick_device
+from synthner_shared.observability.metrics import TRAINING
 from synthner_trainer.adaptation import discard_staging, run_adaptation_request
 from synthner_trainer.pipeline import PRODUCER, TrainingOutcome, run_training_request
 from synthner_trainer.registry import ModelRegistry
@@ -216,17 +217,24 @@ class TrainerService:
         runs again after the restart) or failed (recorded as the request's status; the worker goes on)."""
         await asyncio.to_thread(self.store.set_request_status, request, "running")
         self.training.set()
+        TRAINING.start(request.correlation_id, kind)  # /metrics: the current job and its progress
+        outcome = "interrupted"
         try:
-            return await asyncio.to_thread(work)
+            result = await asyncio.to_thread(work)
+            outcome = "done"
+            return result
         except TrainingCancelled:
+            outcome = "cancelled"
             log.info("%s request %s cancelled by shutdown; it runs again after the restart", kind, request.message_id)
             return None
         except Exception as exc:  # noqa: BLE001 - a failed job is recorded and the worker goes on
+            outcome = "failed"
             reason = f"{type(exc).__name__}: {exc}"
             log.error("%s request %s failed: %s", kind, request.message_id, reason)
             await asyncio.to_thread(self.store.set_request_status, request, "failed", reason[:2000])
             return None
         finally:
+            TRAINING.finish(kind, outcome)
             self.training.clear()
 
     async def _adapt_and_announce(self, request: AdaptationRequested) -> None:

@@ -53,6 +53,7 @@ from synthner_shared.ner import (
 from synthner_shared.ner.abbreviations import with_abbreviations
 from synthner_shared.ner.identifiers import identifier_label_map, with_identifiers
 from synthner_shared.ner.predictor import SpanPredictor, pad_batch, pick_device, with_spans, write_encoding
+from synthner_shared.observability.metrics import TRAINING
 from synthner_trainer.base_model import check_base_model
 from synthner_trainer.crf import ChainCRF
 from synthner_trainer.distillation import Teacher, TeacherMismatchError, soft_target_loss
@@ -84,6 +85,8 @@ class TrainingCancelled(RuntimeError):
 
 
 def log_progress(progress: Progress) -> None:
+    """The default progress report: a log line, and the trainer's ``/metrics`` (while the service runs a job)."""
+    TRAINING.progress(progress.step, progress.total_steps, progress.epoch, progress.tokens_per_second)
     dev = f" dev_f1={progress.dev_f1:.4f}" if progress.dev_f1 is not None else ""
     log.info(
         "epoch %.2f step %d/%d loss %.4f %.0f tokens/s%s",

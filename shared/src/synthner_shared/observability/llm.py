@@ -29,6 +29,14 @@ class LLMCall:
         self.error = kind
 
 
+def error_kind(exc: BaseException) -> str:
+    """``http_<status>`` for an error that carries an HTTP status (the SDKs' status errors), else the type's name."""
+    status = getattr(exc, "status_code", None)
+    if status is None:
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+    return f"http_{status}" if isinstance(status, int) else type(exc).__name__
+
+
 @asynccontextmanager
 async def llm_call(client: str, operation: str, model: str | None = None) -> AsyncIterator[LLMCall]:
     """Observe one request (one attempt): an exception escaping the block is an error of its type."""
@@ -42,7 +50,7 @@ async def llm_call(client: str, operation: str, model: str | None = None) -> Asy
             tracing.inject(call.headers)
             yield call
     except BaseException as exc:
-        call.failed(type(exc).__name__)
+        call.failed(error_kind(exc))
         raise
     finally:
         outcome = "ok" if call.error is None else "error"

@@ -120,6 +120,12 @@ def inject(headers: MutableMapping[str, Any]) -> None:
         _propagator.inject(headers)
 
 
+async def trace_request_hook(request: Any) -> None:
+    """An ``event_hooks={"request": [...]}`` hook for httpx-style clients: the current trace context into the request's
+    headers (nothing while tracing is off)."""
+    inject(request.headers)
+
+
 def extract(headers: Mapping[str, Any] | None) -> Context | None:
     """The trace context a message or request carried (None when it carried none)."""
     if not headers or TRACEPARENT not in headers:

@@ -23,6 +23,7 @@ from synthner_generator.llm.port import (
     Prompt,
     is_transient_status,
 )
+from synthner_shared.observability.llm import llm_call
 
 log = logging.getLogger(__name__)
 
@@ -76,12 +77,14 @@ class OpenAIChatClient:
             if completion is not None:
                 return completion
         try:
-            response = await self._client.chat.completions.create(
-                model=self._model,
-                # A prompt without instruction (continuation) sends the opening words themselves.
-                messages=[{"role": "user", "content": prompt.instruction or prompt.prefix}],
-                **options,
-            )
+            async with llm_call("generator", "chat", self._model) as call:
+                response = await self._client.chat.completions.create(
+                    model=self._model,
+                    # A prompt without instruction (continuation) sends the opening words themselves.
+                    messages=[{"role": "user", "content": prompt.instruction or prompt.prefix}],
+                    extra_headers=call.headers or None,
+                    **options,
+                )
         except Exception as exc:  # noqa: BLE001 - every failure becomes one of the port's two kinds
             raise _translate(exc) from None
         if not response.choices:
@@ -92,7 +95,10 @@ class OpenAIChatClient:
     async def _continue(self, prefix: str, options: dict[str, Any]) -> Completion | None:
         """The model's continuation of ``prefix`` from the completions endpoint; None when the server has none."""
         try:
-            response = await self._client.completions.create(model=self._model, prompt=prefix, **options)
+            async with llm_call("generator", "text_completion", self._model) as call:
+                response = await self._client.completions.create(
+                    model=self._model, prompt=prefix, extra_headers=call.headers or None, **options
+                )
         except openai.APIStatusError as exc:
             if exc.status_code not in NO_COMPLETIONS_ROUTE:
                 raise _translate(exc, "completion") from None

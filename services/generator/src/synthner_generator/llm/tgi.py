@@ -18,6 +18,8 @@ from synthner_generator.llm.port import (
     Prompt,
     is_transient_status,
 )
+from synthner_shared.observability.llm import llm_call
+from synthner_shared.observability.tracing import trace_request_hook
 
 _FINISH: dict[str, FinishReason] = {"eos_token": "stop", "stop_sequence": "stop", "length": "length"}
 
@@ -67,7 +69,8 @@ class TgiClient:
         # huggingface_hub's own HTTP session refuses every request while HF_HUB_OFFLINE is set, which air-gapped
         # sites set so that nothing reaches a model hub. TGI is the hospital's own endpoint, not the Hub: the client
         # gets a plain session (huggingface_hub reads its content and raises its errors as before).
-        self._session = httpx2.AsyncClient(timeout=None)
+        # Its request hook gives each request the trace context of the call's span (nothing while tracing is off).
+        self._session = httpx2.AsyncClient(timeout=None, event_hooks={"request": [trace_request_hook]})
         self._client._async_client = self._session
         self._model = model
         self._grammar = grammar
@@ -83,20 +86,21 @@ class TgiClient:
         if prompt.prefix:  # no instruction (the continuation prompt): the text is the opening words alone
             text = f"{text}\n\n{prompt.prefix}" if text else prompt.prefix
         try:
-            output = await self._client.text_generation(  # type: ignore[misc]  # overloads x optional arguments
-                text,
-                details=True,
-                stream=False,
-                return_full_text=False,
-                do_sample=not greedy,
-                seed=prompt.seed,
-                # TGI requires a strictly positive temperature; greedy decoding is do_sample=False instead.
-                temperature=None if greedy else sampling.temperature,
-                top_p=None if sampling.top_p == 1.0 else sampling.top_p,
-                max_new_tokens=sampling.max_new_tokens,
-                stop=list(sampling.stop) or None,
-                grammar=self._grammar,  # type: ignore[arg-type]  # the client accepts the documented dict form
-            )
+            async with llm_call("generator", "text_completion", self._model):
+                output = await self._client.text_generation(  # type: ignore[misc]  # overloads x optional arguments
+                    text,
+                    details=True,
+                    stream=False,
+                    return_full_text=False,
+                    do_sample=not greedy,
+                    seed=prompt.seed,
+                    # TGI requires a strictly positive temperature; greedy decoding is do_sample=False instead.
+                    temperature=None if greedy else sampling.temperature,
+                    top_p=None if sampling.top_p == 1.0 else sampling.top_p,
+                    max_new_tokens=sampling.max_new_tokens,
+                    stop=list(sampling.stop) or None,
+                    grammar=self._grammar,  # type: ignore[arg-type]  # the client accepts the documented dict form
+                )
         except Exception as exc:  # noqa: BLE001 - every failure becomes one of the port's two kinds
             raise _translate(exc) from None
         if not isinstance(output, TextGenerationOutput):
