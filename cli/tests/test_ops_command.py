@@ -13,7 +13,6 @@ import aio_pika
 import pytest
 
 from synthner.main import main
-from synthner.operations import HeldQueuePolicy
 from synthner.supervisor import settings_env
 from synthner_shared.contracts import (
     Envelope,
@@ -25,6 +24,7 @@ from synthner_shared.contracts import (
     TrainingRequested,
     content_id,
 )
+from synthner_shared.held_queues import HeldQueuePolicy
 from synthner_shared.messaging import (
     ANNOTATOR,
     QUARANTINE,

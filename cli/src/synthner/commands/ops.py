@@ -584,7 +584,8 @@ def run_quarantine_purge(args: argparse.Namespace) -> int:
 
 @_reporting
 def run_policy(args: argparse.Namespace) -> int:
-    from synthner.operations import HeldQueuePolicy, ManagementEndpoint, OperationError, apply_policy
+    from synthner.operations import ManagementEndpoint, OperationError, apply_policy
+    from synthner_shared.held_queues import HeldQueuePolicy
 
     settings = _broker_settings()
     defaults = HeldQueuePolicy(settings.namespace)
