@@ -39,6 +39,7 @@ from synthner_shared.contracts import (
     GenerationProgress,
     GenerationRequested,
     GeneratorAdapted,
+    ModelPinReleaseRequested,
     ModelPublished,
     ModelRollbackRequested,
     ModelRolledBack,
@@ -89,13 +90,13 @@ SERVICE_USERS: tuple[ServiceUser, ...] = (
         # TrainingRequested: the trainer's own automatic training after enough new documents.
         (ModelPublished, ModelRolledBack, GeneratorAdapted, TrainingRequested),
     ),
-    # The admin rollback endpoint asks the trainer (the model store's one writer) to roll back.
-    ServiceUser("synthner-ner-api", (NER_API,), (ModelRollbackRequested,)),
+    # The admin rollback endpoints ask the trainer (the model store's one writer) to roll back or release the pin.
+    ServiceUser("synthner-ner-api", (NER_API,), (ModelRollbackRequested, ModelPinReleaseRequested)),
     # The CLI of an operator: the commands, and the dead-letter and quarantine queues it inspects and replays.
     ServiceUser(
         "synthner-operator",
         (),
-        (GenerationRequested, TrainingRequested, AdaptationRequested, ModelRollbackRequested),
+        (GenerationRequested, TrainingRequested, AdaptationRequested, ModelRollbackRequested, ModelPinReleaseRequested),
     ),
 )
 

@@ -8,7 +8,13 @@ import logging
 from collections.abc import Sequence
 
 from synthner_ner_api.models import ModelLoadFailed, ModelNotFound, ModelRegistry
-from synthner_shared.contracts import Envelope, ModelPublished, ModelRollbackRequested, ModelRolledBack
+from synthner_shared.contracts import (
+    Envelope,
+    ModelPinReleaseRequested,
+    ModelPublished,
+    ModelRollbackRequested,
+    ModelRolledBack,
+)
 from synthner_shared.messaging import NER_API, BrokerSettings, BrokerUnavailable, Consumer, RetryableError, Service
 
 log = logging.getLogger(__name__)
@@ -78,9 +84,9 @@ class ModelEvents:
         """Return once this replica consumes its model-event queue (bound it with a time-out)."""
         await self._listening.wait()
 
-    async def request_rollback(self, request: ModelRollbackRequested) -> None:
-        """Publish a rollback request for the trainer (publisher confirm); :class:`BrokerUnavailable` while this
-        replica has no broker connection."""
+    async def request_rollback(self, request: ModelRollbackRequested | ModelPinReleaseRequested) -> None:
+        """Publish a rollback (or pin release) request for the trainer (publisher confirm); :class:`BrokerUnavailable`
+        while this replica has no broker connection."""
         service = self._service
         if service is None or not service.broker.connected:
             raise BrokerUnavailable("this replica is not connected to the broker")

@@ -28,13 +28,16 @@ from synthner_ner_api.schemas import (
     NerBatchResponse,
     NerRequest,
     NerResponse,
+    PinReleaseRequest,
+    PinReleaseResult,
     ReloadRequest,
+    RollbackPin,
     RollbackRequest,
     RollbackResult,
     SwapResult,
 )
 from synthner_ner_api.state import ApiState
-from synthner_shared.contracts import ModelRollbackRequested
+from synthner_shared.contracts import ModelPinReleaseRequested, ModelRollbackRequested
 from synthner_shared.messaging import PublishError
 
 router = APIRouter()
@@ -95,6 +98,7 @@ async def get_model(state: State, _: User) -> ModelInfo:
     model, previous = state.registry.current, state.registry.previous
     if model is None:
         raise ApiError(503, "no model is loaded yet")
+    pin = state.registry.store_pointer().pinned
     return ModelInfo(
         version=model.version,
         labels=model.labels,
@@ -102,6 +106,7 @@ async def get_model(state: State, _: User) -> ModelInfo:
         metrics=model.metrics,
         previous_version=previous.version if previous else None,
         serving=model.serving,
+        rollback_pin=RollbackPin(version=pin.version, by=pin.by, reason=pin.reason, at=pin.at) if pin else None,
     )
 
 
@@ -167,6 +172,29 @@ async def rollback(
     return RollbackResult(
         version=version, requested_by=admin.name, request_id=str(request.message_id), served_here=served_here
     )
+
+
+@router.post(
+    "/v1/admin/rollback/release",
+    response_model=PinReleaseResult,
+    status_code=202,
+    summary="Release the rollback's pin in the model store: the next published version is served again",
+)
+async def release_rollback(state: State, admin: Admin, body: PinReleaseRequest | None = None) -> PinReleaseResult:
+    """Ask the trainer to release the pin; the version served stays until the trainer publishes a newer one."""
+    if state.request_rollback is None:
+        raise ApiError(409, "releasing a rollback needs the broker; this replica does not listen for model events")
+    request = ModelPinReleaseRequested(
+        correlation_id=f"release-{uuid.uuid4().hex[:12]}",
+        producer=f"ner-api-{state.settings.instance}",
+        requested_by=admin.name,
+        reason=body.reason if body is not None else "",
+    )
+    try:
+        await state.request_rollback(request)
+    except PublishError as exc:
+        raise ApiError(503, f"the release request was not sent: {exc}", retry_after_s=5) from None
+    return PinReleaseResult(requested_by=admin.name, request_id=str(request.message_id))
 
 
 @router.get("/livez", include_in_schema=False)

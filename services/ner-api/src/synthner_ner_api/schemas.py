@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -51,6 +53,13 @@ class NerBatchResponse(_Out):
     request_id: str
 
 
+class RollbackPin(_Out):
+    version: str = Field(description="The version an operator rolled the cluster back to.")
+    by: str
+    reason: str
+    at: datetime
+
+
 class ModelInfo(_Out):
     version: str
     labels: list[str]
@@ -59,6 +68,9 @@ class ModelInfo(_Out):
     previous_version: str | None = Field(description="The version a rollback returns to, if any.")
     serving: dict[str, object] = Field(
         default_factory=dict, description="How it is served: precision (fp32/int8) and the int8 gate's F1s."
+    )
+    rollback_pin: RollbackPin | None = Field(
+        default=None, description="The model store's rollback pin: newer versions are not served until it is released."
     )
 
 
@@ -79,6 +91,15 @@ class RollbackRequest(_In):
         description="Published version every replica is to serve; None = the version this replica served before.",
     )
     reason: str = Field(default="", max_length=500, description="Why (kept in the model store; no note text).")
+
+
+class PinReleaseRequest(_In):
+    reason: str = Field(default="", max_length=500, description="Why (logged by the trainer; no note text).")
+
+
+class PinReleaseResult(_Out):
+    requested_by: str
+    request_id: str = Field(description="Message id of the release request sent to the trainer.")
 
 
 class RollbackResult(_Out):

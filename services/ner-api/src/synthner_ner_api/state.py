@@ -12,10 +12,10 @@ from synthner_ner_api.batcher import MicroBatcher
 from synthner_ner_api.metrics import Metrics
 from synthner_ner_api.models import ModelRegistry
 from synthner_ner_api.settings import NerApiSettings
-from synthner_shared.contracts import ModelRollbackRequested
+from synthner_shared.contracts import ModelPinReleaseRequested, ModelRollbackRequested
 
-RequestRollback = Callable[[ModelRollbackRequested], Awaitable[None]]
-"""Sends a rollback request to the trainer over the broker (publisher confirm)."""
+RequestRollback = Callable[[ModelRollbackRequested | ModelPinReleaseRequested], Awaitable[None]]
+"""Sends a rollback (or pin release) request to the trainer over the broker (publisher confirm)."""
 
 
 @dataclass

@@ -16,7 +16,7 @@ from synthner_ner_api.events import model_event_consumer
 from synthner_ner_api.models import ModelLoadFailed, ModelRegistry
 from synthner_ner_api.settings import NerApiSettings
 from synthner_ner_api.testing import ADMIN_KEY, model_published
-from synthner_shared.contracts import ModelRollbackRequested, ModelRolledBack
+from synthner_shared.contracts import ModelPinReleaseRequested, ModelRollbackRequested, ModelRolledBack
 from synthner_shared.messaging import BrokerUnavailable, RetryableError
 from synthner_shared.model_store import (
     CurrentPointer,
@@ -172,13 +172,16 @@ class RollbackBus:
 
     def __init__(self, store: Path, registry: ModelRegistry) -> None:
         self.store, self.registry = store, registry
-        self.requests: list[ModelRollbackRequested] = []
+        self.requests: list[ModelRollbackRequested | ModelPinReleaseRequested] = []
         self.down = False
 
-    async def __call__(self, request: ModelRollbackRequested) -> None:
+    async def __call__(self, request: ModelRollbackRequested | ModelPinReleaseRequested) -> None:
         if self.down:
             raise BrokerUnavailable("no broker connection")
         self.requests.append(request)
+        if isinstance(request, ModelPinReleaseRequested):
+            release_pin(ModelStoreLayout(self.store))
+            return
         pointer = roll_back(ModelStoreLayout(self.store), request.model_version, by=request.requested_by)
         handle = model_event_consumer(self.registry, "replica-a").handler
         await handle(rolled_back(self.store, request.model_version, pointer.pinned.at))  # type: ignore[union-attr]
@@ -206,10 +209,17 @@ async def test_the_rollback_endpoint_asks_for_a_cluster_wide_rollback_and_answer
             "served_here": True,
         }
         (request,) = bus.requests
+        assert isinstance(request, ModelRollbackRequested)
         assert (request.model_version, request.requested_by, request.reason) == ("v1", "ops", "v2 misses diseases")
         assert str(request.message_id) == answer.json()["request_id"]
-        assert (await client.get("/v1/model")).json()["version"] == "v1"
+        info = (await client.get("/v1/model")).json()
+        assert (info["version"], info["rollback_pin"]["version"], info["rollback_pin"]["by"]) == ("v1", "v1", "ops")
         assert (await client.post("/v1/admin/rollback", json={"version": "v9"})).status_code == 404
+        released = await client.post("/v1/admin/rollback/release", json={"reason": "v3 fixes it"})
+        assert (released.status_code, released.json()["requested_by"]) == (202, "ops")
+        assert isinstance(bus.requests[-1], ModelPinReleaseRequested)
+        assert bus.requests[-1].reason == "v3 fixes it"
+        assert (await client.get("/v1/model")).json()["rollback_pin"] is None
         bus.down = True
         refused = await client.post("/v1/admin/rollback", json={"version": "v2"})
         assert refused.status_code == 503
@@ -223,3 +233,4 @@ async def test_a_replica_without_a_broker_refuses_a_rollback_it_cannot_spread(cl
     nothing_before = await client.post("/v1/admin/rollback", headers=ADMIN)
     assert nothing_before.status_code == 409
     assert "no previous model version" in nothing_before.json()["error"]
+    assert (await client.post("/v1/admin/rollback/release", headers=ADMIN)).status_code == 409

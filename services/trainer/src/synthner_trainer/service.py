@@ -11,7 +11,7 @@
   its ``status.json``.
 - A rollback request is served at once, as the model store's one writer: the named published version becomes current
   and is pinned there (who, why, when), and ``ModelRolledBack`` is announced, which every NER API replica follows. A
-  version that cannot be served is dead-lettered with the reason.
+  version that cannot be served is dead-lettered with the reason. ``ModelPinReleaseRequested`` releases the pin.
 - An adaptation request names a notes file in the trainer's notes folder (real notes never travel on the broker);
   it is queued with the trainings, and its adapted model is announced with ``GeneratorAdapted``.
 """
@@ -30,6 +30,7 @@ from synthner_shared.contracts import (
     DocumentAnnotated,
     Envelope,
     GeneratorAdapted,
+    ModelPinReleaseRequested,
     ModelRollbackRequested,
     ModelRolledBack,
     TrainingRequested,
@@ -57,7 +58,9 @@ production, a fake in tests."""
 AdaptFunction = Callable[[AdaptationRequested, TrainerSettings, Callable[[], bool]], GeneratorAdapted]
 """Runs one generator adaptation in a worker thread: :func:`run_adaptation_request` in production, a fake in tests."""
 
-TrainerMessage = DocumentAnnotated | TrainingRequested | AdaptationRequested | ModelRollbackRequested
+TrainerMessage = (
+    DocumentAnnotated | TrainingRequested | AdaptationRequested | ModelRollbackRequested | ModelPinReleaseRequested
+)
 
 
 def idempotency_key(message: TrainerMessage) -> str:
@@ -83,7 +86,13 @@ class TrainerService:
         self._registry: ModelRegistry | None = None
         self._train = train
         self._adapt = adapt
-        accepted = (DocumentAnnotated, TrainingRequested, AdaptationRequested, ModelRollbackRequested)
+        accepted = (
+            DocumentAnnotated,
+            TrainingRequested,
+            AdaptationRequested,
+            ModelRollbackRequested,
+            ModelPinReleaseRequested,
+        )
         self.service = Service(
             broker_settings, PRODUCER, [Consumer(TRAINER, accepted, self.handle, idempotency_key=idempotency_key)]
         )
@@ -138,6 +147,9 @@ class TrainerService:
     async def handle(self, message: TrainerMessage) -> Sequence[Envelope]:
         if isinstance(message, ModelRollbackRequested):
             return [await self.roll_back(message)]
+        if isinstance(message, ModelPinReleaseRequested):
+            await self.release_pin(message)
+            return []
         if isinstance(message, DocumentAnnotated):
             await self.store_document(message)
         else:
@@ -163,6 +175,16 @@ class TrainerService:
             requested_by=pin.by,
             reason=pin.reason,
             rolled_back_at=pin.at,
+        )
+
+    async def release_pin(self, request: ModelPinReleaseRequested) -> None:
+        """Release the rollback's pin: the pinned version stays current, the next published version is served again."""
+        released = await asyncio.to_thread(self.registry.release_pin)
+        if released is None:
+            log.info("no rollback pin to release (asked by %s)", request.requested_by)
+            return
+        log.warning(
+            "released the rollback pin on %s (set by %s) for %s", released.version, released.by, request.requested_by
         )
 
     async def store_document(self, message: DocumentAnnotated) -> None:

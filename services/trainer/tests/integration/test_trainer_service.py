@@ -23,6 +23,7 @@ from synthner_shared.contracts import (
     Envelope,
     EvaluationResult,
     GeneratorAdapted,
+    ModelPinReleaseRequested,
     ModelPublished,
     ModelRollbackRequested,
     ModelRolledBack,
@@ -267,6 +268,10 @@ async def test_a_rollback_request_pins_the_version_and_is_announced_and_an_unpub
     assert trainer.registry.current().name == "m-1"  # type: ignore[union-attr]
     assert "model version m-3 is rejected" in str((dead.headers or {})[REASON_HEADER])
     assert await broker_probe.drain(history) == []
+    release = ModelPinReleaseRequested(correlation_id="release-1", producer="tests", requested_by="ops")
+    assert await trainer.handle(release) == []
+    assert trainer.registry.pinned() is None
+    assert trainer.registry.current().name == "m-1"  # type: ignore[union-attr]
 
 
 async def test_a_model_event_the_broker_does_not_confirm_is_retried_and_later_jobs_still_run(

@@ -451,6 +451,20 @@ class ModelRolledBack(Envelope):
     rolled_back_at: AwareDatetime = Field(description="When the store was changed (the pin's time).")
 
 
+class ModelPinReleaseRequested(Envelope):
+    """Command: release the rollback's pin in the model store; the pinned version stays current, and the next version
+    the trainer publishes becomes current and is announced again."""
+
+    routing_key: ClassVar[str] = "model.pin_release_requested"
+    type: Literal["ModelPinReleaseRequested"] = "ModelPinReleaseRequested"
+    schema_version: Literal[1] = 1
+
+    requested_by: str = Field(
+        min_length=1, max_length=200, description="Who asks: an operator's or admin key's name (logged by the trainer)."
+    )
+    reason: str = Field(default="", max_length=500, description="Why, in the operator's words (no note text).")
+
+
 # --- generator domain adaptation ------------------------------------------------------------------------------------
 
 

@@ -19,6 +19,7 @@ from synthner_shared.contracts.messages import (
     GenerationProgress,
     GenerationRequested,
     GeneratorAdapted,
+    ModelPinReleaseRequested,
     ModelPublished,
     ModelRollbackRequested,
     ModelRolledBack,
@@ -39,6 +40,7 @@ MESSAGE_CLASSES: tuple[type[Envelope], ...] = (
     ModelPublished,
     ModelRollbackRequested,
     ModelRolledBack,
+    ModelPinReleaseRequested,
     AdaptationRequested,
     GeneratorAdapted,
 )

@@ -28,6 +28,7 @@ from synthner_shared.contracts.messages import (
     GenerationProgress,
     GenerationRequested,
     GeneratorAdapted,
+    ModelPinReleaseRequested,
     ModelPublished,
     ModelRollbackRequested,
     ModelRolledBack,
@@ -59,6 +60,7 @@ TRAINER = QueueRole(
         TrainingRequested.routing_key,
         AdaptationRequested.routing_key,
         ModelRollbackRequested.routing_key,
+        ModelPinReleaseRequested.routing_key,
     ),
 )
 FAILURES = QueueRole("failures", (GenerationFailed.routing_key, AnnotationFailed.routing_key))
