@@ -1,7 +1,8 @@
 """Process-wide logging set-up for the services: one line per record, text or JSON, never message bodies.
 
 Code logs ids, counts, types and reasons only — never note text, entity strings, request bodies or secrets. The
-JSON format is meant for log shippers in the cluster.
+JSON format is meant for log shippers in the cluster; with tracing on, a record written inside a span carries its
+``trace_id``, so a log line leads to its trace.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import logging
 import sys
 from datetime import UTC, datetime
 from typing import Literal
+
+from synthner_shared.observability.tracing import current_trace_id
 
 LogFormat = Literal["text", "json"]
 
@@ -25,6 +28,8 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info and record.exc_info[0] is not None:
             entry["exception"] = record.exc_info[0].__name__
+        if (trace_id := current_trace_id()) is not None:
+            entry["trace_id"] = trace_id
         return json.dumps(entry, ensure_ascii=False)
 
 

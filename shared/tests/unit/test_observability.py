@@ -3,14 +3,20 @@ needs no SDK) unless an endpoint is configured."""
 
 from __future__ import annotations
 
+import json
+import logging
 import subprocess
 import sys
 import textwrap
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from synthner_shared.logs import JsonFormatter
 from synthner_shared.observability import tracing
 from synthner_shared.observability.durations import Durations
 from synthner_shared.observability.llm import llm_call
@@ -146,3 +152,22 @@ def test_an_endpoint_turns_tracing_on_with_the_sdk() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "OK"
+
+
+def test_json_log_lines_inside_a_span_carry_its_trace_id() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    formatter = JsonFormatter()
+    record = logging.LogRecord("synthner.test", logging.INFO, __file__, 1, "handled %s", ("id-1",), None)
+    assert "trace_id" not in json.loads(formatter.format(record))
+    tracing.enable_tracing(provider)
+    try:
+        with tracing.consume_span("q", None, "id-1"):
+            inside = json.loads(formatter.format(record))
+    finally:
+        tracing.disable_tracing()
+    (span,) = exporter.get_finished_spans()
+    assert span.context is not None
+    assert inside["trace_id"] == format(span.context.trace_id, "032x")
+    assert inside["message"] == "handled id-1"
