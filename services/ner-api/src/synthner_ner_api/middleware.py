@@ -16,7 +16,7 @@ import re
 import time
 import uuid
 
-from fastapi import Request
+from fastapi import Request, Response
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -61,6 +61,21 @@ DOCS_SECURITY_HEADERS = {
 """On FastAPI's own documentation pages (``/docs``, ``/redoc``), which load their scripts from a CDN."""
 
 
+CLOSE_UNREAD_BODY_BYTES = 64 * 1024
+"""A request refused before its body is read, with more body than this still to come (or a chunked one), is answered
+with ``Connection: close``: the server stops reading rather than taking in and discarding megabytes."""
+
+
+def refuse_unread(request: Request, status: int, message: str, retry_after_s: int | None = None) -> Response:
+    """The error answer to a request whose body is left unread; it closes the connection if much body would follow."""
+    response = error_response(request, status, message, retry_after_s)
+    declared = request.headers.get("content-length")
+    chunked = "chunked" in request.headers.get("transfer-encoding", "").lower()
+    if chunked or (declared is not None and declared.isdigit() and int(declared) > CLOSE_UNREAD_BODY_BYTES):
+        response.headers["Connection"] = "close"
+    return response
+
+
 class Gate:
     """Pure ASGI middleware in front of the API endpoints, deciding from the headers alone before the body is read.
 
@@ -91,7 +106,7 @@ class Gate:
                 limit = f"{self.limiter.rate_per_s:g} requests/s, bursts of {self.limiter.burst}"
                 raise ApiError(429, f"this caller's rate limit ({limit}) is reached; retry in {wait_s} s", wait_s)
         except ApiError as exc:
-            await error_response(request, exc.status, exc.message, exc.retry_after_s)(scope, receive, send)
+            await refuse_unread(request, exc.status, exc.message, exc.retry_after_s)(scope, receive, send)
             return
         scope.setdefault("state", {})["principal"] = principal
         if path.startswith(GUARDED_PREFIX):
@@ -197,7 +212,7 @@ class BodyLimit:
         await self.app(scope, limited_receive, send_unless_refused)
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await error_response(Request(scope), 413, f"request body over {self.limit} bytes")(scope, receive, send)
+        await refuse_unread(Request(scope), 413, f"request body over {self.limit} bytes")(scope, receive, send)
 
 
 def _security_headers(path: str) -> dict[str, str]:

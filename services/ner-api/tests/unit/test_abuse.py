@@ -110,6 +110,17 @@ async def status_of(reader: asyncio.StreamReader) -> int:
     return int(line.split()[1])
 
 
+async def answer_of(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]:
+    """The status and headers of the next answer on the connection (its body read and dropped)."""
+    status = await status_of(reader)
+    headers: dict[str, str] = {}
+    while (line := await asyncio.wait_for(reader.readline(), DEADLINE_S)) not in (b"\r\n", b""):
+        name, _, value = line.decode().partition(":")
+        headers[name.strip().lower()] = value.strip()
+    await reader.readexactly(int(headers["content-length"]))
+    return status, headers
+
+
 # --- rate limits ------------------------------------------------------------------------------------------------
 
 
@@ -253,15 +264,31 @@ async def test_an_unauthenticated_request_is_refused_before_its_body_is_sent(set
         for auth in ("", "Authorization: Bearer not-a-key\n", f"X-API-Key: {USER_KEY[:-1]}\n"):
             head = f"POST /v1/ner HTTP/1.1\nHost: ner\n{auth}Content-Type: application/json\nContent-Length: 8000000\n"
             reader, writer = await raw_request(port, head)  # the 8 MB never come: a server waiting for them hangs
-            assert await status_of(reader) == 401, auth
+            status, headers = await answer_of(reader)
+            assert status == 401, auth
+            assert headers["connection"] == "close", "the server does not read megabytes it refused"
+            assert await reader.read() == b"", "the server closed the connection"
             writer.close()
+
+
+async def test_a_refused_small_body_keeps_the_connection_for_the_next_request(settings: NerApiSettings) -> None:
+    async with on_uvicorn(settings, ModelRegistry(load_lexicon_model, store=settings.model_store)) as (port, _):
+        body = b'{"text": "asthma"}'
+        head = f"POST /v1/ner HTTP/1.1\nHost: ner\nContent-Type: application/json\nContent-Length: {len(body)}\n"
+        reader, writer = await raw_request(port, head + "Authorization: Bearer not-a-key\n", body)
+        status, headers = await answer_of(reader)
+        assert (status, headers.get("connection")) == (401, None)
+        writer.write(f"{head}Authorization: Bearer {USER_KEY}\n\n".replace("\n", "\r\n").encode() + body)
+        assert (await answer_of(reader))[0] == 200
+        writer.close()
 
 
 async def test_an_oversized_body_is_refused_from_its_length_and_while_it_streams(settings: NerApiSettings) -> None:
     async with on_uvicorn(settings, ModelRegistry(load_lexicon_model, store=settings.model_store)) as (port, _):
         head = f"POST /v1/ner HTTP/1.1\nHost: ner\nAuthorization: Bearer {USER_KEY}\nContent-Type: application/json\n"
-        reader, writer = await raw_request(port, head + "Content-Length: 50001\n")
-        assert await status_of(reader) == 413
+        reader, writer = await raw_request(port, head + "Content-Length: 100000\n")
+        status, headers = await answer_of(reader)
+        assert (status, headers["connection"]) == (413, "close")
         writer.close()
         reader, writer = await raw_request(port, head + "Transfer-Encoding: chunked\n")
         chunk = b'{"text": "' + b"a" * 9_990
