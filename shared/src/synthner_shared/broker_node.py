@@ -8,6 +8,7 @@ of the caller, in a session of its own:
 - :meth:`PrivateRabbitMQ.start` waits for an AMQP handshake (a connection that opens), not only an open port;
 - :meth:`PrivateRabbitMQ.stop` asks the node to stop (``rabbitmqctl -n NODE stop``); its data stays, so durable
   queues and persistent messages are there again after :meth:`PrivateRabbitMQ.start`;
+- :meth:`PrivateRabbitMQ.crash` SIGKILLs its Erlang VM instead (no stop at all); its data stays too;
 - :meth:`PrivateRabbitMQ.close` (also on leaving ``async with``, whatever the reason, Ctrl-C included) stops it and
   kills whatever is left of its process group (``beam.smp`` and its helpers), so the node is gone from ``epmd``;
 - a start that does not end with the node ready (it failed, timed out, or the caller was cancelled: a program stopped
@@ -24,9 +25,11 @@ It needs ``rabbitmq-server`` and ``rabbitmqctl`` (the Debian/Ubuntu package keep
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import shutil
+import signal
 import socket
 import tempfile
 import uuid
@@ -62,6 +65,20 @@ def rabbitmq_scripts() -> Path | None:
         if (folder / "rabbitmq-server").is_file() and (folder / "rabbitmqctl").is_file():
             return folder
     return None
+
+
+def _beam_processes(pgid: int) -> list[int]:
+    """The Erlang VMs (``beam.smp``) of process group ``pgid``, from ``/proc`` (none found where there is none)."""
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # it ended meanwhile, or is not ours
+            continue
+        name, fields = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :].split()
+        if name.startswith("beam") and int(fields[2]) == pgid:
+            found.append(int(entry.name))
+    return found
 
 
 def _free_port() -> int:
@@ -232,6 +249,19 @@ class PrivateRabbitMQ:
         """Stop the node and start it again on the same ports with the same data."""
         await self.stop()
         await self.start()
+
+    async def crash(self) -> None:
+        """SIGKILL the node's Erlang VM (``beam.smp``) with no stop at all, as an OOM kill or a lost machine would,
+        then the rest of its process group. Its data stays (what it had not written is gone): :meth:`start` starts it
+        again on it."""
+        process = self._process
+        if process is None or process.returncode is not None:
+            return
+        for pid in _beam_processes(process.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        await self._kill()
+        log.info("private RabbitMQ node %s crashed (SIGKILL)", self.node)
 
     async def _kill(self) -> None:
         """SIGKILL the node's whole process group (the ``rabbitmq-server`` shell and ``beam.smp``), reap the shell

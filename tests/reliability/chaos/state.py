@@ -115,6 +115,8 @@ class DeadLetters:
     """Note id -> reason."""
     other: Counter[str] = field(default_factory=Counter)
     """Dead letters that are not about a note (a training request, a model event), by reason."""
+    every: Counter[str] = field(default_factory=Counter)
+    """Every dead letter drained (each copy counts), by reason."""
 
 
 async def drain_dead_letters(url: str, topology: Topology, job_id: str) -> DeadLetters:
@@ -143,25 +145,34 @@ def _record(found: DeadLetters, message: AbstractIncomingMessage, job_id: str) -
         decoded = decode_message(message.body)
     except Exception:  # noqa: BLE001 - an undecodable dead letter stands for no note of ours
         found.other[f"undecodable: {reason}"] += 1
+        found.every[f"undecodable: {reason}"] += 1
         return
     if isinstance(decoded, GenerationRequested) and decoded.job_id == job_id:
+        label = f"generation part: {reason}"
         for index in range(decoded.first_index, decoded.first_index + decoded.count):
-            found.indices.setdefault(index, f"generation part: {reason}")
+            found.indices.setdefault(index, label)
     elif isinstance(decoded, GenerationFailed) and decoded.job_id == job_id and decoded.note_index is not None:
-        found.indices.setdefault(decoded.note_index, f"GenerationFailed: {decoded.reason[:80]}")
+        label = f"GenerationFailed: {decoded.reason[:80]}"
+        found.indices.setdefault(decoded.note_index, label)
     elif isinstance(decoded, NoteGenerated | DocumentAnnotated | NoteQuarantined):
-        found.note_ids.setdefault(decoded.note_id, f"{decoded.type}: {reason}")
+        label = f"{decoded.type}: {reason}"
+        found.note_ids.setdefault(decoded.note_id, label)
     elif isinstance(decoded, AnnotationFailed):
-        found.note_ids.setdefault(decoded.note_id, f"AnnotationFailed: {decoded.reason[:80]}")
+        label = f"AnnotationFailed: {decoded.reason[:80]}"
+        found.note_ids.setdefault(decoded.note_id, label)
     else:
-        found.other[f"{decoded.type}: {reason}"] += 1
+        label = f"{decoded.type}: {reason}"
+        found.other[label] += 1
+    found.every[label] += 1
 
 
 def account(result: ChaosResult, planned: dict[int, str], stored: Counter[str], dead: DeadLetters, notes: int) -> None:
-    """Fill the counts: every planned note index is stored, dead-lettered (with a reason) or lost."""
+    """Fill the counts: every planned note index is stored, dead-lettered (with a reason) or lost; every dead letter
+    drained counts by its reason (the run's allow-list is checked against those); ``duplicated`` is the records'
+    unexplained repeat handlings (``result.analysis``, filled before) plus stored notes no planned index owns."""
     result.sent = notes
     result.stored = result.dead_lettered = result.lost = result.dead_lettered_but_stored = 0
-    result.dead_letter_reasons = Counter()
+    result.dead_letter_reasons = Counter(dead.every)
     for index in range(notes):
         note_id = planned.get(index)
         reason = dead.indices.get(index) or (dead.note_ids.get(note_id) if note_id else None)
@@ -171,10 +182,8 @@ def account(result: ChaosResult, planned: dict[int, str], stored: Counter[str], 
                 result.dead_lettered_but_stored += 1  # a copy died, another got through: accounted once
         elif reason is not None:
             result.dead_lettered += 1
-            result.dead_letter_reasons[reason] += 1
         else:
             result.lost += 1
     owned = set(planned.values())
-    result.duplicated = sum(count - 1 for count in stored.values() if count > 1) + sum(
-        1 for note_id in stored if note_id not in owned
-    )
+    result.strangers = sum(1 for note_id in stored if note_id not in owned)
+    result.duplicated = len(result.analysis.duplicates) + result.strangers
