@@ -5,8 +5,10 @@ already exist, and a full DLQ refuses dead letters without losing them."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import aio_pika
 import pytest
@@ -14,11 +16,21 @@ import pytest
 from synthner.main import main
 from synthner.supervisor import settings_env
 from synthner_shared.broker_node import PrivateRabbitMQ, rabbitmq_scripts
-from synthner_shared.contracts import Envelope, NoteGenerated
+from synthner_shared.broker_users import DEFAULT_NAMESPACE, DEFAULT_VHOST
+from synthner_shared.contracts import (
+    Envelope,
+    ModelRollbackRequested,
+    NoteGenerated,
+    TrainingRequested,
+    decode_message,
+)
 from synthner_shared.local_llm import free_port
 from synthner_shared.messaging import (
     ANNOTATOR,
     QUARANTINE,
+    QUEUE_HEADER,
+    REASON_HEADER,
+    TRAINER,
     BrokerSettings,
     Consumer,
     PoisonMessageError,
@@ -26,6 +38,8 @@ from synthner_shared.messaging import (
     Topology,
 )
 from synthner_shared.testing import BrokerProbe, publish_once, running_service, sample_note
+
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = [
     pytest.mark.rabbitmq,
@@ -117,5 +131,59 @@ async def test_a_full_dlq_refuses_dead_letters_and_the_work_queue_keeps_them_unt
             while len(arrived) < len(notes):
                 arrived.add((await probe.get(dlq, timeout_s=60)).message_id)
             assert arrived == {str(note.message_id) for note in notes}
+    finally:
+        await connection.close()
+
+
+async def test_every_ops_command_works_as_the_operator_broker_user(
+    node_with_management: tuple[PrivateRabbitMQ, int],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``synthner-operator`` from ``deploy/rabbitmq/definitions.json`` (publishes only the operator's commands): the
+    commands declare, publish, read, replay through the default exchange and purge within its permissions."""
+    node, _ = node_with_management
+    await node.rabbitmqctl("import_definitions", str(ROOT / "deploy/rabbitmq/definitions.json"))
+    password = f"pw-{uuid.uuid4().hex}"
+    await node.rabbitmqctl("change_password", "synthner-operator", password)
+    await node.rabbitmqctl("set_permissions", "-p", DEFAULT_VHOST, "guest", ".*", ".*", ".*")  # the test's probe
+    url = f"amqp://synthner-operator:{password}@127.0.0.1:{node.port}/{DEFAULT_VHOST}"
+    monkeypatch.setenv("AMQP_URL", url)
+    monkeypatch.setenv("SYNTHNER_BROKER_NAMESPACE", DEFAULT_NAMESPACE)
+    monkeypatch.setenv("SYNTHNER_BROKER_CONNECT_TIMEOUT_S", "20")
+    topology = Topology.from_settings(BrokerSettings(namespace=DEFAULT_NAMESPACE))
+
+    async def ops(*arguments: str) -> int:
+        return await asyncio.to_thread(main, ["ops", *arguments])
+
+    connection = await aio_pika.connect_robust(f"amqp://guest:guest@127.0.0.1:{node.port}/{DEFAULT_VHOST}")
+    try:
+        assert await ops("train", "--dataset-version", "ds-1") == 0  # declares the topology as the operator
+        probe = BrokerProbe(connection, topology)
+        request = decode_message((await probe.get(topology.queue_name(TRAINER))).body)
+        assert isinstance(request, TrainingRequested)
+
+        dlq, work = topology.dead_letter_queue_name(ANNOTATOR), topology.queue_name(ANNOTATOR)
+        channel = await connection.channel(publisher_confirms=True)
+        for message_id in ("m-replay", "m-purge"):
+            headers: dict[str, Any] = {QUEUE_HEADER: work, REASON_HEADER: "PoisonMessageError: test"}
+            await channel.default_exchange.publish(aio_pika.Message(b"{}", headers=headers, message_id=message_id), dlq)
+        await channel.close()
+        assert await ops("dlq", "count") == 0
+        assert await ops("dlq", "peek", "annotator") == 0
+        assert await ops("dlq", "replay", "annotator", "--id", "m-replay") == 0
+        assert (await probe.get(work)).message_id == "m-replay"
+        assert await ops("dlq", "purge", "annotator", "--yes") == 0
+        assert await ops("quarantine", "peek") == 0
+        out = capsys.readouterr().out
+        assert f"{dlq}  2" in out
+        assert "replayed 1 of 2 message(s)" in out
+        assert f"{dlq}: deleted 1 message(s)" in out
+
+        # nothing answers the rollback here: the request went out (the operator may publish it), the wait times out
+        rollback = ["models", "rollback", "m-1", "--by", "ops", "--store", str(node.base_dir / "no-store")]
+        assert await ops(*rollback, "--wait", "1") == 1
+        assert "no ModelRolledBack within 1s" in capsys.readouterr().err
+        assert isinstance(decode_message((await probe.get(topology.queue_name(TRAINER))).body), ModelRollbackRequested)
     finally:
         await connection.close()

@@ -459,14 +459,14 @@ def run_models_rollback(args: argparse.Namespace) -> int:
         raise CommandFailed(f"invalid rollback request: {describe_validation_error(exc)}") from None
     try:
         event = asyncio.run(_request_rollback(settings, request, args.wait))
-    except (PublishError, OSError, AMQPError) as exc:
-        raise CommandFailed(f"rollback not requested: {type(exc).__name__}: {exc}", 1) from None
-    except TimeoutError:
+    except TimeoutError:  # before OSError, of which it is a subclass
         raise CommandFailed(
             f"rollback to {args.version} requested ({request.correlation_id}), but no ModelRolledBack within "
             f"{args.wait:g}s: is the trainer running? A refused request is in its DLQ (synthner ops dlq peek trainer)",
             1,
         ) from None
+    except (PublishError, OSError, AMQPError) as exc:
+        raise CommandFailed(f"rollback not requested: {type(exc).__name__}: {exc}", 1) from None
     if event is None:
         print(f"requested rollback to {args.version} ({request.correlation_id})")
     else:
