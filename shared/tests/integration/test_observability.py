@@ -80,7 +80,7 @@ async def test_metrics_on_the_probe_port_count_each_queues_messages_and_the_proc
     queue = (("queue", broker_probe.topology.queue_name(ANNOTATOR)),)
     assert found[("synthner_messages_received_total", queue)] == 2
     assert found[("synthner_messages_processed_total", queue)] == 1
-    assert found[("synthner_messages_published_total", queue)] == 1
+    assert found[("synthner_messages_published_total", (*queue, ("type", "DocumentAnnotated")))] == 1
     assert found[("synthner_messages_failed_total", queue)] == 1
     assert found[("synthner_messages_dead_lettered_total", queue)] == 1
     assert found[("synthner_messages_retried_total", queue)] == 0

@@ -32,7 +32,7 @@ import asyncio
 import hashlib
 import logging
 import re
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -174,8 +174,8 @@ class ConsumerStats:
 
     received: int = 0
     """Deliveries taken from the queue (redeliveries included)."""
-    published: int = 0
-    """Outputs published with confirms by processed deliveries."""
+    published: Counter[str] = field(default_factory=Counter)
+    """Outputs published with confirms by processed deliveries, by message type."""
     failed: int = 0
     """Handler failures (each then retried or dead-lettered)."""
     handler_seconds: Durations = field(default_factory=Durations)
@@ -414,7 +414,7 @@ class ConsumerRunner(Generic[M]):
         self._processed.add(key)
         self._handbacks.forget(delivery_key(incoming))
         self.stats.processed += 1
-        self.stats.published += len(outputs)
+        self.stats.published.update(output.type for output in outputs)
         await self._settle(incoming)
 
     async def _publish_outputs(self, outputs: Sequence[Envelope], key: str) -> None:

@@ -123,7 +123,6 @@ class ConsumerCollector(Collector):
     COUNTERS: tuple[tuple[str, str, str], ...] = (
         ("received", "synthner_messages_received", "Deliveries taken from the queue (redeliveries included)"),
         ("processed", "synthner_messages_processed", "Deliveries handled and acknowledged after their outputs"),
-        ("published", "synthner_messages_published", "Outputs published (confirmed) by handled deliveries"),
         ("failed", "synthner_messages_failed", "Handler failures (then retried or dead-lettered)"),
         ("retried", "synthner_messages_retried", "Deliveries parked in a retry queue for back-off"),
         ("dead_lettered", "synthner_messages_dead_lettered", "Deliveries moved to the dead-letter queue"),
@@ -142,6 +141,13 @@ class ConsumerCollector(Collector):
             for runner in runners:
                 family.add_metric([runner.queue_name], getattr(runner.stats, field))
             yield family
+        published = CounterMetricFamily(
+            "synthner_messages_published", "Outputs published (confirmed), by message type", labels=["queue", "type"]
+        )
+        for runner in runners:
+            for message_type, count in sorted(runner.stats.published.items()):
+                published.add_metric([runner.queue_name, message_type], count)
+        yield published
         latency = HistogramMetricFamily(
             "synthner_handler_seconds", "Handler duration per delivery (until outputs are returned)", labels=["queue"]
         )
