@@ -6,9 +6,15 @@ exactly what the manifests use and refuses everything else loudly, so a new Kust
 tests instead of being silently ignored:
 
 - ``resources``: YAML files (several documents each) and directories holding a ``kustomization.yaml``;
+- ``components``: directories whose ``kustomization.yaml`` is a ``kind: Component``, rendered into the including
+  kustomization after its resources (and before its generators, patches and transformers): a component's resources
+  are added to everything accumulated so far, and its own patches and transformers apply to all of it, as in
+  Kustomize. A component listed under ``resources``, or a kustomization under ``components``, is refused;
 - ``namespace``: set on every namespaced resource;
 - ``labels`` with ``includeSelectors: false`` (and optionally ``includeTemplates: true``);
 - ``images``: ``name`` with ``newName``, ``newTag`` and/or ``digest``;
+- ``configMapGenerator`` with ``files`` (``KEY=FILE`` or ``FILE``, inside the kustomization's folder), only with
+  ``generatorOptions: {disableNameSuffixHash: true}`` (the name stays as written, so nothing needs re-pointing);
 - ``patches`` given as ``path`` to a strategic-merge patch: merged by Kubernetes' strategic-merge rules (lists of
   containers, env, volumes, ... merged by their key; other lists replaced) for built-in kinds, and by JSON merge patch
   (RFC 7386: lists replaced) for custom resources, as Kustomize does.
@@ -28,7 +34,20 @@ import yaml
 
 Resource = dict[str, Any]
 
-SUPPORTED_KEYS = frozenset({"apiVersion", "kind", "resources", "namespace", "labels", "images", "patches"})
+SUPPORTED_KEYS = frozenset(
+    {
+        "apiVersion",
+        "kind",
+        "resources",
+        "namespace",
+        "labels",
+        "images",
+        "patches",
+        "components",
+        "configMapGenerator",
+        "generatorOptions",
+    }
+)
 CLUSTER_SCOPED = frozenset(
     {
         "Namespace",
@@ -89,8 +108,12 @@ def resource_id(resource: Resource) -> tuple[str, str, str, str]:
     return group, str(resource.get("kind", "")), str(metadata.get("namespace", "")), str(metadata.get("name", ""))
 
 
-def render(directory: Path) -> list[Resource]:  # noqa: PLR0912
-    """Render the kustomization in ``directory`` (base first, then this level's patches and transformers)."""
+def render(directory: Path, into: list[Resource] | None = None) -> list[Resource]:  # noqa: PLR0912
+    """Render the kustomization in ``directory`` (base first, then this level's patches and transformers).
+
+    ``into``: the resources accumulated by the kustomization that lists ``directory`` as a component; the component is
+    rendered into that list (and returns it).
+    """
     kustomization_file = directory / "kustomization.yaml"
     if not kustomization_file.is_file():
         raise KustomizeError(f"{directory}: no kustomization.yaml")
@@ -101,8 +124,11 @@ def render(directory: Path) -> list[Resource]:  # noqa: PLR0912
     unsupported = set(spec) - SUPPORTED_KEYS
     if unsupported:
         raise KustomizeError(f"{kustomization_file}: unsupported kustomization fields {sorted(unsupported)}")
+    expected = "Component" if into is not None else "Kustomization"
+    if spec.get("kind", "Kustomization") != expected:
+        raise KustomizeError(f"{kustomization_file}: kind {spec.get('kind')!r} where a {expected} is listed")
 
-    resources: list[Resource] = []
+    resources: list[Resource] = [] if into is None else into
     for entry in spec.get("resources") or []:
         path = directory / str(entry)
         if path.is_dir():
@@ -111,6 +137,12 @@ def render(directory: Path) -> list[Resource]:  # noqa: PLR0912
             resources.extend(load_documents(path))
         else:
             raise KustomizeError(f"{kustomization_file}: resource {entry!r} does not exist")
+    for entry in spec.get("components") or []:
+        path = directory / str(entry)
+        if not path.is_dir():
+            raise KustomizeError(f"{kustomization_file}: component {entry!r} is not a directory")
+        render(path, resources)
+    resources.extend(_generated_config_maps(spec, directory, kustomization_file))
     _check_unique(resources, kustomization_file)
 
     for patch_entry in spec.get("patches") or []:
@@ -134,6 +166,29 @@ def render(directory: Path) -> list[Resource]:  # noqa: PLR0912
         _apply_image(resources, image, kustomization_file)
     _check_unique(resources, kustomization_file)
     return resources
+
+
+def _generated_config_maps(spec: Resource, directory: Path, where: Path) -> list[Resource]:
+    generators = spec.get("configMapGenerator") or []
+    if not generators:
+        return []
+    if spec.get("generatorOptions") != {"disableNameSuffixHash": True}:
+        raise KustomizeError(f"{where}: configMapGenerator needs generatorOptions: {{disableNameSuffixHash: true}}")
+    config_maps = []
+    for generator in generators:
+        if not isinstance(generator, dict) or set(generator) != {"name", "files"}:
+            raise KustomizeError(f"{where}: only configMapGenerator entries with name and files are supported")
+        data = {}
+        for entry in generator["files"]:
+            key, _, name = str(entry).rpartition("=")
+            path = (directory / name).resolve()
+            if not path.is_relative_to(directory.resolve()) or not path.is_file():
+                raise KustomizeError(f"{where}: generator file {name!r} is not a file inside {directory}")
+            data[key or path.name] = path.read_text(encoding="utf-8")
+        config_maps.append(
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": generator["name"]}, "data": data}
+        )
+    return config_maps
 
 
 def _check_unique(resources: list[Resource], where: Path) -> None:

@@ -58,7 +58,7 @@ def test_broken_copy_unknown_key_fails_compose_spec_schema(deploy_copy: Path) ->
             "breaks --scale annotator",
         ),
         ("  stop_grace_period: 35s", "  stop_grace_period: 20s", "stop_grace_period must exceed"),
-        ("RABBITMQ_USER:?set RABBITMQ_USER in .env}:", "RABBITMQ_USER:-guest}:", "guest"),
+        ("RABBITMQ_USER:?set RABBITMQ_USER in .env}", "RABBITMQ_USER:-guest}", "guest"),
     ],
 )
 def test_broken_copy_fails_reference_checks(deploy_copy: Path, old: str, new: str, expected: str) -> None:

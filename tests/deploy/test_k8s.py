@@ -175,7 +175,7 @@ def test_broken_copy_broker_rule_without_the_operators_label_fails(deploy_copy: 
 def test_broken_copy_secret_key_not_documented_fails(deploy_copy: Path) -> None:
     edit(
         deploy_copy / "k8s/base/trainer.yaml",
-        "secretKeyRef: {name: synthner-broker, key: AMQP_URL}",
+        "secretKeyRef: {name: synthner-broker, key: AMQP_URL_TRAINER}",
         "secretKeyRef: {name: synthner-broker, key: URL}",
     )
     assert any("missing Secret key" in e for e in errors_of(deploy_copy / "k8s", "prod", schemas=False))

@@ -36,7 +36,15 @@ COMPOSE_SERVICES = {
     "ner-api": "ner-api",
 }
 EXAMPLE_SECRET_VALUES = {
-    ("synthner-broker", "AMQP_URL"): "amqp://synthner:example@rabbitmq:5672/synthner",
+    ("synthner-broker", key): f"amqp://synthner-{user}:example@rabbitmq:5672/synthner"
+    for key, user in {
+        "AMQP_URL": "operator",
+        "AMQP_URL_GENERATOR": "generator",
+        "AMQP_URL_TRACKER": "tracker",
+        "AMQP_URL_ANNOTATOR": "annotator",
+        "AMQP_URL_TRAINER": "trainer",
+        "AMQP_URL_NER_API": "ner-api",
+    }.items()
 }
 
 

@@ -1,18 +1,19 @@
 """Per-service broker users on a real RabbitMQ node of the test's own (users and permissions are broker
 configuration, never changed on the shared node), created from ``deploy/rabbitmq/definitions.json`` — the file the
-dev manifests and compose load — with ``rabbitmqctl import_definitions`` and ``change_password``.
+dev manifests and compose load — by ``deploy/rabbitmq/setup-users.sh``, the script they run.
 
 - each service's user runs its role with the real consumer runner: it declares the topology, consumes its queue,
   parks a failing message in its retry queue (default exchange), publishes its outputs and dead-letters a poison
   message (dead-letter exchange);
 - a user publishing a message type that is not its own is refused by the broker (the NER API's ``NoteGenerated``),
-  and a user whose password is not set cannot log in.
+  a user whose password is not set cannot log in, and the script refuses to leave one without a password.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -56,6 +57,7 @@ pytestmark = [
 ]
 
 ROOT = Path(__file__).resolve().parents[2]
+SETUP_SCRIPT = "deploy/rabbitmq/setup-users.sh"
 PASSWORDS = {user.name: f"pw-{uuid.uuid4().hex}" for user in SERVICE_USERS}
 
 
@@ -87,13 +89,30 @@ class Node:
             await connection.close()
 
 
+async def setup_users(node: PrivateRabbitMQ, passwords: dict[str, str]) -> None:
+    """Run ``deploy/rabbitmq/setup-users.sh`` (what the dev manifests and compose run) against ``node``."""
+    scripts = rabbitmq_scripts()
+    assert scripts is not None
+    env = {
+        "PATH": f"{scripts}:{os.environ.get('PATH', '')}",
+        "HOME": str(node.base_dir),  # the node's Erlang cookie
+        "RABBITMQ_CONF_ENV_FILE": str(node.base_dir / "rabbitmq-env.conf"),  # not the system's
+        "SYNTHNER_RABBITMQ_NODE": node.node,
+        **{"PASSWORD_" + name.upper().replace("-", "_"): password for name, password in passwords.items()},
+    }
+    process = await asyncio.create_subprocess_exec(
+        "sh", str(ROOT / SETUP_SCRIPT), env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    async with asyncio.timeout(300):
+        output, _ = await process.communicate()
+    if process.returncode != 0:
+        raise AssertionError(f"setup-users.sh failed ({process.returncode}): {output.decode()[-2000:]}")
+
+
 @asynccontextmanager
-async def configured_node(tmp_path: Path, *, set_passwords: bool = True) -> AsyncIterator[Node]:
+async def configured_node(tmp_path: Path) -> AsyncIterator[Node]:
     async with PrivateRabbitMQ(tmp_path / "node") as node:
-        await node.rabbitmqctl("import_definitions", str(ROOT / DEFINITIONS_FILE))
-        if set_passwords:
-            for name, password in PASSWORDS.items():
-                await node.rabbitmqctl("change_password", name, password)
+        await setup_users(node, PASSWORDS)
         yield Node(node)
 
 
@@ -194,3 +213,6 @@ async def test_a_user_publishing_another_services_message_type_is_refused(tmp_pa
         await node.node.rabbitmqctl("clear_password", "synthner-tracker")  # as imported, before change_password
         with pytest.raises(ProbableAuthenticationError):
             await aio_pika.connect(node.url("tracker"))
+        without_one = {name: password for name, password in PASSWORDS.items() if name != "synthner-trainer"}
+        with pytest.raises(AssertionError, match="PASSWORD_SYNTHNER_TRAINER is not set"):
+            await setup_users(node.node, without_one)

@@ -80,6 +80,11 @@ class JobStore:
                 (event.job_id, event.requested, event.reason if event.event == "refused" else None),
             )
 
+    def job_ids(self) -> list[str]:
+        """Every job the tracker has heard of (accepted, refused, or with a part done), sorted."""
+        rows = self._db.execute("SELECT job_id FROM jobs UNION SELECT job_id FROM parts ORDER BY 1").fetchall()
+        return [str(row[0]) for row in rows]
+
     def status(self, job_id: str) -> JobStatus:
         job = self._db.execute("SELECT requested, refused_reason FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
         sums = self._db.execute(
