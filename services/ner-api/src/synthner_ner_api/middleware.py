@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from synthner_ner_api.dependencies import identify
 from synthner_ner_api.errors import ApiError, error_response
+from synthner_ner_api.page import PAGE_CSP
 from synthner_ner_api.ratelimit import TokenBuckets
 from synthner_ner_api.state import ApiState, api_state
 
@@ -38,10 +39,7 @@ CLIENT_CLOSED_REQUEST = 499
 """The status logged (nginx's convention) for a request whose client disconnected; nobody receives it."""
 
 PAGE_SECURITY_HEADERS = {
-    # The page's own inline script and style, fetches to this origin only, no plugins, no framing, no base or form
-    # redirection. The page uses no external asset, so nothing else is needed.
-    "Content-Security-Policy": "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
-    "connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "Content-Security-Policy": PAGE_CSP,
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",

@@ -409,6 +409,8 @@ async def test_the_page_and_the_api_answers_carry_security_headers(client: httpx
     assert "default-src 'none'" in csp
     assert "frame-ancestors 'none'" in csp
     assert "connect-src 'self'" in csp
+    assert "script-src 'sha256-" in csp, "the inline script runs by its hash"
+    assert "unsafe-inline" not in csp
     assert page.headers["X-Frame-Options"] == "DENY"
     assert page.headers["X-Content-Type-Options"] == "nosniff"
     assert page.headers["Referrer-Policy"] == "no-referrer"
