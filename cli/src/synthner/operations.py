@@ -227,6 +227,12 @@ def _copy(message: AbstractIncomingMessage, headers: Mapping[str, Any]) -> aio_p
     )
 
 
+def kept_copy(message: AbstractIncomingMessage) -> aio_pika.Message:
+    """The copy that goes to the back of its own queue: everything as it was, but the broker's delivery count (a new
+    message starts at 0)."""
+    return _copy(message, {k: v for k, v in (message.headers or {}).items() if k != "x-delivery-count"})
+
+
 def replay_copy(message: AbstractIncomingMessage) -> aio_pika.Message:
     """The copy that goes back to the work queue: no dead-letter headers, the replay counted."""
     headers = {k: v for k, v in (message.headers or {}).items() if k not in DROPPED_ON_REPLAY}
@@ -371,7 +377,7 @@ class QueueOperations:
                         report.moved[target] = report.moved.get(target, 0) + 1
                 if action == "keep":
                     try:
-                        await send_confirmed(exchange, _copy(message, message.headers or {}), name, timeout)
+                        await send_confirmed(exchange, kept_copy(message), name, timeout)
                     except PublishError as exc:
                         # Nothing was copied: hand the original back (the only way left) and stop here.
                         await message.nack(requeue=True)
