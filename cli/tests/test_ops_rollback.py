@@ -11,7 +11,7 @@ import pytest
 
 from synthner.main import main
 from synthner.supervisor import settings_env
-from synthner_shared.contracts import ModelRolledBack, TrainingRequested, decode_message
+from synthner_shared.contracts import ModelPinReleaseRequested, ModelRolledBack, TrainingRequested, decode_message
 from synthner_shared.messaging import BrokerSettings
 from synthner_shared.testing import BrokerProbe, running_app
 from synthner_trainer.app import TrainerApp
@@ -48,12 +48,16 @@ def write_config(folder: Path) -> None:
 
 def trainer_with_versions(tmp_path: Path, broker_settings: BrokerSettings) -> TrainerService:
     trainer = TrainerService(TrainerSettings(data_dir=tmp_path / "trainer"), broker_settings, no_training)
+    add_versions(trainer)
+    return trainer
+
+
+def add_versions(trainer: TrainerService) -> None:
     trainer.start()
     write = write_config
     trainer.registry.add("m-1", write, decide(0.80, None, 0.01))
     trainer.registry.add("m-2", write, decide(0.81, 0.80, 0.01))
     trainer.registry.add("m-3", write, decide(0.10, 0.81, 0.01))  # rejected by the gate
-    return trainer
 
 
 async def test_rollback_is_done_by_the_trainer_announced_and_seen_in_the_store(
@@ -75,6 +79,30 @@ async def test_rollback_is_done_by_the_trainer_announced_and_seen_in_the_store(
     assert "* m-1  published" in out
     assert "  m-2  published" in out
     assert "pinned by a rollback: version m-1, from_version m-2, by ops-test, reason m-2 misses" in out
+
+
+async def test_release_asks_the_trainer_to_release_the_pin(
+    tmp_path: Path, ops_env: BrokerSettings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    released = asyncio.Event()
+
+    class Trainer(TrainerService):
+        async def release_pin(self, request: ModelPinReleaseRequested) -> None:
+            await super().release_pin(request)
+            released.set()
+
+    trainer = Trainer(TrainerSettings(data_dir=tmp_path / "trainer"), ops_env, no_training)
+    add_versions(trainer)
+    trainer.registry.rollback("m-1", by="ops-test", reason="m-2 misses")
+    store = str(trainer.registry.root)
+    async with running_app(TrainerApp(trainer, health_address=None)):
+        assert await asyncio.to_thread(main, ["ops", "models", "release", "--by", "ops-test"]) == 0
+        await asyncio.wait_for(released.wait(), timeout=30)
+    assert "requested the release of the rollback pin" in capsys.readouterr().out
+    assert main(["ops", "models", "list", "--store", store]) == 0
+    out = capsys.readouterr().out
+    assert "* m-1  published" in out
+    assert "pinned" not in out
 
 
 def test_rollback_to_a_version_the_store_does_not_serve_is_refused_before_the_broker(

@@ -117,6 +117,16 @@ def _register_models(groups: argparse._SubParsersAction[argparse.ArgumentParser]
         "--wait", type=float, default=120.0, help="seconds to wait for ModelRolledBack (default 120; 0: do not wait)"
     )
     rollback.set_defaults(handler=run_models_rollback)
+    release = actions.add_parser(
+        "release",
+        help="release a rollback's pin (ModelPinReleaseRequested): the next published version is served again",
+        description="Ask the trainer to release the rollback's pin: the pinned version stays current until the "
+        "next training that passes the gate, which is then made current and announced. Check with "
+        "`synthner ops models list` (no 'pinned' line).",
+    )
+    release.add_argument("--by", default=None, help="who asks, logged by the trainer (default $USER)")
+    release.add_argument("--reason", default="", help="why, in a few words (no note text)")
+    release.set_defaults(handler=run_models_release)
 
 
 def _selection_arguments(parser: argparse.ArgumentParser) -> None:
@@ -443,9 +453,7 @@ def run_models_rollback(args: argparse.Namespace) -> int:
             raise CommandFailed(str(exc)) from None
         if verdict != "published":
             raise CommandFailed(f"model version {args.version} is {verdict}; only a published version can be served")
-    by = args.by or os.environ.get("USER")
-    if not by:
-        raise CommandFailed("say who rolls back: --by NAME (recorded in the model store)")
+    by = _requested_by(args, "rolls back (recorded in the model store)")
     try:
         request = ModelRollbackRequested(
             correlation_id=f"rollback-{uuid.uuid4().hex[:12]}",
@@ -474,6 +482,41 @@ def run_models_rollback(args: argparse.Namespace) -> int:
             f"rolled back to {event.model_version} (from {event.from_version or 'none'}) by {event.requested_by}; "
             "every NER API replica follows"
         )
+    return 0
+
+
+def _requested_by(args: argparse.Namespace, what: str) -> str:
+    by = args.by or os.environ.get("USER")
+    if not by:
+        raise CommandFailed(f"say who {what}: --by NAME")
+    return str(by)
+
+
+@_reporting
+def run_models_release(args: argparse.Namespace) -> int:
+    import uuid
+
+    from aio_pika.exceptions import AMQPError
+    from pydantic import ValidationError
+
+    from synthner_shared.contracts import ModelPinReleaseRequested, describe_validation_error
+    from synthner_shared.messaging import PublishError
+
+    try:
+        request = ModelPinReleaseRequested(
+            correlation_id=f"release-{uuid.uuid4().hex[:12]}",
+            producer=PRODUCER,
+            requested_by=_requested_by(args, "releases the pin"),
+            reason=args.reason,
+        )
+        settings = _broker_settings()
+    except ValidationError as exc:
+        raise CommandFailed(f"invalid release request: {describe_validation_error(exc)}") from None
+    try:
+        asyncio.run(_publish(settings, request))
+    except (PublishError, OSError, AMQPError) as exc:
+        raise CommandFailed(f"release not requested: {type(exc).__name__}: {exc}", 1) from None
+    print(f"requested the release of the rollback pin ({request.correlation_id}); see synthner ops models list")
     return 0
 
 
