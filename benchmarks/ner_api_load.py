@@ -78,7 +78,13 @@ def serve_lexicon(store: Path, keys: Path, port: int) -> None:
     from synthner_shared.logs import configure_logging  # noqa: PLC0415
 
     configure_logging("WARNING")
-    settings = NerApiSettings(auth_mode="api_keys", api_keys_file=keys, model_store=store, listen_for_models=False)
+    settings = NerApiSettings(
+        auth_mode="api_keys",
+        api_keys_file=keys,
+        model_store=store,
+        listen_for_models=False,
+        rate_limit_per_s=0,  # one key sends the whole load: no per-key limit
+    )
     app = create_app(settings, ModelRegistry(load_lexicon_model, store=store))
     uvicorn.run(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
 
@@ -174,6 +180,7 @@ def start_server(args: argparse.Namespace, store: Path, keys: Path, port: int) -
         "SYNTHNER_NER_API_API_KEYS_FILE": str(keys),
         "SYNTHNER_NER_API_MODEL_STORE": str(store),
         "SYNTHNER_NER_API_LISTEN_FOR_MODELS": "false",
+        "SYNTHNER_NER_API_RATE_LIMIT_PER_S": "0",  # one key sends the whole load: no per-key limit
         "SYNTHNER_LOG_LEVEL": "WARNING",
         "HF_HUB_OFFLINE": "1",
     }

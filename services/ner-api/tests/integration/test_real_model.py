@@ -158,7 +158,9 @@ def test_int8_is_served_only_when_it_passes_the_f1_gate(model_store: Path) -> No
 async def real_client(model_store: Path, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     keys = tmp_path / "keys"
     keys.write_text(f"clinic:user:{hash_key(USER_KEY)}\nops:admin:{hash_key(ADMIN_KEY)}\n")
-    settings = NerApiSettings(auth_mode="api_keys", api_keys_file=keys, model_store=model_store)
+    settings = NerApiSettings(
+        auth_mode="api_keys", api_keys_file=keys, model_store=model_store, rate_limit_per_s=0
+    )  # no per-key limit: the swap test sends from four callers as fast as they are answered
     registry = ModelRegistry(ServingLoader(settings), store=model_store)
     app = create_app(settings, registry)
     async with app.router.lifespan_context(app):
