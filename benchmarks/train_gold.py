@@ -32,6 +32,7 @@ from transformers import AutoTokenizer
 from synthner_shared.documents import Document, read_documents
 from synthner_shared.evaluation import evaluate_spans
 from synthner_shared.ner import iob2_round_trip, tokenize
+from synthner_shared.ner.onnx import export_onnx
 from synthner_shared.ner.predictor import with_spans
 from synthner_trainer.artifacts import write_folder_atomically, write_metadata
 from synthner_trainer.base_model import default_base_model
@@ -170,6 +171,7 @@ def run(args: argparse.Namespace, base_model: Path) -> int:
 
         def write(folder: Path) -> None:
             result.save(folder)
+            export_onnx(result.model, folder)  # what the NER API serves, as the trainer ships it
             write_metadata(
                 folder,
                 version=args.out.name,

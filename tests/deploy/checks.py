@@ -49,6 +49,8 @@ DOCKERFILES = (
     "deploy/llama-cpp/Dockerfile",
 )
 LIGHT_DOCKERFILES = ("services/generator/Dockerfile", "services/annotator/Dockerfile")
+TORCH_FREE_DOCKERFILES = ("services/ner-api/Dockerfile",)
+"""Images that must never install torch: the NER API serves the ONNX shipped in each model folder."""
 TORCH_VERSION = "2.13.0"
 
 
@@ -572,7 +574,9 @@ def _exec_form(arguments: str) -> bool:
     return isinstance(parsed, list) and bool(parsed) and all(isinstance(p, str) for p in parsed)
 
 
-def dockerfile_rule_errors(dockerfile: Path, root: Path, light: bool) -> list[str]:  # noqa: PLR0912
+def dockerfile_rule_errors(  # noqa: PLR0912
+    dockerfile: Path, root: Path, light: bool, torch_free: bool = False
+) -> list[str]:
     """The rules of issue 8 item 1, checked directly (hadolint covers general good practice)."""
     errors: list[str] = []
     pairs = instructions(dockerfile)
@@ -631,8 +635,12 @@ def dockerfile_rule_errors(dockerfile: Path, root: Path, light: bool) -> list[st
         if keyword != "RUN":
             continue
         for command in re.split(r"&&|;", arguments):
+            if torch_free and "pip install" in command and re.search(r"\[[^\]]*\bmodel\b[^\]]*\]", command):
+                errors.append(f"a torch-free image installs the model extra (torch): {command.strip()}")
             if "pip install" not in command or not re.search(r"(?<![\w-])torch(?![\w-])", command):
                 continue
+            if torch_free:
+                errors.append(f"a torch-free image installs torch: {command.strip()}")
             if not re.search(rf"(?<![\w-])torch=={re.escape(TORCH_VERSION)}(?![\w.])", command):
                 errors.append(f"torch is installed without the pinned version {TORCH_VERSION}: {command.strip()}")
             if light and not command.strip().startswith("then "):
@@ -699,7 +707,8 @@ def all_errors(root: Path = ROOT) -> list[str]:
     for relative in DOCKERFILES:
         dockerfile = root / relative
         errors += [f"{relative}: {e}" for e in hadolint_errors(dockerfile, root / ".hadolint.yaml")]
-        errors += [f"{relative}: {e}" for e in dockerfile_rule_errors(dockerfile, root, relative in LIGHT_DOCKERFILES)]
+        light, torch_free = relative in LIGHT_DOCKERFILES, relative in TORCH_FREE_DOCKERFILES
+        errors += [f"{relative}: {e}" for e in dockerfile_rule_errors(dockerfile, root, light, torch_free)]
         errors += [f"{relative}: {e}" for e in dockerignore_errors(dockerfile, root / ".dockerignore")]
     return errors
 

@@ -10,6 +10,7 @@ from tests.deploy.checks import (
     DOCKERFILES,
     LIGHT_DOCKERFILES,
     ROOT,
+    TORCH_FREE_DOCKERFILES,
     dockerfile_rule_errors,
     dockerignore_errors,
     hadolint_errors,
@@ -24,7 +25,8 @@ def test_dockerfile_passes_hadolint(dockerfile: str) -> None:
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES)
 def test_dockerfile_follows_image_rules(dockerfile: str) -> None:
-    assert dockerfile_rule_errors(ROOT / dockerfile, ROOT, dockerfile in LIGHT_DOCKERFILES) == []
+    light, torch_free = dockerfile in LIGHT_DOCKERFILES, dockerfile in TORCH_FREE_DOCKERFILES
+    assert dockerfile_rule_errors(ROOT / dockerfile, ROOT, light, torch_free) == []
 
 
 def test_every_service_has_a_dockerfile() -> None:
@@ -67,7 +69,14 @@ def test_broken_copy_fails_hadolint(deploy_copy: Path) -> None:
             'RUN pip install torch==2.13.0 && if [ -n "${ANNOTATOR_EXTRAS}" ]; then pip install',
             "light image",
         ),
-        ("services/ner-api/Dockerfile", "torch==2.13.0", "torch", "pinned version"),
+        ("services/trainer/Dockerfile", "torch==2.13.0", "torch", "pinned version"),
+        (
+            "services/ner-api/Dockerfile",
+            '"./shared[eval,serving]"',
+            'torch==2.13.0 "./shared[eval,serving]"',
+            "torch-free image installs torch",
+        ),
+        ("services/ner-api/Dockerfile", '"./shared[eval,serving]"', '"./shared[eval,model]"', "model extra"),
         (
             "services/trainer/Dockerfile.cuda",
             "COPY services/trainer/ services/trainer/",
@@ -79,7 +88,9 @@ def test_broken_copy_fails_hadolint(deploy_copy: Path) -> None:
 def test_broken_copy_fails_image_rules(deploy_copy: Path, dockerfile: str, old: str, new: str, expected: str) -> None:
     path = deploy_copy / dockerfile
     edit(path, old, new)
-    errors = dockerfile_rule_errors(path, deploy_copy, dockerfile in LIGHT_DOCKERFILES)
+    errors = dockerfile_rule_errors(
+        path, deploy_copy, dockerfile in LIGHT_DOCKERFILES, dockerfile in TORCH_FREE_DOCKERFILES
+    )
     assert any(expected in e for e in errors), errors
 
 

@@ -136,7 +136,12 @@ async def build(
     int8 gate unless ``registry`` is given; published models are swapped in when ``broker`` is given and the API
     serves a store."""
     if registry is None:
-        registry = ModelRegistry(ServingLoader(settings), store=settings.model_store, fixed=settings.model_dir)
+        registry = ModelRegistry(
+            ServingLoader(settings),
+            store=settings.model_store,
+            fixed=settings.model_dir,
+            previous_grace_s=settings.previous_model_grace_s,
+        )
     if broker is None or not listens_for_models(settings):
         return ApiServer(create_app(settings, registry), settings.host, settings.port)
     events = ModelEvents(broker, settings.instance)

@@ -1,7 +1,9 @@
 """The served model and its hot swap: load a version in the background, then replace the current one atomically.
 
 Every batch takes the current model once, so a request is answered wholly by one version (reported in the
-response), and a swap never fails or mixes requests. The previous model stays loaded for an instant rollback.
+response), and a swap never fails or mixes requests. The previous model stays loaded for an instant rollback for a
+grace period (``previous_grace_s``), then its weights are released (a batch already running on it finishes first):
+a rollback after that loads it from disk again. One model's memory in steady state, two only around a swap.
 
 A version whose files do not load (truncated weights, a folder not yet fully visible on this replica's volume) never
 replaces the served model: a named version fails with :class:`ModelLoadFailed` and the current one stays. A replica
@@ -20,7 +22,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -105,12 +107,35 @@ def describe_model(path: Path, predictor: Predictor) -> LoadedModel:
     )
 
 
-class ModelRegistry:
-    """Knows the model store, holds the current and the previous model, and swaps them."""
+class _Released:
+    """The predictor of a previous model whose weights were released after the grace period."""
 
-    def __init__(self, loader: Loader, store: Path | None = None, fixed: Path | None = None) -> None:
+    def annotate(self, texts: Sequence[str]) -> list[list[SpanPrediction]]:
+        raise ModelNotFound("the previous model's weights were released; load it again")
+
+
+RELEASED: Predictor = _Released()
+
+
+class ModelRegistry:
+    """Knows the model store, holds the current and the previous model, and swaps them.
+
+    ``previous_grace_s``: how long the previous model's weights stay loaded after a swap (None: until the next swap);
+    :attr:`previous` then still names it (``predictor`` is :data:`RELEASED`) and :attr:`previous_released` is set.
+    """
+
+    def __init__(
+        self,
+        loader: Loader,
+        store: Path | None = None,
+        fixed: Path | None = None,
+        previous_grace_s: float | None = None,
+    ) -> None:
         if store is None and fixed is None:
             raise ValueError("a model store or a fixed model folder is needed")
+        self._previous_grace_s = previous_grace_s
+        self._release: asyncio.TimerHandle | None = None
+        self.previous_released = asyncio.Event()
         self._loader = loader
         self._store = store
         self._layout = ModelStoreLayout(store) if store is not None else None
@@ -249,17 +274,39 @@ class ModelRegistry:
     async def _swap_to(self, candidates: Sequence[Path]) -> LoadedModel:
         """Make the first loadable candidate current (the previous model, if it is the one, without loading)."""
         failures: list[Fallback] = []
-        if self.previous is not None and self.previous.path == candidates[0]:
+        if (
+            self.previous is not None
+            and self.previous.path == candidates[0]
+            and self.previous.predictor is not RELEASED
+        ):
             model = self.previous
         else:
             path, predictor, failures = await self._first_loadable(candidates)
             model = describe_model(path, predictor)
         self.previous, self.current = self.current, model
+        self._release_previous_later()
         self.fallback = failures[0] if failures else None
         log.info("serving model %s (previous %s)", model.version, self.previous.version if self.previous else None)
         if self.fallback is not None:
             log.warning("fell back to model %s: %s did not load", model.version, self.fallback.wanted)
         return model
+
+    def _release_previous_later(self) -> None:
+        """Release the previous model's weights once the grace period after this swap has passed."""
+        if self._release is not None:
+            self._release.cancel()
+            self._release = None
+        self.previous_released.clear()
+        if self.previous is None or self._previous_grace_s is None:
+            return
+        self._release = asyncio.get_running_loop().call_later(self._previous_grace_s, self._release_previous)
+
+    def _release_previous(self) -> None:
+        self._release = None
+        if self.previous is not None and self.previous.predictor is not RELEASED:
+            log.info("released model %s (the previous one) after %gs", self.previous.version, self._previous_grace_s)
+            self.previous = replace(self.previous, predictor=RELEASED)
+        self.previous_released.set()
 
     async def _first_loadable(self, candidates: Sequence[Path]) -> tuple[Path, Predictor, list[Fallback]]:
         """The first candidate that loads, its predictor, and why the ones before it did not."""

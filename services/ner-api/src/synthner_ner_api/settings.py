@@ -68,7 +68,16 @@ class NerApiSettings(BaseSettings):
     int8_gate_documents: int = Field(default=50, ge=1, description="Documents of the gold sample the gate uses.")
     int8_max_f1_drop: float = Field(default=0.005, ge=0, le=1, description="Largest strict-F1 drop int8 may cost.")
     torch_threads: int | None = Field(
-        default=None, ge=1, description="Intra-op threads of torch and ONNX Runtime (default: all cores)."
+        default=None,
+        ge=1,
+        description="Intra-op threads of ONNX Runtime (and of torch where the torch runtime is chosen); default: all"
+        " cores. The manifests set it from the container's CPU limit.",
+    )
+    previous_model_grace_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="Seconds the previous model stays loaded after a swap (an instant rollback); then its memory is"
+        " released and a rollback to it loads it from disk again.",
     )
     cors_origins: list[str] = Field(default_factory=list, description="CORS is off unless origins are listed.")
     environment: Literal["local", "production"] = Field(default="local", alias="SYNTHNER_ENVIRONMENT")

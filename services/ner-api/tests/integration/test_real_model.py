@@ -20,6 +20,7 @@ from synthner_ner_api.predictor import ServingPredictor
 from synthner_ner_api.settings import NerApiSettings
 from synthner_shared.documents import Document, read_documents
 from synthner_shared.ner.encoding import plan_windows, tokenize
+from synthner_shared.ner.onnx import ONNX_FILE
 from synthner_shared.ner.predictor import SpanPredictor
 
 pytestmark = [
@@ -110,9 +111,13 @@ def test_a_note_longer_than_three_windows_is_annotated_to_its_end(
         assert all(p.end <= region[1] for p in inside), "an entity runs across two copies"
 
 
-def test_the_onnx_runtime_gives_the_torch_models_spans(predictor: ServingPredictor, gold: list[Document]) -> None:
+def test_the_shipped_onnx_gives_the_torch_models_spans(
+    predictor: ServingPredictor, model_store: Path, gold: list[Document]
+) -> None:
+    folder = model_store / "versions" / "m-tiny"
     assert predictor.runtime == "onnx"
-    eager = ServingPredictor(predictor, runtime="torch")
+    assert (folder / ONNX_FILE).is_file(), "the trainer ships the graph in the model folder"
+    eager = ServingPredictor.load_for_serving(folder, runtime="torch")
     texts = [d.text for d in gold]
     onnx_spans = predictor.annotate(texts)
     torch_spans = eager.annotate(texts)
@@ -129,7 +134,7 @@ def test_served_spans_are_the_evaluated_spans_with_the_abbreviation_step_on_and_
     counts = {}
     for expand in (False, True):
         base = SpanPredictor.load(model_store / "versions" / "m-tiny", device="cpu", abbreviations=expand)
-        served = ServingPredictor(base, runtime="torch").annotate(texts)
+        served = ServingPredictor.from_torch(base).annotate(texts)
         assert [[(p.start, p.end, p.label) for p in spans] for spans in served] == [
             [(s.start, s.end, s.label) for s in spans] for spans in base.predict(texts)
         ]
@@ -231,7 +236,7 @@ async def test_a_truncated_weights_file_is_never_served_and_the_last_good_versio
     store = tmp_path / "models"
     install_model(store, tiny_ner_model, "m-tiny")
     broken = install_model(store, tiny_ner_model, "m-tiny-z")  # newer: the store's default
-    weights = broken / "model.safetensors"
+    weights = broken / ONNX_FILE  # the weights the API serves (the torch weights are the trainer's)
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
     registry = ModelRegistry(ServingLoader(NerApiSettings(auth_mode="trusted_proxy", model_store=store)), store=store)
     assert (await registry.load()).version == "m-tiny"

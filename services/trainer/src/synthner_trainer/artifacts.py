@@ -1,4 +1,5 @@
-"""What a trained model version holds besides its weights: metrics, dataset manifest, label set, model card."""
+"""What a trained model version holds besides its weights: metrics, dataset manifest, label set, model card, and the
+check that the ONNX shipped for serving (:mod:`synthner_shared.ner.onnx`) predicts what the torch weights do."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from synthner_shared.contracts import DatasetManifest, EvaluationResult
+from synthner_shared.ner.onnx import ONNX_FILE, ONNX_INT8_FILE, OnnxSpanPredictor
+from synthner_shared.ner.predictor import SpanPredictor
 from synthner_trainer.settings import TrainingConfig
 
 
@@ -69,7 +72,10 @@ Load with `transformers.pipeline("token-classification", model=DIR, aggregation_
 documents of any length with character offsets, `synthner_shared.ner.predictor.SpanPredictor.load(DIR)`: the same
 windows, sub-token policy and decoding (best valid IOB2 path, with the CRF's learned tag transitions where the model
 was trained with one, and the `O` bias and the abbreviation step chosen on dev) the model was trained and scored
-with, read from `encoding.json`. The plain pipeline decodes each token alone, without any of these.
+with, read from `encoding.json`. The plain pipeline decodes each token alone, without any of these. The NER API
+serves the ONNX graphs shipped beside the weights (`model.onnx`, fp32, and `model.int8.onnx`, int8 dynamic
+quantisation, listed with their SHA-256 in `onnx.json`) on ONNX Runtime, with the same decoding:
+`synthner_shared.ner.onnx.OnnxSpanPredictor.load(DIR)`.
 
 ## Intended use and limits
 
@@ -134,3 +140,34 @@ def write_folder_atomically(target: Path, write: Callable[[Path], None]) -> Path
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
+
+
+ONNX_TOLERANCE = 1e-3
+"""Largest difference of a word's tag log-probability between the shipped fp32 ONNX and the torch weights."""
+
+
+def verify_shipped_onnx(folder: Path, torch_predictor: SpanPredictor, text: str) -> None:
+    """Load the folder's shipped ONNX the way the NER API does (checked against ``onnx.json``, ONNX Runtime, no
+    export) and check it against the torch weights on ``text``: the fp32 graph must give the same spans and word
+    log-probabilities within :data:`ONNX_TOLERANCE`; the int8 graph, when shipped, must load and predict.
+    Raises :class:`ValueError` (or the loader's :class:`~synthner_shared.ner.windowed.ModelFolderError`) if not."""
+    expected = torch_predictor.score([text])[0]
+    fp32 = OnnxSpanPredictor.load(folder, export_if_missing=False)
+    (got,) = fp32.score([text])
+    if fp32.decode(got) != torch_predictor.decode(expected):
+        raise ValueError(f"the shipped {ONNX_FILE} predicts other spans than the torch weights on the smoke text")
+    difference = max(
+        (
+            abs(a - b)
+            for row, other in zip(got.scores, expected.scores, strict=True)
+            for a, b in zip(row, other, strict=True)
+        ),
+        default=0.0,
+    )
+    if difference > ONNX_TOLERANCE:
+        raise ValueError(
+            f"the shipped {ONNX_FILE} differs from the torch weights by {difference:.2g} in a log-probability"
+            f" (more than {ONNX_TOLERANCE:g})"
+        )
+    if (folder / ONNX_INT8_FILE).is_file():
+        OnnxSpanPredictor.load(folder, int8=True, export_if_missing=False).predict([text])

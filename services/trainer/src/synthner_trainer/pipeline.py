@@ -14,8 +14,9 @@ from pathlib import Path
 from synthner_shared.contracts import DatasetManifest, EvaluationResult, ModelPublished, TrainingRequested
 from synthner_shared.documents import Document, read_documents
 from synthner_shared.evaluation import evaluate_spans
+from synthner_shared.ner.onnx import export_onnx
 from synthner_shared.ner.predictor import SpanPredictor
-from synthner_trainer.artifacts import write_folder_atomically, write_metadata
+from synthner_trainer.artifacts import verify_shipped_onnx, write_folder_atomically, write_metadata
 from synthner_trainer.base_model import default_base_model
 from synthner_trainer.registry import ModelRegistry, ModelVersion, decide, new_version_name
 from synthner_trainer.review.store import ReviewStore
@@ -154,9 +155,11 @@ SMOKE_TEXT = "Seen today for a follow-up; no new complaints. Plan: continue the 
 
 
 def loads_and_predicts(folder: Path) -> None:
-    """The check a written version passes before it becomes current: the shared predictor (which the NER API's
-    serving predictor is built from) loads it from disk and annotates a note."""
-    SpanPredictor.load(folder, device="cpu").predict_documents([Document(id="smoke", text=SMOKE_TEXT)])
+    """The check a written version passes before it becomes current: the shared predictor loads its torch weights
+    from disk and annotates a note, and the shipped ONNX, loaded as the NER API loads it, predicts the same."""
+    predictor = SpanPredictor.load(folder, device="cpu")
+    predictor.predict_documents([Document(id="smoke", text=SMOKE_TEXT)])
+    verify_shipped_onnx(folder, predictor, SMOKE_TEXT)
 
 
 def gate_and_register(
@@ -189,6 +192,7 @@ def gate_and_register(
 
     def write(folder: Path) -> None:
         result.save(folder)
+        export_onnx(result.model, folder)  # what the NER API serves, without torch
         write_metadata(
             folder,
             version=name,
@@ -292,6 +296,7 @@ def write_model_folder(
 
     def write(folder: Path) -> None:
         result.save(folder)
+        export_onnx(result.model, folder)  # what the NER API serves, without torch
         write_metadata(
             folder,
             version=out.name,

@@ -1,0 +1,48 @@
+"""The ONNX the trainer ships in a model folder for the NER API: written with its checksums, and checked against the
+torch weights before a version may be published (on the session's real tiny model, ``tiny_ner_model``)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForTokenClassification
+
+from synthner_shared.ner.onnx import ONNX_FILE, ONNX_INT8_FILE, ONNX_MANIFEST, export_onnx, file_digest
+from synthner_shared.ner.windowed import ModelFolderError
+from synthner_trainer.pipeline import loads_and_predicts
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]  # the session's first user of tiny_ner_model trains it
+
+
+def test_a_trained_folder_ships_both_graphs_with_their_sizes_and_digests(tiny_ner_model: Path) -> None:
+    manifest = json.loads((tiny_ner_model / ONNX_MANIFEST).read_text())
+    assert set(manifest["files"]) == {ONNX_FILE, ONNX_INT8_FILE}
+    for name, recorded in manifest["files"].items():
+        path = tiny_ner_model / name
+        assert recorded == {"bytes": path.stat().st_size, "sha256": file_digest(path)}
+    assert (tiny_ner_model / ONNX_INT8_FILE).stat().st_size < (tiny_ner_model / ONNX_FILE).stat().st_size / 2
+    loads_and_predicts(tiny_ner_model)
+
+
+def test_the_publish_check_fails_a_truncated_graph(tiny_ner_model: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_ner_model, copy)
+    graph = copy / ONNX_FILE
+    graph.write_bytes(graph.read_bytes()[: graph.stat().st_size // 2])
+    with pytest.raises(ModelFolderError, match="truncated"):
+        loads_and_predicts(copy)
+
+
+def test_the_publish_check_fails_a_graph_of_other_weights(tiny_ner_model: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_ner_model, copy)
+    other = AutoModelForTokenClassification.from_pretrained(copy)
+    with torch.no_grad():
+        other.classifier.bias.add_(torch.tensor([0.0, 0.5, -0.5]))  # a graph that no longer matches the weights
+    export_onnx(other, copy, int8=False)  # its manifest is consistent: only the comparison can catch it
+    with pytest.raises(ValueError, match=r"other spans|differs from the torch weights"):
+        loads_and_predicts(copy)
