@@ -25,7 +25,8 @@ from tests.deploy.kustomize_lite import KustomizeError, Resource, load_documents
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMAS = Path(__file__).resolve().parent / "schemas"
-OVERLAYS = ("dev", "prod")
+OVERLAYS = ("dev", "prod", "prod-monitoring")
+"""``prod-monitoring``: prod with the optional monitoring component (``k8s/components/monitoring``)."""
 # Kubernetes versions the rendered manifests must be valid for: an older one hospitals still run, and the newest
 # that kubernetes-validate ships.
 KUBERNETES_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
@@ -33,6 +34,15 @@ KEDA_SCHEMAS = {
     "ScaledObject": "keda-scaledobject-v1alpha1.json",
     "TriggerAuthentication": "keda-triggerauthentication-v1alpha1.json",
 }
+MONITORING_SCHEMAS = {
+    "ServiceMonitor": "prometheus-servicemonitor-v1.json",
+    "PodMonitor": "prometheus-podmonitor-v1.json",
+    "PrometheusRule": "prometheus-prometheusrule-v1.json",
+}
+# Custom resources validated against vendored CRD schemas, by API group.
+CRD_SCHEMAS = {"keda.sh": KEDA_SCHEMAS, "monitoring.coreos.com": MONITORING_SCHEMAS}
+MONITORING_PEER = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+"""The one peer a consumer admits: Prometheus, in the namespace "monitoring" (k8s/components/monitoring)."""
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
 # Containers allowed a writable root filesystem, and why.
 WRITABLE_ROOT = {"rabbitmq": "dev-only broker: the image's entrypoint writes its configuration under /etc/rabbitmq"}
@@ -62,8 +72,8 @@ def render_overlay(k8s_dir: Path, overlay: str) -> list[Resource]:
 
 
 @cache
-def _keda_schema(kind: str) -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads((SCHEMAS / KEDA_SCHEMAS[kind]).read_text(encoding="utf-8"))
+def _crd_schema(file: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads((SCHEMAS / file).read_text(encoding="utf-8"))
     return loaded
 
 
@@ -72,16 +82,18 @@ def _name(resource: Resource) -> str:
 
 
 def schema_errors(resources: list[Resource]) -> list[str]:
-    """Strict schema validation: built-in kinds with kubernetes-validate, KEDA kinds with the vendored CRD schemas."""
+    """Strict schema validation: built-in kinds with kubernetes-validate, KEDA and Prometheus Operator kinds with the
+    vendored CRD schemas."""
     errors: list[str] = []
     for resource in resources:
         api_version = str(resource.get("apiVersion", ""))
-        if api_version.startswith("keda.sh/"):
+        group = api_version.rpartition("/")[0]
+        if group in CRD_SCHEMAS:
             kind = str(resource.get("kind"))
-            if kind not in KEDA_SCHEMAS:
-                errors.append(f"{_name(resource)}: no vendored schema for KEDA kind {kind}")
+            if kind not in CRD_SCHEMAS[group]:
+                errors.append(f"{_name(resource)}: no vendored schema for {group} kind {kind}")
                 continue
-            validator = jsonschema.Draft7Validator(_keda_schema(kind))
+            validator = jsonschema.Draft7Validator(_crd_schema(CRD_SCHEMAS[group][kind]))
             errors.extend(
                 f"{_name(resource)}: {'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
                 for e in validator.iter_errors(resource)
@@ -353,6 +365,16 @@ def _rule_ports(rule: dict[str, Any]) -> set[int]:
     return {int(p["port"]) for p in rule.get("ports") or [] if "port" in p}
 
 
+def _health_ports(workload: Resource) -> set[int]:
+    """The container ports named ``health`` (probes and ``/metrics``) of a workload's pods."""
+    return {
+        int(p["containerPort"])
+        for c in _pod_spec(workload).get("containers") or []
+        for p in c.get("ports") or []
+        if p.get("name") == "health"
+    }
+
+
 def _network_errors(resources: list[Resource], workloads: list[Resource]) -> list[str]:  # noqa: PLR0912
     errors: list[str] = []
     policies = list(_by_kind(resources, "NetworkPolicy").values())
@@ -395,8 +417,20 @@ def _network_errors(resources: list[Resource], workloads: list[Resource]) -> lis
                         errors.append(f"{_name(policy)}: ner-api egress may reach only the broker (and DNS)")
             if name in ("annotator", "generator", "trainer", "tracker"):
                 allowed = BROKER_PORTS if name in ("trainer", "tracker") else BROKER_PORTS | LLM_PORTS
-                if spec.get("ingress"):
-                    errors.append(f"{_name(policy)}: {name} takes no ingress")
+                health = _health_ports(workload)
+                for rule in spec.get("ingress") or []:
+                    # The one ingress a consumer takes: Prometheus on its health port (k8s/components/monitoring).
+                    ports = rule.get("ports") or []
+                    if (
+                        rule.get("from") != [MONITORING_PEER]
+                        or not ports
+                        or any(p.get("port") not in health or p.get("protocol", "TCP") != "TCP" for p in ports)
+                        or any("endPort" in p for p in ports)
+                    ):
+                        errors.append(
+                            f"{_name(policy)}: {name} takes ingress only from the monitoring namespace on its health "
+                            f"port {sorted(health)}, not {rule}"
+                        )
                 for rule in spec.get("egress") or []:
                     if not rule.get("to") or not _rule_ports(rule) or not _rule_ports(rule) <= allowed:
                         errors.append(f"{_name(policy)}: {name} egress rule {rule} reaches beyond broker/LLM")

@@ -125,8 +125,9 @@ def render(directory: Path, into: list[Resource] | None = None) -> list[Resource
     if unsupported:
         raise KustomizeError(f"{kustomization_file}: unsupported kustomization fields {sorted(unsupported)}")
     expected = "Component" if into is not None else "Kustomization"
-    if spec.get("kind", "Kustomization") != expected:
-        raise KustomizeError(f"{kustomization_file}: kind {spec.get('kind')!r} where a {expected} is listed")
+    kind = spec.get("kind", "Kustomization")
+    if kind != expected:
+        raise KustomizeError(f"{kustomization_file}: kind {kind!r} where a {expected} is listed")
 
     resources: list[Resource] = [] if into is None else into
     for entry in spec.get("resources") or []:

@@ -118,6 +118,22 @@ images:
     assert images == ["registry.example/web:1.1", "example/sidecar:2.1"]
 
 
+def test_render_given_component_adds_its_resources_and_patches_what_came_before(tmp_path: Path) -> None:
+    overlay = write_tree(tmp_path, "namespace: team\nresources: [../base]\ncomponents: [../extra]\n", {})
+    (tmp_path / "extra").mkdir()
+    (tmp_path / "extra" / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1alpha1\nkind: Component\n"
+        "resources: [cm.yaml]\npatches: [{path: p.yaml}]\n"
+    )
+    (tmp_path / "extra" / "cm.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: extra}\n")
+    (tmp_path / "extra" / "p.yaml").write_text(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec: {revisionHistoryLimit: 2}\n"
+    )
+    resources = by_kind(render(overlay))
+    assert resources["ConfigMap"]["metadata"] == {"name": "extra", "namespace": "team"}
+    assert resources["Deployment"]["spec"]["revisionHistoryLimit"] == 2  # type: ignore[index]
+
+
 @pytest.mark.parametrize(
     ("overlay", "patches", "message"),
     [
@@ -139,6 +155,8 @@ images:
             {},
             "includeSelectors: true are not supported",
         ),
+        ("resources: [../base]\ncomponents: [../base]\n", {}, "kind 'Kustomization' where a Component is listed"),
+        ("resources: [../base]\ncomponents: [nowhere]\n", {}, "component 'nowhere' is not a directory"),
     ],
 )
 def test_render_given_unsupported_or_broken_kustomization_fails(
