@@ -1,6 +1,7 @@
 """Loading a model version for serving, with the int8 gate.
 
-With ``int8`` on, a version is quantised when loaded and both variants are scored on the configured gold sample;
+With ``int8`` on, both graphs the trainer shipped in the version folder (``model.onnx``, ``model.int8.onnx``) are
+loaded and scored on the configured gold sample;
 the int8 model is served only if its strict F1 is at most ``int8_max_f1_drop`` below the fp32 model's, otherwise the
 fp32 model is served. The decision and both F1s are reported by ``GET /v1/model`` (``serving`` in the metrics).
 """
