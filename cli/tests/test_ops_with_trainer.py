@@ -1,5 +1,6 @@
-"""``synthner ops models rollback``: the cluster-wide rollback, end to end on the real RabbitMQ with the real trainer
-service (the model store's one writer) and a real model store; training itself never runs here."""
+"""``synthner ops`` with the real trainer service on the real RabbitMQ and real stores: the cluster-wide rollback and
+its release (the trainer is the model store's one writer), a training request followed to its status. Training itself
+never runs here."""
 
 from __future__ import annotations
 
@@ -118,3 +119,33 @@ def test_rollback_to_a_version_the_store_does_not_serve_is_refused_before_the_br
     assert "model version m-1 is rejected; only a published version can be served" in capsys.readouterr().err
     assert main(["ops", "models", "rollback", "m-9", "--store", store, "--by", "ops"]) == 2
     assert "no model version 'm-9'" in capsys.readouterr().err
+
+
+async def test_a_requested_training_is_followed_to_its_status_in_the_trainers_store(
+    tmp_path: Path, ops_env: BrokerSettings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seen: list[TrainingRequested] = []
+
+    def unknown_version(
+        request: TrainingRequested,
+        store: DatasetStore,
+        registry: ModelRegistry,
+        settings: TrainerSettings,
+        should_stop: Callable[[], bool],
+    ) -> TrainingOutcome:
+        seen.append(request)
+        raise KeyError(f"no dataset version {request.dataset.dataset_version}")
+
+    trainer = TrainerService(TrainerSettings(data_dir=tmp_path / "trainer"), ops_env, unknown_version)
+    async with running_app(TrainerApp(trainer, health_address=None)):
+        assert await asyncio.to_thread(main, ["ops", "train", "--dataset-version", "ds-9", "--epochs", "3"]) == 0
+        await asyncio.wait_for(trainer.finished.wait(), timeout=30)
+    request_id = capsys.readouterr().out.split()[2]
+    assert [(str(r.message_id), r.dataset.dataset_version, r.hyperparameters.epochs) for r in seen] == [
+        (request_id, "ds-9", 3.0)
+    ]
+    store = str(trainer.settings.store_path)
+    assert main(["ops", "trainings", request_id, "--store", store]) == 0
+    assert capsys.readouterr().out == f"{request_id}: failed (KeyError: 'no dataset version ds-9')\n"
+    assert main(["ops", "trainings", "no-such-request", "--store", store]) == 1
+    assert "no-such-request: unknown" in capsys.readouterr().out

@@ -78,6 +78,20 @@ def _register_train(groups: argparse._SubParsersAction[argparse.ArgumentParser])
     train.add_argument("--seed", type=int, default=None)
     train.add_argument("--job-id", default=None, help="correlation id (default: a new ops-... id)")
     train.set_defaults(handler=run_train)
+    trainings = groups.add_parser(
+        "trainings",
+        help="status of training requests (pending, running, done, failed) in the trainer's store",
+        description="Read a request's status from the trainer's dataset store, read-only (in a cluster: kubectl exec "
+        "deploy/trainer -- synthner ops trainings ID). 'done' names the version and its verdict; 'failed' the reason.",
+    )
+    trainings.add_argument("request_ids", nargs="+", metavar="REQUEST_ID", help="as printed by `synthner ops train`")
+    trainings.add_argument(
+        "--store",
+        type=Path,
+        default=None,
+        help="the store's SQLite file (default $SYNTHNER_TRAINER_DATA_DIR/store.sqlite3)",
+    )
+    trainings.set_defaults(handler=run_trainings)
 
 
 def _store_argument(parser: argparse.ArgumentParser) -> None:
@@ -313,6 +327,31 @@ def run_train(args: argparse.Namespace) -> int:
     dataset = args.dataset_version or "a new snapshot of everything stored"
     print(f"requested training {request.message_id} (job {request.correlation_id}) on {dataset}")
     return 0
+
+
+@_reporting
+def run_trainings(args: argparse.Namespace) -> int:
+    import sqlite3
+
+    from synthner_trainer.store import DatasetStore
+
+    path = args.store or Path(os.environ.get("SYNTHNER_TRAINER_DATA_DIR", "var/trainer")) / "store.sqlite3"
+    if not Path(path).is_file():
+        raise CommandFailed(f"no dataset store at {path} (use --store or SYNTHNER_TRAINER_DATA_DIR)")
+    store = DatasetStore(path, read_only=True)
+    try:
+        found = {request_id: store.request_status(request_id) for request_id in args.request_ids}
+    except sqlite3.Error as exc:
+        raise CommandFailed(f"cannot read the dataset store at {path}: {exc}", 1) from None
+    finally:
+        store.close()
+    for request_id, status in found.items():
+        if status is None:
+            print(f"{request_id}: unknown (not received yet, or dead-lettered: synthner ops dlq peek trainer)")
+        else:
+            state, detail = status
+            print(f"{request_id}: {state}" + (f" ({detail})" if detail else ""))
+    return 1 if any(status is None for status in found.values()) else 0
 
 
 # --- models ----------------------------------------------------------------------------------------------------------
