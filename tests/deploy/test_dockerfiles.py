@@ -72,11 +72,11 @@ def test_broken_copy_fails_hadolint(deploy_copy: Path) -> None:
         ("services/trainer/Dockerfile", "torch==2.13.0", "torch", "pinned version"),
         (
             "services/ner-api/Dockerfile",
-            '"./shared[eval,serving]"',
-            'torch==2.13.0 "./shared[eval,serving]"',
+            '"./shared[eval,serving,otel]"',
+            'torch==2.13.0 "./shared[eval,serving,otel]"',
             "torch-free image installs torch",
         ),
-        ("services/ner-api/Dockerfile", '"./shared[eval,serving]"', '"./shared[eval,model]"', "model extra"),
+        ("services/ner-api/Dockerfile", '"./shared[eval,serving,otel]"', '"./shared[eval,model]"', "model extra"),
         (
             "services/trainer/Dockerfile.cuda",
             "COPY services/trainer/ services/trainer/",
