@@ -163,7 +163,10 @@ class Gate:
                 )
             else:
                 message, status, retry = f"no answer within {self.timeout_s:g} s; retry later", 503, 1
-            await error_response(request, status, message, retry)(scope, receive, send)
+            response = error_response(request, status, message, retry)
+            if not body_read.is_set():  # a body still uploading after the time limit: stop reading it
+                response.headers["Connection"] = "close"
+            await response(scope, receive, send)
         finally:
             for task in (work, watcher, gone):
                 task.cancel()

@@ -300,6 +300,17 @@ async def test_an_oversized_body_is_refused_from_its_length_and_while_it_streams
         writer.close()
 
 
+async def test_a_body_still_uploading_at_the_time_limit_is_cut_off(settings: NerApiSettings) -> None:
+    timed = settings.model_copy(update={"request_timeout_s": 0.3})
+    async with on_uvicorn(timed, ModelRegistry(load_lexicon_model, store=settings.model_store)) as (port, _):
+        head = f"POST /v1/ner HTTP/1.1\nHost: ner\nAuthorization: Bearer {USER_KEY}\nContent-Type: application/json\n"
+        reader, writer = await raw_request(port, head + "Content-Length: 1000\n", b'{"text": "as')  # and no more
+        status, headers = await answer_of(reader)
+        assert (status, headers["connection"], headers["retry-after"]) == (503, "close", "1")
+        assert await reader.read() == b"", "the server closed the connection"
+        writer.close()
+
+
 async def test_a_user_key_is_refused_from_admin_endpoints_before_the_body(settings: NerApiSettings) -> None:
     async with in_process(settings) as http:
         response = await http.post(
