@@ -3,7 +3,8 @@
 - the NER API answers 401 to every endpoint without a valid key;
 - a unique canary planted in NER API requests (in values and as field names), and in notes going through the
   generator, annotator and trainer handlers, appears in no log line at any level, in no error answer and not in
-  ``/metrics``;
+  ``/metrics`` (the NER API's, and what every consumer serves on its probe port: the process-wide LLM and training
+  metrics after those handlers ran, and the runner counters, labelled by queue and message type only);
 - API keys (the NER API's and the LLM endpoints' keys of the generator and annotator, also on their error paths) and
   the broker password never appear in logs or ``/metrics``;
 - a note that is not synthetic, or did not pass the leak check (as the message says, and as the annotator's own leak
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client import generate_latest
 from pydantic import SecretStr
 
 from synthner_annotator.backends.llm import LLMAnnotator, LLMAnnotatorSettings
@@ -43,6 +45,7 @@ from synthner_shared.contracts import (
     content_id,
 )
 from synthner_shared.messaging import Broker, BrokerSettings, BrokerUnavailable
+from synthner_shared.observability.metrics import service_registry
 from synthner_shared.testing import captured_service_logs, sample_note
 from synthner_trainer.app import build as build_trainer
 from synthner_trainer.settings import TrainerSettings
@@ -125,6 +128,11 @@ async def test_canary_and_keys_in_ner_api_traffic_reach_no_log_line_and_no_metri
         assert CANARY not in answer.text
 
 
+def consumer_metrics() -> str:
+    """What a consumer's ``/metrics`` serves, its runner counters aside (those carry queue and type names only)."""
+    return generate_latest(service_registry()).decode()
+
+
 NOTE_WORDS = (
     "patient admitted with chest pain and shortness of breath, treated and discharged home in good condition, "
     "follow-up in the clinic in two weeks"
@@ -186,6 +194,9 @@ async def test_canary_in_notes_through_generator_annotator_and_trainer_reaches_n
     assert len(logs.lines) > 10, "too little was logged: the capture is not working"
     assert logs.containing(CANARY) == []
     assert logs.containing(CANARY.lower()) == []
+    metrics = consumer_metrics()
+    assert "synthner_llm_request_seconds_count" in metrics, "the LLM calls were not measured"
+    assert CANARY.lower() not in metrics.lower()
     reasons = [r for q in quarantined for r in q.leak_check.reasons] + [f.reason for f in failed]
     assert reasons
     assert not [r for r in reasons if CANARY.lower() in r.lower()], "a failure reason quotes the note"
@@ -283,6 +294,8 @@ async def test_llm_endpoint_keys_reach_no_log_line_even_when_the_endpoint_fails(
     assert server.headers[-1]["authorization"] == f"Bearer {key}", "the key was not sent"
     assert logs.lines, "nothing was logged: the capture is not working"
     assert logs.containing(key) == []
+    assert 'kind="http_500"' in consumer_metrics(), "the failed LLM calls were not counted"
+    assert key not in consumer_metrics()
     assert key not in repr(settings)
     assert key not in repr(endpoint)
 
