@@ -12,6 +12,8 @@
 - A rollback request is served at once, as the model store's one writer: the named published version becomes current
   and is pinned there (who, why, when), and ``ModelRolledBack`` is announced, which every NER API replica follows. A
   version that cannot be served is dead-lettered with the reason. ``ModelPinReleaseRequested`` releases the pin.
+- One trainer works at a time: a replica consumes and trains only while it holds the trainer lease (an exclusive
+  queue on the broker, :mod:`synthner_shared.messaging.lease`); a second replica waits for it instead of racing.
 - An adaptation request names a notes file in the trainer's notes folder (real notes never travel on the broker);
   it is queued with the trainings, and its adapted model is announced with ``GeneratorAdapted``.
 """
@@ -23,7 +25,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
 from synthner_shared.contracts import (
     AdaptationRequested,
@@ -36,6 +38,7 @@ from synthner_shared.contracts import (
     TrainingRequested,
 )
 from synthner_shared.messaging import TRAINER, BrokerSettings, Consumer, PoisonMessageError, PublishError, Service
+from synthner_shared.messaging.lease import BrokerLease
 from synthner_shared.model_store import ModelStoreError
 from synthner_shared.ner.predictor import pick_device
 from synthner_shared.observability.metrics import TRAINING
@@ -104,24 +107,25 @@ class TrainerService:
         """Set each time a training ends (successfully or not); waiters clear it."""
         self.outcomes: list[TrainingOutcome] = []
         self.adaptations: list[GeneratorAdapted] = []
+        self.lease = BrokerLease(broker_settings, TRAINER.name, holder=PRODUCER)
+        """The single-writer lease: only its holder consumes, trains and clears half-written model folders."""
+        self._job: asyncio.Future[Any] | None = None
 
     def start(self) -> None:
-        """Check the configured device, open the dataset store and the model registry, and remove the model folders
-        an earlier crash left half-written: the side effects of starting, done once (:meth:`run` calls it unless the
-        composition root did). A GPU node without a usable GPU fails here, not at its first training."""
+        """Check the configured device, open the dataset store and the model registry: the side effects of starting,
+        done once (:meth:`run` calls it unless the composition root did). A GPU node without a usable GPU fails here,
+        not at its first training. The model folders an earlier crash left half-written are removed by :meth:`run`
+        once this replica holds the trainer lease (before that they may be another replica's work in progress)."""
         if self._store is not None:
             return
         pick_device(self.settings.device)
         store = DatasetStore(self.settings.store_path)
         try:
             registry = ModelRegistry(self.settings.models_dir)
-            discarded = registry.discard_staging() + discard_staging(self.settings.generators_dir)
         except BaseException:
             store.close()
             raise
         self._store, self._registry = store, registry
-        if discarded:
-            log.warning("removed %d half-written model folders left by an earlier crash", discarded)
         if self.settings.gold is None:
             log.warning(
                 "no gold set (SYNTHNER_TRAINER_GOLD): models are published without a quality gate%s",
@@ -242,7 +246,9 @@ class TrainerService:
         TRAINING.start(request.correlation_id, kind)  # /metrics: the current job and its progress
         outcome = "interrupted"
         try:
-            result = await asyncio.to_thread(work)
+            job = asyncio.ensure_future(asyncio.to_thread(work))
+            self._job = job  # the thread outlives a cancelled worker: run() waits for it before giving up the lease
+            result = cast(_Result, await asyncio.shield(job))
             outcome = "done"
             return result
         except TrainingCancelled:
@@ -306,19 +312,67 @@ class TrainerService:
                 await broker.wait_connected(broker.settings.connect_timeout_s)
 
     async def run(self, install_signal_handlers: bool = True) -> bool:
-        """Consume and train until stopped (SIGTERM); a training in progress is abandoned and re-run after restart."""
+        """Consume and train until stopped (SIGTERM); a training in progress is abandoned and re-run after restart.
+
+        Only the replica holding the trainer lease (:class:`~synthner_shared.messaging.lease.BrokerLease`) consumes,
+        trains and removes half-written model folders; another one waits here, consuming nothing, until the lease is
+        free (its holder stopped or died). A holder that loses the lease to another replica stops: False."""
         self.start()
+        if not await self.lease.acquire(until=self.service.wait_stop_requested):
+            return True  # asked to stop while waiting: nothing was taken on
+        try:
+            discarded = await asyncio.to_thread(
+                lambda: self.registry.discard_staging() + discard_staging(self.settings.generators_dir)
+            )
+            if discarded:
+                log.warning("removed %d half-written model folders left by an earlier crash", discarded)
+            return await self._run_holding_lease(install_signal_handlers)
+        finally:
+            await self.lease.release()
+
+    async def _run_holding_lease(self, install_signal_handlers: bool) -> bool:
         service_task = asyncio.create_task(self.service.run(install_signal_handlers))
         await asyncio.wait(
             [service_task, asyncio.create_task(self.service.wait_started())], return_when=asyncio.FIRST_COMPLETED
         )
         worker = asyncio.create_task(self._worker())
+        keeper = asyncio.create_task(self._keep_lease())
         try:
+            await asyncio.wait({service_task, keeper}, return_when=asyncio.FIRST_COMPLETED)
+            if keeper.done() and not service_task.done():  # another replica holds the lease now: stop
+                self._stop_training.set()
+                self.service.request_stop()
+                await service_task
+                return False
             return await service_task
         finally:
+            keeper.cancel()
             self._stop_training.set()  # a running training stops at its next step; its request stays pending
             worker.cancel()
-            await asyncio.gather(worker, return_exceptions=True)
+            await asyncio.gather(worker, keeper, return_exceptions=True)
+            await self._wait_for_abandoned_job()
+
+    async def _keep_lease(self) -> None:
+        """Return when the lease is gone for good: its connection closed (a broker restart, a network cut) and it
+        could not be taken again within ``connect_timeout_s``, or another replica has taken it meanwhile."""
+        timeout_s = self.service.broker.settings.connect_timeout_s
+        while True:
+            await self.lease.lost.wait()
+            log.warning("the trainer lease's connection closed; taking the lease again")
+            if not await self.lease.reacquire(timeout_s):
+                log.error("lost the trainer lease (another replica holds it, or the broker stayed away): stopping")
+                return
+
+    async def _wait_for_abandoned_job(self) -> None:
+        """Let a cancelled job's thread reach its next step and stop (within ``shutdown_grace_s``), so the lease is
+        given up only after this replica's last write to the store and the model folders."""
+        job = self._job
+        if job is None:
+            return
+        if not job.done():
+            await asyncio.wait({job}, timeout=self.service.broker.settings.shutdown_grace_s)
+        if job.done() and not job.cancelled():
+            job.exception()  # retrieved: a cancelled job ends in TrainingCancelled, already expected
 
     def request_stop(self) -> None:
         self.service.request_stop()

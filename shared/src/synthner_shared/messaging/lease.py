@@ -53,8 +53,8 @@ class BrokerLease:
         self._connection: AbstractConnection | None = None
         self.lost = asyncio.Event()
         """Set when the connection holding the lease closed without :meth:`release` (the broker dropped the lease)."""
-        self.attempts = 0
-        """Declarations tried, refused ones included (tests and logs)."""
+        self.waiting = asyncio.Event()
+        """Set once :meth:`acquire` found the lease held by another connection (this replica waits for it)."""
 
     @property
     def held(self) -> bool:
@@ -63,7 +63,6 @@ class BrokerLease:
 
     async def _try_once(self) -> None:
         """Declare the lease queue on a new connection; raises :class:`LeaseHeldElsewhere` or a connection error."""
-        self.attempts += 1
         connection = await aio_pika.connect(
             self._settings.url.get_secret_value(),
             timeout=self._settings.connect_timeout_s,
@@ -95,7 +94,6 @@ class BrokerLease:
     async def acquire(self, until: Callable[[], Awaitable[Any]] | None = None) -> bool:
         """Wait until this process holds the lease: True; False when ``until`` (e.g. a stop request) returns first."""
         stop = asyncio.ensure_future(until()) if until is not None else None
-        waited = False
         try:
             while True:
                 try:
@@ -103,9 +101,9 @@ class BrokerLease:
                     log.info("holding lease %s as %s", self.queue_name, self.holder)
                     return True
                 except LeaseHeldElsewhere:
-                    if not waited:
+                    if not self.waiting.is_set():
                         log.warning("lease %s is held by another replica; waiting for it", self.queue_name)
-                        waited = True
+                        self.waiting.set()
                 except (*CONNECTION_EXCEPTIONS, OSError, TimeoutError) as exc:
                     log.warning("lease %s: broker not reachable (%s); retrying", self.queue_name, type(exc).__name__)
                 if stop is None:
