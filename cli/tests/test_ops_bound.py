@@ -5,6 +5,7 @@ already exist, and a full DLQ refuses dead letters without losing them."""
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -125,6 +126,15 @@ async def test_a_full_dlq_refuses_dead_letters_and_the_work_queue_keeps_them_unt
             # the consumer's dead-lettering was refused and handed the message back to the work queue
             assert await ready_in(connection, dlq) < len(notes)
             assert service.runners[0].stats.requeued >= 1
+            # peek still shows a full DLQ: copies to its end are refused, so it hands the originals back instead
+            full = await ready_in(connection, dlq)
+            assert await asyncio.to_thread(main, ["ops", "dlq", "peek", "annotator"]) == 0
+            out = capsys.readouterr().out
+            assert out.count("  NoteGenerated  ") == full
+            handed_back = re.search(r"(\d+) message\(s\) handed back to the head of the queue", out)
+            assert handed_back is not None  # a quorum queue's bound is approximate: at least one copy was refused
+            assert 1 <= int(handed_back.group(1)) <= full
+            assert await ready_in(connection, dlq) == full
             # taking messages out makes room: every one arrives in the end (moved by the consumer or, past the
             # delivery limit, by the broker's dead-letter worker), none is lost
             arrived: set[str | None] = set()

@@ -30,7 +30,7 @@ from typing import Any, Literal
 from urllib.parse import quote, unquote, urlsplit
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage, AbstractQueue
 from aio_pika.exceptions import ChannelClosed
 from pydantic import ValidationError
 
@@ -44,7 +44,9 @@ from synthner_shared.messaging import (
     QUEUE_HEADER,
     REASON_HEADER,
     RETRIES_HEADER,
+    BrokerRefused,
     BrokerSettings,
+    BrokerUnavailable,
     PublishError,
     Topology,
 )
@@ -69,6 +71,8 @@ DROPPED_ON_REPLAY = (REASON_HEADER, QUEUE_HEADER, RETRIES_HEADER, LAST_ERROR_HEA
 _KNOWN_TYPES = frozenset(name for name, _ in REGISTRY)
 DEAD_LETTER_ROLES: tuple[QueueRole, ...] = (*SHARED_ROLES, NER_API)
 """Every role has a dead-letter queue ``<ns>.<role>.dlq``."""
+MAX_HANDED_BACK = 1_000
+"""A pass over a full queue holds at most this many refused messages unacked before it stops."""
 
 
 class OperationError(Exception):
@@ -105,6 +109,10 @@ class SweepReport:
     dropped: int = 0
     refused: list[str] = field(default_factory=list)
     shown: list[HeldMessage] = field(default_factory=list)
+    handed_back: int = 0
+    """Kept messages whose copy the full queue refused: handed back to its head instead (RabbitMQ 4.0-4.2 count that
+    as a delivery toward a quorum queue's default delivery limit of 20)."""
+    stopped: str | None = None
 
 
 # --- reading what a message may show ---------------------------------------------------------------------------------
@@ -350,46 +358,74 @@ class QueueOperations:
         describe: Callable[[AbstractIncomingMessage], str] | None = None,
     ) -> SweepReport:
         """One pass over the messages ready in a queue now (not over those that arrive or are put back meanwhile):
-        each is moved, kept (copied to the back) or dropped, and acked only after its copy is confirmed."""
+        each is moved, kept (copied to the back) or dropped, and acked only after its copy is confirmed.
+
+        A queue at its bound refuses the copy of a kept message: that one stays unacked and is handed back (to the
+        head of the queue) when the pass ends; after ``MAX_HANDED_BACK`` of them the pass stops."""
         report = SweepReport()
+        handed_back: list[AbstractIncomingMessage] = []
         async with self._channel() as channel:
-            await channel.set_qos(prefetch_count=1)
             queue = await self._queue(channel, name)
             ready = queue.declaration_result.message_count or 0
             total = ready if limit is None else min(ready, limit)
             exchange = channel.default_exchange
-            timeout = self.settings.publish_timeout_s
-            for _ in range(total):
-                message = await queue.get(no_ack=False, fail=False)
-                if message is None:
-                    break
-                report.seen += 1
-                report.shown.append(held_message(message, describe(message) if describe else None))
-                action = decide(message)
-                if action == "move":
-                    try:
-                        target = self._replay_target(message)
-                        await send_confirmed(exchange, replay_copy(message), target, timeout)
-                    except (OperationError, PublishError) as exc:
-                        report.refused.append(f"{safe_id(message.message_id)} stays: {exc}")
-                        action = "keep"
-                    else:
-                        report.moved[target] = report.moved.get(target, 0) + 1
-                if action == "keep":
-                    try:
-                        await send_confirmed(exchange, kept_copy(message), name, timeout)
-                    except PublishError as exc:
-                        # Nothing was copied: hand the original back (the only way left) and stop here.
+            try:
+                for _ in range(total):
+                    message = await queue.get(no_ack=False, fail=False)
+                    if message is None:
+                        break
+                    report.seen += 1
+                    report.shown.append(held_message(message, describe(message) if describe else None))
+                    if await self._settle(exchange, name, message, decide(message), report):
+                        continue
+                    handed_back.append(message)  # the queue is full: the original stays, unacked
+                    if len(handed_back) >= MAX_HANDED_BACK:
+                        report.stopped = (
+                            f"{name} is at its bound and refused {len(handed_back)} copies; the pass stopped "
+                            "(replay or purge without a selection empties it without copies)"
+                        )
+                        break
+            finally:
+                for message in handed_back:
+                    if not channel.is_closed:
                         await message.nack(requeue=True)
-                        raise OperationError(
-                            f"could not put {safe_id(message.message_id)} back at the end of {name} ({exc}); it was "
-                            "handed back instead, and the pass stopped"
-                        ) from exc
-                    report.kept += 1
-                elif action == "drop":
-                    report.dropped += 1
-                await message.ack()
+                report.handed_back = len(handed_back)
         return report
+
+    async def _settle(
+        self,
+        exchange: AbstractExchange,
+        name: str,
+        message: AbstractIncomingMessage,
+        action: Action,
+        report: SweepReport,
+    ) -> bool:
+        """Move, keep or drop one message, then ack it; False (and no ack) when its queue, full, refused the copy."""
+        timeout = self.settings.publish_timeout_s
+        if action == "move":
+            try:
+                target = self._replay_target(message)
+                await send_confirmed(exchange, replay_copy(message), target, timeout)
+            except (OperationError, PublishError) as exc:
+                report.refused.append(f"{safe_id(message.message_id)} stays: {exc}")
+                action = "keep"
+            else:
+                report.moved[target] = report.moved.get(target, 0) + 1
+        if action == "keep":
+            try:
+                await send_confirmed(exchange, kept_copy(message), name, timeout)
+            except BrokerRefused:
+                return False
+            except BrokerUnavailable as exc:  # unacked, the message goes back when the channel is gone
+                raise OperationError(
+                    f"the broker stopped answering while {safe_id(message.message_id)} was put back at the end of "
+                    f"{name} ({exc}); what was not done stays in the queue"
+                ) from exc
+            report.kept += 1
+        elif action == "drop":
+            report.dropped += 1
+        await message.ack()
+        return True
 
 
 # --- the bound on held queues, set through the management API ---------------------------------------------------

@@ -276,6 +276,17 @@ def _on_broker(operation: Callable[[QueueOperations], Awaitable[T]]) -> T:
 def _print_refused(report: SweepReport) -> None:
     for line in report.refused:
         print(f"  not replayed: {line}")
+    _print_handed_back(report)
+
+
+def _print_handed_back(report: SweepReport) -> None:
+    if report.handed_back:
+        print(
+            f"  {report.handed_back} message(s) handed back to the head of the queue: it is at its bound and refused "
+            "their copies at its end"
+        )
+    if report.stopped:
+        print(f"  {report.stopped}")
 
 
 # --- train -----------------------------------------------------------------------------------------------------------
@@ -577,6 +588,7 @@ def _print_held(name: str, report: SweepReport) -> None:
         print(f"{name}: empty")
     for held in report.shown:
         print(held.line())
+    _print_handed_back(report)
 
 
 @_reporting
@@ -608,7 +620,7 @@ def run_dlq_replay(args: argparse.Namespace) -> int:
     targets = ", ".join(f"{count} to {queue}" for queue, count in sorted(report.moved.items()))
     print(f"{name}: replayed {moved} of {report.seen} message(s)" + (f": {targets}" if targets else ""))
     _print_refused(report)
-    return 1 if report.refused else 0
+    return 1 if report.refused or report.stopped else 0
 
 
 def _purge(args: argparse.Namespace, quarantine: bool) -> int:
@@ -625,7 +637,8 @@ def _purge(args: argparse.Namespace, quarantine: bool) -> int:
         which = "the selected ones" if not selection.everything else "them all"
         raise CommandFailed(f"{name} holds {ready or 0} message(s); add --yes to delete {which}")
     print(f"{name}: deleted {report.dropped} message(s)")
-    return 0
+    _print_handed_back(report)
+    return 1 if report.stopped else 0
 
 
 @_reporting
