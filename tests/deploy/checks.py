@@ -25,7 +25,7 @@ from tests.deploy.kustomize_lite import KustomizeError, Resource, load_documents
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMAS = Path(__file__).resolve().parent / "schemas"
-OVERLAYS = ("dev", "prod", "prod-monitoring")
+OVERLAYS = ("dev", "prod", "prod-monitoring", "prod-ingress")
 """``prod-monitoring``: prod with the optional monitoring component (``k8s/components/monitoring``)."""
 # Kubernetes versions the rendered manifests must be valid for: an older one hospitals still run, and the newest
 # that kubernetes-validate ships.

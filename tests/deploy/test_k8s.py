@@ -165,6 +165,22 @@ def test_llm_model_fill_pod_is_valid_and_can_write_the_prod_model_volume() -> No
     assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
 
 
+def test_ingress_component_publishes_the_api_over_tls_and_admits_the_controller() -> None:
+    rendered = render_overlay(ROOT / "k8s", "prod-ingress")
+    ingress = find(rendered, "Ingress", "ner-api")
+    service = find(rendered, "Service", "ner-api")
+    (rule,) = ingress["spec"]["rules"]
+    backend = rule["http"]["paths"][0]["backend"]["service"]
+    assert backend["name"] == service["metadata"]["name"]
+    assert backend["port"]["name"] in {port["name"] for port in service["spec"]["ports"]}
+    assert [rule["host"]] == ingress["spec"]["tls"][0]["hosts"]
+    peers = find(rendered, "NetworkPolicy", "ner-api")["spec"]["ingress"][0]["from"]
+    namespaces = [peer["namespaceSelector"]["matchLabels"] for peer in peers]
+    # The controller is admitted and the client namespaces still are (api_keys mode: the API checks the keys).
+    assert {"kubernetes.io/metadata.name": "ingress-nginx"} in namespaces
+    assert {"synthner.io/ner-api-client": "true"} in namespaces
+
+
 def test_broken_copy_broker_rule_without_the_operators_label_fails(deploy_copy: Path) -> None:
     # The RabbitMQ cluster operator names its pods' app.kubernetes.io/name after the cluster, not "rabbitmq".
     edit(deploy_copy / "k8s/base/trainer.yaml", "app.kubernetes.io/component: rabbitmq", "app.kubernetes.io/x: y")
