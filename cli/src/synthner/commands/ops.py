@@ -35,6 +35,13 @@ def _csv(value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {number}")
+    return number
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "ops",
@@ -160,7 +167,9 @@ def _register_dlq(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -
     count.set_defaults(handler=run_count)
     peek = actions.add_parser("peek", help="ids, types, jobs and reasons of a DLQ's first messages (never their text)")
     peek.add_argument("role")
-    peek.add_argument("--limit", type=int, default=DEFAULT_PEEK, help=f"messages to show (default {DEFAULT_PEEK})")
+    peek.add_argument(
+        "--limit", type=_positive, default=DEFAULT_PEEK, help=f"messages to show (default {DEFAULT_PEEK})"
+    )
     peek.set_defaults(handler=run_dlq_peek)
     replay = actions.add_parser(
         "replay", help="move messages back to the work queue they were dead-lettered from (confirmed, then acked)"
@@ -186,7 +195,7 @@ def _register_quarantine(groups: argparse._SubParsersAction[argparse.ArgumentPar
     count = actions.add_parser("count", help="notes waiting in the quarantine")
     count.set_defaults(handler=run_quarantine_count)
     peek = actions.add_parser("peek", help="ids, jobs and leak-check reasons (never the text)")
-    peek.add_argument("--limit", type=int, default=DEFAULT_PEEK, help=f"notes to show (default {DEFAULT_PEEK})")
+    peek.add_argument("--limit", type=_positive, default=DEFAULT_PEEK, help=f"notes to show (default {DEFAULT_PEEK})")
     peek.set_defaults(handler=run_quarantine_peek)
     purge = actions.add_parser("purge", help="delete quarantined notes (all, or by --id); needs --yes")
     purge.add_argument("--id", dest="ids", action="append", default=[], help="only this message id (repeatable)")
@@ -203,8 +212,8 @@ def _register_policy(groups: argparse._SubParsersAction[argparse.ArgumentParser]
         "deployment adopts it without redeclaring anything. See docs/deploy.md, 'Dead letters and quarantine'.",
     )
     policy.add_argument("--vhost", default="synthner", help="the broker's virtual host (default synthner)")
-    policy.add_argument("--max-length", type=int, default=None, help="messages per queue")
-    policy.add_argument("--max-length-bytes", type=int, default=None, help="bytes per queue")
+    policy.add_argument("--max-length", type=_positive, default=None, help="messages per queue")
+    policy.add_argument("--max-length-bytes", type=_positive, default=None, help="bytes per queue")
     policy.add_argument("--json", action="store_true", help="the policy as a definitions-file entry")
     policy.add_argument(
         "--apply",
