@@ -24,7 +24,9 @@ class ChaosMonkey:
 
     Kills alternate between two kinds. A *timed* kill waits (up to ``in_flight_wait_s``) until some victim holds work
     in flight, as its processing records (:class:`~tests.reliability.chaos.records.RecordLog`) tell: a handling
-    started and not finished, so a delivery it has not acked; it kills the least-killed such victim. A *round* kill
+    started and not finished, so a delivery it has not acked; it kills the least-killed such victim. A victim
+    qualifies only once its current process has finished some work and was not the last one killed: otherwise a
+    process with a backlog would be killed again each time it comes back, and never get through it. A *round* kill
     takes each victim in turn in a seeded random order (so every process is killed, the NER API and an idle trainer
     too), once it is up again (its health URL answers 200): killing a process still starting would, at short intervals,
     keep a slow starter (the trainer imports torch) from ever working, which tests nothing.
@@ -64,6 +66,13 @@ class ChaosMonkey:
             return 0
         return len(self.records.in_flight(process.pid))
 
+    def worth_a_timed_kill(self, name: str) -> bool:
+        """It holds work in flight, has finished some since it (re)started, and was not the last one killed."""
+        process = self.supervisor.processes.get(name)
+        if process is None or process.returncode is not None or (self.log and self.log[-1].process == name):
+            return False
+        return self.holding(name) > 0 and self.records.finished(process.pid) > 0
+
     def kill(self, name: str, why: str = "") -> None:
         self.records.refresh()
         held = self.holding(name)
@@ -79,7 +88,7 @@ class ChaosMonkey:
         deadline = time.monotonic() + timeout_s
         while True:
             self.records.refresh()
-            busy = [name for name in self.victims if self.holding(name) > 0]
+            busy = [name for name in self.victims if self.worth_a_timed_kill(name)]
             if busy:
                 return min(busy, key=lambda name: (self.kills[name], self.rng.random()))
             if time.monotonic() >= deadline:

@@ -131,6 +131,8 @@ class RecordLog:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.handlings: dict[tuple[int, int], Handling] = {}
+        self._open: dict[int, dict[int, Handling]] = defaultdict(dict)
+        self._finished: Counter[int] = Counter()
         self._offsets: dict[Path, int] = {}
         self._partial: dict[Path, bytes] = {}
 
@@ -155,7 +157,7 @@ class RecordLog:
     def _add(self, record: dict[str, Any]) -> None:
         ident = (int(record["pid"]), int(record["n"]))
         if record["e"] == "start":
-            self.handlings[ident] = Handling(
+            started = Handling(
                 pid=ident[0],
                 process=str(record["proc"]),
                 number=ident[1],
@@ -163,10 +165,12 @@ class RecordLog:
                 message_id=str(record["msg"]),
                 started=float(record["t"]),
             )
+            self.handlings[ident] = self._open[ident[0]][ident[1]] = started
             return
-        handling = self.handlings.get(ident)
+        handling = self._open[ident[0]].pop(ident[1], None)
         if handling is None:
             return  # its start line was never written: nothing to join
+        self._finished[ident[0]] += 1
         handling.ended = float(record["t"])
         handling.outcome = "done" if record["e"] == "done" else "error"
         handling.outputs = tuple(str(k) for k in record.get("out", ()))
@@ -174,7 +178,11 @@ class RecordLog:
 
     def in_flight(self, pid: int) -> list[Handling]:
         """The handlings ``pid`` has started and not finished (as far as its records tell)."""
-        return [h for h in self.handlings.values() if h.pid == pid and h.outcome is None]
+        return list(self._open[pid].values())
+
+    def finished(self, pid: int) -> int:
+        """How many handlings ``pid`` has finished (done or failed)."""
+        return self._finished[pid]
 
 
 @dataclass(frozen=True)
