@@ -8,6 +8,7 @@ Training itself is replaced by a fake (the real one is covered by the unit tier)
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -16,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 from aio_pika.abc import HeadersType
+from prometheus_client import generate_latest
 
 from synthner_shared.contracts import (
     AdaptationRequested,
@@ -33,6 +35,7 @@ from synthner_shared.contracts import (
 )
 from synthner_shared.local_llm import free_port
 from synthner_shared.messaging import REASON_HEADER, TRAINER, BrokerSettings, BrokerUnavailable
+from synthner_shared.observability.metrics import service_registry
 from synthner_shared.testing import BrokerProbe, publish_once, running_app, sample_annotated
 from synthner_trainer.app import TrainerApp, build
 from synthner_trainer.pipeline import PRODUCER, TrainingOutcome
@@ -144,9 +147,18 @@ async def test_the_composition_root_builds_a_started_trainer_that_answers_probes
         ready = await probe.get("/readyz")
         assert ready.status_code == 200
         assert ready.json()["consuming"] is True
+        metrics = await probe.get("/metrics")  # on the probe port: the consumer's counters and the process
+        assert metrics.status_code == 200
+        assert f'synthner_messages_received_total{{queue="{broker_settings.namespace}.trainer"}} 0.0' in metrics.text
+        assert "process_resident_memory_bytes" in metrics.text
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as probe:
         with pytest.raises(httpx.ConnectError):  # the probe server stops with the service
             await probe.get("/livez")
+
+
+def consumer_metrics() -> str:
+    """The process-wide part of what the trainer's /metrics serves (its training progress among it)."""
+    return generate_latest(service_registry()).decode()
 
 
 def settings_for(tmp_path: Path, **changes: object) -> TrainerSettings:
@@ -202,12 +214,15 @@ async def test_every_n_documents_trigger_one_training_that_publishes_a_passing_m
         await recorder.next()
         await recorder.next()
         assert await asyncio.to_thread(training.started.wait, 20)
+        # /metrics shows the job while it runs
+        assert re.search(r'synthner_training_running\{job="[^"]+",kind="training"\} 1.0', consumer_metrics())
         # while the training runs in its thread, the consumer keeps storing documents
         await publish_once(broker_settings, *docs(3))
         await recorder.next()
         assert trainer.store.count() == 3
         release.set()
         message = await broker_probe.get(f"{broker_probe.topology.namespace}.model-history")
+        assert "synthner_training_running{" not in consumer_metrics()
     published = decode_message(message.body)
     assert isinstance(published, ModelPublished)
     assert published.model_version == "m-1"
