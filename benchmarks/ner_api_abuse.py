@@ -32,13 +32,16 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 
@@ -47,6 +50,7 @@ from synthner_ner_api.testing import LEXICON, write_model
 from synthner_shared.testing import sample_note
 from synthner_shared.testing_browser import free_port
 
+T = TypeVar("T")
 CLIENTS = 4
 CLOSED_ON_BODY = "closed on the body"
 """An 8 MB request whose connection the server reset before its refusal could be read (it stopped reading the
@@ -123,8 +127,9 @@ class Abuse:
     @staticmethod
     async def _write(writer: asyncio.StreamWriter, head: bytes, body: bytes) -> None:
         writer.write(head)
+        view = memoryview(body)  # pieces without copies: the abuser's own CPU is not what is measured
         for start in range(0, len(body), 1_000_000):
-            writer.write(body[start : start + 1_000_000])
+            writer.write(view[start : start + 1_000_000])
             await writer.drain()
 
 
@@ -151,11 +156,20 @@ async def abuse(port: int, flood_key: str, flood_connections: int, unauth_connec
 # --- the well-behaved clients -------------------------------------------------------------------------------------
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far (``/proc/PID/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class Phase:
     name: str
     latencies: list[float] = field(default_factory=list)
     failures: Counter[str] = field(default_factory=Counter)
+    seconds: float = 0.0
+    server_cpu_s: float = 0.0
+    """The API process's CPU time while this phase was current."""
 
     def p(self, quantile: float) -> float:
         ordered = sorted(self.latencies)
@@ -164,7 +178,8 @@ class Phase:
     def summary(self) -> str:
         return (
             f"{self.name}: requests={len(self.latencies)} failed={sum(self.failures.values())} "
-            f"p50_ms={self.p(0.5):.1f} p99_ms={self.p(0.99):.1f} max_ms={self.p(1.0):.1f}"
+            f"p50_ms={self.p(0.5):.1f} p99_ms={self.p(0.99):.1f} max_ms={self.p(1.0):.1f} "
+            f"api_cpu_cores={self.server_cpu_s / max(self.seconds, 1e-9):.2f}"
         )
 
 
@@ -239,6 +254,15 @@ async def abused_window(abuser: asyncio.subprocess.Process, seconds: float) -> d
     return counts
 
 
+async def measured(phase: Phase, pid: int, work: Awaitable[T]) -> T:
+    """Await ``work``, adding its wall time and the API process's CPU time to ``phase``."""
+    wall, cpu = time.monotonic(), cpu_seconds(pid)
+    result = await work
+    phase.seconds += time.monotonic() - wall
+    phase.server_cpu_s += cpu_seconds(pid) - cpu
+    return result
+
+
 async def drive(args: argparse.Namespace, port: int, server: subprocess.Popen[bytes], keys: list[str]) -> int:
     window = args.duration / (2 * args.rounds)
     unloaded, attacked, between = Phase("unloaded"), Phase("under abuse"), Phase("between")
@@ -253,13 +277,14 @@ async def drive(args: argparse.Namespace, port: int, server: subprocess.Popen[by
         counts: dict[str, dict[str, int]] = {"flood": {}, "unauth": {}}
         for _ in range(args.rounds):  # alternating windows: a busy shared machine weighs on both phases alike
             clients.phase = unloaded
-            await asyncio.sleep(window)
+            await measured(unloaded, server.pid, asyncio.sleep(window))
             clients.phase = attacked
-            counts = await abused_window(abuser, window)
+            counts = await measured(attacked, server.pid, abused_window(abuser, window))
             clients.phase = between  # the abusers' last requests draining: counted in neither phase
             await asyncio.sleep(0.5)
         clients.stop.set()
         await running
+        abuser_cores = cpu_seconds(abuser.pid) / attacked.seconds  # it idles outside the abused windows
         assert abuser.stdin is not None
         abuser.stdin.close()
         await abuser.wait()
@@ -269,6 +294,7 @@ async def drive(args: argparse.Namespace, port: int, server: subprocess.Popen[by
             print(f"  failures: {dict(current.failures)}")
     print(f"flood (one key, {args.flood_connections} connections): {counts['flood']}")
     print(f"8 MB unauthenticated bodies ({args.unauth_connections} connections): {counts['unauth']}")
+    print(f"the abuser process itself used {abuser_cores:.2f} cores of this machine's {os.cpu_count()}")
     ratio = attacked.p(0.99) / unloaded.p(0.99)
     failed = sum(sum(phase.failures.values()) for phase in (unloaded, attacked, between))
     seconds = time.monotonic() - started

@@ -108,7 +108,13 @@ def create_app(
     limiter = TokenBuckets(settings.rate_limit_per_s, settings.rate_limit_burst) if settings.rate_limit_per_s else None
     app.state.limiter = limiter  # the batch endpoint charges a batch's other texts to its caller
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
-    app.add_middleware(Gate, state=state, limiter=limiter, timeout_s=settings.request_timeout_s)
+    app.add_middleware(
+        Gate,
+        state=state,
+        limiter=limiter,
+        timeout_s=settings.request_timeout_s,
+        refusal_delay_s=settings.rate_limit_delay_s,
+    )
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"])
     app.add_middleware(RequestContext)  # every answer, refusals included, gets an id, headers, a log line

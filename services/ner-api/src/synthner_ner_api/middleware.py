@@ -59,6 +59,9 @@ DOCS_SECURITY_HEADERS = {
 """On FastAPI's own documentation pages (``/docs``, ``/redoc``), which load their scripts from a CDN."""
 
 
+MAX_HELD_REFUSALS = 256
+"""429 answers held back at once (``refusal_delay_s``); beyond, they are answered at once: holding must not become a
+way to make the server keep thousands of requests open."""
 CLOSE_UNREAD_BODY_BYTES = 64 * 1024
 """A request refused before its body is read, with more body than this still to come (or a chunked one), is answered
 with ``Connection: close``: the server stops reading rather than taking in and discarding megabytes."""
@@ -79,16 +82,29 @@ class Gate:
 
     1. Authentication (:func:`~synthner_ner_api.dependencies.identify`): 401 without a valid key or a trusted proxy's
        header; ``/v1/admin/`` needs an admin (403). The caller is left in ``scope["state"]["principal"]``.
-    2. The rate limit: one token of the caller's bucket, else 429 with ``Retry-After``.
+    2. The rate limit: one token of the caller's bucket, else 429 with ``Retry-After``, held back for
+       ``refusal_delay_s`` (at most until the next token; not when the connection closes on a large unread body, and
+       not beyond ``MAX_HELD_REFUSALS`` at once): a client retrying in a tight loop on one connection is slowed to
+       about one request a second instead of costing the server a refusal per round trip.
     3. For the NER endpoints: the request runs in a task of its own, cancelled when its client disconnects (its
        queued texts never reach the model) or when ``timeout_s`` passes first (503 with ``Retry-After``).
     """
 
-    def __init__(self, app: ASGIApp, state: ApiState, limiter: TokenBuckets | None, timeout_s: float) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        state: ApiState,
+        limiter: TokenBuckets | None,
+        timeout_s: float,
+        refusal_delay_s: float = 0.0,
+    ) -> None:
         self.app = app
         self.state = state
         self.limiter = limiter
         self.timeout_s = timeout_s
+        self.refusal_delay_s = refusal_delay_s
+        self._held = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
@@ -104,13 +120,25 @@ class Gate:
                 limit = f"{self.limiter.rate_per_s:g} requests/s, bursts of {self.limiter.burst}"
                 raise ApiError(429, f"this caller's rate limit ({limit}) is reached; retry in {wait_s} s", wait_s)
         except ApiError as exc:
-            await refuse_unread(request, exc.status, exc.message, exc.retry_after_s)(scope, receive, send)
+            response = refuse_unread(request, exc.status, exc.message, exc.retry_after_s)
+            if exc.status == 429 and "connection" not in response.headers:
+                await self._hold(min(self.refusal_delay_s, float(exc.retry_after_s or 0)))
+            await response(scope, receive, send)
             return
         scope.setdefault("state", {})["principal"] = principal
         if path.startswith(GUARDED_PREFIX):
             await self._guarded(scope, receive, send)
         else:
             await self.app(scope, receive, send)
+
+    async def _hold(self, seconds: float) -> None:
+        if seconds <= 0 or self._held >= MAX_HELD_REFUSALS:
+            return
+        self._held += 1
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            self._held -= 1
 
     async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run the request in its own task; cancel it when the client disconnects or the time limit passes."""

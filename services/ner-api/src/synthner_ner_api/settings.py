@@ -48,6 +48,12 @@ class NerApiSettings(BaseSettings):
         default=10.0, ge=0, description="Requests a second per key (or proxy user) on average, then 429; 0: no limit."
     )
     rate_limit_burst: int = Field(default=20, ge=1, description="Requests a key may send at once after a pause.")
+    rate_limit_delay_s: float = Field(
+        default=1.0,
+        ge=0,
+        description="A request over its key's limit waits this long (at most until its next token) before its 429: "
+        "a client retrying in a tight loop is slowed to about one request a second per connection.",
+    )
     queue_max_texts: int = Field(
         default=256, ge=1, description="Texts waiting for the model across all requests; beyond, 503 + Retry-After."
     )

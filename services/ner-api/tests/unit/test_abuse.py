@@ -139,7 +139,7 @@ def test_a_token_bucket_refills_at_its_rate_up_to_its_burst_and_says_how_long_to
 
 
 async def test_a_key_over_its_rate_gets_429_with_retry_after_and_other_keys_go_on(settings: NerApiSettings) -> None:
-    limited = settings.model_copy(update={"rate_limit_per_s": 0.01, "rate_limit_burst": 2})
+    limited = settings.model_copy(update={"rate_limit_per_s": 0.01, "rate_limit_burst": 2, "rate_limit_delay_s": 0})
     async with in_process(limited) as http:
         statuses = [(await http.post("/v1/ner", json={"text": "asthma"})).status_code for _ in range(2)]
         refused = await http.post("/v1/ner", json={"text": "asthma"})
@@ -151,8 +151,23 @@ async def test_a_key_over_its_rate_gets_429_with_retry_after_and_other_keys_go_o
     assert other.status_code == 200
 
 
+async def test_a_caller_over_its_limit_is_held_back_and_nobody_else_waits(settings: NerApiSettings) -> None:
+    limited = settings.model_copy(update={"rate_limit_per_s": 0.01, "rate_limit_burst": 1, "rate_limit_delay_s": 60})
+    async with in_process(limited) as http:
+        assert (await http.post("/v1/ner", json={"text": "asthma"})).status_code == 200
+        held = asyncio.create_task(http.post("/v1/ner", json={"text": "asthma"}))
+        registry = http.api_state.metrics.registry  # type: ignore[attr-defined]
+        refused = {"kind": "429"}
+        await wait_until(lambda: registry.get_sample_value("synthner_ner_errors_total", refused) == 1, "the refusal")
+        other = await http.post("/v1/ner", json={"text": "asthma"}, headers=ADMIN)
+        assert other.status_code == 200
+        assert not held.done(), "the 429 is held back for rate_limit_delay_s"
+        held.cancel()
+        await asyncio.gather(held, return_exceptions=True)
+
+
 async def test_a_batch_costs_one_token_per_text(settings: NerApiSettings) -> None:
-    limited = settings.model_copy(update={"rate_limit_per_s": 0.01, "rate_limit_burst": 4})
+    limited = settings.model_copy(update={"rate_limit_per_s": 0.01, "rate_limit_burst": 4, "rate_limit_delay_s": 0})
     items = [{"id": str(i), "text": "asthma"} for i in range(3)]
     async with in_process(limited) as http:
         batch = await http.post("/v1/ner/batch", json={"items": items})
