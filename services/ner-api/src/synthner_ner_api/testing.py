@@ -19,7 +19,7 @@ from typing import Any
 
 from starlette.types import ASGIApp
 
-from synthner_ner_api.auth import hash_key
+from synthner_ner_api.auth import key_line
 from synthner_ner_api.models import Predictor, SpanPrediction
 from synthner_ner_api.settings import NerApiSettings
 from synthner_shared.contracts import DatasetManifest, EvaluationResult, ModelPublished, Scores
@@ -75,8 +75,11 @@ def write_model(store: Path, version: str, label: str, words: list[str]) -> Path
 
 
 def write_key_file(path: Path, user_key: str = USER_KEY, admin_key: str = ADMIN_KEY) -> Path:
-    """A key file with one user key and one admin key (stored hashed, as in production)."""
-    path.write_text(f"clinic:user:{hash_key(user_key)}\nops:admin:{hash_key(admin_key)}\n", encoding="utf-8")
+    """A key file with one user key and one admin key (stored hashed, as in production; a weak key is refused with
+    :class:`~synthner_ner_api.auth.KeyFileError`, as the API would refuse it at its first use)."""
+    path.write_text(
+        f"{key_line('clinic', 'user', user_key)}\n{key_line('ops', 'admin', admin_key)}\n", encoding="utf-8"
+    )
     return path
 
 
