@@ -55,6 +55,9 @@ class BrokerLease:
         """Set when the connection holding the lease closed without :meth:`release` (the broker dropped the lease)."""
         self.waiting = asyncio.Event()
         """Set once :meth:`acquire` found the lease held by another connection (this replica waits for it)."""
+        self.acquisitions = 0
+        """How many times this process took the lease (a re-acquisition after a broker restart counts again)."""
+        self._acquired = asyncio.Event()
 
     @property
     def held(self) -> bool:
@@ -85,6 +88,14 @@ class BrokerLease:
         self.lost.clear()
         self._connection = connection
         connection.close_callbacks.add(self._on_close)
+        self.acquisitions += 1
+        acquired, self._acquired = self._acquired, asyncio.Event()
+        acquired.set()
+
+    async def wait_acquisitions(self, count: int) -> None:
+        """Return once this process has taken the lease ``count`` times in all."""
+        while self.acquisitions < count:
+            await self._acquired.wait()
 
     def _on_close(self, _sender: Any, _exc: BaseException | None = None) -> None:
         if self._connection is not None:
