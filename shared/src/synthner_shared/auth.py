@@ -84,7 +84,9 @@ def key_line(name: str, scope: Scope, key: str) -> str:
     """The key file line of ``key`` (its SHA-256 hash); a weak key is refused with :class:`KeyFileError`."""
     reason = weak_key_reason(key)
     if reason is not None:
-        raise KeyFileError(f"refusing to hash a weak key for {name!r}: {reason}; make one with new_key()")
+        raise KeyFileError(
+            f"refusing to hash a weak key for {name!r}: {reason}; generate one: python -m synthner_shared.auth new NAME"
+        )
     line = f"{name}:{scope}:{hash_key(key)}"
     if _LINE.match(line) is None:
         raise KeyFileError(f"{name!r} is not a valid key name (letters, digits and _.@- up to 100 characters)")
