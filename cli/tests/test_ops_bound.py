@@ -99,12 +99,12 @@ async def test_a_full_dlq_refuses_dead_letters_and_the_work_queue_keeps_them_unt
         management = f"http://guest:guest@127.0.0.1:{management_port}/"
         arguments = ["ops", "policy", "--apply", "--max-length", "1", "--vhost", "/", "--management-url", management]
         assert await asyncio.to_thread(main, arguments) == 0
-        assert "policy bound-held-queues set in vhost /" in capsys.readouterr().out
+        assert "policy bound.held-queues set in vhost /" in capsys.readouterr().out
         listed = await node.rabbitmqctl("list_queues", "-q", "--no-table-headers", "name", "policy")
         policies = {name: policy for name, _, policy in (line.partition("\t") for line in listed.splitlines())}
         dlq, work = topology.dead_letter_queue_name(ANNOTATOR), topology.queue_name(ANNOTATOR)
-        assert policies[dlq].strip() == "bound-held-queues"
-        assert policies[topology.queue_name(QUARANTINE)].strip() == "bound-held-queues"
+        assert policies[dlq].strip() == "bound.held-queues"
+        assert policies[topology.queue_name(QUARANTINE)].strip() == "bound.held-queues"
         assert policies[work].strip() == ""
 
         notes = [sample_note(seed) for seed in range(3)]

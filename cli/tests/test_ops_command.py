@@ -363,7 +363,7 @@ def test_policy_prints_the_bound_for_the_configured_namespace(
     assert main(["ops", "policy", "--vhost", "v1", "--max-length", "500", "--json"]) == 0
     definition = json.loads(capsys.readouterr().out)
     assert definition["vhost"] == "v1"
-    assert definition["name"] == "clinic-held-queues"
+    assert definition["name"] == "clinic.held-queues"
     assert definition["definition"] == {"max-length": 500, "max-length-bytes": 1024**3, "overflow": "reject-publish"}
     assert main(["ops", "policy"]) == 0
     assert capsys.readouterr().out.startswith("rabbitmqctl set_policy -p synthner --apply-to queues --priority 10")
@@ -393,3 +393,13 @@ def test_ops_needs_no_service_package_so_it_runs_in_the_light_generator_image() 
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120)
     assert result.stdout.strip() == "[]"
+
+
+def test_the_printed_policy_is_the_one_the_broker_definitions_carry(capsys: pytest.CaptureFixture[str]) -> None:
+    from synthner_shared.broker_users import definitions, rabbitmqctl_commands  # noqa: PLC0415
+
+    assert main(["ops", "policy"]) == 0
+    (carried,) = [c for c in rabbitmqctl_commands(definitions()) if " set_policy " in c]
+    assert capsys.readouterr().out.strip() == carried
+    assert main(["ops", "policy", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == definitions()["policies"][0]

@@ -25,6 +25,7 @@ so a new message type or consumer shows up as a difference (``tests/deploy/test_
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,7 @@ from synthner_shared.contracts import (
     NoteQuarantined,
     TrainingRequested,
 )
+from synthner_shared.held_queues import HeldQueuePolicy
 from synthner_shared.messaging.topology import (
     ANNOTATOR,
     GENERATOR,
@@ -145,6 +147,8 @@ def definitions(namespace: str = DEFAULT_NAMESPACE, vhost: str = DEFAULT_VHOST) 
     users = sorted(SERVICE_USERS, key=lambda u: u.name)
     return {
         "vhosts": [{"name": vhost}],
+        # The bound on the dead-letter and quarantine queues (synthner_shared.held_queues; docs/deploy.md).
+        "policies": [HeldQueuePolicy(namespace).definition(vhost)],
         "users": [
             {"name": u.name, "password_hash": "", "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": []}
             for u in users
@@ -168,6 +172,11 @@ def rabbitmqctl_commands(data: dict[str, Any]) -> list[str]:
         commands.append(
             f"rabbitmqctl set_topic_permissions -p {t['vhost']} {t['user']} {t['exchange']} '{t['write']}' "
             f"'{t['read']}'"
+        )
+    for policy in data.get("policies", []):
+        commands.append(
+            f"rabbitmqctl set_policy -p {policy['vhost']} --apply-to {policy['apply-to']} --priority "
+            f"{policy['priority']} {policy['name']} '{policy['pattern']}' '{json.dumps(policy['definition'])}'"
         )
     return commands
 

@@ -39,7 +39,8 @@ class HeldQueuePolicy:
 
     @property
     def name(self) -> str:
-        return f"{self.namespace}-held-queues"
+        # A dot, not a dash: deploy/rabbitmq/setup-users.sh takes each "synthner-..." name of the definitions as a user.
+        return f"{self.namespace}.held-queues"
 
     @property
     def pattern(self) -> str:
