@@ -38,7 +38,7 @@ def model_event_consumer(registry: ModelRegistry, instance: str) -> Consumer[Mod
     async def on_event(event: ModelEvent) -> Sequence[Envelope]:
         try:
             if isinstance(event, ModelRolledBack):
-                await registry.follow_rollback(event.model_version, event.rolled_back_at)
+                await registry.follow_rollback(event.model_version, event.rolled_back_at, event.from_version)
             else:
                 await on_published(event)
         except (ModelNotFound, ModelLoadFailed) as exc:

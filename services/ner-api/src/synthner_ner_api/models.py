@@ -252,24 +252,37 @@ class ModelRegistry:
         await self._notify()
         return model
 
-    async def follow_rollback(self, version: str, rolled_back_at: datetime) -> LoadedModel:
+    async def follow_rollback(
+        self, version: str, rolled_back_at: datetime, from_version: str | None = None
+    ) -> LoadedModel:
         """Serve ``version`` because an operator rolled the cluster back to it (``ModelRolledBack``), even though it is
-        older. A later rollback already in the store wins: this one is then ignored. :class:`ModelLoadFailed` if the
-        version does not load (the served one stays); :class:`UnknownModelVersion` if it is not published here."""
+        older. A rollback the store has moved past since (:meth:`rollback_superseded`) is ignored.
+        :class:`ModelLoadFailed` if the version does not load (the served one stays); :class:`UnknownModelVersion` if it
+        is not published here."""
         async with self._lock:
-            pinned = self.store_pointer().pinned
-            if pinned is not None and pinned.version != version and pinned.at > rolled_back_at:
-                log.info("ignoring the rollback to %s: the store was rolled back to %s since", version, pinned.version)
+            wanted: str | None = version
+            if self.rollback_superseded(version, rolled_back_at, from_version):
+                log.info("ignoring the rollback to %s: the model store has moved on since", version)
                 if self.current is not None:
                     return self.current
-                version = pinned.version
-            candidates = self._candidates(version)
+                wanted = None  # nothing served yet: the store's default
+            candidates = self._candidates(wanted)
             if self.current is not None and self.current.path == candidates[0]:
                 return self.current
             model = await self._swap_to(candidates)
             log.info("rolled back to model %s", model.version)
         await self._notify()
         return model
+
+    def rollback_superseded(self, version: str, rolled_back_at: datetime, from_version: str | None) -> bool:
+        """Whether the store shows a later state than a rollback to ``version``: a later rollback to another version,
+        or no pin and a newer current version (the pin was released and a newer version published). A store that
+        still shows the state before the rollback (current ``from_version``, no pin: a volume that lags) is not."""
+        pointer = self.store_pointer()
+        if pointer.pinned is not None:
+            return pointer.pinned.version != version and pointer.pinned.at > rolled_back_at
+        current = pointer.version
+        return current is not None and current > version and current != from_version
 
     async def _swap_to(self, candidates: Sequence[Path]) -> LoadedModel:
         """Make the first loadable candidate current (the previous model, if it is the one, without loading)."""

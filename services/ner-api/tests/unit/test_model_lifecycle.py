@@ -4,6 +4,7 @@ the newest version that loads and says so; a replica moves back to an older vers
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from synthner_shared.messaging import BrokerUnavailable, RetryableError
 from synthner_shared.model_store import (
     CurrentPointer,
     ModelStoreLayout,
+    advance_current,
     release_pin,
     roll_back,
     write_current,
@@ -96,15 +98,16 @@ async def test_a_late_model_event_never_moves_a_replica_back(store: Path) -> Non
 
 def rolled_back(store: Path, version: str, at: datetime | None = None) -> ModelRolledBack:
     """The trainer's announcement of a rollback it wrote into ``store`` (``at``: the pin's time)."""
-    pin = ModelStoreLayout(store).current_file
-    when = at or CurrentPointer.model_validate_json(pin.read_text()).pinned.at  # type: ignore[union-attr]
+    pin = CurrentPointer.model_validate_json(ModelStoreLayout(store).current_file.read_text()).pinned
+    assert pin is not None
     return ModelRolledBack(
         correlation_id="rollback-1",
         producer="trainer-test",
         model_version=version,
+        from_version=pin.from_version,
         artifact_uri=str(store / "versions" / version),
         requested_by="ops",
-        rolled_back_at=when,
+        rolled_back_at=at or pin.at,
     )
 
 
@@ -139,6 +142,29 @@ async def test_a_rollback_event_that_a_later_rollback_replaced_is_ignored(store:
     assert registry.current_version == "v3"
     await handle(rolled_back(store, "v2"))
     assert registry.current_version == "v2"
+
+
+async def test_a_rollback_event_after_the_pin_was_released_and_a_newer_version_published_is_ignored(
+    store: Path,
+) -> None:
+    layout = ModelStoreLayout(store)
+    write_model(store, "v2", "Condition", ["asthma"])
+    registry = ModelRegistry(load_lexicon_model, store=store)
+    advance_current(layout, "v1")
+    advance_current(layout, "v2")
+    roll_back(layout, "v1", by="ops")
+    stale = rolled_back(store, "v1")
+    lagging = ModelRolledBack.model_validate(stale.model_dump() | {"message_id": uuid.uuid4()})
+    release_pin(layout)
+    write_model(store, "v3", "Condition", ["asthma"])
+    advance_current(layout, "v3")
+    assert (await registry.load()).version == "v3"
+    handle = model_event_consumer(registry, "replica-a").handler
+    await handle(stale)  # redelivered after the release and v3: the store has moved on
+    assert registry.current_version == "v3"
+    write_current(layout, CurrentPointer(version="v2", history=["v1", "v2"]))  # a volume still showing the state before
+    await handle(lagging)
+    assert registry.current_version == "v1"
 
 
 async def test_a_reload_without_a_version_never_moves_back_unless_the_store_is_rolled_back(store: Path) -> None:
