@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from synthner_shared.contracts import Envelope, NoteGenerated
+from synthner_shared.messaging import ANNOTATOR, BrokerSettings, Consumer, Service
 from synthner_shared.testing import annotate_without_entities, sample_note
 from tests.reliability.chaos.records import (
     Drain,
@@ -25,7 +26,7 @@ from tests.reliability.chaos.records import (
     read_records,
 )
 from tests.reliability.chaos.result import ChaosOptions, ChaosResult
-from tests.reliability.chaos.wrapped import DROP_EVERY, PlantedFault, raises_on, recorded
+from tests.reliability.chaos.wrapped import DROP_EVERY, PlantedFault, instrument, raises_on, recorded
 
 
 def handling(
@@ -114,6 +115,21 @@ async def test_the_planted_raise_raises_on_the_same_fifth_of_the_notes_every_tim
             assert await handle(note)
     recorder.close()
     assert analyse(read_records(tmp_path)).planted == Counter({"planted raise": 2 * len(chosen)})
+
+
+async def test_the_wrapper_records_what_the_services_own_handler_does(tmp_path: Path) -> None:
+    consumer = Consumer(ANNOTATOR, (NoteGenerated,), annotate, idempotency_key=lambda n: n.note_id)
+    service = Service(BrokerSettings(namespace="unused"), "test", [consumer])
+    recorder = Recorder(tmp_path, "annotator-1")
+    instrument(service, recorder, latency_s=0.0, fault=None)
+    note = sample_note(seed=4)
+    [wrapped] = service.consumers
+    assert (wrapped.role, wrapped.accepts, wrapped.idempotency_key(note)) == (ANNOTATOR, (NoteGenerated,), note.note_id)
+    outputs = await wrapped.handler(note)  # the service's own handler's outputs, passed on
+    assert [message_key(m) for m in outputs] == [f"DocumentAnnotated:{note.note_id}"]
+    recorder.close()
+    [handled] = read_records(tmp_path)
+    assert (handled.key, handled.outcome, handled.process) == (f"NoteGenerated:{note.note_id}", "done", "annotator-1")
 
 
 def test_keys_name_the_stage_and_the_note() -> None:

@@ -83,6 +83,8 @@ def instrument(service: Service, recorder: Recorder, latency_s: float, fault: Fa
     consumers: list[Consumer[Any]] = [
         dataclasses.replace(c, handler=recorded(c.handler, recorder, latency_s, fault)) for c in service.consumers
     ]
+    if not hasattr(service, "_consumers"):  # a renamed attribute would leave every handling unrecorded, silently
+        raise RuntimeError("Service keeps its consumers elsewhere now: update the chaos wrapper's hook")
     service._consumers = consumers  # the harness's hook; the service itself has no switch for it
 
 
