@@ -19,7 +19,7 @@ from synthner_shared.messaging.errors import (
     PublishError,
     RetryableError,
 )
-from synthner_shared.messaging.lease import BrokerLease, LeaseHeldElsewhere
+from synthner_shared.messaging.lease import BrokerLease, LeaseHeldElsewhere, LeaseRefused
 from synthner_shared.messaging.publisher import Publisher, to_amqp
 from synthner_shared.messaging.service import Health, Service, serve_health
 from synthner_shared.messaging.settings import BrokerSettings
@@ -59,6 +59,7 @@ __all__ = [
     "HandlerError",
     "Health",
     "LeaseHeldElsewhere",
+    "LeaseRefused",
     "PoisonMessageError",
     "PublishError",
     "Publisher",

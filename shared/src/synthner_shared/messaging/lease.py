@@ -26,15 +26,21 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractConnection
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
-from aiormq.exceptions import ChannelLockedResource
+from aiormq.exceptions import ChannelAccessRefused, ChannelLockedResource
 
+from synthner_shared.messaging.errors import BrokerUnavailable
 from synthner_shared.messaging.settings import BrokerSettings
 
 log = logging.getLogger(__name__)
 
 
-class LeaseHeldElsewhere(RuntimeError):
+class LeaseHeldElsewhere(Exception):
     """Another connection holds the lease."""
+
+
+class LeaseRefused(Exception):
+    """The broker user may not declare the lease queue (its configure permission does not cover it): a configuration
+    error, not something to wait out."""
 
 
 class BrokerLease:
@@ -82,6 +88,11 @@ class BrokerLease:
         except ChannelLockedResource:
             await connection.close()
             raise LeaseHeldElsewhere(f"lease {self.queue_name} is held by another connection") from None
+        except ChannelAccessRefused:
+            await connection.close()
+            raise LeaseRefused(
+                f"the broker user may not declare the lease queue {self.queue_name}: give it the configure permission"
+            ) from None
         except BaseException:
             await connection.close()
             raise
@@ -103,8 +114,14 @@ class BrokerLease:
             self.lost.set()
 
     async def acquire(self, until: Callable[[], Awaitable[Any]] | None = None) -> bool:
-        """Wait until this process holds the lease: True; False when ``until`` (e.g. a stop request) returns first."""
+        """Wait until this process holds the lease: True; False when ``until`` (e.g. a stop request) returns first.
+
+        Waits as long as another replica holds it; raises :class:`BrokerUnavailable` when the broker stays unreachable
+        for ``connect_timeout_s`` (as a service's first connection does) and :class:`LeaseRefused` when the broker user
+        may not declare the lease queue."""
+        loop = asyncio.get_running_loop()
         stop = asyncio.ensure_future(until()) if until is not None else None
+        unreachable_since: float | None = None
         try:
             while True:
                 try:
@@ -112,10 +129,17 @@ class BrokerLease:
                     log.info("holding lease %s as %s", self.queue_name, self.holder)
                     return True
                 except LeaseHeldElsewhere:
+                    unreachable_since = None
                     if not self.waiting.is_set():
                         log.warning("lease %s is held by another replica; waiting for it", self.queue_name)
                         self.waiting.set()
                 except (*CONNECTION_EXCEPTIONS, OSError, TimeoutError) as exc:
+                    unreachable_since = loop.time() if unreachable_since is None else unreachable_since
+                    if loop.time() - unreachable_since >= self._settings.connect_timeout_s:
+                        raise BrokerUnavailable(
+                            f"lease {self.queue_name}: broker {self._settings.redacted_url} not reachable within "
+                            f"{self._settings.connect_timeout_s:g}s: {type(exc).__name__}"
+                        ) from None
                     log.warning("lease %s: broker not reachable (%s); retrying", self.queue_name, type(exc).__name__)
                 if stop is None:
                     await asyncio.sleep(self._retry_interval_s)
