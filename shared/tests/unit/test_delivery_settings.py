@@ -10,6 +10,7 @@ from synthner_shared.app import run_service
 from synthner_shared.messaging import BrokerSettings
 from synthner_shared.messaging.broker import parse_version
 from synthner_shared.messaging.settings import CONSUMER_TIMEOUTS_S, HANDLER_DEADLINES_S
+from synthner_shared.messaging.topology import NER_API, SHARED_ROLES
 
 
 def test_every_role_has_a_default_deadline_below_its_default_consumer_timeout() -> None:
@@ -20,6 +21,12 @@ def test_every_role_has_a_default_deadline_below_its_default_consumer_timeout() 
         assert settings.handler_deadline_s(role) + margin < settings.consumer_timeout_s(role)
     # RabbitMQ's own default consumer timeout is 30 minutes: no role's default is above it.
     assert max(CONSUMER_TIMEOUTS_S.values()) <= 1_800
+
+
+def test_every_queue_role_of_the_topology_has_a_deadline_and_a_consumer_timeout() -> None:
+    roles = {role.name for role in (*SHARED_ROLES, NER_API)}
+    assert roles <= set(HANDLER_DEADLINES_S)
+    assert roles <= set(CONSUMER_TIMEOUTS_S)
 
 
 def test_overrides_per_role_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
