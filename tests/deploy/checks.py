@@ -47,6 +47,19 @@ WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
 # Containers allowed a writable root filesystem, and why.
 WRITABLE_ROOT = {"rabbitmq": "dev-only broker: the image's entrypoint writes its configuration under /etc/rabbitmq"}
 SYNTHNER_SERVICES = ("generator", "tracker", "annotator", "trainer", "ner-api")
+API_CLIENTS: dict[str, tuple[str, dict[tuple[str, str], set[str]]]] = {
+    "trainer": (
+        "trainer",
+        {
+            ("batch", "jobs"): {"create", "get", "list", "watch", "delete"},
+            ("batch", "cronjobs"): {"get"},
+            ("", "pods"): {"get", "list"},
+        },
+    )
+}
+"""The workloads that may talk to the API server (name -> their service account, and the most their Roles may grant
+per (API group, resource)): the trainer's kubernetes job runner (k8s/components/gpu-jobs)."""
+API_SERVER_PORTS = {443, 6443}
 KEDA_SCALED = ("generator", "annotator")
 BROKER_PORTS = {5672, 5671}
 LLM_PORTS = {8000, 8080, 443}
@@ -174,8 +187,11 @@ def policy_errors(resources: list[Resource], secrets_outside: dict[str, set[str]
         pod_security = pod.get("securityContext") or {}
         if pod_security.get("runAsNonRoot") is not True:
             errors.append(f"{where}: pod securityContext.runAsNonRoot must be true")
-        if pod.get("automountServiceAccountToken") is not False:
-            errors.append(f"{where}: automountServiceAccountToken must be false (no pod talks to the API server)")
+        if pod.get("automountServiceAccountToken") is not False and not _api_client(workload, resources):
+            errors.append(
+                f"{where}: automountServiceAccountToken must be false (only {sorted(API_CLIENTS)} talk to the API"
+                " server, each with its own service account bound to a narrow Role)"
+            )
         uses_broker = False
         for container in pod.get("containers") or []:
             cwhere = f"{where} container {container.get('name')}"
@@ -243,6 +259,99 @@ def policy_errors(resources: list[Resource], secrets_outside: dict[str, set[str]
     errors.extend(_service_errors(resources, workloads))
     errors.extend(_scaling_errors(resources, deployments, all_secrets, namespace))
     errors.extend(_network_errors(resources, workloads))
+    errors.extend(job_template_errors(resources))
+    return errors
+
+
+def _api_client(workload: Resource, resources: list[Resource]) -> bool:
+    """Whether a workload may mount its service-account token: it is one of :data:`API_CLIENTS`, runs as its own
+    service account, and that account is bound only to Roles that grant what :data:`API_CLIENTS` allows."""
+    name = str(workload["metadata"]["name"])
+    account = _pod_spec(workload).get("serviceAccountName")
+    if name not in API_CLIENTS or account != API_CLIENTS[name][0]:
+        return False
+    roles = _by_kind(resources, "Role")
+    bound = [
+        roles.get(str(binding["roleRef"]["name"]))
+        for binding in _by_kind(resources, "RoleBinding").values()
+        if binding["roleRef"].get("kind") == "Role"
+        and any(s.get("kind") == "ServiceAccount" and s.get("name") == account for s in binding.get("subjects") or [])
+    ]
+    if not bound or any(role is None for role in bound):
+        return False
+    allowed = API_CLIENTS[name][1]
+    for role in bound:
+        assert role is not None
+        for rule in role.get("rules") or []:
+            for group in rule.get("apiGroups") or []:
+                for kind in rule.get("resources") or []:
+                    if not set(rule.get("verbs") or []) <= allowed.get((group, kind), set()):
+                        return False
+    return True
+
+
+def _job_pod_specs(resources: list[Resource]) -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """(name, Job spec, pod template) of every CronJob (a Job template) and Job in the render."""
+    for resource in resources:
+        if resource.get("kind") == "CronJob":
+            job = ((resource.get("spec") or {}).get("jobTemplate") or {}).get("spec") or {}
+        elif resource.get("kind") == "Job":
+            job = resource.get("spec") or {}
+        else:
+            continue
+        yield _name(resource), job, job.get("template") or {}
+
+
+def job_template_errors(resources: list[Resource]) -> list[str]:  # noqa: PLR0912
+    """Jobs and Job templates (the trainer's suspended CronJob): bounded (deadline, retries, clean-up), hardened like
+    the services' pods, isolated by a NetworkPolicy of their own; a CronJob used as a template never runs by itself."""
+    errors: list[str] = []
+    policies = list(_by_kind(resources, "NetworkPolicy").values())
+    for resource in resources:
+        if resource.get("kind") == "CronJob" and (resource.get("spec") or {}).get("suspend") is not True:
+            errors.append(f"{_name(resource)}: a CronJob here is a Job template and must be suspended")
+    for where, job, template in _job_pod_specs(resources):
+        for field in ("activeDeadlineSeconds", "backoffLimit", "ttlSecondsAfterFinished"):
+            if not isinstance(job.get(field), int):
+                errors.append(f"{where}: the Job needs {field}")
+        pod = template.get("spec") or {}
+        labels = (template.get("metadata") or {}).get("labels") or {}
+        if pod.get("restartPolicy") not in ("Never", "OnFailure"):
+            errors.append(f"{where}: restartPolicy must be Never or OnFailure")
+        if pod.get("automountServiceAccountToken") is not False:
+            errors.append(f"{where}: automountServiceAccountToken must be false")
+        security = pod.get("securityContext") or {}
+        if security.get("runAsNonRoot") is not True:
+            errors.append(f"{where}: pod securityContext.runAsNonRoot must be true")
+        if (security.get("seccompProfile") or {}).get("type") != "RuntimeDefault":
+            errors.append(f"{where}: pod seccompProfile must be RuntimeDefault")
+        for container in pod.get("containers") or []:
+            cwhere = f"{where} container {container.get('name')}"
+            _, tag, digest = split_image(str(container.get("image", "")))
+            if digest is None and (tag is None or tag == "latest"):
+                errors.append(f"{cwhere}: image needs an immutable tag or digest")
+            csec = container.get("securityContext") or {}
+            if csec.get("allowPrivilegeEscalation") is not False:
+                errors.append(f"{cwhere}: allowPrivilegeEscalation must be false")
+            if "ALL" not in ((csec.get("capabilities") or {}).get("drop") or []):
+                errors.append(f"{cwhere}: capabilities must drop ALL")
+            if csec.get("readOnlyRootFilesystem") is not True:
+                errors.append(f"{cwhere}: readOnlyRootFilesystem must be true")
+            bounds = container.get("resources") or {}
+            for bound in ("requests", "limits"):
+                if not {"cpu", "memory"} <= set(bounds.get(bound) or {}):
+                    errors.append(f"{cwhere}: resources.{bound} needs cpu and memory")
+        own = [
+            p
+            for p in policies
+            if (p.get("spec") or {}).get("podSelector") and _selects(p["spec"]["podSelector"], labels)
+        ]
+        if not own:
+            errors.append(f"{where}: no NetworkPolicy selects its pods specifically")
+        for policy in own:
+            for rule in (policy.get("spec") or {}).get("egress") or []:
+                if not rule.get("to") or not _rule_ports(rule) or not _rule_ports(rule) <= BROKER_PORTS:
+                    errors.append(f"{_name(policy)}: a job's egress may reach only the broker, not {rule}")
     return errors
 
 
@@ -417,6 +526,8 @@ def _network_errors(resources: list[Resource], workloads: list[Resource]) -> lis
                         errors.append(f"{_name(policy)}: ner-api egress may reach only the broker (and DNS)")
             if name in ("annotator", "generator", "trainer", "tracker"):
                 allowed = BROKER_PORTS if name in ("trainer", "tracker") else BROKER_PORTS | LLM_PORTS
+                if name in API_CLIENTS and _api_client(workload, resources):
+                    allowed = allowed | API_SERVER_PORTS  # to the API server's address (an ipBlock), checked below
                 health = _health_ports(workload)
                 for rule in spec.get("ingress") or []:
                     # The one ingress a consumer takes: Prometheus on its health port (k8s/components/monitoring).

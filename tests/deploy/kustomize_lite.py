@@ -10,7 +10,7 @@ tests instead of being silently ignored:
   kustomization after its resources (and before its generators, patches and transformers): a component's resources
   are added to everything accumulated so far, and its own patches and transformers apply to all of it, as in
   Kustomize. A component listed under ``resources``, or a kustomization under ``components``, is refused;
-- ``namespace``: set on every namespaced resource;
+- ``namespace``: set on every namespaced resource (and on a RoleBinding's ServiceAccount subjects without one);
 - ``labels`` with ``includeSelectors: false`` (and optionally ``includeTemplates: true``);
 - ``images``: ``name`` with ``newName``, ``newTag`` and/or ``digest``;
 - ``configMapGenerator`` with ``files`` (``KEY=FILE`` or ``FILE``, inside the kustomization's folder), only with
@@ -160,6 +160,10 @@ def render(directory: Path, into: list[Resource] | None = None) -> list[Resource
         for resource in resources:
             if resource.get("kind") not in CLUSTER_SCOPED:
                 resource.setdefault("metadata", {})["namespace"] = str(namespace)
+            if resource.get("kind") in ("RoleBinding", "ClusterRoleBinding"):
+                for subject in resource.get("subjects") or []:  # as Kustomize: service accounts move with it
+                    if subject.get("kind") == "ServiceAccount" and not subject.get("namespace"):
+                        subject["namespace"] = str(namespace)
 
     for label_spec in spec.get("labels") or []:
         _apply_labels(resources, label_spec, kustomization_file)

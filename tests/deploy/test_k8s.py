@@ -14,6 +14,7 @@ from tests.deploy.checks import (
     OVERLAYS,
     ROOT,
     example_secrets,
+    job_template_errors,
     policy_errors,
     render_overlay,
     schema_errors,
@@ -37,19 +38,83 @@ def test_overlay_renders_and_passes_schemas_and_rules(overlay: str) -> None:
     assert errors_of(ROOT / "k8s", overlay) == []
 
 
-def test_prod_runs_the_trainer_on_a_gpu_node_with_shared_model_store() -> None:
+def test_prod_runs_the_trainer_on_a_cpu_node_and_its_trainings_as_gpu_jobs_with_shared_model_store() -> None:
     rendered = render_overlay(ROOT / "k8s", "prod")
     pod = find(rendered, "Deployment", "trainer")["spec"]["template"]["spec"]
-    assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
-    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+    assert "nodeSelector" not in pod
+    assert "nvidia.com/gpu" not in str(pod)  # the service holds no GPU
     trainer = pod["containers"][0]
-    assert trainer["resources"]["limits"]["nvidia.com/gpu"] == "1"
-    assert trainer["image"].endswith(":0.1.0-cuda")
-    assert {"name": "SYNTHNER_TRAINER_DEVICE", "value": "cuda"} in trainer["env"]
-    assert find(rendered, "PersistentVolumeClaim", "synthner-models")["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert {"name": "SYNTHNER_TRAINER_JOB_RUNNER", "value": "kubernetes"} in trainer["env"]
+    assert pod["serviceAccountName"] == "trainer"
+    assert pod["automountServiceAccountToken"] is True
+    # The Job template: the same image, on the GPU pool, one GPU, bounded, no token, no network.
+    cronjob = find(rendered, "CronJob", "trainer-job")
+    assert cronjob["spec"]["suspend"] is True
+    job = cronjob["spec"]["jobTemplate"]["spec"]
+    job_pod = job["template"]["spec"]
+    assert job_pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in job_pod["tolerations"]
+    (container,) = job_pod["containers"]
+    assert container["name"] == "job"
+    assert container["command"] == ["python", "-m", "synthner_trainer.job"]
+    assert container["image"] == trainer["image"]
+    assert container["image"].endswith(":0.1.0-cuda")
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert {"name": "SYNTHNER_TRAINER_DEVICE", "value": "cuda"} in container["env"]
+    assert job_pod["automountServiceAccountToken"] is False
+    assert {"activeDeadlineSeconds", "backoffLimit", "ttlSecondsAfterFinished"} <= set(job)
+    assert find(rendered, "NetworkPolicy", "trainer-job")["spec"]["egress"] == []
+    role = find(rendered, "Role", "trainer-jobs")
+    assert {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create", "get", "list", "watch", "delete"]} in (
+        role["rules"]
+    )
+    for claim in ("synthner-models", "synthner-trainer-jobs"):
+        assert find(rendered, "PersistentVolumeClaim", claim)["spec"]["accessModes"] == ["ReadWriteMany"]
     assert find(rendered, "PersistentVolumeClaim", "synthner-trainer-data")["spec"]["accessModes"] == ["ReadWriteOnce"]
     assert {r["metadata"]["namespace"] for r in rendered} == {"synthner"}
     assert not [r for r in rendered if r["kind"] == "Secret"], "prod Secrets come from the secret store, not git"
+
+
+def test_a_job_made_from_the_prod_template_is_a_valid_hardened_job() -> None:
+    """What the kubernetes runner sends to the API server, built from the rendered CronJob, passes the strict schema
+    and the job rules."""
+    from synthner_trainer.kubernetes import job_from_template  # noqa: PLC0415 - the trainer's code, here only
+
+    rendered = render_overlay(ROOT / "k8s", "prod")
+    cronjob = find(rendered, "CronJob", "trainer-job")
+    job = job_from_template(cronjob, "synthner-train-0123456789abcdef01234567", Path("/var/lib/synthner/jobs/x"))
+    job["metadata"]["namespace"] = "synthner"
+    policies = [r for r in rendered if r["kind"] == "NetworkPolicy"]
+    assert schema_errors([job]) == []
+    assert job_template_errors([job, *policies]) == []
+
+
+def test_broken_copy_job_template_that_runs_on_a_schedule_or_unbounded_fails(deploy_copy: Path) -> None:
+    template = deploy_copy / "k8s/components/gpu-jobs/trainer-job.yaml"
+    edit(template, "suspend: true", "suspend: false")
+    edit(template, "activeDeadlineSeconds: 21600", "parallelism: 1")
+    edit(template, "readOnlyRootFilesystem: true", "readOnlyRootFilesystem: false")
+    errors = errors_of(deploy_copy / "k8s", "prod", schemas=False)
+    assert any("CronJob/trainer-job" in e and "suspended" in e for e in errors)
+    assert any("CronJob/trainer-job" in e and "activeDeadlineSeconds" in e for e in errors)
+    assert any("CronJob/trainer-job" in e and "readOnlyRootFilesystem" in e for e in errors)
+
+
+def test_broken_copy_job_pods_reaching_the_internet_fail(deploy_copy: Path) -> None:
+    edit(
+        deploy_copy / "k8s/components/gpu-jobs/trainer-job.yaml",
+        "  egress: []",
+        "  egress:\n    - to:\n        - ipBlock: {cidr: 0.0.0.0/0}\n"
+        "      ports:\n        - {protocol: TCP, port: 443}",
+    )
+    errors = errors_of(deploy_copy / "k8s", "prod", schemas=False)
+    assert any("NetworkPolicy/trainer-job" in e and "egress" in e for e in errors)
+
+
+def test_broken_copy_trainer_role_granting_more_than_jobs_fails(deploy_copy: Path) -> None:
+    edit(deploy_copy / "k8s/components/gpu-jobs/rbac.yaml", "resources: [pods]", "resources: [pods, secrets]")
+    errors = errors_of(deploy_copy / "k8s", "prod", schemas=False)
+    assert any("Deployment/trainer" in e and "automountServiceAccountToken" in e for e in errors)
 
 
 def test_dev_is_cpu_only_with_its_own_broker_and_llama_cpp() -> None:

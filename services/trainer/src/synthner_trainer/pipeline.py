@@ -7,7 +7,7 @@ The service calls :func:`run_training_request` in a worker thread and publishes 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +18,7 @@ from synthner_shared.ner.onnx import export_onnx
 from synthner_shared.ner.predictor import SpanPredictor
 from synthner_trainer.artifacts import verify_shipped_onnx, write_folder_atomically, write_metadata
 from synthner_trainer.base_model import default_base_model
-from synthner_trainer.registry import ModelRegistry, ModelVersion, decide, new_version_name
+from synthner_trainer.registry import GateDecision, ModelRegistry, ModelVersion, decide, new_version_name
 from synthner_trainer.review.store import ReviewStore
 from synthner_trainer.settings import TrainerSettings, TrainingConfig
 from synthner_trainer.store import DatasetStore, manifest_for
@@ -118,6 +118,35 @@ def evaluate_result(
     return metrics
 
 
+def train_and_judge(
+    documents: Sequence[Document],
+    *,
+    manifest: DatasetManifest,
+    settings: TrainerSettings,
+    registry: ModelRegistry,
+    config: TrainingConfig,
+    base_model: Path,
+    progress: ProgressCallback = log_progress,
+    should_stop: StopCheck | None = None,
+    reviewed: Sequence[Document] = (),
+) -> JudgedModel:
+    """Train on ``documents`` and gate on the configured gold set (with the ``reviewed`` documents, which are never
+    trained on) against the registry's current version; nothing is written yet."""
+    documents, gold = gate_inputs(documents, settings, reviewed)
+    dev = GoldSet.read(settings.dev_gold).documents if settings.dev_gold is not None else None
+    plan = prepare(documents, dev, base_model, config, labels=settings.labels, dev_fraction=settings.dev_fraction)
+    log.info("training on %d documents (%d dev) from %s", len(plan.train), len(plan.dev), manifest.version)
+    result = fine_tune(
+        plan,
+        device=settings.device,
+        patience=settings.patience,
+        progress=progress,
+        should_stop=should_stop,
+        max_seconds=settings.max_train_seconds,
+    )
+    return judge(result, manifest=manifest, settings=settings, registry=registry, gold=gold)
+
+
 def train_and_register(
     documents: Sequence[Document],
     *,
@@ -133,21 +162,18 @@ def train_and_register(
 ) -> TrainingOutcome:
     """Train on ``documents``, gate on the configured gold set (with the ``reviewed`` documents, which are never
     trained on), and add the version (published or rejected)."""
-    documents, gold = gate_inputs(documents, settings, reviewed)
-    dev = GoldSet.read(settings.dev_gold).documents if settings.dev_gold is not None else None
-    plan = prepare(documents, dev, base_model, config, labels=settings.labels, dev_fraction=settings.dev_fraction)
-    log.info("training on %d documents (%d dev) from %s", len(plan.train), len(plan.dev), manifest.version)
-    result = fine_tune(
-        plan,
-        device=settings.device,
-        patience=settings.patience,
+    judged = train_and_judge(
+        documents,
+        manifest=manifest,
+        settings=settings,
+        registry=registry,
+        config=config,
+        base_model=base_model,
         progress=progress,
         should_stop=should_stop,
-        max_seconds=settings.max_train_seconds,
+        reviewed=reviewed,
     )
-    return gate_and_register(
-        result, manifest=manifest, settings=settings, registry=registry, gold=gold, correlation_id=correlation_id
-    )
+    return register_judged(judged, manifest=manifest, registry=registry, correlation_id=correlation_id)
 
 
 SMOKE_TEXT = "Seen today for a follow-up; no new complaints. Plan: continue the current treatment."
@@ -162,16 +188,29 @@ def loads_and_predicts(folder: Path) -> None:
     verify_shipped_onnx(folder, predictor, SMOKE_TEXT)
 
 
-def gate_and_register(
+@dataclass(frozen=True)
+class JudgedModel:
+    """A trained model scored and gated, not yet a version: :func:`register_judged` adds it to the registry (in the
+    service), or :func:`synthner_trainer.jobs` writes it to a job folder first (a training job out of process)."""
+
+    name: str
+    gate: GateDecision
+    metrics: list[EvaluationResult]
+    labels: list[str]
+    base_model: str
+    write: Callable[[Path], None]
+    """Writes the model folder (weights, shipped ONNX, metadata) into the folder it is given."""
+
+
+def judge(
     result: TrainingResult,
     *,
     manifest: DatasetManifest,
     settings: TrainerSettings,
     registry: ModelRegistry,
     gold: GoldSet | None,
-    correlation_id: str,
-) -> TrainingOutcome:
-    """Score a trained model, gate it against the current version on the gold set, add it as a version."""
+) -> JudgedModel:
+    """Score a trained model and gate it against the registry's current version on the gold set."""
     config, base_model = result.config, result.base_model
     dev_name = GoldSet.name_of(settings.dev_gold) if settings.dev_gold is not None else "synthetic-dev"
     metrics = evaluate_result(result, gold, dev_name)
@@ -210,7 +249,16 @@ def gate_and_register(
             },
         )
 
-    version = registry.add(name, write, gate, verify=loads_and_predicts)
+    return JudgedModel(name, gate, metrics, list(result.labels), str(base_model), write)
+
+
+def register_judged(
+    judged: JudgedModel, *, manifest: DatasetManifest, registry: ModelRegistry, correlation_id: str
+) -> TrainingOutcome:
+    """Add a judged model as a version (verified by loading it back before it may become current) and describe a
+    published, current one as ``ModelPublished``: the model store's one writer (the service) calls this."""
+    name = judged.name
+    version = registry.add(name, judged.write, judged.gate, verify=loads_and_predicts)
     log.info("model version %s %s (%s)", name, version.status, version.gate.reason)
     if version.held_by is not None:
         pin = version.held_by
@@ -229,12 +277,32 @@ def gate_and_register(
             producer=PRODUCER,
             model_version=name,
             artifact_uri=str(version.path.resolve()),
-            labels=result.labels,
-            base_model=str(base_model),
-            metrics=metrics,
+            labels=judged.labels,
+            base_model=judged.base_model,
+            metrics=judged.metrics,
             dataset=manifest,
         )
-    return TrainingOutcome(version, metrics, published)
+    return TrainingOutcome(version, judged.metrics, published)
+
+
+def gate_and_register(
+    result: TrainingResult,
+    *,
+    manifest: DatasetManifest,
+    settings: TrainerSettings,
+    registry: ModelRegistry,
+    gold: GoldSet | None,
+    correlation_id: str,
+) -> TrainingOutcome:
+    """Score a trained model, gate it against the current version on the gold set, add it as a version."""
+    judged = judge(result, manifest=manifest, settings=settings, registry=registry, gold=gold)
+    return register_judged(judged, manifest=manifest, registry=registry, correlation_id=correlation_id)
+
+
+def request_model_and_config(request: TrainingRequested, settings: TrainerSettings) -> tuple[Path, TrainingConfig]:
+    """The base model and the resolved hyper-parameters a training request asks for."""
+    base_model = Path(request.base_model) if request.base_model else settings.base_model or default_base_model()
+    return base_model, settings.training.override(request.hyperparameters)
 
 
 def run_training_request(
@@ -248,8 +316,7 @@ def run_training_request(
 ) -> TrainingOutcome:
     """Serve a ``TrainingRequested``: freeze (or reuse) a dataset version, train, gate, register. ``progress`` sees
     every training update (the CLI draws its bar and learning curve from them)."""
-    base_model = Path(request.base_model) if request.base_model else settings.base_model or default_base_model()
-    config = settings.training.override(request.hyperparameters)
+    base_model, config = request_model_and_config(request, settings)
     manifest = store.create_version(request.dataset)
     documents = store.documents(manifest.version)
     return train_and_register(

