@@ -216,3 +216,22 @@ async def test_a_user_publishing_another_services_message_type_is_refused(tmp_pa
         without_one = {name: password for name, password in PASSWORDS.items() if name != "synthner-trainer"}
         with pytest.raises(AssertionError, match="PASSWORD_SYNTHNER_TRAINER is not set"):
             await setup_users(node.node, without_one)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="known gap (docs/deploy.md, 'Broker users'): every consumer may write the default exchange for its retry "
+    "queues, and the default exchange is not a topic exchange, so topic permissions cannot stop a user from putting a "
+    "message straight into another role's queue",
+)
+async def test_a_user_cannot_put_a_message_straight_into_another_roles_queue(tmp_path: Path) -> None:
+    note = sample_note(4)
+    async with configured_node(tmp_path) as node:
+        async with node.probe() as operator:
+            await operator.topology.declare_shared(await operator.connection.channel())
+        try:
+            await publish(node.url("ner-api"), "", f"{DEFAULT_NAMESPACE}.annotator", note.model_dump_json().encode())
+        except ChannelAccessRefused:
+            return
+        raise AssertionError("the NER API's user put a NoteGenerated into the annotator's queue")
