@@ -54,7 +54,7 @@ def _parse_entry(entry: str) -> str | IpNetwork:
             raise InternalHostError(f"{entry!r} is not a CIDR range") from None
     name = text[2:] if text.startswith("*.") else text
     labels = name.split(".")
-    if not all(label and len(label) <= 63 and label.replace("-", "").isalnum() for label in labels):
+    if not all(label and len(label) <= 63 and label.replace("-", "").replace("_", "").isalnum() for label in labels):
         raise InternalHostError(f"{entry!r} is not a host name, a '*.suffix' pattern or a CIDR range")
     return text
 

@@ -114,7 +114,7 @@ def test_a_bad_allow_list_entry_is_refused() -> None:
     with pytest.raises(ValidationError, match="not a CIDR range"):
         llm_settings("http://llm/v1", external=False, internal_hosts="10.0.0.0/33")
     with pytest.raises(ValidationError, match="is not a host name"):
-        llm_settings("http://llm/v1", external=False, internal_hosts='["llm", "*.bad_name"]')
+        llm_settings("http://llm/v1", external=False, internal_hosts='["llm", "*.bad name"]')
 
 
 def test_entry_point_exits_2_with_one_line_on_an_internal_endpoint_off_the_list() -> None:
