@@ -78,14 +78,6 @@ class Broker:
             self.server_version or "of unknown version",
             self.producer,
         )
-        version = parse_version(self.server_version)
-        if version and version < CONSUMER_TIMEOUT_ARGUMENT_SINCE:
-            log.warning(
-                "RabbitMQ %s ignores x-consumer-timeout on a subscription (honoured from 4.3): the consumer timeout is "
-                "the queue's consumer-timeout policy (3.12 and later) or the broker's consumer_timeout; keep it above "
-                "every role's handler deadline (docs/messaging.md)",
-                self.server_version,
-            )
 
     async def close(self) -> None:
         if self._connection is not None and not self._connection.is_closed:

@@ -43,7 +43,7 @@ from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 
 from synthner_shared.contracts.envelope import Envelope
 from synthner_shared.contracts.registry import MessageDecodeError, decode_message
-from synthner_shared.messaging.broker import Broker
+from synthner_shared.messaging.broker import CONSUMER_TIMEOUT_ARGUMENT_SINCE, Broker, parse_version
 from synthner_shared.messaging.errors import (
     BrokerRefused,
     BrokerUnavailable,
@@ -68,6 +68,7 @@ LAST_ERROR_HEADER = "x-synthner-last-error"
 MAX_REASON_CHARS = 2_000
 CONSUMER_TIMEOUT_ARGUMENT = "x-consumer-timeout"
 HANDBACK_MEMORY = 10_000
+_WARNED_VERSIONS: set[str] = set()
 """Messages whose hand-backs a runner remembers (least recently handed back forgotten first)."""
 
 Handler = Callable[[M], Awaitable[Sequence[Envelope]]]
@@ -265,12 +266,27 @@ class ConsumerRunner(Generic[M]):
         self._consumer_tag = await self._queue.consume(
             self._on_message, arguments={CONSUMER_TIMEOUT_ARGUMENT: timeout_ms}
         )
+        self._warn_if_the_broker_ignores_the_timeout()
         log.info(
             "consuming %s (prefetch %d, handler deadline %gs, consumer timeout %gs)",
             self._queue_name,
             self._settings.prefetch,
             self._deadline_s,
             self._consumer_timeout_s,
+        )
+
+    def _warn_if_the_broker_ignores_the_timeout(self) -> None:
+        """Once per process and broker version: a broker before 4.3 ignores ``x-consumer-timeout`` on a subscription."""
+        text = self._broker.server_version
+        version = parse_version(text)
+        if not version or version >= CONSUMER_TIMEOUT_ARGUMENT_SINCE or text in _WARNED_VERSIONS:
+            return
+        _WARNED_VERSIONS.add(text)
+        log.warning(
+            "RabbitMQ %s ignores x-consumer-timeout on a subscription (honoured from 4.3): the consumer timeout is the "
+            "queue's consumer-timeout policy (3.12 and later) or the broker's consumer_timeout; keep it above every "
+            "role's handler deadline (docs/messaging.md)",
+            text,
         )
 
     async def stop_consuming(self) -> None:
