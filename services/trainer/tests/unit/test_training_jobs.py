@@ -7,6 +7,8 @@ integration tier (test_training_jobs.py there)."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -212,3 +214,15 @@ def adapted(request: AdaptationRequested, out: Path) -> GeneratorAdapted:
         ngram5_recall_before=0.0,
         ngram5_recall_after=0.1,
     )
+
+
+def test_the_job_entry_point_without_its_folder_is_one_line_and_exit_code_2(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "synthner_trainer.job", "--job", str(tmp_path / "missing")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == "synthner-trainer-job: job.json not found in the job folder"
