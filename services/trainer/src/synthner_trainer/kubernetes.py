@@ -122,6 +122,25 @@ class KubernetesJobs:
             raise self._failed(response, f"reading job/{name}")
         return dict(response.json())
 
+    def pod_endings(self, name: str) -> list[str]:
+        """How the Job's pods' containers ended (``OOMKilled``, ``Error (exit 1)``...), read from the pods' status
+        (label ``job-name``, set by Kubernetes): the failure's reason without the pods' logs. Empty if unreadable."""
+        path = f"/api/v1/namespaces/{self.access.namespace}/pods"
+        headers = {"Authorization": f"Bearer {self.access.token()}", "Accept": "application/json"}
+        try:
+            response = self._client.get(path, params={"labelSelector": f"job-name={name}"}, headers=headers)
+        except httpx.HTTPError:
+            return []
+        if response.status_code != httpx.codes.OK:
+            return []
+        endings = []
+        for pod in response.json().get("items") or []:
+            for status in (pod.get("status") or {}).get("containerStatuses") or []:
+                terminated = (status.get("state") or {}).get("terminated") or {}
+                if terminated:
+                    endings.append(f"{terminated.get('reason', 'terminated')} (exit {terminated.get('exitCode')})")
+        return endings
+
     def delete(self, name: str) -> None:
         """Delete the Job and its pods (background propagation); a Job already gone is fine."""
         response = self._request("DELETE", f"/jobs/{name}", {"propagationPolicy": "Background"})
@@ -191,6 +210,10 @@ class KubernetesLauncher:
         while True:
             status = job_status(self.jobs.get(name))
             if status is not None:
+                if status.end in ("failed", "deadline_exceeded"):
+                    endings = self.jobs.pod_endings(name)
+                    if endings:
+                        status = JobStatus(status.end, f"{status.reason}; pods: {', '.join(endings)}")
                 log.info("job/%s ended: %s %s", name, status.end, status.reason)
                 if status.end != "deleted":
                     self.jobs.delete(name)  # its result is in the job folder; the pods' logs go with it

@@ -52,6 +52,7 @@ class FakeApiServer:
         self.existing = existing
         self.requests: list[httpx.Request] = []
         self.deleted: list[str] = []
+        self.pods: dict[str, list[dict[str, Any]]] = {}
 
     def status(self, code: int, reason: str, message: str) -> httpx.Response:
         body = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason, "message": message}
@@ -60,6 +61,9 @@ class FakeApiServer:
     def __call__(self, request: httpx.Request) -> httpx.Response:  # noqa: PLR0911 - one answer per API call
         self.requests.append(request)
         path = request.url.path
+        if request.method == "GET" and path == f"/api/v1/namespaces/{NAMESPACE}/pods":
+            selected = request.url.params["labelSelector"].removeprefix("job-name=")
+            return httpx.Response(200, json={"kind": "PodList", "items": self.pods.get(selected, [])})
         if request.method == "GET" and path == f"/apis/batch/v1/namespaces/{NAMESPACE}/cronjobs/trainer-job":
             return httpx.Response(200, json=self.cronjob)
         if request.method == "POST" and path == JOBS:
@@ -135,6 +139,17 @@ def test_the_jobs_status_conditions_map_to_its_end(
     api = FakeApiServer([[], running, conditions])
     assert run(api, tmp_path) == expected
     assert len([r for r in api.requests if r.method == "GET" and "/jobs/" in r.url.path]) == 3  # polled until it ended
+
+
+def test_a_failed_jobs_reason_says_how_its_pods_ended_without_their_logs(tmp_path: Path) -> None:
+    api = FakeApiServer([[condition("Failed", "BackoffLimitExceeded", "Job has reached the specified backoff limit")]])
+    terminated = {"state": {"terminated": {"reason": "OOMKilled", "exitCode": 137}}}
+    api.pods["synthner-train-0123456789abcdef01234567"] = [
+        {"metadata": {"name": "p-1"}, "status": {"containerStatuses": [terminated]}}
+    ]
+    status = run(api, tmp_path)
+    assert status.end == "failed"
+    assert status.reason.endswith("pods: OOMKilled (exit 137)")
 
 
 def test_interim_conditions_wait_for_the_final_one() -> None:
