@@ -3,10 +3,12 @@ configuration, never changed on the shared node), created from ``deploy/rabbitmq
 dev manifests and compose load — by ``deploy/rabbitmq/setup-users.sh``, the script they run.
 
 - each service's user runs its role with the real consumer runner: it declares the topology, consumes its queue,
-  parks a failing message in its retry queue (default exchange), publishes its outputs and dead-letters a poison
+  parks a failing message in its retry queue (retry exchange), publishes its outputs and dead-letters a poison
   message (dead-letter exchange);
 - a user publishing a message type that is not its own is refused by the broker (the NER API's ``NoteGenerated``),
-  a user whose password is not set cannot log in, and the script refuses to leave one without a password.
+  a user whose password is not set cannot log in, and the script refuses to leave one without a password;
+- no service's user can put a message straight into another role's queue: not through the default exchange (only
+  the operator may write it), not through the retry exchange by another role's work or retry queue name.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -164,7 +167,7 @@ async def run_role(node: Node, user: str, role: QueueRole, outputs: Sequence[Env
         if note.note_id == poison.note_id:
             raise PoisonMessageError("a poison message")
         if attempts.count(note.note_id) == 1:
-            raise RetryableError("fails once")  # parked in the retry queue through the default exchange
+            raise RetryableError("fails once")  # parked in the retry queue through the retry exchange
         handled.set()
         return outputs
 
@@ -218,20 +221,26 @@ async def test_a_user_publishing_another_services_message_type_is_refused(tmp_pa
             await setup_users(node.node, without_one)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="known gap (docs/deploy.md, 'Broker users'): every consumer may write the default exchange for its retry "
-    "queues, and the default exchange is not a topic exchange, so topic permissions cannot stop a user from putting a "
-    "message straight into another role's queue",
-)
 async def test_a_user_cannot_put_a_message_straight_into_another_roles_queue(tmp_path: Path) -> None:
-    note = sample_note(4)
+    sample = sample_note(4)
+    note = sample.model_dump_json().encode()
     async with configured_node(tmp_path) as node:
         async with node.probe() as operator:
-            await operator.topology.declare_shared(await operator.connection.channel())
-        try:
-            await publish(node.url("ner-api"), "", f"{DEFAULT_NAMESPACE}.annotator", note.model_dump_json().encode())
-        except ChannelAccessRefused:
-            return
-        raise AssertionError("the NER API's user put a NoteGenerated into the annotator's queue")
+            topology = operator.topology
+            await topology.declare_shared(await operator.connection.channel())
+        annotator = topology.queue_name(ANNOTATOR)
+        annotator_retry = topology.retry_queue_name(annotator, topology.retry_delays_ms[0])
+        for user in ("ner-api", "generator", "trainer", "tracker"):
+            with pytest.raises(ChannelAccessRefused, match=r"amq\.default"):
+                await publish(node.url(user), "", annotator, note)
+            for queue in (annotator, annotator_retry):  # by name through the retry exchange
+                with pytest.raises(ChannelAccessRefused, match=re.escape(queue)):
+                    await publish(node.url(user), topology.retry_exchange, queue, note)
+        async with node.probe() as operator:
+            assert await operator.drain(annotator) == []
+            assert await operator.drain(annotator_retry) == []
+        # What the refusals do not stop: the operator's replay, by name through the default exchange.
+        await publish(node.url("operator"), "", annotator, note)
+        async with node.probe("annotator") as own:
+            received = await own.get(annotator)
+        assert decode_message(received.body).message_id == sample.message_id

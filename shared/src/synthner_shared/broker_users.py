@@ -5,18 +5,24 @@ Each service connects as its own RabbitMQ user (its own ``AMQP_URL``). What a us
 - **configure** every queue and exchange of the namespace: each service declares the shared topology at start-up
   (:meth:`~synthner_shared.messaging.topology.Topology.declare_shared`), and a non-passive declare needs it;
 - **write** the namespace's queues (a binding needs write on the queue), its topic exchange, its dead-letter exchange
-  (the consumer runner dead-letters poison messages there) and the default exchange (the runner parks a message in
-  its retry queue through it);
+  (the consumer runner dead-letters poison messages there) and its retry exchange ``<ns>.retry`` (the runner parks a
+  message in its retry queue through it; declaring a retry queue, which dead-letters back through it, needs it too).
+  Not the default exchange: only the operator's user may write it (``synthner ops dlq replay`` moves a dead letter
+  back to the work queue its header names, and puts a kept one back at the end of the queue it swept — any held or
+  work queue of the namespace, by name);
 - **read** every queue and exchange of the namespace: a binding needs read on the exchange, consuming needs it on the
   queue, and declaring a queue with a dead-letter exchange needs read on the queue (and write on that exchange) — and
   every service declares every shared queue, with its dead-letter exchange, at start-up;
 - **topic permissions** on the topic exchange: *write* only the routing keys of the message types it publishes (the
-  routing key is the message type, e.g. ``note.generated``), *read* every key (``declare_shared`` binds them all).
+  routing key is the message type, e.g. ``note.generated``), *read* every key (``declare_shared`` binds them all);
+  on the retry exchange (a topic exchange too, routing by queue name): *write* only the names of its own role's
+  retry queues, *read* every key.
 
-So the NER API's user is refused when it publishes ``NoteGenerated``: the broker closes the channel with
-ACCESS_REFUSED. What topic permissions cannot cover: the default exchange routes by queue name and is not a topic
-exchange, so a user that may write it (every consumer, for its retries) could put a message straight into any queue
-(docs/deploy.md, "Broker users").
+So the NER API's user is refused when it publishes ``NoteGenerated``, and when it puts a message into the annotator's
+queue by name: the broker closes the channel with ACCESS_REFUSED. What topic permissions cannot cover: the
+dead-letter exchange ``<ns>.dlx`` is a direct exchange (and an exchange's type cannot change on a redeclare), so any
+service's user could put a message into another role's dead-letter queue — held for a person, never consumed
+automatically (docs/deploy.md, "Broker users").
 
 The deployment files do not hold this table: ``deploy/rabbitmq/definitions.json`` (RabbitMQ's definitions format)
 does, and the dev manifests, compose and the tests load that file. :func:`definitions` renders it from the code here,
@@ -56,6 +62,7 @@ from synthner_shared.messaging.topology import (
     NER_API,
     TRAINER,
     QueueRole,
+    Topology,
 )
 
 DEFAULT_NAMESPACE = "synthner"
@@ -120,23 +127,44 @@ def _escape(name: str) -> str:
     return re.escape(name).replace(r"\-", "-")
 
 
-def permissions(namespace: str = DEFAULT_NAMESPACE) -> dict[str, str]:
-    """The ``configure``, ``write`` and ``read`` regexes in the namespace's virtual host (the same for every service:
-    what tells them apart is the topic permissions)."""
+OPERATOR = "synthner-operator"
+"""The one user that may write the default exchange (its sweeps move messages between queues by name)."""
+
+NO_KEY = "(?!)"
+"""A topic-permission regex that matches no routing key at all."""
+
+
+def permissions(user: ServiceUser, namespace: str = DEFAULT_NAMESPACE) -> dict[str, str]:
+    """The ``configure``, ``write`` and ``read`` regexes of ``user`` in the namespace's virtual host: the same for
+    every service (what tells them apart is the topic permissions); the operator may write the default exchange too."""
     ns = _escape(namespace)
-    return {
-        "configure": rf"^{ns}(\..+)?$",
-        "write": rf"^{ns}(\..+)?$|^amq\.default$",
-        "read": rf"^{ns}(\..+)?$",
-    }
+    write = rf"^{ns}(\..+)?$"
+    if user.name == OPERATOR:
+        write += r"|^amq\.default$"
+    return {"configure": rf"^{ns}(\..+)?$", "write": write, "read": rf"^{ns}(\..+)?$"}
 
 
-def topic_permissions(user: ServiceUser, namespace: str = DEFAULT_NAMESPACE) -> dict[str, str]:
-    """The topic permissions of ``user`` on the namespace's topic exchange: ``write`` its own routing keys only."""
+def retry_queue_pattern(role: QueueRole, namespace: str = DEFAULT_NAMESPACE) -> str:
+    """A regex of the names of ``role``'s retry queues (``Topology.retry_queue_name``), every replica's for a role
+    with a queue per instance."""
+    queue = _escape(f"{namespace}.{role.name}") + (r"\..+" if role.per_instance else "")
+    return rf"{queue}\.retry\.[0-9]+ms"
+
+
+def topic_permissions(user: ServiceUser, namespace: str = DEFAULT_NAMESPACE) -> list[dict[str, str]]:
+    """The topic permissions of ``user``: on the namespace's topic exchange ``write`` its own routing keys only; on
+    the retry exchange (routing by queue name) ``write`` the names of its own role's retry queues only."""
     keys = [_escape(key) for key in user.routing_keys]
-    # "(?!)" matches no routing key at all: a user that publishes nothing (the tracker).
-    write = rf"^({_alternatives(keys)})$" if keys else "(?!)"
-    return {"exchange": namespace, "write": write, "read": ".*"}
+    retry_queues = [retry_queue_pattern(role, namespace) for role in user.consumes]
+    return [
+        {"exchange": namespace, "write": _only(keys), "read": ".*"},
+        {"exchange": Topology(namespace, 1, ()).retry_exchange, "write": _only(retry_queues), "read": ".*"},
+    ]
+
+
+def _only(patterns: list[str]) -> str:
+    # NO_KEY for a user that publishes nothing there (the tracker on the topic exchange, the operator on retries).
+    return rf"^({_alternatives(patterns)})$" if patterns else NO_KEY
 
 
 def definitions(namespace: str = DEFAULT_NAMESPACE, vhost: str = DEFAULT_VHOST) -> dict[str, Any]:
@@ -153,8 +181,10 @@ def definitions(namespace: str = DEFAULT_NAMESPACE, vhost: str = DEFAULT_VHOST) 
             {"name": u.name, "password_hash": "", "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": []}
             for u in users
         ],
-        "permissions": [{"user": u.name, "vhost": vhost, **permissions(namespace)} for u in users],
-        "topic_permissions": [{"user": u.name, "vhost": vhost, **topic_permissions(u, namespace)} for u in users],
+        "permissions": [{"user": u.name, "vhost": vhost, **permissions(u, namespace)} for u in users],
+        "topic_permissions": [
+            {"user": u.name, "vhost": vhost, **entry} for u in users for entry in topic_permissions(u, namespace)
+        ],
     }
 
 
@@ -185,11 +215,14 @@ __all__ = [
     "DEFAULT_NAMESPACE",
     "DEFAULT_VHOST",
     "DEFINITIONS_FILE",
+    "NO_KEY",
+    "OPERATOR",
     "SERVICE_USERS",
     "ServiceUser",
     "definitions",
     "permissions",
     "rabbitmqctl_commands",
+    "retry_queue_pattern",
     "topic_permissions",
     "user_for",
 ]

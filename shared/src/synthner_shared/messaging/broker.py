@@ -44,6 +44,7 @@ class Broker:
         self._channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
         self._dead_letter_exchange: AbstractExchange | None = None
+        self._retry_exchange: AbstractExchange | None = None
         self._publisher: Publisher | None = None
 
     async def connect(self) -> None:
@@ -71,6 +72,7 @@ class Broker:
         self._channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
         self._exchange = await self.topology.declare_shared(self._channel)
         self._dead_letter_exchange = await self._channel.get_exchange(self.topology.dead_letter_exchange)
+        self._retry_exchange = await self._channel.get_exchange(self.topology.retry_exchange)
         self._publisher = Publisher(self._channel, self._exchange, self.settings.publish_timeout_s)
         log.info(
             "connected to broker %s (RabbitMQ %s) as %s",
@@ -115,6 +117,13 @@ class Broker:
         if self._dead_letter_exchange is None:
             raise RuntimeError("broker not connected; call connect() first")
         return self._dead_letter_exchange
+
+    @property
+    def retry_exchange(self) -> AbstractExchange:
+        """Routes to a retry (or work) queue by its name (``Topology.retry_exchange``)."""
+        if self._retry_exchange is None:
+            raise RuntimeError("broker not connected; call connect() first")
+        return self._retry_exchange
 
     @property
     def server_version(self) -> str:

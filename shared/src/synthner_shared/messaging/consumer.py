@@ -475,7 +475,7 @@ class ConsumerRunner(Generic[M]):
         delay_ms = self._settings.retry_delay_ms(retries)
         retry_queue = self._broker.topology.retry_queue_name(self._queue_name, delay_ms)
         copy = _republished(incoming, {RETRIES_HEADER: retries, LAST_ERROR_HEADER: reason})
-        if not await self._move(incoming, self._broker.publish_channel.default_exchange, copy, retry_queue):
+        if not await self._move(incoming, self._broker.retry_exchange, copy, retry_queue):
             await self._hand_back(incoming, f"retry queue {retry_queue} did not take it")
             return
         self.stats.retried += 1

@@ -3,8 +3,15 @@
 - one durable **topic exchange** ``<ns>`` that every message is published to, routed by the message's routing key;
 - one durable **quorum queue** per consumer role (``<ns>.<role>``), with ``x-delivery-limit`` and dead-lettering
   (at-least-once) to the direct exchange ``<ns>.dlx``, which routes to ``<ns>.<role>.dlq``;
-- per role and back-off delay a **retry queue** ``<ns>.<queue>.retry.<ms>``: a message parked there expires after
+- per role and back-off delay a **retry queue** ``<queue>.retry.<ms>ms``: a message parked there expires after
   ``<ms>`` and is dead-lettered back to its work queue (queue-level TTL, so no message waits behind a longer one);
+- the durable **topic exchange** ``<ns>.retry`` that routes by queue name: each retry queue and each work queue is
+  bound to it with its own name as the routing key. The consumer runner parks a retry through it, and a retry queue
+  dead-letters back through it. It replaces the default exchange for these moves because the default exchange is not
+  a topic exchange: RabbitMQ's topic permissions can narrow what a service's user publishes on ``<ns>.retry`` (its own
+  role's retry queues only, ``synthner_shared.broker_users``), never on the default exchange. (Retry queues of
+  earlier versions, ``<queue>.retry.<ms>``, dead-lettered through the default exchange; a queue's arguments cannot
+  change, hence the new names. Old ones still return what they hold, and an operator deletes them once empty.)
 - roles that every replica must hear (model events for the NER API) get one queue per instance, which expires
   when its replica has been gone for an hour.
 
@@ -95,6 +102,11 @@ class Topology:
     def dead_letter_exchange(self) -> str:
         return f"{self.namespace}.dlx"
 
+    @property
+    def retry_exchange(self) -> str:
+        """The topic exchange that routes a message to a retry or work queue by the queue's name."""
+        return f"{self.namespace}.retry"
+
     def queue_name(self, role: QueueRole, instance: str | None = None) -> str:
         if role.per_instance:
             if not instance:
@@ -106,7 +118,7 @@ class Topology:
         return f"{self.namespace}.{role.name}.dlq"
 
     def retry_queue_name(self, queue_name: str, delay_ms: int) -> str:
-        return f"{queue_name}.retry.{delay_ms}"
+        return f"{queue_name}.retry.{delay_ms}ms"
 
     def _quorum(self, extra: dict[str, Any]) -> dict[str, Any]:
         return {"x-queue-type": "quorum", **extra}
@@ -127,7 +139,7 @@ class Topology:
     def retry_queue_arguments(self, role: QueueRole, queue_name: str, delay_ms: int) -> dict[str, Any]:
         arguments: dict[str, Any] = {
             "x-message-ttl": delay_ms,
-            "x-dead-letter-exchange": "",
+            "x-dead-letter-exchange": self.retry_exchange,
             "x-dead-letter-routing-key": queue_name,
             "x-dead-letter-strategy": "at-least-once",
             "x-overflow": "reject-publish",
@@ -137,8 +149,9 @@ class Topology:
         return self._quorum(arguments)
 
     async def declare_exchanges(self, channel: AbstractChannel) -> AbstractExchange:
-        """Declare the topic exchange and the dead-letter exchange; returns the topic exchange."""
+        """Declare the topic exchange, the dead-letter exchange and the retry exchange; returns the topic exchange."""
         await channel.declare_exchange(self.dead_letter_exchange, aio_pika.ExchangeType.DIRECT, durable=True)
+        await channel.declare_exchange(self.retry_exchange, aio_pika.ExchangeType.TOPIC, durable=True)
         return await channel.declare_exchange(self.exchange, aio_pika.ExchangeType.TOPIC, durable=True)
 
     async def declare_shared(self, channel: AbstractChannel) -> AbstractExchange:
@@ -164,18 +177,20 @@ class Topology:
     async def declare_role(
         self, channel: AbstractChannel, role: QueueRole, instance: str | None = None
     ) -> AbstractQueue:
-        """Declare a role's work queue (bound to its routing keys), its DLQ and its retry queues."""
+        """Declare a role's work queue (bound to its routing keys), its DLQ and its retry queues; the work queue and
+        each retry queue are bound to the retry exchange by their own names."""
         await self.declare_dead_letter_queue(channel, role)
         name = self.queue_name(role, instance)
         queue = await channel.declare_queue(name, durable=True, arguments=self.work_queue_arguments(role))
         for routing_key in role.routing_keys:
             await queue.bind(self.exchange, routing_key)
+        await queue.bind(self.retry_exchange, name)
         for delay_ms in sorted(set(self.retry_delays_ms)):
-            await channel.declare_queue(
-                self.retry_queue_name(name, delay_ms),
-                durable=True,
-                arguments=self.retry_queue_arguments(role, name, delay_ms),
+            retry_name = self.retry_queue_name(name, delay_ms)
+            retry_queue = await channel.declare_queue(
+                retry_name, durable=True, arguments=self.retry_queue_arguments(role, name, delay_ms)
             )
+            await retry_queue.bind(self.retry_exchange, retry_name)
         return queue
 
     def all_queue_names(self, instances: dict[str, list[str]] | None = None) -> list[str]:
@@ -200,3 +215,4 @@ class Topology:
             await channel.queue_delete(name)
         await channel.exchange_delete(self.exchange)
         await channel.exchange_delete(self.dead_letter_exchange)
+        await channel.exchange_delete(self.retry_exchange)
