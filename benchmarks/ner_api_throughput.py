@@ -2,17 +2,19 @@
 
 Variants:
 - ``pipeline``: ``transformers.pipeline("token-classification", aggregation_strategy="simple")``, batch 8;
-- ``ours-fp32`` / ``ours-int8``: the NER API's serving predictor in process, as served by default (ONNX Runtime;
-  int8 = its dynamic quantisation);
-- ``torch-fp32`` / ``torch-int8``: the same predictor on eager torch (``runtime="torch"``), for comparison;
+- ``ours-fp32`` / ``ours-int8``: the NER API's serving predictor in process, as served: the model folder's shipped
+  ``model.onnx`` / ``model.int8.onnx`` on ONNX Runtime (the trainer writes them; the folder must have them);
+- ``torch-fp32`` / ``torch-int8``: the same tagger on eager torch (``runtime="torch"``), for comparison
+  (``--no-torch`` skips them);
 - ``http-fp32`` / ``http-int8``: ``python -m synthner_ner_api`` in a subprocess on 127.0.0.1, hit by concurrent
   clients posting one document each (so the micro-batcher has company to batch).
 
 For each: documents/s, entity agreement with the pipeline (Jaccard of character spans) and strict F1 against the
-file's gold entities; plus p50/p95 latency of a single 2,000-character note. The last line is
+file's gold entities; plus p50/p95 latency of a single 2,000-character note. The CPU's model, cores and the flags
+that decide the kernels (AVX2, AVX-512, VNNI, AMX) are printed first. The last line is
 ``ratio_fp32=… ratio_int8=… f1_drop_int8=…`` (ratios of in-process docs/s to the pipeline; F1 drop in 0-1).
 
-    python benchmarks/ner_api_throughput.py --model DIR [--docs FILE] [--count 500]
+    python benchmarks/ner_api_throughput.py --model DIR [--docs FILE] [--count 500] [--threads N] [--no-http]
 """
 
 from __future__ import annotations
@@ -34,10 +36,25 @@ import httpx
 from synthner_ner_api.predictor import ServingPredictor
 from synthner_shared.documents import Document, DocumentEntity, read_documents
 from synthner_shared.evaluation import evaluate_spans
+from synthner_shared.ner.onnx import ONNX_FILE, ONNX_INT8_FILE
 from synthner_shared.offline import stay_offline
 
 Spans = list[tuple[int, int, str]]
 DEFAULT_DOCS = Path(__file__).resolve().parents[2] / "shared" / "data" / "ncbi_disease" / "train.jsonl"
+
+
+CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")
+"""The /proc/cpuinfo flags that decide which kernels ONNX Runtime and torch run (int8 dot products: VNNI, AMX)."""
+
+
+def cpu_line() -> str:
+    """``cpu=… cores=… flags=…`` from /proc/cpuinfo (Linux), for the figures to say what they were measured on."""
+    info = Path("/proc/cpuinfo")
+    text = info.read_text() if info.is_file() else ""
+    model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "?")
+    flags = set(next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []))
+    present = [flag for flag in CPU_FLAGS if flag in flags]
+    return f"cpu={model!r} cores={os.cpu_count()} flags={','.join(present) or 'none of ' + ','.join(CPU_FLAGS)}"
 
 
 def as_documents(gold: Sequence[Document], predicted: Sequence[Spans]) -> list[Document]:
@@ -165,7 +182,12 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--clients", type=int, default=8, help="concurrent HTTP clients (default 8)")
     parser.add_argument("--threads", type=int, default=None, help="torch/ONNX Runtime threads (default: all cores)")
     parser.add_argument("--no-http", action="store_true", help="skip the HTTP variants")
+    parser.add_argument("--no-torch", action="store_true", help="skip the eager-torch variants")
     args = parser.parse_args(argv)
+    missing = [name for name in (ONNX_FILE, ONNX_INT8_FILE) if not (args.model / name).is_file()]
+    if missing:
+        parser.error(f"{args.model} ships no {', '.join(missing)}: train it with the current trainer")
+    print(cpu_line(), flush=True)
 
     gold = list(read_documents(args.docs))[: args.count]
     texts = [d.text for d in gold]
@@ -173,14 +195,15 @@ def main(argv: list[str]) -> None:
     print(f"{len(texts)} documents from {args.docs.name}, {sum(map(len, texts)) / len(texts):.0f} characters each")
 
     fp32 = ServingPredictor.load_for_serving(args.model, threads=args.threads)
-    torch_fp32 = ServingPredictor.load_for_serving(args.model, threads=args.threads, runtime="torch")
     variants = {
         "pipeline": run_pipeline(args.model, texts),
         "ours-fp32": run_ours(fp32),
         "ours-int8": run_ours(fp32.variant(int8=True)),
-        "torch-fp32": run_ours(torch_fp32),
-        "torch-int8": run_ours(torch_fp32.variant(int8=True)),
     }
+    if not args.no_torch:
+        torch_fp32 = ServingPredictor.load_for_serving(args.model, threads=args.threads, runtime="torch")
+        variants["torch-fp32"] = run_ours(torch_fp32)
+        variants["torch-int8"] = run_ours(torch_fp32.variant(int8=True))
     rates: dict[str, float] = {}
     outputs: dict[str, list[Spans]] = {}
     for name, predict in variants.items():
