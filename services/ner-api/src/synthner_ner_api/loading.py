@@ -62,7 +62,7 @@ class ServingLoader:
         self.gates: dict[Path, QuantizationGate] = {}
 
     def __call__(self, path: Path) -> Predictor:
-        from synthner_ner_api.predictor import ServingPredictor  # noqa: PLC0415 - torch loads with the first model
+        from synthner_ner_api.predictor import ServingPredictor  # noqa: PLC0415 - onnxruntime loads with the first model
 
         settings = self._settings
         fp32 = ServingPredictor.load_for_serving(path, threads=settings.torch_threads, runtime=settings.runtime)
