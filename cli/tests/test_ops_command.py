@@ -376,7 +376,8 @@ def test_the_policy_pattern_takes_the_held_queues_and_nothing_else() -> None:
     held = ["synthner.annotator.dlq", "synthner.ner-api.dlq", "synthner.job-progress.dlq", "synthner.quarantine"]
     work = ["synthner.annotator", "synthner.ner-api.pod-1", "synthner.quarantine.dlq.x", "other.annotator.dlq"]
     assert all(pattern.match(name) for name in held)
-    assert not any(pattern.match(name) for name in [*work, "synthner.annotator.retry.1000", "synthner.model-history"])
+    retries = ["synthner.annotator.retry.1000ms", "synthner.annotator.retry.1000"]  # the old name too
+    assert not any(pattern.match(name) for name in [*work, *retries, "synthner.model-history"])
 
 
 def test_ops_needs_no_service_package_so_it_runs_in_the_light_generator_image() -> None:

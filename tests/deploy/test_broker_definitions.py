@@ -6,15 +6,25 @@ own user, and docs/deploy.md gives the same rabbitmqctl commands. (The broker it
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
 
-from synthner_shared.broker_users import DEFINITIONS_FILE, definitions, rabbitmqctl_commands
+from synthner_shared.broker_users import (
+    DEFAULT_NAMESPACE,
+    DEFINITIONS_FILE,
+    SERVICE_USERS,
+    definitions,
+    rabbitmqctl_commands,
+    topic_permissions,
+)
+from synthner_shared.messaging.topology import NER_API, SHARED_ROLES, Topology
 from tests.deploy.checks import ROOT, render_overlay
 from tests.deploy.kustomize_lite import load_documents
 
+ALL_ROLES = (*SHARED_ROLES, NER_API)
 SERVICES = ("generator", "tracker", "annotator", "trainer", "ner-api")
 COMPOSE_USERS = {"generator": "generator", "tracker": "tracker", "annotator": "annotator", "trainer": "trainer"}
 COMPOSE_USERS |= {"trainer-gpu": "trainer", "ner-api": "ner-api"}
@@ -95,3 +105,18 @@ def test_the_deploy_guide_gives_the_same_rabbitmqctl_commands() -> None:
     guide = (ROOT / "docs/deploy.md").read_text(encoding="utf-8")
     missing = [c for c in rabbitmqctl_commands(file_definitions()) if c not in guide]
     assert missing == [], "docs/deploy.md lacks (or has stale) rabbitmqctl commands"
+
+
+def test_each_users_retry_permission_admits_its_own_roles_retry_queues_and_nothing_else() -> None:
+    """On the retry exchange (routing by queue name) a service's user may reach its own role's retry queues only:
+    no work queue, no other role's retry queue (the broker itself: ``tests/reliability/test_broker_users.py``)."""
+    topology = Topology(DEFAULT_NAMESPACE, 5, (1_000, 30_000))
+    queues = {role: topology.queue_name(role, "pod-1.x" if role.per_instance else None) for role in ALL_ROLES}
+    retries = {role: [topology.retry_queue_name(q, d) for d in topology.retry_delays_ms] for role, q in queues.items()}
+    for user in SERVICE_USERS:
+        (on_retry,) = [t for t in topic_permissions(user) if t["exchange"] == topology.retry_exchange]
+        allowed = re.compile(on_retry["write"])
+        for role in ALL_ROLES:
+            assert not allowed.search(queues[role]), (user.name, queues[role])
+            for name in retries[role]:
+                assert bool(allowed.search(name)) == (role in user.consumes), (user.name, name)
