@@ -497,6 +497,16 @@ def _network_errors(resources: list[Resource], workloads: list[Resource]) -> lis
     ]
     if not default_deny:
         errors.append("no default-deny NetworkPolicy (podSelector {}, Ingress and Egress, no rules)")
+    for policy in policies:
+        spec = policy.get("spec") or {}
+        for direction, side in (("egress", "to"), ("ingress", "from")):
+            for rule in spec.get(direction) or []:
+                for peer in rule.get(side) or []:
+                    selector = peer.get("podSelector") or {}
+                    if peer.get("namespaceSelector") == {} and not (
+                        selector.get("matchLabels") or selector.get("matchExpressions")
+                    ):
+                        errors.append(f"{_name(policy)}: an {direction} peer selects every pod of every namespace")
     for workload in workloads:
         labels = _template_labels(workload)
         own = [

@@ -253,6 +253,14 @@ def test_broken_copy_broker_rule_without_the_operators_label_fails(deploy_copy: 
     assert any("Deployment/trainer" in e and "no egress rule reaches a broker" in e for e in errors)
 
 
+def test_broken_copy_peer_with_an_empty_label_match_fails(deploy_copy: Path) -> None:
+    # An empty matchLabels under namespaceSelector {} admits every pod of the cluster: it must never pass as a rule.
+    edit(deploy_copy / "k8s/base/tracker.yaml", "app.kubernetes.io/component: rabbitmq", "{}")
+    edit(deploy_copy / "k8s/base/tracker.yaml", "matchLabels:\n              {}", "matchLabels: {}")
+    errors = errors_of(deploy_copy / "k8s", schemas=False)
+    assert any("NetworkPolicy/tracker" in e and "selects every pod of every namespace" in e for e in errors)
+
+
 def test_broken_copy_secret_key_not_documented_fails(deploy_copy: Path) -> None:
     edit(
         deploy_copy / "k8s/base/trainer.yaml",
