@@ -85,13 +85,20 @@ def export_onnx(model: Any, folder: Path, *, int8: bool = True) -> dict[str, Any
 
 def _export_fp32(model: Any, path: Path) -> None:
     """TorchScript-based export with dynamic batch and sequence axes (the torch.export-based exporter needs
-    onnxscript and handles the data-dependent attention mask of BERT-like models less predictably)."""
+    onnxscript and handles the data-dependent attention mask of BERT-like models less predictably).
+
+    Exported with the eager attention implementation (plain MatMul/Softmax), restored afterwards: on a 2-core AMX
+    CPU with all-MiniLM-L6-v2 the graph of torch's SDPA attention ran 15.5 documents/s on ONNX Runtime, the eager one
+    19.3 (int8: 24.5 and about 34), with the same spans."""
     import torch  # noqa: PLC0415 - only exporting needs torch; serving never comes here
 
     example = torch.ones((2, 8), dtype=torch.long, device=next(model.parameters()).device)
     axes = {name: {0: "batch", 1: "sequence"} for name in (*_INPUTS, "logits")}
     was_training = model.training
+    attention = getattr(model.config, "_attn_implementation", None)
     model.train(False)
+    if attention not in (None, "eager") and hasattr(model, "set_attn_implementation"):
+        model.set_attn_implementation("eager")
     try:
         with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
             warnings.simplefilter("ignore")  # the exporter's deprecation and tracer warnings are expected here
@@ -107,6 +114,8 @@ def _export_fp32(model: Any, path: Path) -> None:
             )
     finally:
         model.train(was_training)
+        if attention not in (None, "eager") and hasattr(model, "set_attn_implementation"):
+            model.set_attn_implementation(attention)
     log.debug("exported the model to ONNX (%d bytes)", path.stat().st_size)
 
 
