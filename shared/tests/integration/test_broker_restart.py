@@ -157,3 +157,29 @@ async def test_outputs_wait_out_a_blocked_broker_without_using_up_the_delivery_l
         assert decode_message(out.body).note_id == note.note_id  # type: ignore[attr-defined]
     assert [c.note_id for c in calls] == [note.note_id], "the input was handed back and handled again"
     assert await node_probe.drain(node_probe.topology.dead_letter_queue_name(ANNOTATOR)) == []
+
+
+@pytest.mark.parametrize("outage", ["stop", "crash"])
+async def test_a_broker_that_goes_away_while_the_topology_is_declared_is_waited_for(
+    node: PrivateRabbitMQ, node_settings: BrokerSettings, monkeypatch: pytest.MonkeyPatch, outage: str
+) -> None:
+    """A service starting while the broker restarts waits for it instead of exiting (the chaos run once saw a service
+    exit 1 from a failed declaration during an outage; here the robust channel waits, and Broker.connect retries a
+    lost connection should a declaration fail)."""
+    declare = Topology.declare_shared
+    restarted: list[asyncio.Task[None]] = []
+
+    async def crash_during_the_first(
+        self: Topology, channel: aio_pika.abc.AbstractChannel
+    ) -> aio_pika.abc.AbstractExchange:
+        if not restarted:
+            await (node.stop() if outage == "stop" else node.crash())
+            restarted.append(asyncio.create_task(node.start()))
+        return await declare(self, channel)
+
+    monkeypatch.setattr(Topology, "declare_shared", crash_during_the_first)
+    settings = node_settings.model_copy(update={"connect_timeout_s": 180.0})
+    async with Broker(settings, producer="starting-service") as broker:
+        await restarted[0]
+        assert broker.connected
+        await broker.publisher.publish_many([sample_note()])

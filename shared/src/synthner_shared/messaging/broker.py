@@ -9,6 +9,7 @@ from types import TracebackType
 from typing import Self
 
 import aio_pika
+import aiormq.exceptions
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 
@@ -48,20 +49,23 @@ class Broker:
         self._publisher: Publisher | None = None
 
     async def connect(self) -> None:
-        """Connect, retrying until ``connect_timeout_s``; declare the shared topology."""
-        deadline = asyncio.get_running_loop().time() + self.settings.connect_timeout_s
+        """Connect and declare the shared topology, retrying both until ``connect_timeout_s``: a broker that goes away
+        while the topology is being declared (a restart during a service's start-up) is waited for like one that is
+        not up yet. A refusal from a running broker (no permission, a queue declared with other arguments) is raised
+        at once."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.connect_timeout_s
         attempt = 0
         while True:
             attempt += 1
             try:
-                self._connection = await aio_pika.connect_robust(
-                    self.settings.url.get_secret_value(),
-                    reconnect_interval=self.settings.reconnect_interval_s,
-                    client_properties={"connection_name": self.producer},
-                )
+                await self._connect_once()
                 break
             except CONNECTION_EXCEPTIONS as exc:
-                remaining = deadline - asyncio.get_running_loop().time()
+                if not self._lost_connection(exc):
+                    raise
+                await self._discard_connection()
+                remaining = deadline - loop.time()
                 if remaining <= 0:
                     raise BrokerUnavailable(
                         f"could not connect to {self.settings.redacted_url} within "
@@ -69,17 +73,45 @@ class Broker:
                     ) from None
                 log.warning("broker %s not reachable (%s), retrying", self.settings.redacted_url, type(exc).__name__)
                 await asyncio.sleep(min(self.settings.reconnect_interval_s, remaining))
-        self._channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
-        self._exchange = await self.topology.declare_shared(self._channel)
-        self._dead_letter_exchange = await self._channel.get_exchange(self.topology.dead_letter_exchange)
-        self._retry_exchange = await self._channel.get_exchange(self.topology.retry_exchange)
-        self._publisher = Publisher(self._channel, self._exchange, self.settings.publish_timeout_s)
         log.info(
             "connected to broker %s (RabbitMQ %s) as %s",
             self.settings.redacted_url,
             self.server_version or "of unknown version",
             self.producer,
         )
+
+    async def _connect_once(self) -> None:
+        self._connection = await aio_pika.connect_robust(
+            self.settings.url.get_secret_value(),
+            reconnect_interval=self.settings.reconnect_interval_s,
+            client_properties={"connection_name": self.producer},
+        )
+        self._channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
+        self._exchange = await self.topology.declare_shared(self._channel)
+        self._dead_letter_exchange = await self._channel.get_exchange(self.topology.dead_letter_exchange)
+        self._retry_exchange = await self._channel.get_exchange(self.topology.retry_exchange)
+        self._publisher = Publisher(self._channel, self._exchange, self.settings.publish_timeout_s)
+
+    def _lost_connection(self, exc: BaseException) -> bool:
+        """Whether a failure of :meth:`_connect_once` means the broker was not there (worth waiting for) rather than a
+        refusal by a running broker."""
+        if isinstance(exc, ConnectionError | OSError | aiormq.exceptions.AMQPConnectionError):
+            return True
+        if isinstance(exc, aiormq.exceptions.ChannelInvalidStateError):
+            return True
+        connection = self._connection
+        return connection is not None and (connection.is_closed or connection.reconnecting)
+
+    async def _discard_connection(self) -> None:
+        """Close a half-set-up connection so its robust reconnect loop does not go on in the background."""
+        connection, self._connection = self._connection, None
+        self._channel = self._exchange = self._dead_letter_exchange = self._retry_exchange = None
+        self._publisher = None
+        if connection is not None and not connection.is_closed:
+            try:
+                await connection.close()
+            except CONNECTION_EXCEPTIONS:
+                log.debug("closing a half-open broker connection failed", exc_info=True)
 
     async def close(self) -> None:
         if self._connection is not None and not self._connection.is_closed:
