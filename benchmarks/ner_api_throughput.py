@@ -9,12 +9,14 @@ Variants:
 - ``http-fp32`` / ``http-int8``: ``python -m synthner_ner_api`` in a subprocess on 127.0.0.1, hit by concurrent
   clients posting one document each (so the micro-batcher has company to batch).
 
-For each: documents/s, entity agreement with the pipeline (Jaccard of character spans) and strict F1 against the
+For each: documents/s (the in-process variants timed in turn, 32 documents at a time, so a machine's changing load
+weighs on all alike), entity agreement with the pipeline (Jaccard of character spans) and strict F1 against the
 file's gold entities; plus p50/p95 latency of a single 2,000-character note. The CPU's model, cores and the flags
 that decide the kernels (AVX2, AVX-512, VNNI, AMX) are printed first. The last line is
 ``ratio_fp32=… ratio_int8=… f1_drop_int8=…`` (ratios of in-process docs/s to the pipeline; F1 drop in 0-1).
 
     python benchmarks/ner_api_throughput.py --model DIR [--docs FILE] [--count 500] [--threads N] [--no-http]
+        [--no-torch]
 """
 
 from __future__ import annotations
@@ -93,15 +95,21 @@ def run_ours(predictor: ServingPredictor) -> Callable[[Sequence[str]], list[Span
     return predict
 
 
-def timed(
-    predict: Callable[[Sequence[str]], list[Spans]], texts: Sequence[str], chunk: int = 32
-) -> tuple[float, list[Spans]]:
-    predict(texts[:2])  # warm-up
-    started = time.perf_counter()
-    out: list[Spans] = []
+def timed_together(
+    variants: dict[str, Callable[[Sequence[str]], list[Spans]]], texts: Sequence[str], chunk: int = 32
+) -> tuple[dict[str, float], dict[str, list[Spans]]]:
+    """Documents/s and outputs of every variant, timed chunk by chunk in turn: on a machine shared with other work,
+    a load that comes and goes then weighs on every variant alike instead of on whichever ran at the time."""
+    seconds = dict.fromkeys(variants, 0.0)
+    outputs: dict[str, list[Spans]] = {name: [] for name in variants}
+    for predict in variants.values():
+        predict(texts[:2])  # warm-up
     for offset in range(0, len(texts), chunk):
-        out.extend(predict(texts[offset : offset + chunk]))
-    return len(texts) / (time.perf_counter() - started), out
+        for name, predict in variants.items():
+            started = time.perf_counter()
+            outputs[name].extend(predict(texts[offset : offset + chunk]))
+            seconds[name] += time.perf_counter() - started
+    return {name: len(texts) / spent for name, spent in seconds.items()}, outputs
 
 
 def latency(predict: Callable[[Sequence[str]], list[Spans]], note: str, repeats: int = 30) -> tuple[float, float]:
@@ -204,10 +212,8 @@ def main(argv: list[str]) -> None:
         torch_fp32 = ServingPredictor.load_for_serving(args.model, threads=args.threads, runtime="torch")
         variants["torch-fp32"] = run_ours(torch_fp32)
         variants["torch-int8"] = run_ours(torch_fp32.variant(int8=True))
-    rates: dict[str, float] = {}
-    outputs: dict[str, list[Spans]] = {}
+    rates, outputs = timed_together(variants, texts)
     for name, predict in variants.items():
-        rates[name], outputs[name] = timed(predict, texts)
         p50, p95 = latency(predict, note)
         print(
             f"{name:10s} {rates[name]:7.1f} docs/s  strict F1 {strict_f1(gold, outputs[name]):.4f}  "
