@@ -37,23 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from synthner_shared.contracts import (
-    AdaptationRequested,
-    AnnotationFailed,
-    DocumentAnnotated,
-    Envelope,
-    GenerationFailed,
-    GenerationProgress,
-    GenerationRequested,
-    GeneratorAdapted,
-    ModelPinReleaseRequested,
-    ModelPublished,
-    ModelRollbackRequested,
-    ModelRolledBack,
-    NoteGenerated,
-    NoteQuarantined,
-    TrainingRequested,
-)
+from synthner_shared.contracts import Envelope
+from synthner_shared.contracts import messages as m
 from synthner_shared.held_queues import HeldQueuePolicy
 from synthner_shared.messaging.topology import (
     ANNOTATOR,
@@ -81,7 +66,7 @@ class ServiceUser:
 
     @property
     def routing_keys(self) -> tuple[str, ...]:
-        return tuple(sorted({m.routing_key for m in self.publishes}))
+        return tuple(sorted({message.routing_key for message in self.publishes}))
 
 
 SERVICE_USERS: tuple[ServiceUser, ...] = (
@@ -89,23 +74,29 @@ SERVICE_USERS: tuple[ServiceUser, ...] = (
         "synthner-generator",
         (GENERATOR,),
         # A large job is split into parts, each re-published as a GenerationRequested.
-        (GenerationRequested, NoteGenerated, NoteQuarantined, GenerationFailed, GenerationProgress),
+        (m.GenerationRequested, m.NoteGenerated, m.NoteQuarantined, m.GenerationFailed, m.GenerationProgress),
     ),
     ServiceUser("synthner-tracker", (JOB_PROGRESS,), ()),
-    ServiceUser("synthner-annotator", (ANNOTATOR,), (DocumentAnnotated, AnnotationFailed)),
+    ServiceUser("synthner-annotator", (ANNOTATOR,), (m.DocumentAnnotated, m.AnnotationFailed)),
     ServiceUser(
         "synthner-trainer",
         (TRAINER,),
         # TrainingRequested: the trainer's own automatic training after enough new documents.
-        (ModelPublished, ModelRolledBack, GeneratorAdapted, TrainingRequested),
+        (m.ModelPublished, m.ModelRolledBack, m.GeneratorAdapted, m.TrainingRequested),
     ),
     # The admin rollback endpoints ask the trainer (the model store's one writer) to roll back or release the pin.
-    ServiceUser("synthner-ner-api", (NER_API,), (ModelRollbackRequested, ModelPinReleaseRequested)),
+    ServiceUser("synthner-ner-api", (NER_API,), (m.ModelRollbackRequested, m.ModelPinReleaseRequested)),
     # The CLI of an operator: the commands, and the dead-letter and quarantine queues it inspects and replays.
     ServiceUser(
         "synthner-operator",
         (),
-        (GenerationRequested, TrainingRequested, AdaptationRequested, ModelRollbackRequested, ModelPinReleaseRequested),
+        (
+            m.GenerationRequested,
+            m.TrainingRequested,
+            m.AdaptationRequested,
+            m.ModelRollbackRequested,
+            m.ModelPinReleaseRequested,
+        ),
     ),
 )
 
