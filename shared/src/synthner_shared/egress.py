@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, AliasChoices, BeforeValidator, Field
+from pydantic import AfterValidator, AliasChoices, BaseModel, BeforeValidator, Field
 from pydantic_settings import NoDecode
 
 BUILT_IN_INTERNAL_HOSTS: tuple[str, ...] = ("localhost", "*.svc.cluster.local", "127.0.0.0/8", "::1/128")
@@ -153,21 +153,26 @@ InternalHostEntries = Annotated[
 """The type of a settings field holding ``SYNTHNER_INTERNAL_HOSTS`` (JSON list or comma-separated)."""
 
 
-def internal_hosts_field() -> tuple[str, ...]:
-    """The field every service with an LLM endpoint declares: ``SYNTHNER_INTERNAL_HOSTS`` (shared by all)."""
-    return Field(
+class EgressSettings(BaseModel):
+    """The allow-list fields of every service with an LLM endpoint, read from the same variables by all of them:
+    ``SYNTHNER_INTERNAL_HOSTS`` and ``SYNTHNER_ENVIRONMENT``. A service's settings class lists it before
+    ``BaseSettings`` (``class GeneratorSettings(EgressSettings, BaseSettings)``)."""
+
+    internal_hosts: InternalHostEntries = Field(
         default=(),
         validation_alias=AliasChoices("SYNTHNER_INTERNAL_HOSTS", "internal_hosts"),
         description="Host names, '*.suffix' patterns and CIDR ranges inside the hospital besides the built-in "
         "localhost, *.svc.cluster.local, 127.0.0.0/8 and ::1. An endpoint declared internal whose host is not on "
         "the list is treated as external (refused at start-up in production).",
     )
-
-
-def environment_field() -> Environment:
-    return Field(
+    environment: Environment = Field(
         default="local",
         validation_alias=AliasChoices("SYNTHNER_ENVIRONMENT", "environment"),
         description="'production' refuses an internal endpoint off the allow-list, and an external-facing service "
         "without a leak reference.",
     )
+
+    @property
+    def hosts(self) -> InternalHosts:
+        """The allow-list: the built-in entries and ``internal_hosts``."""
+        return InternalHosts(self.internal_hosts)

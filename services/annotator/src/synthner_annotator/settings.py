@@ -25,14 +25,7 @@ from synthner_annotator.backends.lexicon import LexiconSettings
 from synthner_annotator.backends.llm import LLMAnnotatorSettings
 from synthner_annotator.endpoint import EndpointSettings
 from synthner_shared.contracts.messages import LabelSet
-from synthner_shared.egress import (
-    Environment,
-    InternalHostEntries,
-    InternalHosts,
-    environment_field,
-    internal_hosts_field,
-    refuse_undeclared_internal,
-)
+from synthner_shared.egress import EgressSettings, refuse_undeclared_internal
 
 CONFIG_FILE_VARIABLE = "SYNTHNER_ANNOTATOR_CONFIG_FILE"
 
@@ -53,7 +46,7 @@ def llm_endpoints(
     return []
 
 
-class AnnotatorSettings(BaseSettings):
+class AnnotatorSettings(EgressSettings, BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SYNTHNER_ANNOTATOR_", env_nested_delimiter="__", extra="ignore", frozen=True
     )
@@ -76,12 +69,6 @@ class AnnotatorSettings(BaseSettings):
     leak_max_overlap: float = Field(
         default=0.5, gt=0, le=1, description="A share of n-grams in the reference that fails."
     )
-    internal_hosts: InternalHostEntries = internal_hosts_field()
-    environment: Environment = environment_field()
-
-    @property
-    def hosts(self) -> InternalHosts:
-        return InternalHosts(self.internal_hosts)
 
     def external_endpoints(self) -> list[EndpointSettings]:
         """The endpoints that count as external (declared so, or declared internal with a host off the list)."""

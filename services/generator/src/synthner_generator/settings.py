@@ -9,21 +9,13 @@ from pydantic import AnyHttpUrl, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from synthner_generator.quality import Truncated
-from synthner_shared.egress import (
-    EgressConfigurationError,
-    Environment,
-    InternalHostEntries,
-    InternalHosts,
-    environment_field,
-    internal_hosts_field,
-    refuse_undeclared_internal,
-)
+from synthner_shared.egress import EgressConfigurationError, EgressSettings, refuse_undeclared_internal
 
 Backend = Literal["tgi", "openai"]
 Zone = Literal["internal", "external"]
 
 
-class GeneratorSettings(BaseSettings):
+class GeneratorSettings(EgressSettings, BaseSettings):
     """How the generator reaches its LLM, what it accepts, and where it keeps its state.
 
     Every field reads ``SYNTHNER_GENERATOR_<FIELD>`` (lists and dicts as JSON).
@@ -46,8 +38,6 @@ class GeneratorSettings(BaseSettings):
             "treated as external (refused at start-up in production)."
         ),
     )
-    internal_hosts: InternalHostEntries = internal_hosts_field()
-    environment: Environment = environment_field()
     model: str = Field(default="local", min_length=1, max_length=300, description="Model name sent and recorded.")
     api_key: SecretStr | None = Field(default=None, description="Bearer token of the endpoint, if it needs one.")
     grammar: dict[str, Any] | None = Field(
@@ -127,10 +117,6 @@ class GeneratorSettings(BaseSettings):
                 "the LLM endpoint is external: production refuses to start the generator without a leak reference "
                 "(SYNTHNER_GENERATOR_LEAK_REFERENCE), so that its notes can be checked and marked 'passed'"
             )
-
-    @property
-    def hosts(self) -> InternalHosts:
-        return InternalHosts(self.internal_hosts)
 
     @property
     def external_endpoint(self) -> bool:
