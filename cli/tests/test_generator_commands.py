@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from synthner.main import main
-from synthner.supervisor import settings_env
 from synthner_generator.tracker import JobStore
 from synthner_shared.contracts import GenerationProgress, GenerationRequested
 from synthner_shared.local_llm import free_port
@@ -19,14 +18,10 @@ from synthner_shared.testing import BrokerProbe
 
 @pytest.mark.rabbitmq
 async def test_generate_submits_the_job_to_the_generator_queue(
-    broker_settings: BrokerSettings,
+    broker_env: BrokerSettings,
     broker_probe: BrokerProbe,
-    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setenv("AMQP_URL", broker_settings.url.get_secret_value())
-    for name, value in settings_env("SYNTHNER_BROKER_", broker_settings).items():  # as the probe declared them
-        monkeypatch.setenv(name, value)
     arguments = ["generate", "--count", "3", "--labels", "Disease", "--mode", "label_conditioned", "--seed", "5"]
     code = await asyncio.to_thread(main, [*arguments, "--job-id", "job-cli-test"])
     assert code == 0

@@ -13,7 +13,6 @@ import aio_pika
 import pytest
 
 from synthner.main import main
-from synthner.supervisor import settings_env
 from synthner_shared.contracts import (
     Envelope,
     GenerationRecord,
@@ -40,15 +39,6 @@ from synthner_shared.model_store import ModelStoreLayout, VersionStatus
 from synthner_shared.testing import BrokerProbe, annotate_without_entities, publish_once, running_service, sample_note
 
 CANARY = "ZQ-ops-canary-7731"
-
-
-@pytest.fixture
-def ops_env(broker_settings: BrokerSettings, monkeypatch: pytest.MonkeyPatch) -> BrokerSettings:
-    """The command reads the test's broker and namespace from the environment, as in a deployment."""
-    monkeypatch.setenv("AMQP_URL", broker_settings.url.get_secret_value())
-    for name, value in settings_env("SYNTHNER_BROKER_", broker_settings).items():
-        monkeypatch.setenv(name, value)
-    return broker_settings
 
 
 async def ops(*arguments: str) -> int:
@@ -88,12 +78,12 @@ async def dead_letter_through_a_real_consumer(settings: BrokerSettings, *poison:
 
 @pytest.mark.rabbitmq
 async def test_peek_replay_and_purge_a_dead_letter_from_a_real_consumer(
-    ops_env: BrokerSettings, broker_probe: BrokerProbe, capsys: pytest.CaptureFixture[str]
+    broker_env: BrokerSettings, broker_probe: BrokerProbe, capsys: pytest.CaptureFixture[str]
 ) -> None:
     topology = broker_probe.topology
     dlq, work = topology.dead_letter_queue_name(ANNOTATOR), topology.queue_name(ANNOTATOR)
     poison = canary_note(1)
-    await dead_letter_through_a_real_consumer(ops_env, poison)
+    await dead_letter_through_a_real_consumer(broker_env, poison)
 
     assert await ops("dlq", "count") == 0
     assert f"{dlq}  1" in capsys.readouterr().out.splitlines()
@@ -116,7 +106,7 @@ async def test_peek_replay_and_purge_a_dead_letter_from_a_real_consumer(
     assert await broker_probe.drain(dlq) == []
 
     # the consumer gets it again and, as it is still poison, dead-letters it again: peek says it was replayed before
-    await dead_letter_through_a_real_consumer(ops_env)
+    await dead_letter_through_a_real_consumer(broker_env)
     assert await ops("dlq", "peek", "annotator") == 0
     assert "(replayed 1x before)" in capsys.readouterr().out
     assert await ops("dlq", "replay", "annotator") == 0
@@ -128,8 +118,8 @@ async def test_peek_replay_and_purge_a_dead_letter_from_a_real_consumer(
     assert QUEUE_HEADER not in headers
     assert headers["x-synthner-replayed"] == 2
 
-    await publish_once(ops_env, poison)
-    await dead_letter_through_a_real_consumer(ops_env)
+    await publish_once(broker_env, poison)
+    await dead_letter_through_a_real_consumer(broker_env)
     assert await ops("dlq", "purge", "annotator") == 2
     assert "holds 1 message(s); add --yes" in capsys.readouterr().err
     assert await ops("dlq", "purge", "annotator", "--yes") == 0
@@ -139,12 +129,12 @@ async def test_peek_replay_and_purge_a_dead_letter_from_a_real_consumer(
 
 @pytest.mark.rabbitmq
 async def test_replay_and_purge_pick_messages_by_id_and_reason(
-    ops_env: BrokerSettings, broker_probe: BrokerProbe, capsys: pytest.CaptureFixture[str]
+    broker_env: BrokerSettings, broker_probe: BrokerProbe, capsys: pytest.CaptureFixture[str]
 ) -> None:
     topology = broker_probe.topology
     dlq, work = topology.dead_letter_queue_name(ANNOTATOR), topology.queue_name(ANNOTATOR)
     first, second, third = canary_note(1), canary_note(2), canary_note(3)
-    await dead_letter_through_a_real_consumer(ops_env, first, second, third)
+    await dead_letter_through_a_real_consumer(broker_env, first, second, third)
 
     assert await ops("dlq", "replay", "annotator", "--id", str(second.message_id)) == 0
     assert f"replayed 1 of 3 message(s): 1 to {work}" in capsys.readouterr().out
@@ -160,14 +150,14 @@ async def test_replay_and_purge_pick_messages_by_id_and_reason(
 
 @pytest.mark.rabbitmq
 async def test_a_message_the_broker_dead_lettered_at_the_delivery_limit_is_explained_and_replayed(
-    ops_env: BrokerSettings, broker_probe: BrokerProbe, capsys: pytest.CaptureFixture[str]
+    broker_env: BrokerSettings, broker_probe: BrokerProbe, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A consumer that keeps handing a message back (or dying on it): the quorum queue's x-delivery-limit dead-letters
     it, with the broker's x-death record instead of our headers."""
     topology = broker_probe.topology
     dlq, work = topology.dead_letter_queue_name(ANNOTATOR), topology.queue_name(ANNOTATOR)
     note = canary_note(4)
-    await publish_once(ops_env, note)
+    await publish_once(broker_env, note)
 
     async def hand_back_forever() -> None:
         channel = await broker_probe.connection.channel()
@@ -216,7 +206,7 @@ async def test_a_message_the_broker_dead_lettered_at_the_delivery_limit_is_expla
 
 @pytest.mark.rabbitmq
 async def test_replay_refuses_a_source_outside_the_namespace_and_keeps_the_message(
-    ops_env: BrokerSettings, broker_probe: BrokerProbe, capsys: pytest.CaptureFixture[str]
+    broker_env: BrokerSettings, broker_probe: BrokerProbe, capsys: pytest.CaptureFixture[str]
 ) -> None:
     dlq = broker_probe.topology.dead_letter_queue_name(TRAINER)
     channel = await broker_probe.connection.channel(publisher_confirms=True)
@@ -251,7 +241,9 @@ def test_an_unreachable_broker_is_one_line_and_exit_1(
 
 
 @pytest.mark.rabbitmq
-def test_peek_of_an_unknown_role_names_the_roles(ops_env: BrokerSettings, capsys: pytest.CaptureFixture[str]) -> None:
+def test_peek_of_an_unknown_role_names_the_roles(
+    broker_env: BrokerSettings, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["ops", "dlq", "peek", "nosuchrole"]) == 2
     assert "no role 'nosuchrole'; the dead-letter queues are those of: generator, annotator" in capsys.readouterr().err
 
@@ -274,10 +266,10 @@ def quarantined(seed: int) -> NoteQuarantined:
 
 @pytest.mark.rabbitmq
 async def test_quarantine_peek_shows_leak_reasons_not_text_and_purge_takes_the_chosen_ones(
-    ops_env: BrokerSettings, broker_probe: BrokerProbe, capsys: pytest.CaptureFixture[str]
+    broker_env: BrokerSettings, broker_probe: BrokerProbe, capsys: pytest.CaptureFixture[str]
 ) -> None:
     first, second = quarantined(1), quarantined(2)
-    await publish_once(ops_env, first, second)
+    await publish_once(broker_env, first, second)
     assert await ops("quarantine", "count") == 0
     assert capsys.readouterr().out.strip().endswith("  2")
     assert await ops("quarantine", "peek") == 0
@@ -295,7 +287,7 @@ async def test_quarantine_peek_shows_leak_reasons_not_text_and_purge_takes_the_c
 
 @pytest.mark.rabbitmq
 async def test_train_publishes_a_training_request_for_the_dataset_version(
-    ops_env: BrokerSettings, broker_probe: BrokerProbe, capsys: pytest.CaptureFixture[str]
+    broker_env: BrokerSettings, broker_probe: BrokerProbe, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code = await ops("train", "--dataset-version", "ds-0003-0123456789ab", "--epochs", "2", "--job-id", "ops-t1")
     assert code == 0

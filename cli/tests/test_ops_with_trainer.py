@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from synthner.main import main
-from synthner.supervisor import settings_env
 from synthner_shared.contracts import ModelPinReleaseRequested, ModelRolledBack, TrainingRequested, decode_message
 from synthner_shared.messaging import BrokerSettings
 from synthner_shared.testing import BrokerProbe, running_app
@@ -35,14 +34,6 @@ def no_training(
     raise AssertionError("no training is requested in these tests")
 
 
-@pytest.fixture
-def ops_env(broker_settings: BrokerSettings, monkeypatch: pytest.MonkeyPatch) -> BrokerSettings:
-    monkeypatch.setenv("AMQP_URL", broker_settings.url.get_secret_value())
-    for name, value in settings_env("SYNTHNER_BROKER_", broker_settings).items():
-        monkeypatch.setenv(name, value)
-    return broker_settings
-
-
 def write_config(folder: Path) -> None:
     (folder / "config.json").write_text("{}")
 
@@ -62,9 +53,9 @@ def add_versions(trainer: TrainerService) -> None:
 
 
 async def test_rollback_is_done_by_the_trainer_announced_and_seen_in_the_store(
-    tmp_path: Path, ops_env: BrokerSettings, broker_probe: BrokerProbe, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, broker_env: BrokerSettings, broker_probe: BrokerProbe, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    trainer = trainer_with_versions(tmp_path, ops_env)
+    trainer = trainer_with_versions(tmp_path, broker_env)
     store = str(trainer.registry.root)
     history = f"{broker_probe.topology.namespace}.model-history"
     rollback = ["ops", "models", "rollback", "m-1", "--store", store, "--by", "ops-test", "--reason", "m-2 misses"]
@@ -83,7 +74,7 @@ async def test_rollback_is_done_by_the_trainer_announced_and_seen_in_the_store(
 
 
 async def test_release_asks_the_trainer_to_release_the_pin(
-    tmp_path: Path, ops_env: BrokerSettings, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, broker_env: BrokerSettings, capsys: pytest.CaptureFixture[str]
 ) -> None:
     released = asyncio.Event()
 
@@ -92,7 +83,7 @@ async def test_release_asks_the_trainer_to_release_the_pin(
             await super().release_pin(request)
             released.set()
 
-    trainer = Trainer(TrainerSettings(data_dir=tmp_path / "trainer"), ops_env, no_training)
+    trainer = Trainer(TrainerSettings(data_dir=tmp_path / "trainer"), broker_env, no_training)
     add_versions(trainer)
     trainer.registry.rollback("m-1", by="ops-test", reason="m-2 misses")
     store = str(trainer.registry.root)
@@ -122,7 +113,7 @@ def test_rollback_to_a_version_the_store_does_not_serve_is_refused_before_the_br
 
 
 async def test_a_requested_training_is_followed_to_its_status_in_the_trainers_store(
-    tmp_path: Path, ops_env: BrokerSettings, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, broker_env: BrokerSettings, capsys: pytest.CaptureFixture[str]
 ) -> None:
     seen: list[TrainingRequested] = []
 
@@ -136,7 +127,7 @@ async def test_a_requested_training_is_followed_to_its_status_in_the_trainers_st
         seen.append(request)
         raise KeyError(f"no dataset version {request.dataset.dataset_version}")
 
-    trainer = TrainerService(TrainerSettings(data_dir=tmp_path / "trainer"), ops_env, unknown_version)
+    trainer = TrainerService(TrainerSettings(data_dir=tmp_path / "trainer"), broker_env, unknown_version)
     async with running_app(TrainerApp(trainer, health_address=None)):
         assert await asyncio.to_thread(main, ["ops", "train", "--dataset-version", "ds-9", "--epochs", "3"]) == 0
         await asyncio.wait_for(trainer.finished.wait(), timeout=30)
