@@ -1,13 +1,17 @@
-"""Test support: a tiny, randomly initialised causal LM with a tokenizer trained on the given texts, built offline.
+"""Test support: a tiny, randomly initialised causal LM with a tokenizer trained on the given texts, built offline,
+and the event a finished adaptation announces.
 
-Tests (and the adaptation benchmark's fallback) use it instead of a real model: a few hundred thousand parameters,
-so a CPU adapts it in seconds, and a byte-level BPE vocabulary learnt from the notes, so no hub access is needed.
+Tests (and the adaptation benchmark's fallback) use the model instead of a real one: a few hundred thousand
+parameters, so a CPU adapts it in seconds, and a byte-level BPE vocabulary learnt from the notes, so no hub access is
+needed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+
+from synthner_shared.contracts import AdaptationRequested, GeneratorAdapted
 
 SPECIAL_TOKENS = ("<|endoftext|>", "<pad>")
 
@@ -64,3 +68,26 @@ def write_tiny_causal_lm(
     LlamaForCausalLM(config).save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)  # type: ignore[attr-defined]
     return folder
+
+
+def adapted_event(request: AdaptationRequested, out: Path, producer: str = "trainer") -> GeneratorAdapted:
+    """The ``GeneratorAdapted`` a finished adaptation of ``request`` into ``out`` announces, with fixed figures: what
+    a stand-in for the adaptation returns."""
+    return GeneratorAdapted(
+        correlation_id=request.correlation_id,
+        producer=producer,
+        artifact_uri=str(out),
+        model_uri=str(out / "model"),
+        leak_reference_uri=str(out / "leak_reference.npz"),
+        prefix_file_uri=str(out / "heldout_prefixes.jsonl"),
+        base_model="fake",
+        method="full",
+        train_notes=9,
+        heldout_notes=1,
+        train_tokens=1000,
+        steps=3,
+        perplexity_before=50.0,
+        perplexity_after=20.0,
+        ngram5_recall_before=0.0,
+        ngram5_recall_after=0.1,
+    )

@@ -43,6 +43,7 @@ from synthner_trainer.registry import ModelRegistry, decide
 from synthner_trainer.service import TrainerService
 from synthner_trainer.settings import TrainerSettings
 from synthner_trainer.store import DatasetStore
+from synthner_trainer.testing import adapted_event
 from synthner_trainer.training import TrainingCancelled
 
 pytestmark = pytest.mark.rabbitmq
@@ -378,24 +379,7 @@ class FakeAdaptation:
     ) -> GeneratorAdapted:
         self.requests.append(request)
         out = settings.generators_dir / (request.name or "adapted")
-        return GeneratorAdapted(
-            correlation_id=request.correlation_id,
-            producer=PRODUCER,
-            artifact_uri=str(out),
-            model_uri=str(out / "model"),
-            leak_reference_uri=str(out / "leak_reference.npz"),
-            prefix_file_uri=str(out / "heldout_prefixes.jsonl"),
-            base_model="fake",
-            method="full",
-            train_notes=9,
-            heldout_notes=1,
-            train_tokens=1000,
-            steps=3,
-            perplexity_before=50.0,
-            perplexity_after=20.0,
-            ngram5_recall_before=0.0,
-            ngram5_recall_after=0.1,
-        )
+        return adapted_event(request, out, PRODUCER)
 
 
 async def test_an_adaptation_request_runs_in_the_job_queue_and_announces_the_adapted_generator(

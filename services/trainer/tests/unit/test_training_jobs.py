@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from synthner_shared.contracts import AdaptationRequested, GeneratorAdapted, TrainingRequested
+from synthner_shared.contracts import AdaptationRequested, TrainingRequested
 from synthner_shared.documents import read_documents
 from synthner_shared.testing import sample_annotated
 from synthner_trainer.jobs import (
@@ -30,6 +30,7 @@ from synthner_trainer.jobs import (
 from synthner_trainer.registry import ModelRegistry
 from synthner_trainer.settings import TrainerSettings
 from synthner_trainer.store import DatasetStore
+from synthner_trainer.testing import adapted_event
 from synthner_trainer.training import StopCheck, TrainingCancelled
 
 
@@ -136,7 +137,7 @@ def test_an_adapted_generator_is_moved_into_the_generators_folder_with_its_paths
             assert (folder.notes_dir / "ward" / "real.jsonl").read_text() == notes.read_text()
             (out / "model").mkdir(parents=True)
             (out / "model" / "config.json").write_text("{}")
-            self.outcome = JobOutcome(status="done", adapted=adapted(request, out))
+            self.outcome = JobOutcome(status="done", adapted=adapted_event(request, out))
             return super().run(folder, should_stop)
 
     event = OutOfProcessJobs(Adapting(JobStatus("succeeded")), settings.jobs_path).adapt(
@@ -193,27 +194,6 @@ def test_a_job_folder_without_a_request_fails(tmp_path: Path) -> None:
     assert outcome is not None
     assert outcome.error
     assert "neither a training nor an adaptation" in outcome.error
-
-
-def adapted(request: AdaptationRequested, out: Path) -> GeneratorAdapted:
-    return GeneratorAdapted(
-        correlation_id=request.correlation_id,
-        producer="trainer",
-        artifact_uri=str(out),
-        model_uri=str(out / "model"),
-        leak_reference_uri=str(out / "leak_reference.npz"),
-        prefix_file_uri=str(out / "heldout_prefixes.jsonl"),
-        base_model="fake",
-        method="full",
-        train_notes=9,
-        heldout_notes=1,
-        train_tokens=1000,
-        steps=3,
-        perplexity_before=50.0,
-        perplexity_after=20.0,
-        ngram5_recall_before=0.0,
-        ngram5_recall_after=0.1,
-    )
 
 
 def test_the_job_entry_point_without_its_folder_is_one_line_and_exit_code_2(tmp_path: Path) -> None:
