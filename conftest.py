@@ -19,6 +19,7 @@ import aio_pika
 import pytest
 from hypothesis import settings
 
+from synthner_shared.broker_node import BrokerNodeError, PrivateRabbitMQ
 from synthner_shared.messaging import BrokerSettings, Topology
 from synthner_shared.testing import BrokerProbe
 
@@ -103,3 +104,15 @@ async def broker_probe(broker_settings: BrokerSettings) -> AsyncIterator[BrokerP
         yield BrokerProbe(connection, topology)
     finally:
         await connection.close()
+
+
+@pytest.fixture
+async def private_rabbitmq() -> AsyncIterator[PrivateRabbitMQ]:
+    """A RabbitMQ node of the test's own, for what must never happen to the shared broker: stopping or restarting
+    it, changing users, permissions or memory limits. Skips the test where no rabbitmq-server can be started."""
+    try:
+        node = PrivateRabbitMQ()
+    except BrokerNodeError as error:
+        pytest.skip(str(error))
+    async with node:
+        yield node

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
 
 import aio_pika
 import pytest
 from pydantic import SecretStr
 
-from synthner_shared.broker_node import BrokerNodeError, PrivateRabbitMQ
+from synthner_shared.broker_node import PrivateRabbitMQ
 from synthner_shared.messaging import BrokerLease, BrokerSettings, BrokerUnavailable, LeaseRefused
 
 pytestmark = pytest.mark.rabbitmq
@@ -81,25 +80,15 @@ async def test_an_unreachable_broker_is_an_error_after_connect_timeout(broker_se
         await asyncio.wait_for(BrokerLease(settings, "writer", holder="h").acquire(), 30)
 
 
-@pytest.fixture
-async def node() -> AsyncIterator[PrivateRabbitMQ]:
-    try:
-        private = PrivateRabbitMQ()
-    except BrokerNodeError as error:
-        pytest.skip(str(error))
-    async with private:
-        yield private
-
-
 @pytest.mark.broker_restart
 async def test_a_user_that_may_not_declare_the_lease_queue_gets_a_clear_error(
-    broker_settings: BrokerSettings, node: PrivateRabbitMQ
+    broker_settings: BrokerSettings, private_rabbitmq: PrivateRabbitMQ
 ) -> None:
     """Users and permissions are changed on a private node only."""
-    await node.rabbitmqctl("add_user", "restricted", "restricted-password")
-    await node.rabbitmqctl("set_permissions", "-p", "/", "restricted", "^other\\..*$", ".*", ".*")
+    await private_rabbitmq.rabbitmqctl("add_user", "restricted", "restricted-password")
+    await private_rabbitmq.rabbitmqctl("set_permissions", "-p", "/", "restricted", "^other\\..*$", ".*", ".*")
     settings = broker_settings.model_copy(
-        update={"url": SecretStr(f"amqp://restricted:restricted-password@127.0.0.1:{node.port}/")}
+        update={"url": SecretStr(f"amqp://restricted:restricted-password@127.0.0.1:{private_rabbitmq.port}/")}
     )
     connection = await aio_pika.connect(settings.url.get_secret_value())  # the user itself works
     await connection.close()

@@ -11,7 +11,7 @@ import aio_pika
 import pytest
 from pydantic import SecretStr
 
-from synthner_shared.broker_node import BrokerNodeError, PrivateRabbitMQ
+from synthner_shared.broker_node import PrivateRabbitMQ
 from synthner_shared.contracts import Envelope, NoteGenerated, decode_message
 from synthner_shared.messaging import (
     ANNOTATOR,
@@ -36,18 +36,8 @@ pytestmark = [pytest.mark.rabbitmq, pytest.mark.broker_restart]
 
 
 @pytest.fixture
-async def node() -> AsyncIterator[PrivateRabbitMQ]:
-    try:
-        private = PrivateRabbitMQ()
-    except BrokerNodeError as error:
-        pytest.skip(str(error))
-    async with private:
-        yield private
-
-
-@pytest.fixture
-def node_settings(broker_settings: BrokerSettings, node: PrivateRabbitMQ) -> BrokerSettings:
-    return broker_settings.model_copy(update={"url": SecretStr(node.url), "publish_timeout_s": 5.0})
+def node_settings(broker_settings: BrokerSettings, private_rabbitmq: PrivateRabbitMQ) -> BrokerSettings:
+    return broker_settings.model_copy(update={"url": SecretStr(private_rabbitmq.url), "publish_timeout_s": 5.0})
 
 
 @pytest.fixture
@@ -62,7 +52,7 @@ async def node_probe(node_settings: BrokerSettings) -> AsyncIterator[BrokerProbe
 
 
 async def test_publishing_to_a_stopped_broker_fails_loudly_and_works_after_it_returns(
-    node: PrivateRabbitMQ, node_settings: BrokerSettings, node_probe: BrokerProbe
+    private_rabbitmq: PrivateRabbitMQ, node_settings: BrokerSettings, node_probe: BrokerProbe
 ) -> None:
     settings, broker_probe = node_settings, node_probe
     calls: list[NoteGenerated] = []
@@ -74,12 +64,12 @@ async def test_publishing_to_a_stopped_broker_fails_loudly_and_works_after_it_re
             await publisher_broker.publisher.publish(before)
             await broker_probe.get(broker_probe.topology.queue_name(TRAINER))
 
-            await node.rabbitmqctl("stop_app")
+            await private_rabbitmq.rabbitmqctl("stop_app")
             with pytest.raises(BrokerUnavailable):
                 await publisher_broker.publisher.publish(during)
 
-            await node.rabbitmqctl("start_app")
-            await node.rabbitmqctl("await_startup")
+            await private_rabbitmq.rabbitmqctl("start_app")
+            await private_rabbitmq.rabbitmqctl("await_startup")
             await publisher_broker.wait_connected(timeout_s=60)
             await publisher_broker.publisher.publish(during)
 
@@ -125,7 +115,10 @@ async def output_unconfirmed() -> AsyncIterator[asyncio.Event]:
 
 
 async def test_outputs_wait_out_a_blocked_broker_without_using_up_the_delivery_limit(
-    node: PrivateRabbitMQ, node_settings: BrokerSettings, node_probe: BrokerProbe, output_unconfirmed: asyncio.Event
+    private_rabbitmq: PrivateRabbitMQ,
+    node_settings: BrokerSettings,
+    node_probe: BrokerProbe,
+    output_unconfirmed: asyncio.Event,
 ) -> None:
     """A memory alarm blocks every publishing connection: the consumer's output gets no confirm. It must keep the
     input and retry the publish until the alarm clears, not hand the input back at each timeout, where a
@@ -146,13 +139,13 @@ async def test_outputs_wait_out_a_blocked_broker_without_using_up_the_delivery_l
         await publish_once(settings, note)
         async with asyncio.timeout(30):
             await handling.wait()
-        await node.rabbitmqctl("set_vm_memory_high_watermark", "0")
+        await private_rabbitmq.rabbitmqctl("set_vm_memory_high_watermark", "0")
         try:
             release.set()
             async with asyncio.timeout(60):
                 await output_unconfirmed.wait()  # the alarm is on: at least one publish went unconfirmed
         finally:
-            await node.rabbitmqctl("set_vm_memory_high_watermark", "0.4")
+            await private_rabbitmq.rabbitmqctl("set_vm_memory_high_watermark", "0.4")
         out = await node_probe.get(node_probe.topology.queue_name(TRAINER), timeout_s=60)
         assert decode_message(out.body).note_id == note.note_id  # type: ignore[attr-defined]
     assert [c.note_id for c in calls] == [note.note_id], "the input was handed back and handled again"
@@ -161,7 +154,7 @@ async def test_outputs_wait_out_a_blocked_broker_without_using_up_the_delivery_l
 
 @pytest.mark.parametrize("outage", ["stop", "crash"])
 async def test_a_broker_that_goes_away_while_the_topology_is_declared_is_waited_for(
-    node: PrivateRabbitMQ, node_settings: BrokerSettings, monkeypatch: pytest.MonkeyPatch, outage: str
+    private_rabbitmq: PrivateRabbitMQ, node_settings: BrokerSettings, monkeypatch: pytest.MonkeyPatch, outage: str
 ) -> None:
     """A service starting while the broker restarts waits for it instead of exiting (the chaos run once saw a service
     exit 1 from a failed declaration during an outage; here the robust channel waits, and Broker.connect retries a
@@ -173,8 +166,8 @@ async def test_a_broker_that_goes_away_while_the_topology_is_declared_is_waited_
         self: Topology, channel: aio_pika.abc.AbstractChannel
     ) -> aio_pika.abc.AbstractExchange:
         if not restarted:
-            await (node.stop() if outage == "stop" else node.crash())
-            restarted.append(asyncio.create_task(node.start()))
+            await (private_rabbitmq.stop() if outage == "stop" else private_rabbitmq.crash())
+            restarted.append(asyncio.create_task(private_rabbitmq.start()))
         return await declare(self, channel)
 
     monkeypatch.setattr(Topology, "declare_shared", crash_during_the_first)

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 from aio_pika.abc import AbstractIncomingMessage
 from pydantic import SecretStr
 
-from synthner_shared.broker_node import BrokerNodeError, PrivateRabbitMQ
+from synthner_shared.broker_node import PrivateRabbitMQ
 from synthner_shared.contracts import DocumentAnnotated, Envelope, NoteGenerated, decode_message
 from synthner_shared.messaging import (
     ANNOTATOR,
@@ -248,29 +248,19 @@ async def test_a_stopped_consumer_hands_back_every_held_message_which_is_then_pr
         assert set(counts.values()) == {1}, counts  # RabbitMQ 3.x counts every return, a requeueing nack included
 
 
-@pytest.fixture
-async def node() -> AsyncIterator[PrivateRabbitMQ]:
-    try:
-        private = PrivateRabbitMQ()
-    except BrokerNodeError as error:
-        pytest.skip(str(error))
-    async with private:
-        yield private
-
-
 @pytest.mark.broker_restart
 async def test_each_role_subscribes_with_its_consumer_timeout(
-    broker_settings: BrokerSettings, node: PrivateRabbitMQ
+    broker_settings: BrokerSettings, private_rabbitmq: PrivateRabbitMQ
 ) -> None:
     """``rabbitmqctl list_consumers`` on a private node shows the subscription's ``x-consumer-timeout`` argument
     (honoured by RabbitMQ 4.3 and later; older ones keep it but apply the queue's policy or the global timeout)."""
     settings = broker_settings.model_copy(
-        update={"url": SecretStr(node.url), "consumer_timeouts_s": {"annotator": 1_234.0}}
+        update={"url": SecretStr(private_rabbitmq.url), "consumer_timeouts_s": {"annotator": 1_234.0}}
     )
     await broker_version(settings)
     service = Service(settings, "annotator-test", [Consumer(ANNOTATOR, (NoteGenerated,), _never_called)])
     async with running_service(service):
-        listing = await node.rabbitmqctl("list_consumers", "-p", "/", "queue_name", "arguments")
+        listing = await private_rabbitmq.rabbitmqctl("list_consumers", "-p", "/", "queue_name", "arguments")
     queue = service.runners[0].queue_name
     lines = [line for line in listing.splitlines() if line.startswith(queue + "\t")]
     assert len(lines) == 1, listing

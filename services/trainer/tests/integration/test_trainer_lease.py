@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from synthner_shared.broker_node import BrokerNodeError, PrivateRabbitMQ
+from synthner_shared.broker_node import PrivateRabbitMQ
 from synthner_shared.contracts import DocumentAnnotated
 from synthner_shared.messaging import BrokerSettings
 from synthner_shared.testing import BrokerProbe, publish_once, running_app, sample_annotated
@@ -187,29 +187,19 @@ async def test_a_waiting_trainer_takes_over_when_the_holder_is_killed(
         await holder.kill()
 
 
-@pytest.fixture
-async def node() -> AsyncIterator[PrivateRabbitMQ]:
-    try:
-        private = PrivateRabbitMQ()
-    except BrokerNodeError as error:
-        pytest.skip(str(error))
-    async with private:
-        yield private
-
-
 @pytest.mark.broker_restart
 async def test_the_holder_keeps_the_lease_and_its_work_across_a_broker_restart(
-    tmp_path: Path, broker_settings: BrokerSettings, node: PrivateRabbitMQ
+    tmp_path: Path, broker_settings: BrokerSettings, private_rabbitmq: PrivateRabbitMQ
 ) -> None:
     """A broker restart closes the lease's connection; nobody else holds the lease when the broker is back, so the
     holder takes it again and goes on (it does not exit, which the chaos run would count as a failure)."""
-    settings = broker_settings.model_copy(update={"url": SecretStr(node.url), "connect_timeout_s": 180.0})
+    settings = broker_settings.model_copy(update={"url": SecretStr(private_rabbitmq.url), "connect_timeout_s": 180.0})
     trainer = TrainerService(settings_for(tmp_path / "trainer"), settings)
     stored = Stored(trainer)
     async with running_app(TrainerApp(trainer, health_address=None)) as app:
         await publish_once(settings, *docs(1))
         await stored.next()
-        await node.restart()
+        await private_rabbitmq.restart()
         await asyncio.wait_for(trainer.lease.wait_acquisitions(2), 180)
         after = docs(2)
         await publish_once(settings, *after)
