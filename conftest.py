@@ -14,6 +14,7 @@ import uuid
 import warnings
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aio_pika
 import pytest
@@ -22,6 +23,9 @@ from hypothesis import settings
 from synthner_shared.broker_node import BrokerNodeError, PrivateRabbitMQ
 from synthner_shared.messaging import BrokerSettings, Topology
 from synthner_shared.testing import BrokerProbe
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 settings.register_profile("repeatable", derandomize=True, database=None)
 settings.register_profile("explore", max_examples=1000, derandomize=False)
@@ -116,3 +120,23 @@ async def private_rabbitmq() -> AsyncIterator[PrivateRabbitMQ]:
         pytest.skip(str(error))
     async with node:
         yield node
+
+
+@pytest.fixture
+def span_exporter() -> Iterator[InMemorySpanExporter]:
+    """Tracing on for the test, into memory: the finished spans are ``span_exporter.get_finished_spans()``."""
+    from opentelemetry.sdk.trace import TracerProvider  # noqa: PLC0415 - only the tracing tests load the SDK
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: PLC0415
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter  # noqa: PLC0415
+
+    from synthner_shared.observability import tracing  # noqa: PLC0415
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.enable_tracing(provider)
+    try:
+        yield exporter
+    finally:
+        tracing.disable_tracing()
+        provider.shutdown()

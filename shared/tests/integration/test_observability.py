@@ -4,13 +4,12 @@ queue's messages, and a message's trace crosses the broker (publish span -> cons
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import AsyncExitStack
 
 import httpx
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 from prometheus_client.parser import text_string_to_metric_families
@@ -94,20 +93,6 @@ async def test_metrics_on_the_probe_port_count_each_queues_messages_and_the_proc
         assert word not in answer.text
 
 
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    """Tracing on for the test, into memory."""
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracing.enable_tracing(provider)
-    try:
-        yield exporter
-    finally:
-        tracing.disable_tracing()
-        provider.shutdown()
-
-
 def one(found: Sequence[ReadableSpan], kind: SpanKind, name: str) -> ReadableSpan:
     matching = [s for s in found if s.kind == kind and s.name == name]
     assert len(matching) == 1, [(s.kind, s.name) for s in found]
@@ -115,14 +100,14 @@ def one(found: Sequence[ReadableSpan], kind: SpanKind, name: str) -> ReadableSpa
 
 
 async def test_a_message_and_its_outputs_share_one_trace_across_the_broker(
-    broker_settings: BrokerSettings, broker_probe: BrokerProbe, spans: InMemorySpanExporter
+    broker_settings: BrokerSettings, broker_probe: BrokerProbe, span_exporter: InMemorySpanExporter
 ) -> None:
     note = sample_note(3)
     async with running_service(Service(broker_settings, "annotator-test", [echo_annotator([])])) as service:
         await publish_once(broker_settings, note)
         out = await broker_probe.get(broker_probe.topology.queue_name(TRAINER))
         assert await service.runners[0].wait_idle(10)
-    found = spans.get_finished_spans()
+    found = span_exporter.get_finished_spans()
     published = one(found, SpanKind.PRODUCER, f"{note.routing_key} publish")
     consumed = one(found, SpanKind.CONSUMER, f"{broker_probe.topology.queue_name(ANNOTATOR)} process")
     output = one(found, SpanKind.PRODUCER, f"{annotate_without_entities(note).routing_key} publish")

@@ -3,42 +3,23 @@ template, never by the text sent; and /metrics carries the process's memory and 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
-import pytest
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
-
-from synthner_shared.observability import tracing
 
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN = "00f067aa0ba902b7"
 
 
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracing.enable_tracing(provider)
-    try:
-        yield exporter
-    finally:
-        tracing.disable_tracing()
-
-
 async def test_a_request_is_a_server_span_in_the_callers_trace(
-    client: httpx.AsyncClient, spans: InMemorySpanExporter
+    client: httpx.AsyncClient, span_exporter: InMemorySpanExporter
 ) -> None:
     text = "Patient Zebediah has asthma"
     response = await client.post(
         "/v1/ner", json={"text": text}, headers={"traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"}
     )
     assert response.status_code == 200
-    (span,) = spans.get_finished_spans()
+    (span,) = span_exporter.get_finished_spans()
     assert span.kind == SpanKind.SERVER
     assert span.name == "POST /v1/ner"
     assert span.context is not None
