@@ -7,7 +7,8 @@ must succeed (200, answered wholly by one version); after the swap only ``v2`` m
 
 The model is the lexicon test predictor (``synthner_ner_api.testing``: no torch, so the figures are the HTTP layer,
 the micro-batcher and the swap), or with ``--model DIR`` a real token-classification folder (e.g. one trained by
-``synthner train``), served by ``python -m synthner_ner_api`` itself and copied as both versions.
+``synthner train``, with its shipped ONNX), served by ``python -m synthner_ner_api`` itself, with torch hidden as in
+the image, and copied as both versions.
 
 Notes are NCBI-disease texts (``--notes``, default ``../shared/data/ncbi_disease/dev.jsonl``) when present, else
 generated sample text.
@@ -193,7 +194,24 @@ def start_server(args: argparse.Namespace, store: Path, keys: Path, port: int) -
         "SYNTHNER_LOG_LEVEL": "WARNING",
         "HF_HUB_OFFLINE": "1",
     }
-    return subprocess.Popen([sys.executable, "-m", "synthner_ner_api"], env=env)
+    return subprocess.Popen([sys.executable, "-c", SERVE_WITHOUT_TORCH], env=env)
+
+
+SERVE_WITHOUT_TORCH = """
+import importlib.machinery, runpy, sys
+
+
+class PathFinderWithoutTorch(importlib.machinery.PathFinder):
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        return None if name.split(".")[0] == "torch" else super().find_spec(name, path, target)
+
+
+sys.meta_path = [PathFinderWithoutTorch if f is importlib.machinery.PathFinder else f for f in sys.meta_path]
+runpy.run_module("synthner_ner_api", run_name="__main__", alter_sys=True)
+"""
+"""``python -m synthner_ner_api`` as the image runs it: without torch, even where the development environment has it
+(transformers imports torch whenever it is installed, which would add its few hundred MB to every figure)."""
 
 
 @dataclass
