@@ -25,12 +25,15 @@ from synthner_ner_api.app import create_app
 from synthner_ner_api.events import ModelEvents
 from synthner_ner_api.models import ModelRegistry as ServedModels
 from synthner_ner_api.settings import NerApiSettings
-from synthner_ner_api.testing import ADMIN_KEY, load_lexicon_model, write_key_file
+from synthner_ner_api.testing import (
+    ADMIN_KEY,
+    PLACEHOLDER_MANIFEST,
+    PLACEHOLDER_RESULT,
+    load_lexicon_model,
+    write_key_file,
+)
 from synthner_shared.contracts import (
-    DatasetManifest,
-    EvaluationResult,
     ModelPublished,
-    Scores,
     TrainingRequested,
     decode_message,
 )
@@ -46,17 +49,6 @@ from synthner_trainer.store import DatasetStore
 
 pytestmark = pytest.mark.rabbitmq
 
-HALF = Scores(precision=0.5, recall=0.5, f1=0.5, support=2)
-RESULT = EvaluationResult(
-    dataset="gold",
-    documents=1,
-    strict_micro=HALF,
-    strict_macro=HALF,
-    partial_micro=HALF,
-    strict_per_label={},
-    partial_per_label={},
-)
-MANIFEST = DatasetManifest(version="d1", content_hash="0" * 64, document_count=1, annotators=[], label_counts={})
 LEXICON_CONFIG = '{"id2label": {"0": "O", "1": "B-Disease", "2": "I-Disease"}}'
 
 
@@ -99,10 +91,10 @@ class LexiconTraining:
                 artifact_uri=str(version.path),
                 labels=["Disease"],
                 base_model="lexicon",
-                metrics=[RESULT],
-                dataset=MANIFEST,
+                metrics=[PLACEHOLDER_RESULT],
+                dataset=PLACEHOLDER_MANIFEST,
             )
-        return TrainingOutcome(version, [RESULT], published)
+        return TrainingOutcome(version, [PLACEHOLDER_RESULT], published)
 
 
 @dataclass

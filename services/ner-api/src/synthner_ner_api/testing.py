@@ -171,9 +171,25 @@ def fuzz_api(app: ASGIApp, examples: int, seed: int | None = None) -> FuzzReport
     return report
 
 
+_HALF = Scores(precision=0.5, recall=0.5, f1=0.5, support=2)
+PLACEHOLDER_RESULT = EvaluationResult(
+    dataset="gold",
+    documents=1,
+    strict_micro=_HALF,
+    strict_macro=_HALF,
+    partial_micro=_HALF,
+    strict_per_label={},
+    partial_per_label={},
+)
+"""The metrics of a test's model announcement (the NER API passes them on, never judges them)."""
+PLACEHOLDER_MANIFEST = DatasetManifest(
+    version="d1", content_hash="0" * 64, document_count=1, annotators=[], label_counts={}
+)
+"""The dataset of a test's model announcement."""
+
+
 def model_published(version: str, store: Path, label: str = "Condition") -> ModelPublished:
     """The trainer's announcement of ``version`` in ``store`` (metrics and manifest are placeholders)."""
-    half = Scores(precision=0.5, recall=0.5, f1=0.5, support=2)
     return ModelPublished(
         correlation_id="job-1",
         producer="trainer-test",
@@ -181,16 +197,6 @@ def model_published(version: str, store: Path, label: str = "Condition") -> Mode
         artifact_uri=str(store / version),
         labels=[label],
         base_model="test",
-        metrics=[
-            EvaluationResult(
-                dataset="gold",
-                documents=1,
-                strict_micro=half,
-                strict_macro=half,
-                partial_micro=half,
-                strict_per_label={},
-                partial_per_label={},
-            )
-        ],
-        dataset=DatasetManifest(version="d1", content_hash="0" * 64, document_count=1, annotators=[], label_counts={}),
+        metrics=[PLACEHOLDER_RESULT],
+        dataset=PLACEHOLDER_MANIFEST,
     )
