@@ -73,31 +73,8 @@ def test_run_writes_annotated_documents(tmp_path: Path, capsys: pytest.CaptureFi
     assert "2 documents, 3 spans; 0 documents failed" in capsys.readouterr().out
 
 
-def test_run_refuses_real_documents_for_an_external_llm(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    source = write(tmp_path / "in.jsonl", GOLD)
-    out = tmp_path / "out.jsonl"
-    code = main(
-        [
-            "annotate",
-            "run",
-            str(source),
-            str(out),
-            "--labels",
-            "Disease",
-            "--base-url",
-            "http://127.0.0.1:9/v1",
-            "--model",
-            "gpt-test",
-        ]
-    )
-    assert code == 1
-    captured = capsys.readouterr()
-    assert "EgressRefused" in captured.err
-    assert "only synthetic notes" in captured.err
-    assert "0 documents, 0 spans; 2 documents failed" in captured.out
-
-
 def external_run(source: Path, out: Path, *extra: str) -> list[str]:
+    """``synthner annotate run`` with an external LLM endpoint (nothing listens there)."""
     return [
         "annotate",
         "run",
@@ -109,10 +86,22 @@ def external_run(source: Path, out: Path, *extra: str) -> list[str]:
         "http://127.0.0.1:9/v1",
         "--model",
         "gpt-test",
-        "--provenance",
-        "synthetic",
         *extra,
     ]
+
+
+SYNTHETIC = ("--provenance", "synthetic")
+
+
+def test_run_refuses_real_documents_for_an_external_llm(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = write(tmp_path / "in.jsonl", GOLD)
+    out = tmp_path / "out.jsonl"
+    code = main(external_run(source, out))
+    assert code == 1
+    captured = capsys.readouterr()
+    assert "EgressRefused" in captured.err
+    assert "only synthetic notes" in captured.err
+    assert "0 documents, 0 spans; 2 documents failed" in captured.out
 
 
 def test_declaring_documents_synthetic_does_not_mark_them_passed(
@@ -123,7 +112,7 @@ def test_declaring_documents_synthetic_does_not_mark_them_passed(
     from synthner_shared.ngrams import NgramReference  # noqa: PLC0415 - the CLI imports it lazily too
 
     source = write(tmp_path / "in.jsonl", GOLD)
-    assert main(external_run(source, tmp_path / "out.jsonl")) == 1
+    assert main(external_run(source, tmp_path / "out.jsonl", *SYNTHETIC)) == 1
     captured = capsys.readouterr()
     assert "leak check 'unchecked'" in captured.err
     assert "0 documents, 0 spans; 2 documents failed" in captured.out
@@ -131,7 +120,7 @@ def test_declaring_documents_synthetic_does_not_mark_them_passed(
     reference = tmp_path / "reference.npz"
     NgramReference.build(["Referral for physiotherapy after knee surgery, walking with crutches."]).save(reference)
     leaky = write(tmp_path / "leaky.jsonl", [{"id": "1", "text": "Asthma; write to a.b@example.org.", "entities": []}])
-    assert main(external_run(leaky, tmp_path / "out.jsonl", "--leak-reference", str(reference))) == 1
+    assert main(external_run(leaky, tmp_path / "out.jsonl", *SYNTHETIC, "--leak-reference", str(reference))) == 1
     captured = capsys.readouterr()
     assert "leak check 'failed'" in captured.err
     assert "a.b@example.org" not in captured.err
