@@ -50,7 +50,7 @@ from synthner_shared.messaging import (
     PublishError,
     Topology,
 )
-from synthner_shared.messaging.consumer import bounded_reason, safe_id
+from synthner_shared.messaging.consumer import bounded_reason, persistent_copy, safe_id
 from synthner_shared.messaging.publisher import send_confirmed
 from synthner_shared.messaging.topology import SHARED_ROLES, QueueRole
 
@@ -220,25 +220,10 @@ class Selection:
         return True
 
 
-def _copy(message: AbstractIncomingMessage, headers: Mapping[str, Any]) -> aio_pika.Message:
-    return aio_pika.Message(
-        body=message.body,
-        headers=dict(headers),
-        content_type=message.content_type,
-        content_encoding=message.content_encoding,
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        message_id=message.message_id,
-        correlation_id=message.correlation_id,
-        type=message.type,
-        timestamp=message.timestamp,
-        app_id=message.app_id,
-    )
-
-
 def kept_copy(message: AbstractIncomingMessage) -> aio_pika.Message:
     """The copy that goes to the back of its own queue: everything as it was, but the broker's delivery count (a new
     message starts at 0)."""
-    return _copy(message, {k: v for k, v in (message.headers or {}).items() if k != "x-delivery-count"})
+    return persistent_copy(message, {k: v for k, v in (message.headers or {}).items() if k != "x-delivery-count"})
 
 
 def replay_copy(message: AbstractIncomingMessage) -> aio_pika.Message:
@@ -246,7 +231,7 @@ def replay_copy(message: AbstractIncomingMessage) -> aio_pika.Message:
     headers = {k: v for k, v in (message.headers or {}).items() if k not in DROPPED_ON_REPLAY}
     replayed = headers.get(REPLAYED_HEADER, 0)
     headers[REPLAYED_HEADER] = (replayed if isinstance(replayed, int) else 0) + 1
-    return _copy(message, headers)
+    return persistent_copy(message, headers)
 
 
 # --- the broker side -------------------------------------------------------------------------------------------------

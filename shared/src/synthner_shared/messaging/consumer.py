@@ -189,11 +189,12 @@ class ConsumerStats:
     requeued_on_close: int = 0
 
 
-def _republished(incoming: AbstractIncomingMessage, headers: Mapping[str, Any]) -> aio_pika.Message:
-    """A persistent copy of a delivery with extra headers (for the retry and dead-letter queues)."""
+def persistent_copy(incoming: AbstractIncomingMessage, headers: Mapping[str, Any]) -> aio_pika.Message:
+    """A persistent copy of a delivery, its body and properties unchanged, with ``headers`` as its headers: what the
+    runner parks in a retry queue or dead-letters, and what an operator's sweep moves between queues."""
     return aio_pika.Message(
         body=incoming.body,
-        headers={**(incoming.headers or {}), **headers},
+        headers=dict(headers),
         content_type=incoming.content_type,
         content_encoding=incoming.content_encoding,
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
@@ -474,7 +475,9 @@ class ConsumerRunner(Generic[M]):
             return
         delay_ms = self._settings.retry_delay_ms(retries)
         retry_queue = self._broker.topology.retry_queue_name(self._queue_name, delay_ms)
-        copy = _republished(incoming, {RETRIES_HEADER: retries, LAST_ERROR_HEADER: reason})
+        copy = persistent_copy(
+            incoming, {**(incoming.headers or {}), RETRIES_HEADER: retries, LAST_ERROR_HEADER: reason}
+        )
         if not await self._move(incoming, self._broker.retry_exchange, copy, retry_queue):
             await self._hand_back(incoming, f"retry queue {retry_queue} did not take it")
             return
@@ -490,7 +493,9 @@ class ConsumerRunner(Generic[M]):
 
     async def _publish_dead_letter(self, incoming: AbstractIncomingMessage, reason: str) -> bool:
         reason = bounded_reason(reason)
-        copy = _republished(incoming, {REASON_HEADER: reason, QUEUE_HEADER: self._queue_name})
+        copy = persistent_copy(
+            incoming, {**(incoming.headers or {}), REASON_HEADER: reason, QUEUE_HEADER: self._queue_name}
+        )
         if not await self._move(incoming, self._broker.dead_letter_exchange, copy, self._consumer.role.name):
             return False
         self.stats.dead_lettered += 1
