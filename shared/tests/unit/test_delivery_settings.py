@@ -9,7 +9,12 @@ from pydantic import ValidationError
 from synthner_shared.app import run_service
 from synthner_shared.messaging import BrokerSettings
 from synthner_shared.messaging.broker import parse_version
-from synthner_shared.messaging.settings import CONSUMER_TIMEOUTS_S, HANDLER_DEADLINES_S
+from synthner_shared.messaging.settings import (
+    CONSUMER_TIMEOUTS_S,
+    HANDLER_DEADLINES_S,
+    OTHER_ROLES_CONSUMER_TIMEOUT_S,
+    OTHER_ROLES_DEADLINE_S,
+)
 from synthner_shared.messaging.topology import NER_API, SHARED_ROLES
 
 
@@ -27,6 +32,22 @@ def test_every_queue_role_of_the_topology_has_a_deadline_and_a_consumer_timeout(
     roles = {role.name for role in (*SHARED_ROLES, NER_API)}
     assert roles <= set(HANDLER_DEADLINES_S)
     assert roles <= set(CONSUMER_TIMEOUTS_S)
+
+
+def test_a_role_outside_the_topology_gets_the_short_default() -> None:
+    # A tool's own queue (the local pipeline's observer) is consumed by the same runner: it must get a deadline too.
+    settings = BrokerSettings()
+    assert "observer" not in HANDLER_DEADLINES_S
+    assert settings.handler_deadline_s("observer") == OTHER_ROLES_DEADLINE_S
+    assert settings.consumer_timeout_s("observer") == OTHER_ROLES_CONSUMER_TIMEOUT_S
+    margin = settings.output_retry_s + settings.publish_timeout_s
+    assert OTHER_ROLES_DEADLINE_S + margin < OTHER_ROLES_CONSUMER_TIMEOUT_S
+    with pytest.raises(ValidationError, match="any other role"):
+        # Every named role has room; the others' default has not.
+        BrokerSettings(
+            output_retry_s=OTHER_ROLES_CONSUMER_TIMEOUT_S,
+            consumer_timeouts_s=dict.fromkeys(CONSUMER_TIMEOUTS_S, 9_000.0),
+        )
 
 
 def test_overrides_per_role_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -40,6 +40,11 @@ CONSUMER_TIMEOUTS_S: dict[str, float] = {
 lets a delivery stay unacknowledged before it takes the message back. It must leave room for the handler deadline plus
 the publishing of the outputs (``output_retry_s``) and of a retry or dead letter (``publish_timeout_s``)."""
 
+OTHER_ROLES_DEADLINE_S = 60.0
+OTHER_ROLES_CONSUMER_TIMEOUT_S = 300.0
+"""Deadline and consumer timeout of a queue role not named above (a tool's own queue, such as the local pipeline's
+observer): short bookkeeping handlers, as for ``failures``."""
+
 
 class BrokerSettings(BaseSettings):
     """How a service talks to RabbitMQ.
@@ -136,7 +141,7 @@ class BrokerSettings(BaseSettings):
     def _deadlines_below_consumer_timeouts(self) -> Self:
         """A handler that may still run (or publish) when the broker's consumer timeout takes its message back would
         run twice at once: refuse such a configuration at start-up."""
-        for role in HANDLER_DEADLINES_S:
+        for role in (*HANDLER_DEADLINES_S, "any other role"):
             deadline, timeout = self.handler_deadline_s(role), self.consumer_timeout_s(role)
             needed = deadline + self.output_retry_s + self.publish_timeout_s
             if needed >= timeout:
@@ -167,11 +172,11 @@ class BrokerSettings(BaseSettings):
 
     def handler_deadline_s(self, role: str) -> float:
         """How long a handler of ``role`` may work on one delivery (the override, else the role's default)."""
-        return self.handler_deadlines_s.get(role, HANDLER_DEADLINES_S[role])
+        return self.handler_deadlines_s.get(role, HANDLER_DEADLINES_S.get(role, OTHER_ROLES_DEADLINE_S))
 
     def consumer_timeout_s(self, role: str) -> float:
         """The broker's consumer timeout for ``role``'s subscriptions (the override, else the role's default)."""
-        return self.consumer_timeouts_s.get(role, CONSUMER_TIMEOUTS_S[role])
+        return self.consumer_timeouts_s.get(role, CONSUMER_TIMEOUTS_S.get(role, OTHER_ROLES_CONSUMER_TIMEOUT_S))
 
     def retry_delay_ms(self, retry: int) -> int:
         """Back-off before retry number ``retry`` (1-based)."""
