@@ -46,7 +46,7 @@ from typing import TypeVar
 import httpx
 
 from synthner_ner_api.auth import key_line, new_key
-from synthner_ner_api.testing import LEXICON, write_model
+from synthner_ner_api.testing import LEXICON, wait_ready, write_model
 from synthner_shared.testing import sample_note
 from synthner_shared.testing_browser import free_port
 
@@ -216,20 +216,6 @@ class Clients:
                     current.failures[str(response.status_code)] += 1
             position += CLIENTS
             next_at = max(next_at + 1 / self.rps, time.monotonic())
-
-
-async def wait_ready(client: httpx.AsyncClient, server: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"the NER API exited with {server.returncode} before it was ready")
-        try:
-            if (await client.get("/readyz")).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        await asyncio.sleep(0.2)
-    raise TimeoutError("the NER API was not ready in time")
 
 
 async def start_abuser(args: argparse.Namespace, port: int, flood_key: str) -> asyncio.subprocess.Process:

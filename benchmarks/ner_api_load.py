@@ -57,7 +57,7 @@ from pathlib import Path
 
 import httpx
 
-from synthner_ner_api.testing import ADMIN_KEY, LEXICON, USER_KEY, write_key_file, write_model
+from synthner_ner_api.testing import ADMIN_KEY, LEXICON, USER_KEY, wait_ready, write_key_file, write_model
 from synthner_shared.documents import read_documents
 from synthner_shared.testing import sample_note
 
@@ -161,20 +161,6 @@ class Memory:
             "rss_peak_mb": max(mb for _, mb in self.samples),
             "rss_after_swap_mb": end,
         }
-
-
-async def wait_ready(client: httpx.AsyncClient, server: subprocess.Popen[bytes], timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"the NER API exited with {server.returncode} before it was ready")
-        try:
-            if (await client.get("/readyz")).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        await asyncio.sleep(0.2)
-    raise TimeoutError("the NER API was not ready in time")
 
 
 def start_server(args: argparse.Namespace, store: Path, keys: Path, port: int) -> subprocess.Popen[bytes]:
@@ -288,7 +274,7 @@ async def drive(args: argparse.Namespace, store: Path, port: int, server: subpro
         headers={"Authorization": f"Bearer {USER_KEY}"},
         limits=httpx.Limits(max_connections=args.clients),
     ) as client:
-        await wait_ready(client, server)
+        await wait_ready(client, server, timeout_s=120)
         warm = Load()  # the same clients until v1 has answered --warmup requests; only its failures count
         await asyncio.gather(
             *(warm.client(client, notes, i, args.clients, lambda: warm.sent >= args.warmup) for i in clients)

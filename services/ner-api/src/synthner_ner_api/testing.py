@@ -9,13 +9,16 @@ trainer fitted.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import subprocess
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.types import ASGIApp
 
@@ -24,6 +27,9 @@ from synthner_ner_api.models import Predictor, SpanPrediction
 from synthner_ner_api.settings import NerApiSettings
 from synthner_shared.contracts import DatasetManifest, EvaluationResult, ModelPublished, Scores
 from synthner_shared.model_store import ModelStoreLayout, VersionStatus, write_status
+
+if TYPE_CHECKING:
+    import httpx
 
 USER_KEY = "user-9dMqT_fkHqpByrwEiYlzqTugIrXKrpy1r8quzBNz"
 ADMIN_KEY = "admin-mKLeJsmipmWJynEPeRAvzg6By_H5IqPXeDe0LajF"
@@ -200,3 +206,21 @@ def model_published(version: str, store: Path, label: str = "Condition") -> Mode
         metrics=[PLACEHOLDER_RESULT],
         dataset=PLACEHOLDER_MANIFEST,
     )
+
+
+async def wait_ready(client: httpx.AsyncClient, server: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
+    """Wait until the NER API process ``server`` answers ``/readyz`` with 200 (the benchmarks' servers): raise if it
+    exits first or is not ready within ``timeout_s``."""
+    import httpx  # noqa: PLC0415 - a test client's dependency, not the service's
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"the NER API exited with {server.returncode} before it was ready")
+        try:
+            if (await client.get("/readyz")).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        await asyncio.sleep(0.2)
+    raise TimeoutError("the NER API was not ready in time")
