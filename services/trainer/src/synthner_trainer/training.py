@@ -56,7 +56,7 @@ from synthner_shared.ner.predictor import SpanPredictor, pad_batch, pick_device,
 from synthner_shared.observability.metrics import TRAINING
 from synthner_trainer.base_model import check_base_model
 from synthner_trainer.crf import ChainCRF
-from synthner_trainer.distillation import Teacher, TeacherMismatchError, soft_target_loss
+from synthner_trainer.distillation import SoftLabels, Teacher, TeacherMismatchError, soft_target_loss
 from synthner_trainer.settings import Precision, TrainingConfig
 from synthner_trainer.store import EmptyDatasetError
 
@@ -475,6 +475,7 @@ class Optimizer:
         self.model = model
         self.crf = crf
         self.teacher = teacher
+        self.soft_labels = SoftLabels(teacher) if teacher is not None else None
         self.distill_weight = distill_weight if teacher is not None else 0.0
         groups = parameter_groups(model, learning_rate, weight_decay, layer_decay)
         if crf is not None:
@@ -487,17 +488,20 @@ class Optimizer:
         self.scheduler = get_linear_schedule_with_warmup(self.optimizer, warmup, total_steps)  # type: ignore[no-untyped-call]
         self.autocast, self.scaler = autocast_for(device, precision)
 
-    def step(self, batch: dict[str, torch.Tensor]) -> float:
-        """One optimisation step on a batch; returns the loss."""
+    def step(self, batch: dict[str, torch.Tensor], windows: Sequence[int] | None = None) -> float:
+        """One optimisation step on a batch; returns the loss. ``windows``: the training windows the batch's rows
+        are, so that the teacher's soft labels are computed once per window (None: the teacher runs on the batch)."""
         with self.autocast if self.autocast is not None else contextlib.nullcontext():
             output = (
                 self.model(**batch)
                 if self.crf is None
                 else self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
             )
-            teacher_logits = (
-                self.teacher.logits(batch["input_ids"], batch["attention_mask"]) if self.teacher is not None else None
-            )
+            teacher_logits = None
+            if self.soft_labels is not None and windows is not None:
+                teacher_logits = self.soft_labels.logits(windows, batch["input_ids"], batch["attention_mask"])
+            elif self.teacher is not None:
+                teacher_logits = self.teacher.logits(batch["input_ids"], batch["attention_mask"])
         loss = output.loss if self.crf is None else self.crf.loss(output.logits.float(), batch["labels"])
         if self.teacher is not None and teacher_logits is not None:
             soft = soft_target_loss(output.logits, teacher_logits, batch["labels"], self.teacher.temperature)
@@ -616,7 +620,7 @@ def fine_tune(  # noqa: PLR0915 - one training loop, easier to follow in one pie
             if should_stop is not None and should_stop():
                 raise TrainingCancelled(f"training cancelled at step {step} of {total_steps}")
             batch = collate([windows[i] for i in batch_indices], pad_id, torch_device)
-            losses.append(optimizer.step(batch))
+            losses.append(optimizer.step(batch, batch_indices))
             if average is not None:
                 average.update(model)
             step += 1

@@ -16,7 +16,7 @@ from synthner_shared.evaluation import evaluate_spans
 from synthner_shared.ner import EncodedWindow
 from synthner_shared.ner.predictor import SpanPredictor
 from synthner_trainer.base_model import default_base_model
-from synthner_trainer.distillation import Teacher, TeacherMismatchError
+from synthner_trainer.distillation import SoftLabels, Teacher, TeacherMismatchError
 from synthner_trainer.pipeline import GoldSet, gate_and_register, loads_and_predicts, train_to_folder
 from synthner_trainer.registry import ModelRegistry
 from synthner_trainer.settings import TrainerSettings, TrainingConfig
@@ -25,7 +25,9 @@ from synthner_trainer.training import (
     OUTSIDE_BIAS_GRID,
     TrainingResult,
     calibrate_decoder,
+    collate,
     decoder_candidates,
+    encode_documents,
     fine_tune,
     oversample_rare_labels,
     prepare,
@@ -260,3 +262,33 @@ def test_a_teacher_with_other_tags_is_refused(trained: Trained) -> None:
     with pytest.raises(TeacherMismatchError, match="tags"):
         Teacher.load(teacher, tokenizer, ["O", "B-Chemical", "I-Chemical"], torch.device("cpu"), 1.0)
     Teacher.load(teacher, tokenizer, ["O", "B-Disease", "I-Disease"], torch.device("cpu"), 1.0)  # same tags: fine
+
+
+@pytest.mark.slow
+def test_soft_labels_are_the_teacher_s_logits_computed_once_per_window(trained: Trained) -> None:
+    """The cache gives what the teacher gives on the batch, at every labelled position, and runs the teacher on each
+    window only once, whatever batch (and padding width) the window comes back in."""
+    teacher_dir, *_ = trained
+    tokenizer = AutoTokenizer.from_pretrained(teacher_dir, local_files_only=True)
+    tags = ["O", "B-Disease", "I-Disease"]
+    teacher = Teacher.load(teacher_dir, tokenizer, tags, torch.device("cpu"), 2.0)
+    config = TrainingConfig(max_length=64, stride=16)
+    windows = encode_documents(
+        list(read_documents(NCBI / "dev.jsonl"))[:3], tokenizer, {t: i for i, t in enumerate(tags)}, config
+    )
+    assert len(windows) >= 4
+    soft = SoftLabels(teacher)
+    first = collate(windows[:4], tokenizer.pad_token_id, torch.device("cpu"))
+    cached = soft.logits([0, 1, 2, 3], first["input_ids"], first["attention_mask"])
+    direct = teacher.logits(first["input_ids"], first["attention_mask"])
+    labelled = first["attention_mask"].bool()
+    assert torch.allclose(cached[labelled], direct[labelled], atol=1e-4)
+    assert soft.computed == 4
+
+    again = collate([windows[3], windows[0], *windows[4:6]], tokenizer.pad_token_id, torch.device("cpu"))
+    reused = soft.logits([3, 0, 4, 5], again["input_ids"], again["attention_mask"])
+    assert soft.computed == 4 + len(windows[4:6])  # windows 3 and 0 came from the cache
+    assert torch.equal(reused[0, : len(windows[3].input_ids)], cached[3, : len(windows[3].input_ids)])
+    fresh = teacher.logits(again["input_ids"], again["attention_mask"])
+    mask = again["attention_mask"].bool()
+    assert torch.allclose(reused[mask], fresh[mask], atol=1e-4)
