@@ -4,6 +4,7 @@ torch weights before a version may be published (on the session's real tiny mode
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -11,7 +12,14 @@ import pytest
 import torch
 from transformers import AutoModelForTokenClassification
 
-from synthner_shared.ner.onnx import ONNX_FILE, ONNX_INT8_FILE, ONNX_MANIFEST, export_onnx, file_digest
+from synthner_shared.ner.onnx import (
+    ONNX_FILE,
+    ONNX_INT8_FILE,
+    ONNX_MANIFEST,
+    export_onnx,
+    file_digest,
+    quantize_int8,
+)
 from synthner_shared.ner.windowed import ModelFolderError
 from synthner_trainer.pipeline import loads_and_predicts
 
@@ -46,3 +54,17 @@ def test_the_publish_check_fails_a_graph_of_other_weights(tiny_ner_model: Path, 
     export_onnx(other, copy, int8=False)  # its manifest is consistent: only the comparison can catch it
     with pytest.raises(ValueError, match=r"other spans|differs from the torch weights"):
         loads_and_predicts(copy)
+
+
+def test_quantising_keeps_onnxruntime_s_advice_off_the_root_logger(
+    tiny_ner_model: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """onnxruntime logs "Please consider to run pre-processing" on the root logger at WARNING on every call; it reached
+    the demo's terminal. It is logged at DEBUG by our module instead, and the root logger keeps no filter of ours."""
+    filters = list(logging.getLogger().filters)
+    with caplog.at_level(logging.DEBUG):
+        quantize_int8(tiny_ner_model / ONNX_FILE, tmp_path / ONNX_INT8_FILE)
+    assert (tmp_path / ONNX_INT8_FILE).stat().st_size > 0
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING and r.name == "root"]
+    assert any(r.name == "synthner_shared.ner.onnx" and "pre-processing" in r.getMessage() for r in caplog.records)
+    assert logging.getLogger().filters == filters
