@@ -99,12 +99,13 @@ async def test_wait_ready_polls_until_200_and_fails_when_the_process_ends(tmp_pa
 
 def test_settings_env_rebuilds_each_stage_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """What --processes hands each child: the same settings object the in-process mode builds."""
-    for annotator in ("teacher", "lexicon", "llm"):
+    for annotator, mode in (("teacher", "prefix"), ("lexicon", "label_conditioned"), ("llm", "prefix")):
         options = DemoOptions(
             workdir=Path("run"),
             notes=4,
             quick=True,
             annotator=annotator,
+            mode=mode,
             transport="processes",
             lexicon_source=REPO_DATA / "train.jsonl",
             gold=REPO_DATA / "test.jsonl",

@@ -174,6 +174,31 @@ def test_the_vakili_route_runs_end_to_end_in_process_and_a_rerun_resumes_from_it
 
 
 @pytest.mark.study
+@pytest.mark.timeout(1200)
+def test_the_prefix_route_continues_gold_train_openings_with_the_llm_as_shipped(tmp_path: Path) -> None:
+    options = _tiny(tmp_path, "prefix", "in-process")
+    result = Study(options, say=lambda _: None).run()
+
+    workdir = options.workdir / "prefix"
+    assert [r.name for r in result.stages] == ["teacher", "generate", "annotate", "student", "privacy"]
+    assert not (workdir / "trainer").exists()  # nothing adapted
+    generation = next(r for r in result.stages if r.name == "generate").counts
+    assert generation["llm"] == "SmolLM2-135M-Instruct"
+    notes = [json.loads(line) for line in (workdir / "notes.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert notes
+    assert {note["generation"]["prompt"]["name"] for note in notes} == {"continuation"}
+    # Each note opens with a run of words of a gold train note (the first sentence that opens with safe words); the
+    # reply may follow it without a space ("Germline" + ")").
+    train = [d.text.split() for d in read_documents(options.gold_train)]
+    for note in notes:
+        words = note["generation"]["attributes"]["prefix_words"]
+        assert 1 <= words <= options.prefix_words
+        runs = {" ".join(text[i : i + words]) for text in train for i in range(len(text) - words + 1)}
+        assert any(note["text"].startswith(run) for run in runs)
+    assert result.f1_synthetic is not None
+
+
+@pytest.mark.study
 @pytest.mark.rabbitmq
 @pytest.mark.timeout(1200)
 def test_gold_and_tang_over_rabbitmq_share_one_teacher_write_one_table_and_resume_after_a_lost_stage(

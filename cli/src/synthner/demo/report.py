@@ -78,6 +78,12 @@ def figure_files(report: ReportData, folder: Path) -> list[tuple[str, str]]:
     return [(f"figure ({figure.stem.removeprefix(PREFIX)}, PNG)", str(figure)) for figure in figures]
 
 
+MODES = {
+    "prefix": "prefix (Vakili et al., not adapted): SmolLM2 continues the first three words of a gold train note",
+    "label_conditioned": "label_conditioned (Tang et al.): each prompt names Disease entities from the lexicon",
+}
+
+
 def notes_on(options: DemoOptions, done: DemoRun) -> str:
     """What the figures are, in one paragraph for the report."""
     if done.teacher is None:
@@ -85,11 +91,15 @@ def notes_on(options: DemoOptions, done: DemoRun) -> str:
             f"SmolLM2-135M writes fluent but medically weak text, and the {options.annotator} annotator labels it"
             " poorly, so the F1 on real abstracts is low: this run shows the loop working, not the method's ceiling."
         )
+    seeded = (
+        "continuing the first three words of gold train notes: only those words of real text reached the student"
+        if options.mode == "prefix"
+        else "label-conditioned on gold train mentions: no real text reached the student"
+    )
     return (
-        "The model was trained on synthetic notes only (SmolLM2-135M, label-conditioned on gold train mentions),"
-        " labelled by the teacher, an encoder trained on the real gold train split: no real text reached the"
-        " student. The teacher's own F1 is the reference; the gap is what the synthetic route costs at this size"
-        " (docs/results.md has the study's larger runs)."
+        f"The model was trained on synthetic notes only (SmolLM2-135M, {seeded}), labelled by the teacher, an encoder"
+        " trained on the real gold train split. The teacher's own F1 is the reference; the gap is what the synthetic"
+        " route costs at this size (docs/results.md has the study's larger runs)."
     )
 
 
@@ -125,7 +135,7 @@ def write_report(options: DemoOptions, done: DemoRun, started: float) -> str:
         "quick": options.quick,
         "LLM": f"{done.llm_file} via llama.cpp server",
         "notes requested": options.notes,
-        "mode": "label_conditioned (Tang et al.): each prompt names Disease entities from the lexicon",
+        "mode": MODES[options.mode],
         "lexicon": f"{done.mentions} unique Disease mentions from {options.lexicon_source.name}",
         "annotator": options.annotator
         if done.teacher is None

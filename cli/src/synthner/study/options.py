@@ -7,9 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-Route = Literal["gold", "vakili", "tang", "mix"]
-ROUTES: tuple[Route, ...] = ("gold", "vakili", "tang", "mix")
-MIXED: tuple[Route, ...] = ("vakili", "tang")
+Route = Literal["gold", "vakili", "prefix", "tang", "mix"]
+ROUTES: tuple[Route, ...] = ("gold", "vakili", "prefix", "tang", "mix")
+MIXED: tuple[Route, ...] = ("vakili", "prefix", "tang")
+PREFIXED: tuple[Route, ...] = ("vakili", "prefix")
+"""The routes whose notes continue the opening words of real notes (``vakili``: by the adapted generator, from notes
+the adaptation held out; ``prefix``: by the generator as shipped, from the gold train notes)."""
 """The routes whose synthetic corpora the ``mix`` route trains one student on (those that finished in the workdir)."""
 AnnotatorChoice = Literal["teacher", "lexicon"]
 StudentDev = Literal["gold", "synthetic"]
@@ -20,6 +23,7 @@ Truncated = Literal["reject", "whole_sentences"]
 STAGES: dict[Route, tuple[str, ...]] = {
     "gold": ("teacher",),
     "vakili": ("teacher", "adapt", "generate", "annotate", "student", "privacy"),
+    "prefix": ("teacher", "generate", "annotate", "student", "privacy"),
     "tang": ("teacher", "generate", "annotate", "student", "privacy"),
     "mix": ("teacher", "gather", "student", "privacy"),
 }

@@ -16,6 +16,7 @@ from pydantic_core import to_jsonable_python
 
 from synthner.study.options import (
     MIXED,
+    PREFIXED,
     STAGES,
     Counts,
     StageRecord,
@@ -307,17 +308,21 @@ class Study:
         from synthner_shared.ngrams import NgramReference
 
         options = self.options
-        prefix = options.route == "vakili"
+        prefix = options.route in PREFIXED
+        adapted = options.route == "vakili"
         state = self.route_dir / "generator"
         if state.exists():
             shutil.rmtree(state)  # dedup state of an interrupted run would count its notes as duplicates
         state.mkdir(parents=True)
         reference = state / "leak_reference.npz"
-        if prefix:
+        if adapted:
             shutil.copyfile(self.adapted_dir / "leak_reference.npz", reference)
         else:
             NgramReference.build([d.text for d in self.train]).save(reference)
-        model_path = self.adapted_dir / "model.gguf" if prefix else None
+        model_path = self.adapted_dir / "model.gguf" if adapted else None
+        # The adapted generator continues notes it never trained on; the generator as shipped never saw any, so the
+        # gold train notes give its prefixes (the generator cuts each before anything that may identify someone).
+        prefix_file = self.adapted_dir / "heldout_prefixes.jsonl" if adapted else options.gold_train
         async with local_llm(model_path=model_path, n_ctx=2048, parallel=options.llm_parallel) as llm:
             settings = GeneratorSettings(
                 backend="openai",
@@ -331,7 +336,7 @@ class Study:
                 labels=self.labels,
                 entities_per_label=3,
                 min_chars=100,
-                prefix_file=self.adapted_dir / "heldout_prefixes.jsonl" if prefix else None,
+                prefix_file=prefix_file if prefix else None,
                 prefix_words=options.prefix_words,
                 truncated=options.truncated,
                 leak_reference=reference,
@@ -386,7 +391,7 @@ class Study:
             "duplicates": counts.duplicates,
             "quarantined": counts.quarantined,
             "failed": counts.generation_failed,
-            "llm": "adapted SmolLM2-135M (GGUF q8_0)" if prefix else "SmolLM2-135M-Instruct",
+            "llm": "adapted SmolLM2-135M (GGUF q8_0)" if adapted else "SmolLM2-135M-Instruct",
             "llm_server": f"{llm.server}, {llm.parallel} at once",
             "transport": self.chosen_transport,
         }
