@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import httpx
 import pytest
 
-from synthner.demo.options import REPO_DATA, DemoOptions
+from synthner.demo.options import REPO_DATA, AnnotatorChoice, DemoOptions, GenerationMode
 from synthner.demo.stages import build_stages
 from synthner.supervisor import ProcessFailed, ProcessSpec, Supervisor, module_argv, settings_env
 from synthner_annotator.settings import AnnotatorSettings
@@ -99,7 +99,12 @@ async def test_wait_ready_polls_until_200_and_fails_when_the_process_ends(tmp_pa
 
 def test_settings_env_rebuilds_each_stage_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """What --processes hands each child: the same settings object the in-process mode builds."""
-    for annotator, mode in (("teacher", "prefix"), ("lexicon", "label_conditioned"), ("llm", "prefix")):
+    cases: tuple[tuple[AnnotatorChoice, GenerationMode], ...] = (
+        ("teacher", "prefix"),
+        ("lexicon", "label_conditioned"),
+        ("llm", "prefix"),
+    )
+    for annotator, mode in cases:
         options = DemoOptions(
             workdir=Path("run"),
             notes=4,

@@ -13,6 +13,7 @@ REPO_DATA = Path(__file__).resolve().parents[4].parent / "shared" / "data" / "nc
 
 TransportChoice = Literal["auto", "in-process", "broker", "processes"]
 GenerationMode = Literal["prefix", "label_conditioned"]
+AnnotatorChoice = Literal["teacher", "lexicon", "llm"]
 
 
 class DemoError(RuntimeError):
@@ -32,7 +33,7 @@ class DemoOptions:
     workdir: Path
     notes: int
     quick: bool
-    annotator: Literal["teacher", "lexicon", "llm"]
+    annotator: AnnotatorChoice
     mode: GenerationMode
     transport: TransportChoice
     lexicon_source: Path
@@ -62,7 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--notes", type=int, help="synthetic notes to generate (default 120, quick 24)")
     parser.add_argument(
         "--annotator",
-        choices=["teacher", "lexicon", "llm"],
+        choices=get_args(AnnotatorChoice),
         default="teacher",
         help="who labels the notes: teacher (default; the encoder fine-tuned on the gold train split, also the"
         " reference printed beside the result), lexicon (gold train mentions matched as written) or llm (SmolLM2)",
