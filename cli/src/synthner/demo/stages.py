@@ -161,8 +161,9 @@ def build_stages(
         seed=options.seed,
         sampling=SamplingParameters(temperature=0.8, top_p=0.95, max_new_tokens=options.max_new_tokens),
         # Raw continuation (no instruction): SmolLM2-135M-Instruct as shipped wanders from three words of an abstract to
-        # code, games or arithmetic, and the teacher labels those texts O; still, on NCBI dev the student did better
-        # than on label-conditioned notes or on texts the model was asked to begin with the prefix (docs/results.md).
+        # code, games or arithmetic, and the teacher labels those texts O; still, on NCBI dev the student did as well
+        # as on label-conditioned notes (three runs against one) and better than on texts the model was asked to
+        # begin with the prefix, and the notes take two thirds of the time to write (docs/results.md).
         prompt=PromptRef(name="continuation", version="v1")
         if prefix
         else PromptRef(name="clinical_note_brief", version="v1"),
