@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from synthner_generator.settings import GeneratorSettings
     from synthner_shared.contracts import GenerationRequested, Mention
     from synthner_shared.local_llm import LocalLLM
-    from synthner_trainer.settings import TrainerSettings
+    from synthner_trainer.settings import TrainerSettings, TrainingConfig
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,34 @@ def first_documents(options: DemoOptions, source: Path) -> Path:
     return path
 
 
+STUDENT_SECONDS = 210.0
+"""Bound on the model's training on the notes. Keeps the run within 15 minutes: on a 2-core Xeon (teacher 2,200-2,700
+tokens/s) the prefix-mode demo took 934 s at 300 s and 927 s at 240 s (its dev scoring after each epoch is outside the
+budget)."""
+
+
+def student_config(options: DemoOptions) -> TrainingConfig:
+    """How the model learns the notes: with the teacher's soft labels as well when the teacher labelled them (computed
+    once per window: 1.09x the student's tokens/s, benchmarks/soft_label_cache.py)."""
+    from synthner_trainer.settings import TrainingConfig
+    from synthner_trainer.training import fastest_precision
+
+    distill = options.annotator == "teacher" and options.distill_weight > 0
+    # A few dozen short notes give few optimiser steps: small batches and a higher learning rate than the service's
+    # default make them count.
+    return TrainingConfig(
+        epochs=options.epochs,
+        batch_size=4,
+        learning_rate=3e-4,
+        max_length=256,
+        stride=64,
+        precision=fastest_precision("cpu"),
+        distill_from=teacher_folder(options) if distill else None,
+        distill_weight=options.distill_weight,
+        distill_temperature=options.distill_temperature,
+    )
+
+
 def build_stages(
     options: DemoOptions, llm: LocalLLM, mentions: Sequence[Mention], gold: Path, gold_dev: Path
 ) -> Stages:
@@ -74,8 +102,7 @@ def build_stages(
     from synthner_annotator.settings import AnnotatorSettings
     from synthner_generator.settings import GeneratorSettings
     from synthner_shared.contracts import GenerationRequested, PromptRef, SamplingParameters
-    from synthner_trainer.settings import TrainerSettings, TrainingConfig
-    from synthner_trainer.training import fastest_precision
+    from synthner_trainer.settings import TrainerSettings
 
     prefix = options.mode == "prefix"
     generator = GeneratorSettings(
@@ -118,7 +145,6 @@ def build_stages(
             max_attempts=2,
         )
         spec = LLMAnnotatorSettings(endpoint=endpoint, prompt=PromptSettings(name="json_mentions"), malformed_retries=0)
-    distill = options.annotator == "teacher" and options.distill_weight > 0
     annotator = AnnotatorSettings(labels=[LABEL], annotator=spec, producer="annotator-demo")
     trainer = TrainerSettings(
         data_dir=options.workdir / "trainer",
@@ -132,23 +158,8 @@ def build_stages(
         # learned anything (f1=0.0000). Every epoch runs; the best is kept.
         patience=0,
         device="cpu",
-        # Keeps the run within 15 minutes: on a 2-core Xeon (teacher 2,200-2,700 tokens/s) the prefix-mode demo took
-        # 934 s at 300 s and 927 s at 240 s (its dev scoring after each epoch is outside the budget). The teacher's
-        # soft labels are computed once per window (1.09x the student's tokens/s: benchmarks/soft_label_cache.py).
-        max_train_seconds=210,
-        # A few dozen short notes give few optimiser steps: small batches and a higher learning rate than the
-        # service's default make them count.
-        training=TrainingConfig(
-            epochs=options.epochs,
-            batch_size=4,
-            learning_rate=3e-4,
-            max_length=256,
-            stride=64,
-            precision=fastest_precision("cpu"),
-            distill_from=teacher_folder(options) if distill else None,
-            distill_weight=options.distill_weight,
-            distill_temperature=options.distill_temperature,
-        ),
+        max_train_seconds=STUDENT_SECONDS,
+        training=student_config(options),
     )
     request = GenerationRequested(
         job_id=f"demo-{int(time.time())}",

@@ -6,8 +6,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from synthner.demo.options import DemoError, DemoOptions
+
+if TYPE_CHECKING:
+    from synthner_trainer.settings import TrainingConfig
 
 
 @dataclass(frozen=True)
@@ -25,14 +29,28 @@ def teacher_folder(options: DemoOptions) -> Path:
     return options.workdir / "teacher"
 
 
+def teacher_config(options: DemoOptions) -> TrainingConfig:
+    """How the teacher trains (bounded by ``options.teacher_seconds`` as well as its epochs)."""
+    from synthner_trainer.settings import TrainingConfig
+    from synthner_trainer.training import fastest_precision
+
+    return TrainingConfig(
+        epochs=options.teacher_epochs,
+        learning_rate=3e-4,
+        batch_size=16,
+        max_length=128,
+        stride=32,
+        seed=options.seed,
+        precision=fastest_precision("cpu"),
+    )
+
+
 def train_teacher(options: DemoOptions, gold_path: Path) -> Teacher:
     """Fine-tune the base encoder on ``--lexicon-source`` (its first ``--teacher-documents``; early-stopped on
     ``--gold-dev``, within ``--teacher-seconds``), score it on the gold set, and write it to ``<workdir>/teacher``."""
     from synthner_shared.documents import read_documents
     from synthner_trainer.base_model import default_base_model
     from synthner_trainer.pipeline import GoldSet, train_to_folder
-    from synthner_trainer.settings import TrainingConfig
-    from synthner_trainer.training import fastest_precision
 
     started = time.perf_counter()
     train = list(read_documents(options.lexicon_source))[: options.teacher_documents]
@@ -48,20 +66,11 @@ def train_teacher(options: DemoOptions, gold_path: Path) -> Teacher:
         f" {bound} at most ...",
         flush=True,
     )
-    config = TrainingConfig(
-        epochs=options.teacher_epochs,
-        learning_rate=3e-4,
-        batch_size=16,
-        max_length=128,
-        stride=32,
-        seed=options.seed,
-        precision=fastest_precision("cpu"),
-    )
     result, metrics = train_to_folder(
         train,
         teacher_folder(options),
         base_model,
-        config,
+        teacher_config(options),
         dev=dev,
         gold=GoldSet.read(gold_path),
         labels=["Disease"],

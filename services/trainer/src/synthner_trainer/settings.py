@@ -25,6 +25,10 @@ class TrainingConfig(HyperParameters):
     stride: int = 64
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
+    decay_to_budget: bool = True
+    """Under a time budget (``max_train_seconds``), warm up and decay the learning rate over the budget's time when
+    the budget ends the run before its planned epochs (budgeted training); off: over the planned steps only, so a
+    run the budget cuts short stops at a high learning rate."""
     seed: int = 13
     ema_decay: float = Field(default=0.0, ge=0, lt=1)
     """Exponential moving average of the model's weights (not the CRF's few transition scores), updated every step;
@@ -63,6 +67,10 @@ class TrainingConfig(HyperParameters):
     """Share of the soft-label term in the loss (the hard labels' term gets the rest); used with ``distill_from``."""
     distill_temperature: float = Field(default=1.0, gt=0)
     """Softmax temperature of the soft labels (higher: more of the teacher's doubt reaches the student)."""
+    encoder_layers: int | None = Field(default=None, ge=1)
+    """Keep only the base model's first N transformer layers (the rest are dropped before training): a shallower model
+    that serves in about N/L of the encoder's time, at some F1 cost (best learnt with ``distill_from`` a full-depth
+    teacher). None: every layer."""
     freeze_word_embeddings: bool = False
     """Keep the base model's word-embedding matrix as it is (position embeddings and everything above still learn).
     Saves the optimiser most of its work where the vocabulary is large (multilingual-e5-small: 96M of its 118M

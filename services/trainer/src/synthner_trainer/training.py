@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import AutoModelForTokenClassification, AutoTokenizer, get_linear_schedule_with_warmup
+from transformers import AutoModelForTokenClassification, AutoTokenizer
 
 from synthner_shared.contracts import EvaluationResult
 from synthner_shared.documents import Document
@@ -279,17 +279,21 @@ def oversample_rare_labels(windows: Sequence[EncodedWindow], tags: Sequence[str]
 
 
 def load_for_training(plan: TrainingPlan) -> tuple[Any, Any]:
-    """Tokenizer and a fresh token-classification model (new head for the plan's tags) from the base folder.
+    """Tokenizer and a fresh token-classification model (new head for the plan's tags) from the base folder, with only
+    its first ``config.encoder_layers`` layers when that is set.
 
     The weights load as fp32 whatever the folder stores (transformers would keep a half-precision checkpoint in half
     precision): mixed precision needs fp32 master weights, and the optimiser's state follows the weights' dtype.
     """
     tags = iob2_tags(plan.labels)
     tokenizer = AutoTokenizer.from_pretrained(plan.base_model, local_files_only=True)
+    # A smaller num_hidden_layers loads the first N layers' weights and leaves the others out.
+    depth = {} if plan.config.encoder_layers is None else {"num_hidden_layers": plan.config.encoder_layers}
     model = AutoModelForTokenClassification.from_pretrained(
         plan.base_model,
         local_files_only=True,
         dtype=torch.float32,
+        **depth,
         num_labels=len(tags),
         id2label=dict(enumerate(tags)),
         label2id={t: i for i, t in enumerate(tags)},
@@ -448,6 +452,29 @@ class WeightAverage:
                 shadow.copy_(current)
 
 
+@dataclass(frozen=True)
+class LinearSchedule:
+    """Learning-rate factor over a run's progress (0 at the start, 1 at the end): linear warm-up over the first
+    ``warmup_ratio``, then linear decay to 0 (transformers' linear schedule, on progress rather than steps)."""
+
+    warmup_ratio: float
+
+    def factor(self, progress: float) -> float:
+        if progress < self.warmup_ratio:
+            return progress / self.warmup_ratio
+        return max(0.0, (1.0 - progress) / (1.0 - self.warmup_ratio))
+
+
+def run_progress(step: int, total_steps: int, seconds: float, max_seconds: float | None) -> float:
+    """How far a run is (0-1): the share of its planned steps done, or, with a time budget, the share of the budget
+    used when that is larger, so that the learning rate has decayed by the time the budget cuts the run short
+    (a schedule over steps the budget never reaches ends training at a high rate)."""
+    done = step / max(1, total_steps)
+    if max_seconds is None or max_seconds <= 0:
+        return done
+    return min(1.0, max(done, seconds / max_seconds))
+
+
 class Optimizer:
     """AdamW with linear warm-up and decay, gradient clipping, and mixed precision on CUDA.
 
@@ -484,13 +511,22 @@ class Optimizer:
             )
         self.parameters = [p for group in groups for p in group["params"]]
         self.optimizer = torch.optim.AdamW(groups)
-        warmup = round(total_steps * warmup_ratio)
-        self.scheduler = get_linear_schedule_with_warmup(self.optimizer, warmup, total_steps)  # type: ignore[no-untyped-call]
+        self.base_rates = [float(group["lr"]) for group in self.optimizer.param_groups]
+        self.schedule = LinearSchedule(warmup_ratio)
+        self.total_steps = total_steps
+        self.steps_done = 0
         self.autocast, self.scaler = autocast_for(device, precision)
 
-    def step(self, batch: dict[str, torch.Tensor], windows: Sequence[int] | None = None) -> float:
+    def step(
+        self, batch: dict[str, torch.Tensor], windows: Sequence[int] | None = None, progress: float | None = None
+    ) -> float:
         """One optimisation step on a batch; returns the loss. ``windows``: the training windows the batch's rows
-        are, so that the teacher's soft labels are computed once per window (None: the teacher runs on the batch)."""
+        are, so that the teacher's soft labels are computed once per window (None: the teacher runs on the batch).
+        ``progress``: how far the run is (0-1, :func:`run_progress`), which sets the learning rate; None: the share
+        of ``total_steps`` done."""
+        factor = self.schedule.factor(self.steps_done / max(1, self.total_steps) if progress is None else progress)
+        for group, rate in zip(self.optimizer.param_groups, self.base_rates, strict=True):
+            group["lr"] = rate * factor
         with self.autocast if self.autocast is not None else contextlib.nullcontext():
             output = (
                 self.model(**batch)
@@ -517,7 +553,7 @@ class Optimizer:
             self.scaler.update()
         else:
             self.optimizer.step()
-        self.scheduler.step()
+        self.steps_done += 1
         self.optimizer.zero_grad(set_to_none=True)
         return float(loss.detach())
 
@@ -557,7 +593,8 @@ def fine_tune(  # noqa: PLR0915 - one training loop, easier to follow in one pie
     """Fine-tune the plan's base model; returns the best epoch's model (by strict micro F1 on the dev documents).
 
     ``max_seconds`` bounds the optimisation time: when it runs out, the current epoch ends early, is scored on dev,
-    and training stops (the learning-rate schedule still spans the planned steps).
+    and training stops; the learning rate decays to 0 by the end of the budget (``config.decay_to_budget``) or of the
+    planned steps, whichever comes first.
     """
     started = time.perf_counter()
     config = plan.config
@@ -620,7 +657,9 @@ def fine_tune(  # noqa: PLR0915 - one training loop, easier to follow in one pie
             if should_stop is not None and should_stop():
                 raise TrainingCancelled(f"training cancelled at step {step} of {total_steps}")
             batch = collate([windows[i] for i in batch_indices], pad_id, torch_device)
-            losses.append(optimizer.step(batch, batch_indices))
+            budget = max_seconds if config.decay_to_budget else None
+            done = run_progress(step, total_steps, train_seconds + time.perf_counter() - epoch_started, budget)
+            losses.append(optimizer.step(batch, batch_indices, done))
             if average is not None:
                 average.update(model)
             step += 1

@@ -1,4 +1,5 @@
-"""Layer-wise learning rates and the weight average of the training loop, on a tiny random BERT."""
+"""Layer-wise learning rates, the learning-rate schedule (over steps or a time budget) and the weight average of the
+training loop, on a tiny random BERT."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import pytest
 import torch
 from transformers import BertConfig, BertForTokenClassification
 
-from synthner_trainer.training import WeightAverage, parameter_groups
+from synthner_trainer.training import LinearSchedule, Optimizer, WeightAverage, parameter_groups, run_progress
 
 
 def tiny_bert(layers: int = 3) -> BertForTokenClassification:
@@ -73,3 +74,39 @@ def test_weight_average_follows_the_weights_and_swaps_back() -> None:
     torch.testing.assert_close(model.classifier.weight, start + 0.5)
     average.swap(model)
     torch.testing.assert_close(model.classifier.weight, start + 1.0)
+
+
+def test_the_schedule_warms_up_then_decays_linearly_to_zero() -> None:
+    schedule = LinearSchedule(0.1)
+    assert schedule.factor(0.0) == 0.0
+    assert schedule.factor(0.05) == pytest.approx(0.5)
+    assert schedule.factor(0.1) == pytest.approx(1.0)
+    assert schedule.factor(0.55) == pytest.approx(0.5)
+    assert schedule.factor(1.0) == 0.0
+    assert LinearSchedule(0.0).factor(0.0) == 1.0
+
+
+def test_a_time_budget_that_runs_out_first_sets_the_progress() -> None:
+    # 10 of 100 steps done, half the budget used: the run is half way, so the rate has decayed half way.
+    assert run_progress(10, 100, 50.0, 100.0) == pytest.approx(0.5)
+    # Without a budget, or ahead of it, the steps set it.
+    assert run_progress(10, 100, 50.0, None) == pytest.approx(0.1)
+    assert run_progress(80, 100, 50.0, 100.0) == pytest.approx(0.8)
+    # Past the budget (the last step overruns it): the end, never beyond.
+    assert run_progress(10, 100, 150.0, 100.0) == 1.0
+
+
+def test_each_step_learns_at_the_rate_its_progress_gives() -> None:
+    model = tiny_bert()
+    optimizer = Optimizer(
+        model, learning_rate=1e-3, weight_decay=0.0, warmup_ratio=0.1, total_steps=100, device=torch.device("cpu")
+    )
+    batch = {
+        "input_ids": torch.tensor([[1, 2, 3, 4]]),
+        "attention_mask": torch.ones(1, 4, dtype=torch.long),
+        "labels": torch.tensor([[0, 1, 2, 0]]),
+    }
+    optimizer.step(batch, progress=0.55)
+    assert [group["lr"] for group in optimizer.optimizer.param_groups] == pytest.approx([5e-4, 5e-4])
+    optimizer.step(batch)  # no progress given: 1 of 100 planned steps done, still warming up
+    assert [group["lr"] for group in optimizer.optimizer.param_groups] == pytest.approx([1e-4, 1e-4])
