@@ -43,8 +43,13 @@ def train(arguments: argparse.Namespace, *, cached: bool) -> TrainingResult:
     step = Optimizer.step
     if not cached:
 
-        def uncached(self: Optimizer, batch: dict[str, Any], windows: Sequence[int] | None = None) -> float:
-            return step(self, batch, None)  # the teacher runs on the batch, as before the cache
+        def uncached(
+            self: Optimizer,
+            batch: dict[str, Any],
+            windows: Sequence[int] | None = None,
+            progress: float | None = None,
+        ) -> float:
+            return step(self, batch, None, progress)  # the teacher runs on the batch, as before the cache
 
         Optimizer.step = uncached  # type: ignore[method-assign]
     try:

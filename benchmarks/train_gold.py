@@ -93,6 +93,14 @@ def main() -> int:
     parser.add_argument("--no-crf", action="store_true", help="per-token cross-entropy instead of the CRF layer")
     parser.add_argument("--layer-decay", type=float, default=1.0, help="layer-wise learning-rate decay (1: off)")
     parser.add_argument("--freeze-word-embeddings", action="store_true", help="keep the word-embedding matrix as it is")
+    parser.add_argument(
+        "--encoder-layers", type=int, help="keep the base model's first N layers (a faster, shallower model)"
+    )
+    parser.add_argument(
+        "--distill-from", type=Path, help="a teacher model folder whose soft labels the model learns as well"
+    )
+    parser.add_argument("--distill-weight", type=float, default=0.5, help="share of the soft-label term (0-1)")
+    parser.add_argument("--distill-temperature", type=float, default=2.0, help="temperature of the soft labels")
     parser.add_argument("--max-seconds", type=float, default=780, help="training time budget in seconds")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument(
@@ -139,6 +147,10 @@ def run(args: argparse.Namespace, base_model: Path) -> int:
         identifiers=args.identifiers,
         oversample_rare_labels=args.oversample_rare,
         precision=args.precision or fastest_precision(args.device),
+        encoder_layers=args.encoder_layers,
+        distill_from=args.distill_from,
+        distill_weight=args.distill_weight,
+        distill_temperature=args.distill_temperature,
     )
     plan = prepare(train, dev, base_model, config)
     representable = representable_share(plan.base_model, test)
@@ -154,7 +166,7 @@ def run(args: argparse.Namespace, base_model: Path) -> int:
         f"train={len(train)} dev={len(dev)} test={len(test)} epochs_run={result.epochs_run}"
         f" best_epoch={result.best_epoch} outside_bias={result.outside_bias}"
         f" abbreviations={result.abbreviations} identifiers={result.identifiers}"
-        f" crf={config.crf} precision={config.precision}"
+        f" crf={config.crf} precision={config.precision} encoder_layers={config.encoder_layers or 'all'}"
         f" tokens_per_s={result.tokens_per_second:.0f} dev_strict_f1={result.dev_result.strict_micro.f1:.4f}"
         f" load_after={os.getloadavg()} commit={_commit()}"
     )

@@ -26,7 +26,8 @@ from tests.deploy.kustomize_lite import KustomizeError, Resource, load_documents
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMAS = Path(__file__).resolve().parent / "schemas"
 OVERLAYS = ("dev", "prod", "prod-monitoring", "prod-ingress")
-"""``prod-monitoring``: prod with the optional monitoring component (``k8s/components/monitoring``)."""
+"""``prod-monitoring``: prod with the optional monitoring and tracing components (``k8s/components/monitoring``,
+``k8s/components/tracing``)."""
 # Kubernetes versions the rendered manifests must be valid for: an older one hospitals still run, and the newest
 # that kubernetes-validate ships.
 KUBERNETES_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
@@ -63,6 +64,9 @@ API_SERVER_PORTS = {443, 6443}
 KEDA_SCALED = ("generator", "annotator")
 BROKER_PORTS = {5672, 5671}
 LLM_PORTS = {8000, 8080, 443}
+OTLP_PORTS = {4317, 4318}
+"""The OpenTelemetry collector's OTLP ports (gRPC, HTTP), reachable only in the monitoring namespace
+(k8s/components/tracing)."""
 DOCKERFILES = (
     "services/generator/Dockerfile",
     "services/annotator/Dockerfile",
@@ -146,9 +150,28 @@ def _template_labels(resource: Resource) -> dict[str, str]:
 
 
 def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
-    if set(selector) - {"matchLabels"}:
-        return False  # matchExpressions are not used here; treat them as "not understood"
-    return all(labels.get(k) == v for k, v in (selector.get("matchLabels") or {}).items())
+    """Whether a label selector (``matchLabels`` and ``matchExpressions``) selects pods with ``labels``; a policy whose
+    selector could not be read would escape every check, so an unknown key or operator raises."""
+    unknown = set(selector) - {"matchLabels", "matchExpressions"}
+    if unknown:
+        raise ValueError(f"label selector with {sorted(unknown)}: not understood by the checks")
+    if not all(labels.get(k) == v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for expression in selector.get("matchExpressions") or []:
+        key, operator, values = expression["key"], expression["operator"], set(expression.get("values") or [])
+        if operator == "In":
+            matched = labels.get(key) in values
+        elif operator == "NotIn":
+            matched = labels.get(key) not in values
+        elif operator == "Exists":
+            matched = key in labels
+        elif operator == "DoesNotExist":
+            matched = key not in labels
+        else:
+            raise ValueError(f"label selector operator {operator!r}: not understood by the checks")
+        if not matched:
+            return False
+    return True
 
 
 def _by_kind(resources: list[Resource], kind: str) -> dict[str, Resource]:
@@ -484,6 +507,17 @@ def _health_ports(workload: Resource) -> set[int]:
     }
 
 
+def _to_collector(rule: dict[str, Any]) -> bool:
+    """An egress rule to the OTLP ports in the monitoring namespace and nowhere else (k8s/components/tracing)."""
+    ports = rule.get("ports") or []
+    return (
+        rule.get("to") == [MONITORING_PEER]
+        and bool(_rule_ports(rule))
+        and _rule_ports(rule) <= OTLP_PORTS
+        and not any("endPort" in p for p in ports)
+    )
+
+
 def _network_errors(resources: list[Resource], workloads: list[Resource]) -> list[str]:  # noqa: PLR0912
     errors: list[str] = []
     policies = list(_by_kind(resources, "NetworkPolicy").values())
@@ -532,6 +566,8 @@ def _network_errors(resources: list[Resource], workloads: list[Resource]) -> lis
                     if not _rule_ports(rule):
                         errors.append(f"{_name(policy)}: ner-api ingress must name its ports")
                 for rule in spec.get("egress") or []:
+                    if _to_collector(rule):
+                        continue
                     if not _rule_ports(rule) or not _rule_ports(rule) <= BROKER_PORTS or not rule.get("to"):
                         errors.append(f"{_name(policy)}: ner-api egress may reach only the broker (and DNS)")
             if name in ("annotator", "generator", "trainer", "tracker"):
@@ -553,6 +589,8 @@ def _network_errors(resources: list[Resource], workloads: list[Resource]) -> lis
                             f"port {sorted(health)}, not {rule}"
                         )
                 for rule in spec.get("egress") or []:
+                    if _to_collector(rule):
+                        continue
                     if not rule.get("to") or not _rule_ports(rule) or not _rule_ports(rule) <= allowed:
                         errors.append(f"{_name(policy)}: {name} egress rule {rule} reaches beyond broker/LLM")
                     for peer in rule.get("to") or []:

@@ -1,6 +1,8 @@
 """The optional monitoring component (``k8s/components/monitoring``): monitors, alert rules and the NetworkPolicies
 that admit Prometheus, rendered into prod (``k8s/overlays/prod-monitoring``) and validated offline; its rules read only
-metrics that exist, and every alert has its runbook entry in docs/operations.md.
+metrics that exist, and every alert has its runbook entry in docs/operations.md. The optional tracing component
+(``k8s/components/tracing``, in the same overlay): the OTLP endpoint for every service and egress to the collector's
+ports only.
 
 Each check is also shown to fail on a deliberately broken copy.
 """
@@ -19,13 +21,21 @@ from synthner_ner_api.metrics import Metrics
 from synthner_shared.messaging import BrokerSettings, Service
 from synthner_shared.observability.metrics import service_registry
 from synthner_shared.testing import echo_annotator
-from tests.deploy.checks import ROOT, example_secrets, policy_errors, render_overlay, schema_errors
+from tests.deploy.checks import (
+    ROOT,
+    SYNTHNER_SERVICES,
+    example_secrets,
+    policy_errors,
+    render_overlay,
+    schema_errors,
+)
 from tests.deploy.conftest import edit
 from tests.deploy.kustomize_lite import Resource
 
 MONITORED = "prod-monitoring"
 CONSUMERS = ("generator", "tracker", "annotator", "trainer")
 COMPONENT = "k8s/components/monitoring"
+TRACING = "k8s/components/tracing"
 EXTERNAL_METRICS = frozenset(
     {
         "up",  # Prometheus, per target
@@ -166,3 +176,38 @@ def test_broken_copy_component_listed_as_a_resource_is_refused(deploy_copy: Path
     )
     with pytest.raises(Exception, match="kind 'Component' where a Kustomization is listed"):
         render_overlay(deploy_copy / "k8s", MONITORED)
+
+
+def test_the_tracing_component_sets_the_collector_endpoint_and_opens_only_its_ports() -> None:
+    rendered = render_overlay(ROOT / "k8s", MONITORED)
+    broker = of_kind(rendered, "ConfigMap")["synthner-broker"]["data"]
+    assert broker["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector.monitoring:4318"
+    policy = of_kind(rendered, "NetworkPolicy")["otlp-egress"]["spec"]
+    (expression,) = policy["podSelector"]["matchExpressions"]
+    assert sorted(expression["values"]) == sorted(SYNTHNER_SERVICES)
+    assert policy["policyTypes"] == ["Egress"]
+    assert policy["egress"] == [
+        {
+            "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
+            "ports": [{"protocol": "TCP", "port": 4317}, {"protocol": "TCP", "port": 4318}],
+        }
+    ]
+    # Without the component nothing is traced: no endpoint, so no exporter is created.
+    plain = of_kind(render_overlay(ROOT / "k8s", "prod"), "ConfigMap")["synthner-broker"]["data"]
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in plain
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("{protocol: TCP, port: 4318}", "{protocol: TCP, port: 5432}"),
+        ("{protocol: TCP, port: 4318}", "{protocol: TCP, port: 4318, endPort: 65535}"),
+        ("kubernetes.io/metadata.name: monitoring", "kubernetes.io/metadata.name: default"),
+    ],
+    ids=["port", "port-range", "namespace"],
+)
+def test_broken_copy_tracing_egress_beyond_the_collector_fails(deploy_copy: Path, old: str, new: str) -> None:
+    edit(deploy_copy / TRACING / "network.yaml", old, new)
+    found = errors_of(deploy_copy / "k8s")
+    assert any("ner-api egress may reach only the broker" in e for e in found)
+    assert any("generator egress rule" in e and "reaches beyond broker/LLM" in e for e in found)

@@ -13,14 +13,20 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from prometheus_client import generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from synthner_shared.logs import JsonFormatter
 from synthner_shared.observability import tracing
 from synthner_shared.observability.durations import Durations
 from synthner_shared.observability.llm import llm_call
-from synthner_shared.observability.metrics import LLM_REQUEST_ERRORS, LLM_REQUEST_SECONDS, TRAINING, service_registry
+from synthner_shared.observability.metrics import (
+    LLM_REQUEST_ERRORS,
+    LLM_REQUEST_SECONDS,
+    TRAINING,
+    ConsumerCollector,
+    service_registry,
+)
 
 
 def test_durations_count_each_observation_in_its_bucket_cumulatively() -> None:
@@ -46,6 +52,16 @@ def test_a_service_registry_without_consumers_has_process_and_process_wide_metri
     assert {"process_resident_memory_bytes", "process_cpu_seconds", "python_info"} <= found
     assert {"synthner_llm_request_seconds", "synthner_llm_request_errors", "synthner_training_step"} <= found
     assert "synthner_messages_received" not in found
+
+
+def test_a_consumer_collector_before_its_first_service_reports_it_disconnected_with_no_queues() -> None:
+    # The NER API makes a Service per connection attempt; before the first one, /metrics still answers.
+    registry = CollectorRegistry()
+    registry.register(ConsumerCollector(lambda: None))
+    families = {f.name: f for f in text_string_to_metric_families(generate_latest(registry).decode())}
+    assert [s.value for s in families["synthner_broker_connected"].samples] == [0.0]
+    assert [s.value for s in families["synthner_consumer_ready"].samples] == [0.0]
+    assert families["synthner_messages_processed"].samples == []
 
 
 async def test_llm_calls_are_timed_and_their_errors_counted_by_kind() -> None:

@@ -20,6 +20,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from prometheus_client.registry import Collector
 
 from synthner_ner_api.auth import ApiKeys, KeyFileError
 from synthner_ner_api.batcher import MicroBatcher
@@ -53,10 +54,14 @@ def create_app(
     registry: ModelRegistry,
     model_events: ModelEventListener | None = None,
     request_rollback: RequestRollback | None = None,
+    event_metrics: Collector | None = None,
 ) -> FastAPI:
     """Build the app. ``model_events`` (optional) listens for published models until cancelled; ``request_rollback``
-    (optional) sends ``/v1/admin/rollback``'s request to the trainer."""
+    (optional) sends ``/v1/admin/rollback``'s request to the trainer; ``event_metrics`` (optional) joins ``/metrics``
+    (the model-event consumer's counters)."""
     metrics = Metrics()
+    if event_metrics is not None:
+        metrics.registry.register(event_metrics)
     state = ApiState(
         settings=settings,
         registry=registry,
@@ -151,5 +156,7 @@ async def build(
     if broker is None or not listens_for_models(settings):
         return ApiServer(create_app(settings, registry), settings.host, settings.port)
     events = ModelEvents(broker, settings.instance)
-    app = create_app(settings, registry, events.listen, request_rollback=events.request_rollback)
+    app = create_app(
+        settings, registry, events.listen, request_rollback=events.request_rollback, event_metrics=events.metrics()
+    )
     return ApiServer(app, settings.host, settings.port)

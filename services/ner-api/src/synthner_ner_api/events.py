@@ -16,6 +16,7 @@ from synthner_shared.contracts import (
     ModelRolledBack,
 )
 from synthner_shared.messaging import NER_API, BrokerSettings, BrokerUnavailable, Consumer, RetryableError, Service
+from synthner_shared.observability.metrics import ConsumerCollector
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,12 @@ class ModelEvents:
             finally:
                 started.cancel()
                 self._listening.clear()
+
+    def metrics(self) -> ConsumerCollector:
+        """The model-event consumer's counters (received, processed, failed, retried, dead-lettered per queue, handler
+        latency, broker connected, consuming) for ``/metrics``, read at each scrape from the current connection's
+        service (they start again at each reconnection)."""
+        return ConsumerCollector(lambda: self._service)
 
     async def _mark_listening(self, service: Service) -> None:
         await service.wait_started()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModel, AutoModelForTokenClassification, AutoTokenizer, pipeline
+from transformers import AutoConfig, AutoModel, AutoModelForTokenClassification, AutoTokenizer, pipeline
 
 from synthner_shared.documents import Document, DocumentEntity, read_documents, write_documents
 from synthner_shared.evaluation import evaluate_spans
@@ -29,6 +29,7 @@ from synthner_trainer.training import (
     decoder_candidates,
     encode_documents,
     fine_tune,
+    load_for_training,
     oversample_rare_labels,
     prepare,
 )
@@ -222,6 +223,28 @@ def test_frozen_word_embeddings_stay_as_the_base_model_has_them_while_the_rest_l
     trained_embeddings = result.model.base_model.embeddings
     assert torch.equal(trained_embeddings.word_embeddings.weight, base.embeddings.word_embeddings.weight)
     assert not torch.equal(trained_embeddings.position_embeddings.weight, base.embeddings.position_embeddings.weight)
+
+
+@pytest.mark.slow
+def test_a_shallower_model_keeps_the_base_model_s_first_layers_and_ships_as_a_folder_that_serves(
+    tmp_path: Path,
+) -> None:
+    train = list(read_documents(NCBI / "train.jsonl"))[:4]
+    dev = list(read_documents(NCBI / "dev.jsonl"))[:2]
+    config = TrainingConfig(
+        epochs=1, batch_size=4, max_length=64, stride=16, calibrate_outside_bias=False, encoder_layers=2
+    )
+    _, model = load_for_training(prepare(train, dev, default_base_model(), config))
+    base = AutoModel.from_pretrained(default_base_model(), local_files_only=True)
+    assert model.config.num_hidden_layers == 2 < base.config.num_hidden_layers
+    assert len(model.base_model.encoder.layer) == 2
+    for ours, theirs in zip(model.base_model.encoder.layer, base.encoder.layer[:2], strict=True):
+        for (name, weight), (_, expected) in zip(ours.state_dict().items(), theirs.state_dict().items(), strict=True):
+            assert torch.equal(weight, expected), name
+    out = tmp_path / "shallow"
+    train_to_folder(train, out, default_base_model(), config, dev=dev, device="cpu", patience=0)
+    assert AutoConfig.from_pretrained(out, local_files_only=True).num_hidden_layers == 2
+    loads_and_predicts(out)  # torch weights and the shipped ONNX, as the trainer checks a version before publishing
 
 
 @pytest.mark.slow

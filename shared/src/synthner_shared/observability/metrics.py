@@ -118,7 +118,9 @@ PROCESS_WIDE: tuple[Collector, ...] = (LLM_REQUEST_SECONDS, LLM_REQUEST_ERRORS, 
 
 
 class ConsumerCollector(Collector):
-    """A :class:`Service`'s consumer runners, read at scrape time."""
+    """A :class:`Service`'s consumer runners, read at scrape time. ``service`` may be a function that returns the
+    service in use (None before the first one), for a component that makes a new :class:`Service` per connection
+    attempt (the NER API's model events): its counters then start again with each, as a restarted process's do."""
 
     COUNTERS: tuple[tuple[str, str, str], ...] = (
         ("received", "synthner_messages_received", "Deliveries taken from the queue (redeliveries included)"),
@@ -131,11 +133,15 @@ class ConsumerCollector(Collector):
         ("deadline_overruns", "synthner_handler_deadline_overruns", "Handler calls cancelled at their role's deadline"),
     )
 
-    def __init__(self, service: Service) -> None:
+    def __init__(self, service: Service | Callable[[], Service | None]) -> None:
         self._service = service
 
+    def _current(self) -> Service | None:
+        return self._service() if callable(self._service) else self._service
+
     def collect(self) -> Iterable[Metric]:
-        runners = list(self._service.runners)
+        service = self._current()
+        runners = list(service.runners) if service is not None else []
         for field, name, documentation in self.COUNTERS:
             family = CounterMetricFamily(name, documentation, labels=["queue"])
             for runner in runners:
@@ -158,10 +164,11 @@ class ConsumerCollector(Collector):
             in_flight.add_metric([runner.queue_name], runner.in_flight)
         yield latency
         yield in_flight
-        health = self._service.health()
-        yield GaugeMetricFamily("synthner_broker_connected", "1 while connected to the broker", value=health.connected)
+        health = service.health() if service is not None else None
+        connected, ready = (health.connected, health.ready) if health is not None else (False, False)
+        yield GaugeMetricFamily("synthner_broker_connected", "1 while connected to the broker", value=connected)
         yield GaugeMetricFamily(
-            "synthner_consumer_ready", "1 while connected and consuming every queue (/readyz)", value=health.ready
+            "synthner_consumer_ready", "1 while connected and consuming every queue (/readyz)", value=ready
         )
 
 
