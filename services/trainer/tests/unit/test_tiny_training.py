@@ -51,7 +51,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     train = list(read_documents(NCBI / "train.jsonl"))[:TRAIN_DOCS]
     dev = list(read_documents(NCBI / "dev.jsonl"))[:10]
     gold = GoldSet("ncbi-test-slice", list(read_documents(NCBI / "test.jsonl"))[:10])
-    config = TrainingConfig(epochs=4, learning_rate=4e-4, batch_size=8, max_length=128, stride=16, seed=7)
+    # 6 epochs, not 4: at 4 this run sits at the edge of learning (seed 7: test strict 0.16; 0.12 and partial 0.19
+    # with the class-change word split tried for issue 31); at 6 seed 7 reaches 0.25 strict, 0.48 partial.
+    config = TrainingConfig(epochs=6, learning_rate=4e-4, batch_size=8, max_length=128, stride=16, seed=7)
     out = tmp_path_factory.mktemp("models") / "tiny"
     result, metrics = train_to_folder(
         train, out, default_base_model(), config, dev=dev, gold=gold, device="cpu", patience=0
@@ -176,6 +178,8 @@ def test_the_abbreviation_step_is_kept_only_where_it_raises_dev_f1(trained: Trai
 def test_identifier_keys_are_kept_only_where_they_raise_dev_f1(trained: Trained) -> None:
     *_, result = trained
     predictor = result.predictor()
+    # Decode as the calibration below does (no bias, no abbreviation step), whatever the fixture's own choice was.
+    predictor.outside_bias, predictor.abbreviations = 0.0, False
     dev = []
     for document in list(read_documents(NCBI / "dev.jsonl"))[:10]:
         # a phone number labelled as an entity, and a date that is not one
@@ -255,7 +259,7 @@ def test_a_student_learns_diseases_from_the_teachers_soft_labels_alone(trained: 
     unlabelled = [d.model_copy(update={"entities": []}) for d in read_documents(NCBI / "train.jsonl")][:TRAIN_DOCS]
     dev = list(read_documents(NCBI / "dev.jsonl"))[:10]
     config = TrainingConfig(
-        epochs=4,
+        epochs=6,  # as the teacher's (the fixture's): at 4 a 24-document run sits at the edge of learning
         learning_rate=4e-4,
         batch_size=8,
         max_length=128,
