@@ -462,7 +462,8 @@ class LinearSchedule:
     def factor(self, progress: float) -> float:
         if progress < self.warmup_ratio:
             return progress / self.warmup_ratio
-        return max(0.0, (1.0 - progress) / (1.0 - self.warmup_ratio))
+        # A run that is all warm-up (ratio 1) ends at 0, as transformers' schedule does, instead of dividing by 0.
+        return max(0.0, (1.0 - progress) / max(1.0 - self.warmup_ratio, 1e-12))
 
 
 def run_progress(step: int, total_steps: int, seconds: float, max_seconds: float | None) -> float:

@@ -84,6 +84,9 @@ def test_the_schedule_warms_up_then_decays_linearly_to_zero() -> None:
     assert schedule.factor(0.55) == pytest.approx(0.5)
     assert schedule.factor(1.0) == 0.0
     assert LinearSchedule(0.0).factor(0.0) == 1.0
+    # All warm-up (the contract allows a ratio of 1): up to the peak, then 0 at the end, no division by zero.
+    assert LinearSchedule(1.0).factor(0.5) == pytest.approx(0.5)
+    assert LinearSchedule(1.0).factor(1.0) == 0.0
 
 
 def test_a_time_budget_that_runs_out_first_sets_the_progress() -> None:
