@@ -17,13 +17,17 @@ from synthner_shared.ner import (
     LabelOutsideSetError,
     SpecialTokens,
     TokenizedText,
+    at_class_boundaries,
     decode_word_tags,
     encode_windows,
     iob2_round_trip,
     iob2_tags,
+    is_class_boundary,
     merge_window_predictions,
     plan_windows,
+    split_words_at_class_changes,
     split_words_at_punctuation,
+    splits_at_whitespace_only,
     token_label_ids,
     tokenize,
     word_scores,
@@ -119,6 +123,45 @@ def test_punctuation_at_a_token_boundary_separates_words_of_a_whitespace_tokeniz
     assert split_words_at_punctuation("CP 28.", [(0, 2), (3, 6)], [0, 1]) == [0, 1]
 
 
+def test_class_changes_at_a_token_boundary_separate_words() -> None:
+    text = "en Madrid. (Barcelona) 70años"
+    offsets = [(0, 2), (3, 9), (9, 10), (11, 12), (11, 12), (12, 21), (21, 22), (23, 25), (25, 29)]
+    words = [0, 1, 1, 2, 2, 2, 2, 3, 3]
+    assert split_words_at_class_changes(text, offsets, words) == [0, 1, 2, 3, 3, 4, 5, 6, 7]
+    # tokens are split first by tokenize(); words split at token boundaries only
+    assert split_words_at_class_changes("CP 28.", [(0, 2), (3, 6)], [0, 1]) == [0, 1]
+
+
+@pytest.mark.parametrize(
+    ("text", "position", "boundary"),
+    [
+        ("ab", 1, False),
+        ("a1", 1, True),
+        ("12", 1, False),
+        ("1.", 1, True),
+        ("..", 1, True),
+        ("a b", 1, True),
+        ("MartínezCorreo", 8, True),  # glued words: lower, then upper
+        ("DRAlberto", 2, True),  # upper, then upper and lower
+        ("DRAlberto", 1, False),
+        ("ABC", 1, False),
+        ("Ab", 1, False),
+    ],
+)
+def test_class_boundaries(text: str, position: int, boundary: bool) -> None:
+    assert is_class_boundary(text, position) is boundary
+
+
+def test_spans_at_class_boundaries() -> None:
+    text = "CP 28. disorder"
+    assert at_class_boundaries(text, span(3, 5, "x"))
+    assert not at_class_boundaries(text, span(7, 14, "x"))  # "disorde": cut inside a word
+
+
+def test_a_tokenizer_without_a_pre_tokenizer_description_is_treated_as_bert_like() -> None:
+    assert not splits_at_whitespace_only(lambda text, **_: {})
+
+
 @pytest.mark.parametrize(("length", "stride"), [(1, 0), (3, 1), (5, 2), (8, 7), (50, 10)])
 def test_windows_cover_every_token_within_the_length_and_overlap(length: int, stride: int) -> None:
     tokens = whitespace_tokens(" ".join(f"word{i}longer" for i in range(23)))
@@ -173,6 +216,7 @@ GOLD_FILES = sorted(GOLD_DATA.glob("*/*.jsonl"))
 @pytest.mark.parametrize("path", GOLD_FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_gold_spans_survive_iob2_and_windows_with_a_real_tokenizer(path: Path) -> None:
     tokenizer = _minilm_tokenizer()
+    assert not splits_at_whitespace_only(tokenizer)  # WordPiece: words at punctuation already, no class-change split
     special = SpecialTokens.of(tokenizer)
     total = exact = through_windows = 0
     for document in read_documents(path):
