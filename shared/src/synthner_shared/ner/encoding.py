@@ -219,16 +219,22 @@ def split_words_at_punctuation(text: str, offsets: Sequence[tuple[int, int]], wo
     ends with it (unless the two tokens overlap, as a lone ``▁`` and the character it opens do). BERT's
     pre-tokenizer already makes each such character a word of its own, so for it nothing changes.
     """
+    return _split_words(offsets, words, lambda start, end: is_punctuation(text[start]) or is_punctuation(text[end - 1]))
+
+
+def _split_words(
+    offsets: Sequence[tuple[int, int]], words: Sequence[int], separates: Callable[[int, int], bool]
+) -> list[int]:
+    """Word ids in which a token also starts a new word where ``separates(start, previous_end)`` holds at a token
+    boundary that does not overlap the previous token (a lone ``▁`` shares the character it opens)."""
     split: list[int] = []
     for i, (start, _) in enumerate(offsets):
         if i == 0:
             split.append(0)
             continue
         previous_end = offsets[i - 1][1]
-        at_punctuation = start >= previous_end and (
-            is_punctuation(text[start]) or is_punctuation(text[previous_end - 1])
-        )
-        split.append(split[-1] + (1 if words[i] != words[i - 1] or at_punctuation else 0))
+        at_boundary = start >= previous_end and separates(start, previous_end)
+        split.append(split[-1] + (1 if words[i] != words[i - 1] or at_boundary else 0))
     return split
 
 
@@ -268,15 +274,7 @@ def split_words_at_class_changes(text: str, offsets: Sequence[tuple[int, int]], 
     whose ends are at class changes round-trips exactly (``benchmarks/representable.py``; 93% of MEDDOCAN's dev spans
     with the punctuation split alone).
     """
-    split: list[int] = []
-    for i, (start, _) in enumerate(offsets):
-        if i == 0:
-            split.append(0)
-            continue
-        previous_end = offsets[i - 1][1]
-        at_change = start >= previous_end and start > 0 and is_class_boundary(text, start)
-        split.append(split[-1] + (1 if words[i] != words[i - 1] or at_change else 0))
-    return split
+    return _split_words(offsets, words, lambda start, _: start > 0 and is_class_boundary(text, start))
 
 
 def at_class_boundaries(text: str, span: SpanLike) -> bool:
