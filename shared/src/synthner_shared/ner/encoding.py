@@ -147,17 +147,14 @@ def tokenize(tokenizer: TokenizerCall, text: str, cuts: Collection[int] = ()) ->
         offsets.append((int(start), int(end)))
         words.append(int(word))
     boundary = is_class_boundary if splits_at_whitespace_only(tokenizer) else is_glued_word_boundary
-
-    def separates(position: int) -> bool:
-        return position in cuts or boundary(text, position)
-
     ids, offsets, words = _split_tokens_at(tokenizer, text, ids, offsets, words, boundary=boundary, cuts=cuts)
     if boundary is is_class_boundary:
-        return TokenizedText(ids, offsets, _split_words(offsets, words, lambda start, _: separates(start)))
-    at_punctuation = _at_punctuation(text)
-    return TokenizedText(
-        ids, offsets, _split_words(offsets, words, lambda start, end: at_punctuation(start, end) or separates(start))
-    )
+        return TokenizedText(ids, offsets, split_words_at_class_changes(text, offsets, words, also=cuts.__contains__))
+
+    def glued_or_cut(position: int) -> bool:
+        return position in cuts or is_glued_word_boundary(text, position)
+
+    return TokenizedText(ids, offsets, split_words_at_punctuation(text, offsets, words, also=glued_or_cut))
 
 
 WHITESPACE_PRE_TOKENIZERS = frozenset({"Metaspace", "WhitespaceSplit"})
@@ -244,8 +241,14 @@ def is_punctuation(char: str) -> bool:
     return unicodedata.category(char).startswith("P")
 
 
-def split_words_at_punctuation(text: str, offsets: Sequence[tuple[int, int]], words: Sequence[int]) -> list[int]:
-    """Word ids in which a punctuation character at a token boundary also separates words.
+def split_words_at_punctuation(
+    text: str,
+    offsets: Sequence[tuple[int, int]],
+    words: Sequence[int],
+    also: Callable[[int], bool] | None = None,
+) -> list[int]:
+    """Word ids in which a punctuation character at a token boundary (or any boundary position where ``also`` holds)
+    also separates words.
 
     SentencePiece tokenizers (XLM-R, multilingual-e5) pre-tokenize at whitespace only, so ``Madrid.`` is one word
     and a per-word label would carry the full stop into the entity: only 35% of MEDDOCAN's dev entities survived
@@ -254,11 +257,13 @@ def split_words_at_punctuation(text: str, offsets: Sequence[tuple[int, int]], wo
     ends with it (unless the two tokens overlap, as a lone ``▁`` and the character it opens do). BERT's
     pre-tokenizer already makes each such character a word of its own, so for it nothing changes.
     """
-    return _split_words(offsets, words, _at_punctuation(text))
 
+    def separates(start: int, previous_end: int) -> bool:
+        if is_punctuation(text[start]) or is_punctuation(text[previous_end - 1]):
+            return True
+        return also is not None and also(start)
 
-def _at_punctuation(text: str) -> Callable[[int, int], bool]:
-    return lambda start, previous_end: is_punctuation(text[start]) or is_punctuation(text[previous_end - 1])
+    return _split_words(offsets, words, separates)
 
 
 def _split_words(
@@ -338,16 +343,25 @@ def _run(text: str, start: int, step: int, test: Callable[[str], bool]) -> int:
     return count
 
 
-def split_words_at_class_changes(text: str, offsets: Sequence[tuple[int, int]], words: Sequence[int]) -> list[int]:
-    """Word ids in which a character-class change at a token boundary also separates words (SentencePiece tokenizers,
-    after :func:`tokenize` has split the tokens that cross one).
+def split_words_at_class_changes(
+    text: str,
+    offsets: Sequence[tuple[int, int]],
+    words: Sequence[int],
+    also: Callable[[int], bool] | None = None,
+) -> list[int]:
+    """Word ids in which a character-class change at a token boundary (or any boundary position where ``also``
+    holds) also separates words (SentencePiece tokenizers, after :func:`tokenize` has split the tokens that cross one).
 
     A new word starts at a token that begins at a class change (:func:`is_class_boundary`) unless it overlaps the
     previous token (a lone ``▁`` shares the character it opens). With e5's tokenizer, every gold span of shared/data
     whose ends are at class changes round-trips exactly (``benchmarks/representable.py``; 93% of MEDDOCAN's dev spans
     with the punctuation split alone).
     """
-    return _split_words(offsets, words, lambda start, _: is_class_boundary(text, start))
+
+    def separates(start: int, _previous_end: int) -> bool:
+        return is_class_boundary(text, start) or (also is not None and also(start))
+
+    return _split_words(offsets, words, separates)
 
 
 def at_class_boundaries(text: str, span: SpanLike) -> bool:
