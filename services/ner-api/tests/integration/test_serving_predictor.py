@@ -226,3 +226,15 @@ def test_the_api_serves_the_shipped_onnx_with_torch_unimportable(
     assert [(e["start"], e["end"], e["label"]) for e in result["body"]["entities"]] == [
         (s.start, s.end, s.label) for s in expected
     ]
+
+
+@pytest.mark.parametrize("runtime", ["onnx", "torch"])
+def test_an_int8_document_gets_the_same_entities_and_scores_whatever_it_is_batched_with(
+    model_folder: Path, texts: list[str], runtime: str
+) -> None:
+    """Dynamic quantisation scales activations per batch tensor: served int8, each window has a pass of its own."""
+    int8 = ServingPredictor.load_for_serving(model_folder, int8=True, runtime=runtime)  # type: ignore[arg-type]
+    together = int8.annotate(texts)
+    assert sum(map(len, together)) > 0
+    assert int8.annotate(texts[::-1])[::-1] == together
+    assert [int8.annotate([text])[0] for text in texts] == together
