@@ -175,6 +175,16 @@ def test_the_abbreviation_step_is_kept_only_where_it_raises_dev_f1(trained: Trai
 
 
 @pytest.mark.slow
+def test_a_tie_between_biases_goes_to_the_one_nearest_zero(trained: Trained) -> None:
+    """Biases this small decode alike (a tie): the plainest decoder wins, not the most negative one."""
+    *_, result = trained
+    dev = list(read_documents(NCBI / "dev.jsonl"))[:10]
+    choice = calibrate_decoder(result.predictor(), dev, biases=(-2e-9, 3e-9, 1e-9, -1e-9), abbreviations=(False,))
+    assert choice.outside_bias == 1e-9
+    assert min(OUTSIDE_BIAS_GRID) < 0 < max(OUTSIDE_BIAS_GRID)
+
+
+@pytest.mark.slow
 def test_identifier_keys_are_kept_only_where_they_raise_dev_f1(trained: Trained) -> None:
     *_, result = trained
     predictor = result.predictor()
