@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from synthner.demo.options import options_from
+from synthner.demo.stages import build_stages
 from synthner.main import build_parser, main
 from synthner.report import ReportData, SampleNote, highlight, render
 from synthner_shared.documents import Document, DocumentEntity
 from synthner_shared.evaluation import evaluate_spans
-from synthner_shared.local_llm import free_port
+from synthner_shared.local_llm import LocalLLM, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 NCBI = REPO.parent / "shared" / "data" / "ncbi_disease"
@@ -65,6 +67,23 @@ def test_an_api_port_in_use_is_refused(tmp_path: Path, capsys: pytest.CaptureFix
 def test_too_few_notes_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["demo", "--notes", "1", "--workdir", str(tmp_path / "run")])
     assert_refused(capsys, code, "at least 2", tmp_path / "run")
+
+
+@pytest.mark.parametrize("words", ["0", "51"])
+def test_a_prefix_length_outside_the_generators_bounds_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], words: str
+) -> None:
+    code = main(["demo", "--prefix-words", words, "--workdir", str(tmp_path / "run")])
+    assert_refused(capsys, code, "--prefix-words", tmp_path / "run")
+
+
+def test_the_prefix_length_reaches_the_generator(tmp_path: Path) -> None:
+    args = build_parser().parse_args(["demo", "--prefix-words", "7", "--workdir", str(tmp_path / "run")])
+    options = options_from(args)
+    llm = LocalLLM(base_url="http://127.0.0.1:1/v1", model="m", model_path=tmp_path / "m.gguf", port=1)
+    stages = build_stages(options, llm, [], NCBI / "test.jsonl", NCBI / "dev.jsonl")
+    assert options.prefix_words == 7
+    assert stages.generator.prefix_words == 7
 
 
 def test_the_report_escapes_note_text_and_draws_scores() -> None:

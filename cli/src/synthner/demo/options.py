@@ -14,6 +14,7 @@ REPO_DATA = Path(__file__).resolve().parents[4].parent / "shared" / "data" / "nc
 TransportChoice = Literal["auto", "in-process", "broker", "processes"]
 GenerationMode = Literal["prefix", "label_conditioned"]
 AnnotatorChoice = Literal["teacher", "lexicon", "llm"]
+DEFAULT_PREFIX_WORDS = 10
 
 
 class DemoError(RuntimeError):
@@ -52,6 +53,9 @@ class DemoOptions:
     teacher_epochs: float = 5.0
     distill_weight: float = 0.5
     distill_temperature: float = 2.0
+    prefix_words: int = DEFAULT_PREFIX_WORDS
+    """Prefix mode: opening words of a gold train note that SmolLM2 continues (fewer where a word may identify
+    someone: :func:`synthner_shared.prefixes.safe_prefix`)."""
     progress: bool = False
 
 
@@ -88,6 +92,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=2.0,
         help="temperature of the teacher's soft labels (default 2, chosen on the NCBI dev split: docs/results.md)",
+    )
+    parser.add_argument(
+        "--prefix-words",
+        type=int,
+        default=DEFAULT_PREFIX_WORDS,
+        help=f"prefix mode: opening words of a gold train note that SmolLM2 continues, 1-50 (default"
+        f" {DEFAULT_PREFIX_WORDS}; cut before any word that may identify someone)",
     )
     parser.add_argument(
         "--teacher-seconds",
@@ -155,6 +166,8 @@ def options_from(args: argparse.Namespace) -> DemoOptions:
         raise DemoError("--distill-weight must be within 0-1")
     if args.distill_temperature <= 0:
         raise DemoError("--distill-temperature must be a positive number")
+    if not 1 <= args.prefix_words <= 50:  # the generator's own bounds
+        raise DemoError("--prefix-words must be within 1-50")
     if args.teacher_seconds is not None and args.teacher_seconds <= 0:
         raise DemoError("--teacher-seconds must be a positive number of seconds")
     if args.teacher_documents is not None and args.teacher_documents < 2:
@@ -179,6 +192,7 @@ def options_from(args: argparse.Namespace) -> DemoOptions:
         deadline_s=args.deadline if args.deadline is not None else (900.0 if quick else 3600.0),
         distill_weight=args.distill_weight,
         distill_temperature=args.distill_temperature,
+        prefix_words=args.prefix_words,
         # The quick teacher is bounded by its size, not by time: on a busy or slow CPU a 60-second teacher learnt
         # nothing (F1 0), and the run with it.
         teacher_seconds=args.teacher_seconds if args.teacher_seconds is not None else (None if quick else 300.0),

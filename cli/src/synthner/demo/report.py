@@ -78,10 +78,13 @@ def figure_files(report: ReportData, folder: Path) -> list[tuple[str, str]]:
     return [(f"figure ({figure.stem.removeprefix(PREFIX)}, PNG)", str(figure)) for figure in figures]
 
 
-MODES = {
-    "prefix": "prefix (Vakili et al., not adapted): SmolLM2 continues the first three words of a gold train note",
-    "label_conditioned": "label_conditioned (Tang et al.): each prompt names Disease entities from the lexicon",
-}
+def mode_described(options: DemoOptions) -> str:
+    if options.mode == "prefix":
+        return (
+            "prefix (Vakili et al., not adapted): SmolLM2 continues the opening words of a gold train note (at most"
+            f" {options.prefix_words})"
+        )
+    return "label_conditioned (Tang et al.): each prompt names Disease entities from the lexicon"
 
 
 def notes_on(options: DemoOptions, done: DemoRun) -> str:
@@ -92,7 +95,8 @@ def notes_on(options: DemoOptions, done: DemoRun) -> str:
             " poorly, so the F1 on real abstracts is low: this run shows the loop working, not the method's ceiling."
         )
     seeded = (
-        "continuing the first three words of gold train notes: only those words of real text reached the student"
+        f"continuing at most {options.prefix_words} opening words of gold train notes: only those words of real text"
+        " reached the student"
         if options.mode == "prefix"
         else "label-conditioned on gold train mentions: no real text reached the student"
     )
@@ -135,7 +139,7 @@ def write_report(options: DemoOptions, done: DemoRun, started: float) -> str:
         "quick": options.quick,
         "LLM": f"{done.llm_file} via llama.cpp server",
         "notes requested": options.notes,
-        "mode": MODES[options.mode],
+        "mode": mode_described(options),
         "lexicon": f"{done.mentions} unique Disease mentions from {options.lexicon_source.name}",
         "annotator": options.annotator
         if done.teacher is None

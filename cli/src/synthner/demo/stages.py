@@ -121,7 +121,7 @@ def build_stages(
         # Prefix mode: the gold train notes' opening words (the generator cuts each before anything that may identify
         # someone; the LLM as shipped never trained on them).
         prefix_file=options.lexicon_source if prefix else None,
-        prefix_words=3,
+        prefix_words=options.prefix_words,
         state_dir=options.workdir / "generator",
         tracker_db=options.workdir / "generator" / "tracker.sqlite3",
         instance="demo",
