@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from synthner.demo.options import options_from
+from synthner.demo.report import Memorisation
 from synthner.demo.stages import build_stages
 from synthner.main import build_parser, main
 from synthner.report import ReportData, SampleNote, highlight, render
@@ -86,6 +87,16 @@ def test_the_prefix_length_reaches_the_generator(tmp_path: Path) -> None:
     assert stages.generator.prefix_words == 7
 
 
+def test_memorisation_finds_a_planted_copy_and_not_new_text() -> None:
+    train = ["the patient had a long history of familial adenomatous polyposis of the colon and rectum"]
+    copied = Memorisation.measure(train, [train[0]], ["an unrelated sentence about weather in the hills today"])
+    assert copied.synthetic["ngram8_recall"] == 1.0
+    assert copied.synthetic["longest_verbatim_words"] == len(train[0].split())
+    assert copied.real_heldout["ngram5_recall"] == 0.0
+    fresh = Memorisation.measure(train, ["a quite different note that shares nothing with the train notes at all"], [])
+    assert fresh.synthetic == {"ngram5_recall": 0.0, "ngram8_recall": 0.0, "longest_verbatim_words": 0.0}
+
+
 def test_the_report_escapes_note_text_and_draws_scores() -> None:
     document = Document(id="d", text="asthma", entities=[DocumentEntity(start=0, end=6, label="Disease")])
     result = evaluate_spans([document], [document], "gold:test")
@@ -127,6 +138,9 @@ def test_demo_quick_runs_the_whole_loop(tmp_path: Path, capsys: pytest.CaptureFi
     assert summary["counts"]["generated"] >= 2
     assert summary["counts"]["annotated"] == summary["counts"]["generated"]
     assert summary["metrics"][-1]["dataset"].startswith("gold:")
+    for figures in summary["memorisation"].values():  # the notes' and the real dev notes' own
+        assert 0 <= figures["ngram5_recall"] <= 1
+        assert 0 <= figures["ngram8_recall"] <= 1
     sample = json.loads((workdir / "sample.json").read_text())
     assert sample["response"]["status"] == 200
     assert "entities" in sample["response"]["json"]

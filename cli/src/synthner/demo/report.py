@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -17,8 +18,9 @@ from synthner.demo.transports import TrainingReport
 from synthner.figures import PREFIX, FiguresUnavailable, write_figures
 from synthner.local_pipeline import PipelineRun, Transport
 from synthner.report import ReportData, SampleNote, render
+from synthner.study.privacy import TrainReference
 from synthner_shared.contracts import DocumentAnnotated, ModelPublished
-from synthner_shared.documents import Document, DocumentEntity, write_documents
+from synthner_shared.documents import Document, DocumentEntity, read_documents, write_documents
 from synthner_shared.files import write_text_atomic
 from synthner_shared.messaging import BrokerSettings
 
@@ -66,6 +68,34 @@ def write_notes(path: Path, run: PipelineRun) -> int:
         for d in run.of(DocumentAnnotated)
     ]
     return write_documents(path, documents)
+
+
+@dataclass(frozen=True)
+class Memorisation:
+    """Vakili's memorisation figures of the synthetic notes against the gold train notes, and of real held-out notes
+    (the gold dev split) beside them: real text's own overlap, the bar a synthetic corpus should stay under."""
+
+    synthetic: dict[str, float]
+    real_heldout: dict[str, float]
+
+    @classmethod
+    def measure(cls, train: Sequence[str], synthetic: Sequence[str], real_heldout: Sequence[str]) -> Memorisation:
+        reference = TrainReference.build(train)
+        return cls(reference.memorisation(synthetic), reference.memorisation(real_heldout))
+
+    def rows(self) -> list[tuple[str, str]]:
+        s, r = self.synthetic, self.real_heldout
+        return [
+            (
+                "word 5-gram / 8-gram recall in the train notes (real dev notes)",
+                f"{s['ngram5_recall']:.4f} / {s['ngram8_recall']:.4f} ({r['ngram5_recall']:.4f} /"
+                f" {r['ngram8_recall']:.4f})",
+            ),
+            (
+                "longest verbatim run of train text, words (real dev notes)",
+                f"{s['longest_verbatim_words']:.0f} ({r['longest_verbatim_words']:.0f})",
+            ),
+        ]
 
 
 def figure_files(report: ReportData, folder: Path) -> list[tuple[str, str]]:
@@ -171,6 +201,12 @@ def write_report(options: DemoOptions, done: DemoRun, started: float) -> str:
         ),
         ("annotator agreement", "n/a (one annotator)" if counts.agreement is None else f"{counts.agreement:.3f}"),
     ]
+    memorised = Memorisation.measure(
+        [d.text for d in read_documents(options.lexicon_source)],
+        [d.text for d in done.run.of(DocumentAnnotated)],
+        [d.text for d in read_documents(options.gold_dev)],
+    )
+    count_rows += memorised.rows()
     report = ReportData(
         title="synthner demo report",
         final_line="",  # set once the figures are written, with the wall time
@@ -198,6 +234,7 @@ def write_report(options: DemoOptions, done: DemoRun, started: float) -> str:
         "f1_gold": None if done.teacher is None else done.teacher.strict_f1,
         "seconds": round(seconds),
         "counts": asdict(counts),
+        "memorisation": asdict(memorised),
         "metrics": [m.model_dump(mode="json") for m in training.metrics],
         "configuration": {k: str(v) for k, v in configuration.items()},
         "artifacts": dict(artifacts),
@@ -224,4 +261,9 @@ def write_report(options: DemoOptions, done: DemoRun, started: float) -> str:
             f" {done.teacher.strict_f1:.4f}, partial {done.teacher.partial_f1:.4f}; the synthetic-only model is"
             f" {done.teacher.strict_f1 - f1:.4f} below it"
         )
+    (_, recall), (_, longest) = memorised.rows()
+    print(
+        "memorisation against the train notes (real dev notes in parentheses): word 5-/8-gram recall"
+        f" {recall}, longest verbatim run {longest} words"
+    )
     return final_line
