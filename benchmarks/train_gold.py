@@ -63,6 +63,9 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--stride", type=int, default=32)
+    parser.add_argument(
+        "--train-stride", type=int, help="tokens training windows share (default: --stride; 0: no overlap)"
+    )
     parser.add_argument("--patience", type=int, default=2)
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--ema-decay", type=float, default=0.0, help="average of the weights per step (0: off)")
@@ -137,6 +140,7 @@ def run(args: argparse.Namespace, base_model: Path) -> int:
         batch_size=args.batch_size,
         max_length=args.max_length,
         stride=args.stride,
+        train_stride=args.train_stride,
         seed=args.seed,
         ema_decay=args.ema_decay,
         layer_decay=args.layer_decay,

@@ -209,8 +209,9 @@ def prepare(
     resolved = label_set([*train, *dev], labels)
     if config.distill_from is not None and not (config.distill_from / "config.json").is_file():
         raise TeacherMismatchError(f"distill_from {config.distill_from} is not a model folder (no config.json)")
-    if config.stride >= config.max_length - 2:
-        raise ValueError(f"stride {config.stride} must be smaller than max_length {config.max_length} minus 2")
+    for name, stride in (("stride", config.stride), ("train_stride", config.train_stride)):
+        if stride is not None and stride >= config.max_length - 2:
+            raise ValueError(f"{name} {stride} must be smaller than max_length {config.max_length} minus 2")
     return TrainingPlan(list(train), list(dev), resolved, folder, config)
 
 
@@ -255,7 +256,7 @@ def encode_documents(
             tag_ids,
             special,
             max_length=config.max_length,
-            stride=config.stride,
+            stride=config.stride if config.train_stride is None else config.train_stride,
             subtokens=config.subtokens,
         )
     return windows
