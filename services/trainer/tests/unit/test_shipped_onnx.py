@@ -8,15 +8,18 @@ import logging
 import shutil
 from pathlib import Path
 
+import onnx
 import pytest
 import torch
 from transformers import AutoModelForTokenClassification
 
 from synthner_shared.ner.onnx import (
+    INT8_FP32_FFN_LAYERS,
     ONNX_FILE,
     ONNX_INT8_FILE,
     ONNX_MANIFEST,
     export_onnx,
+    feed_forward_matmuls,
     file_digest,
     quantize_int8,
 )
@@ -68,3 +71,27 @@ def test_quantising_keeps_onnxruntime_s_advice_off_the_root_logger(
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING and r.name == "root"]
     assert any(r.name == "synthner_shared.ner.onnx" and "pre-processing" in r.getMessage() for r in caplog.records)
     assert logging.getLogger().filters == filters
+
+
+def _plain_matmuls(path: Path) -> set[str]:
+    return {node.name for node in onnx.load(str(path)).graph.node if node.op_type == "MatMul"}
+
+
+def test_the_int8_graph_keeps_the_first_layers_feed_forward_blocks_fp32(tiny_ner_model: Path, tmp_path: Path) -> None:
+    """int8 loses its accuracy mostly in the first layers' feed-forward blocks: their up and down projections stay
+    plain fp32 MatMuls, every other projection becomes int8, and ``onnx.json`` names what stayed fp32."""
+    pairs = feed_forward_matmuls(onnx.load(str(tiny_ner_model / ONNX_FILE)))
+    assert [(up.split("/")[-3:-1], down.split("/")[-3:-1]) for up, down in pairs] == [
+        (["intermediate", "dense"], ["output", "dense"])
+    ] * 6  # all-MiniLM-L6-v2: one pair per layer, found by the weights' shapes alone
+    assert [up.split("/")[3] for up, _ in pairs] == [f"layer.{i}" for i in range(6)]
+    kept = [name for pair in pairs[:INT8_FP32_FFN_LAYERS] for name in pair]
+    later = {name for pair in pairs[INT8_FP32_FFN_LAYERS:] for name in pair}
+    plain = _plain_matmuls(tiny_ner_model / ONNX_INT8_FILE)
+    assert set(kept) <= plain
+    assert not later & plain
+    manifest = json.loads((tiny_ner_model / ONNX_MANIFEST).read_text())
+    assert manifest["int8"]["fp32_nodes"] == kept
+
+    assert quantize_int8(tiny_ner_model / ONNX_FILE, tmp_path / ONNX_INT8_FILE, fp32_ffn_layers=0) == []
+    assert not {name for pair in pairs for name in pair} & _plain_matmuls(tmp_path / ONNX_INT8_FILE)
