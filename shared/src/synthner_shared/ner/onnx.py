@@ -143,9 +143,9 @@ def quantize_int8(source: Path, target: Path, *, fp32_ffn_layers: int = INT8_FP3
 
     # onnxruntime logs an advice to pre-process the graph on the root logger at WARNING on every call (measured above:
     # the graph as exported loses 0.0011 strict F1); it reached the demo's terminal, so it goes to DEBUG here.
+    kept_fp32 = [name for pair in feed_forward_matmuls(onnx.load(str(source)))[:fp32_ffn_layers] for name in pair]
     advice = _Demoted("Please consider")
     logging.getLogger().addFilter(advice)
-    kept_fp32 = [name for pair in feed_forward_matmuls(onnx.load(str(source)))[:fp32_ffn_layers] for name in pair]
     try:
         quantize_dynamic(
             source,
@@ -164,8 +164,9 @@ def feed_forward_matmuls(model: onnx.ModelProto) -> list[tuple[str, str]]:
     """The (up, down) projection MatMuls of each encoder layer's feed-forward block, in graph order (layer 0 first).
 
     Found by shape, not by name, so any BERT-like export qualifies: the attention projections' weights are square
-    (hidden x hidden), the feed-forward ones hidden x inner followed by inner x hidden; the classifier's hidden x labels
-    has no partner. An up projection without its down projection right after it is not counted."""
+    (hidden x hidden), the feed-forward ones hidden x inner (inner > hidden) followed by inner x hidden; the
+    classifier's hidden x labels has no partner. An up projection without its down projection right after it is not
+    counted."""
     weights = {tensor.name: tuple(tensor.dims) for tensor in model.graph.initializer if len(tensor.dims) == 2}
     shaped = [
         (node.name, next(weights[name] for name in node.input if name in weights))
@@ -174,7 +175,7 @@ def feed_forward_matmuls(model: onnx.ModelProto) -> list[tuple[str, str]]:
     ]
     pairs: list[tuple[str, str]] = []
     for (up, (rows, inner)), (down, down_shape) in pairwise(shaped):
-        if rows != inner and down_shape == (inner, rows):
+        if rows < inner and down_shape == (inner, rows):
             pairs.append((up, down))
     return pairs
 
