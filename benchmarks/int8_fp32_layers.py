@@ -34,7 +34,7 @@ from synthner_shared.ner.onnx import (
     ONNX_FILE,
     ONNX_INT8_FILE,
     ONNX_MANIFEST,
-    file_digest,
+    manifest_entry,
     quantize_int8,
 )
 from synthner_shared.offline import stay_offline
@@ -47,8 +47,7 @@ def requantised_copy(model: Path, target: Path, fp32_ffn_layers: int) -> Path:
     kept = quantize_int8(model / ONNX_FILE, target / ONNX_INT8_FILE, fp32_ffn_layers=fp32_ffn_layers)
     manifest = json.loads((target / ONNX_MANIFEST).read_text(encoding="utf-8"))
     manifest["int8"] = {"method": "requantised by benchmarks/int8_fp32_layers.py", "fp32_nodes": kept}
-    path = target / ONNX_INT8_FILE
-    manifest["files"][ONNX_INT8_FILE] = {"bytes": path.stat().st_size, "sha256": file_digest(path)}
+    manifest["files"][ONNX_INT8_FILE] = manifest_entry(target / ONNX_INT8_FILE)
     (target / ONNX_MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     return target
 

@@ -67,6 +67,11 @@ def file_digest(path: Path) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
+def manifest_entry(path: Path) -> dict[str, Any]:
+    """A file's entry in ``onnx.json``: its size and SHA-256, as :func:`check_files` checks them."""
+    return {"bytes": path.stat().st_size, "sha256": file_digest(path)}
+
+
 def export_onnx(model: Any, folder: Path, *, int8: bool = True) -> dict[str, Any]:
     """Write ``model.onnx`` (and, with ``int8``, ``model.int8.onnx``) and ``onnx.json`` into ``folder``.
 
@@ -89,9 +94,7 @@ def export_onnx(model: Any, folder: Path, *, int8: bool = True) -> dict[str, Any
         }
         if int8
         else None,
-        "files": {
-            name: {"bytes": (folder / name).stat().st_size, "sha256": file_digest(folder / name)} for name in files
-        },
+        "files": {name: manifest_entry(folder / name) for name in files},
     }
     (folder / ONNX_MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     return manifest
@@ -141,9 +144,9 @@ def quantize_int8(source: Path, target: Path, *, fp32_ffn_layers: int = INT8_FP3
     import onnx  # noqa: PLC0415 - only exporting needs the onnx package
     from onnxruntime.quantization import QuantType, quantize_dynamic  # noqa: PLC0415
 
+    kept_fp32 = [name for pair in feed_forward_matmuls(onnx.load(str(source)))[:fp32_ffn_layers] for name in pair]
     # onnxruntime logs an advice to pre-process the graph on the root logger at WARNING on every call (measured above:
     # the graph as exported loses 0.0011 strict F1); it reached the demo's terminal, so it goes to DEBUG here.
-    kept_fp32 = [name for pair in feed_forward_matmuls(onnx.load(str(source)))[:fp32_ffn_layers] for name in pair]
     advice = _Demoted("Please consider")
     logging.getLogger().addFilter(advice)
     try:
