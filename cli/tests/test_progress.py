@@ -83,7 +83,7 @@ def test_no_bar_when_stderr_is_not_a_terminal(tmp_path: Path, capsys: pytest.Cap
 
 
 def test_the_demo_bars_follow_generation_then_annotation() -> None:
-    bars = StageBars(4, enabled=False)
+    bars = StageBars(4, "off")
     bars.see(GenerationProgress(producer="t", correlation_id="j", job_id="j", event="part", requested=2, generated=2))
     bars.see(sample_annotated(seed=1, target_chars=120, spans=1))
     bars.see(
@@ -103,3 +103,30 @@ def test_the_demo_bars_follow_generation_then_annotation() -> None:
     bars.see(sample_annotated(seed=2, target_chars=120, spans=1))
     assert bars.annotation.count == 2
     bars.close()
+
+
+def test_without_a_terminal_the_demo_writes_a_plain_line_at_each_tenth(capsys: pytest.CaptureFixture[str]) -> None:
+    bars = StageBars(20, "lines")
+    for first in range(0, 20, 4):
+        bars.see(
+            GenerationProgress(
+                producer="t", correlation_id="j", job_id="j", event="part", first_index=first, requested=4, generated=4
+            )
+        )
+    bars.close()
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "generating notes: 4/20 notes (generated=4, other=0)"  # 2 tenths crossed: one line
+    assert lines[-1] == "generating notes: 20/20 notes (generated=20, other=0)"
+    assert len(lines) == 5
+
+
+def test_a_bar_without_a_total_writes_no_lines_until_it_has_one() -> None:
+    stream = io.StringIO()
+    bar = Bar(None, "training", enabled=False, unit="step", lines=stream)
+    bar.advance(5)
+    assert stream.getvalue() == ""
+    bar.note(epoch=0.5)
+    bar.update_to(10, total=20)
+    assert stream.getvalue() == "training: 10/20 steps (epoch=0.5)\n"
+    bar.update_to(11)
+    assert stream.getvalue().count("\n") == 1  # 11/20 crosses no new tenth

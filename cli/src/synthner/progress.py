@@ -28,7 +28,8 @@ def wanted(no_progress: bool, stream: TextIO | None = None) -> bool:
 
 
 class Bar:
-    """A counter with an optional bar. Disabled, it only counts, so callers need no ``if``."""
+    """A counter with an optional bar. Disabled, it only counts, so callers need no ``if``; disabled with a ``lines``
+    stream (a log file, a pipe: no terminal to draw on), it also writes one plain line at each tenth of the total."""
 
     def __init__(
         self,
@@ -39,10 +40,16 @@ class Bar:
         unit: str = "doc",
         stream: TextIO | None = None,
         position: int | None = None,
+        lines: TextIO | None = None,
     ) -> None:
         self.total = total
         self.count: float = 0
         self._bar = None
+        self._description = description
+        self._unit = unit
+        self._lines = None if enabled else lines
+        self._postfix: dict[str, float | int | str] = {}
+        self._tenths_written = 0
         if enabled:
             self._bar = tqdm(
                 total=total,
@@ -63,6 +70,20 @@ class Bar:
         self.count += amount
         if self._bar is not None:
             self._bar.update(amount)
+        elif self._lines is not None:
+            self._write_line()
+
+    def _write_line(self) -> None:
+        """One line per tenth of the total reached: ``generating notes: 48/120 notes (generated=48, other=0)``."""
+        if self._lines is None or not self.total:
+            return
+        tenths = min(10, int(10 * self.count / self.total))
+        if tenths <= self._tenths_written:
+            return
+        self._tenths_written = tenths
+        figures = ", ".join(f"{name}={value}" for name, value in self._postfix.items())
+        after = f" ({figures})" if figures else ""
+        print(f"{self._description}: {self.count:g}/{self.total:g} {self._unit}s{after}", file=self._lines, flush=True)
 
     def update_to(self, count: float, total: float | None = None) -> None:
         """Set the absolute position (and optionally a new total): for callbacks that report "step n of m"."""
@@ -73,7 +94,9 @@ class Bar:
         self.advance(count - self.count)
 
     def note(self, **numbers: float | int | str) -> None:
-        """Figures shown after the bar (loss, F1, counts). Pass numbers and fixed words only, never note text."""
+        """Figures shown after the bar, or in the next plain line (loss, F1, counts); set them before ``advance``.
+        Pass numbers and fixed words only, never note text."""
+        self._postfix = dict(numbers)
         if self._bar is not None:
             self._bar.set_postfix(numbers, refresh=False)
 
@@ -128,10 +151,10 @@ def follow_training(steps: Bar, log: Callable[[Update], None]) -> Callable[[Upda
     def progress(update: Update) -> None:
         if not steps.enabled:
             log(update)
-        steps.update_to(update.step, update.total_steps)
         figures: dict[str, float] = {"epoch": round(update.epoch, 2), "loss": round(update.loss, 4)}
         if update.dev_f1 is not None:
             figures["dev_f1"] = round(update.dev_f1, 4)
         steps.note(**figures)
+        steps.update_to(update.step, update.total_steps)
 
     return progress

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
 
+from synthner.demo.progress import ProgressView
+
 LABEL = "Disease"
 REPO_DATA = Path(__file__).resolve().parents[4].parent / "shared" / "data" / "ncbi_disease"
 """``../shared/data/ncbi_disease`` beside the repository (the gold sets' usual place)."""
@@ -56,7 +58,9 @@ class DemoOptions:
     prefix_words: int = DEFAULT_PREFIX_WORDS
     """Prefix mode: opening words of a gold train note that SmolLM2 continues (fewer where a word may identify
     someone: :func:`synthner_shared.prefixes.safe_prefix`)."""
-    progress: bool = False
+    min_entities: int = 0
+    """The model trains on the notes with at least this many entities (the trainer's ``min_entities``)."""
+    progress: ProgressView = "off"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -99,6 +103,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_PREFIX_WORDS,
         help=f"prefix mode: opening words of a gold train note that SmolLM2 continues, 1-50 (default"
         f" {DEFAULT_PREFIX_WORDS}; cut before any word that may identify someone)",
+    )
+    parser.add_argument(
+        "--min-entities",
+        type=int,
+        help="train on the notes with at least this many entities (default 1 with the teacher: a note it found none"
+        " in has mostly left medicine, and without them the model gained dev F1 in the same time; else 0: every"
+        " note)",
     )
     parser.add_argument(
         "--teacher-seconds",
@@ -155,6 +166,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def progress_view(args: argparse.Namespace) -> ProgressView:
+    """Bars on a terminal; plain lines where stdout is a pipe or a file (CI, ``kubectl logs``); none with
+    ``--no-progress``."""
+    if getattr(args, "show_progress", False):
+        return "bars"
+    return "off" if getattr(args, "no_progress", False) else "lines"
+
+
 def options_from(args: argparse.Namespace) -> DemoOptions:
     quick = bool(args.quick)
     notes = args.notes if args.notes is not None else (24 if quick else 120)
@@ -168,6 +187,8 @@ def options_from(args: argparse.Namespace) -> DemoOptions:
         raise DemoError("--distill-temperature must be a positive number")
     if not 1 <= args.prefix_words <= 50:  # the generator's own bounds
         raise DemoError("--prefix-words must be within 1-50")
+    if args.min_entities is not None and args.min_entities < 0:
+        raise DemoError("--min-entities must be 0 or more")
     if args.teacher_seconds is not None and args.teacher_seconds <= 0:
         raise DemoError("--teacher-seconds must be a positive number of seconds")
     if args.teacher_documents is not None and args.teacher_documents < 2:
@@ -198,5 +219,6 @@ def options_from(args: argparse.Namespace) -> DemoOptions:
         teacher_seconds=args.teacher_seconds if args.teacher_seconds is not None else (None if quick else 300.0),
         teacher_documents=args.teacher_documents if args.teacher_documents is not None else (200 if quick else None),
         teacher_epochs=2.0 if quick else 5.0,
-        progress=bool(getattr(args, "show_progress", False)),
+        min_entities=args.min_entities if args.min_entities is not None else int(args.annotator == "teacher"),
+        progress=progress_view(args),
     )

@@ -200,6 +200,7 @@ def write_report(options: DemoOptions, done: DemoRun, started: float) -> str:
             f"{counts.mentions_found} / {counts.mentions_aligned} / {counts.mentions_dropped}",
         ),
         ("annotator agreement", "n/a (one annotator)" if counts.agreement is None else f"{counts.agreement:.3f}"),
+        (f"trained on (notes with ≥ {options.min_entities} entities)", done.published.dataset.document_count),
     ]
     memorised = Memorisation.measure(
         [d.text for d in read_documents(options.lexicon_source)],
@@ -252,8 +253,9 @@ def write_report(options: DemoOptions, done: DemoRun, started: float) -> str:
     for name, path in artifacts:
         print(f"  {name}: {path}")
     print(
-        f"\n{counts.generated} notes generated, {counts.annotated} annotated ({counts.entities} entities); "
-        f"strict F1 {f1:.4f}, partial F1 {gold_result.partial_micro.f1:.4f} on {gold_result.documents} gold documents"
+        f"\n{counts.generated} notes generated, {counts.annotated} annotated ({counts.entities} entities),"
+        f" {done.published.dataset.document_count} trained on; strict F1 {f1:.4f}, partial F1"
+        f" {gold_result.partial_micro.f1:.4f} on {gold_result.documents} gold documents"
     )
     if done.teacher is not None:
         print(

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from synthner.demo.options import DemoError, DemoOptions
+from synthner.demo.progress import TrainingCurve
 
 if TYPE_CHECKING:
     from synthner_trainer.settings import TrainingConfig
@@ -66,17 +67,19 @@ def train_teacher(options: DemoOptions, gold_path: Path) -> Teacher:
         f" {bound} at most ...",
         flush=True,
     )
-    result, metrics = train_to_folder(
-        train,
-        teacher_folder(options),
-        base_model,
-        teacher_config(options),
-        dev=dev,
-        gold=GoldSet.read(gold_path),
-        labels=["Disease"],
-        device="cpu",
-        max_seconds=options.teacher_seconds,
-    )
+    with TrainingCurve(options.progress, "teacher training") as curve:
+        result, metrics = train_to_folder(
+            train,
+            teacher_folder(options),
+            base_model,
+            teacher_config(options),
+            dev=dev,
+            gold=GoldSet.read(gold_path),
+            labels=["Disease"],
+            device="cpu",
+            max_seconds=options.teacher_seconds,
+            progress=curve,
+        )
     scores = metrics[-1]
     teacher = Teacher(
         documents=len(train),

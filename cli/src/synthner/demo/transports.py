@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from synthner.demo.options import DemoError, DemoOptions, StageFailed
-from synthner.demo.progress import CurrentStage, StageBars, TrainingCurve
+from synthner.demo.progress import CurrentStage, ProgressView, StageBars, TrainingCurve
 from synthner.demo.stages import Stages
 from synthner.local_pipeline import Observer, PipelineRun, Transport
 from synthner_shared.contracts import (
@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from synthner.supervisor import ProcessSpec
     from synthner_shared.local_llm import LocalLLM
     from synthner_trainer.service import TrainerService
+    from synthner_trainer.settings import TrainerSettings
+    from synthner_trainer.store import DatasetStore
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +50,7 @@ class TrainingReport:
     version_path: Path
     metrics: list[EvaluationResult]
     history: list[dict[str, float]]
-    """The learning curve (epoch, loss, dev strict F1): recorded in process only."""
+    """The learning curve (epoch, loss, dev strict F1): recorded where the trainer runs in the demo's process."""
 
 
 async def choose_transport(options: DemoOptions) -> tuple[Transport, BrokerSettings | None]:
@@ -73,7 +75,7 @@ async def choose_transport(options: DemoOptions) -> tuple[Transport, BrokerSetti
 # --- in process -------------------------------------------------------------------------------------------------------
 
 
-async def run_in_process(stages: Stages, llm: LocalLLM, progress: bool) -> tuple[PipelineRun, TrainingReport]:
+async def run_in_process(stages: Stages, llm: LocalLLM, progress: ProgressView) -> tuple[PipelineRun, TrainingReport]:
     """Each stage built by its composition root, its consumers' handlers chained in memory: generator -> annotator ->
     trainer's store; then one training request, run by the trainer with its progress drawn as a bar."""
     from synthner.local_pipeline import Routes, run_in_memory
@@ -119,13 +121,19 @@ async def run_in_process(stages: Stages, llm: LocalLLM, progress: bool) -> tuple
         return run, report
 
 
+def announce_training(settings: TrainerSettings, store: DatasetStore) -> None:
+    """The console line before training: its epochs and the notes it trains on."""
+    stored, least = store.count(), settings.min_entities
+    notes = f"the {store.count(least)} of {stored} notes with ≥ {least} entities" if least else f"{stored} notes"
+    print(f"training {settings.training.epochs:g} epoch(s) on {notes} ...", flush=True)
+
+
 def train(trainer: TrainerService, request: TrainingRequested, curve: TrainingCurve) -> TrainingReport:
     """The trainer's own training path (:meth:`TrainerService.train_now`, as its worker runs it), its progress drawn
     by ``curve`` (the trainer's progress callback) and kept as the learning curve."""
     from synthner_trainer.store import EmptyDatasetError
 
-    epochs = trainer.settings.training.epochs
-    print(f"training {epochs:g} epoch(s) on {trainer.store.count()} annotated notes ...", flush=True)
+    announce_training(trainer.settings, trainer.store)
     try:
         with curve:
             outcome = trainer.train_now(request)
@@ -165,7 +173,7 @@ async def within_deadline(
 
 
 async def run_over_broker(
-    stages: Stages, llm: LocalLLM, broker: BrokerSettings, progress: bool, stage: CurrentStage
+    stages: Stages, llm: LocalLLM, broker: BrokerSettings, progress: ProgressView, stage: CurrentStage
 ) -> tuple[PipelineRun, TrainingReport]:
     """Each stage run as its composition root built it, on RabbitMQ (a fresh namespace, deleted afterwards), fed by
     one published job."""
@@ -175,12 +183,13 @@ async def run_over_broker(
     from synthner_trainer import app as trainer_app
 
     bars = StageBars(stages.request.count, progress)
+    curve = TrainingCurve(progress)
     observer = Observer(broker, "demo", bars.see)
     job = stages.request
     resources = AsyncExitStack()
     trainer_task: asyncio.Task[bool] | None = None
     try:
-        built = await trainer_app.build(stages.trainer, broker)
+        built = await trainer_app.build(stages.trainer, broker, progress=curve)
         resources.push_async_callback(built.aclose)
         trainer = built.trainer
         annotator = await annotator_app.build(stages.annotator, broker)
@@ -194,23 +203,14 @@ async def run_over_broker(
                 print(f"namespace {broker.namespace}: generating {job.count} notes with {llm.model} ...", flush=True)
                 await observer.service.broker.publisher.publish(job)
                 expected = await generate_and_annotate(observer, job.count, stage, bars)
-                stage.name = "the trainer storing documents"
-                await wait_until(lambda: trainer.store.count() >= expected, 120, "the trainer storing documents")
-                request = TrainingRequested(correlation_id=job.job_id, producer=PRODUCER)
-                stage.name = "training"
-                print(f"training {stages.trainer.training.epochs:g} epoch(s) on {expected} notes ...", flush=True)
-                await observer.service.broker.publisher.publish(request)
-                training = trainer_task
-                await wait_until(lambda: bool(trainer.outcomes) or training.done(), 3600, "training")
-                if not trainer.outcomes:
-                    raise DemoError("the trainer service stopped or its training failed: see the log above")
-                await observer.wait_for(
-                    lambda run: bool(run.of(ModelPublished)) or trainer.outcomes[-1].published is None,
-                    60,
-                    "the ModelPublished event",
-                )
+                with curve:
+                    await train_stored(
+                        stages, observer, trainer=trainer, trainer_task=trainer_task, expected=expected, stage=stage
+                    )
         outcome = trainer.outcomes[-1]
-        report = TrainingReport(outcome.published, outcome.version.name, outcome.version.path, outcome.metrics, [])
+        report = TrainingReport(
+            outcome.published, outcome.version.name, outcome.version.path, outcome.metrics, curve.history
+        )
         return observer.run, report
     finally:
         bars.close()
@@ -222,6 +222,33 @@ async def run_over_broker(
             await delete_namespace(broker, observer)
         except Exception as exc:  # noqa: BLE001 - clean-up must not hide the run's own outcome
             print(f"note: could not delete namespace {broker.namespace}: {type(exc).__name__}", file=sys.stderr)
+
+
+async def train_stored(
+    stages: Stages,
+    observer: Observer,
+    *,
+    trainer: TrainerService,
+    trainer_task: asyncio.Task[bool],
+    expected: int,
+    stage: CurrentStage,
+) -> None:
+    """Once the trainer service has stored the ``expected`` notes: one training request over the broker, then its
+    outcome and the ``ModelPublished`` event (unless the gate held the model back)."""
+    stage.name = "the trainer storing documents"
+    await wait_until(lambda: trainer.store.count() >= expected, 120, "the trainer storing documents")
+    request = TrainingRequested(correlation_id=stages.request.job_id, producer=PRODUCER)
+    stage.name = "training"
+    announce_training(stages.trainer, trainer.store)
+    await observer.service.broker.publisher.publish(request)
+    await wait_until(lambda: bool(trainer.outcomes) or trainer_task.done(), 3600, "training")
+    if not trainer.outcomes:
+        raise DemoError("the trainer service stopped or its training failed: see the log above")
+    await observer.wait_for(
+        lambda run: bool(run.of(ModelPublished)) or trainer.outcomes[-1].published is None,
+        60,
+        "the ModelPublished event",
+    )
 
 
 # --- separate processes -----------------------------------------------------------------------------------------------
@@ -287,7 +314,7 @@ async def run_in_processes(  # noqa: PLR0915 - one supervised run, easier to fol
             await supervisor.guard(wait_until(lambda: view.count() >= expected, 120, stage.name))
             request = TrainingRequested(correlation_id=job.job_id, producer=PRODUCER)
             stage.name = "training"
-            print(f"training {stages.trainer.training.epochs:g} epoch(s) on {expected} notes ...", flush=True)
+            announce_training(stages.trainer, view)
             await observer.service.broker.publisher.publish(request)
 
             def finished() -> bool:

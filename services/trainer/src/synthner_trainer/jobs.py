@@ -359,7 +359,7 @@ class OutOfProcessJobs:
     def _write_training_folder(
         self, folder: JobFolder, request: TrainingRequested, store: DatasetStore, settings: TrainerSettings
     ) -> None:
-        manifest = store.create_version(request.dataset)  # frozen before the job starts
+        manifest = store.create_version(request.dataset, min_entities=settings.min_entities)  # before the job starts
         tmp = self._new_folder(folder)
         target = JobFolder(tmp)
         store.export(manifest.version, target.dataset)

@@ -317,7 +317,7 @@ def run_training_request(
     """Serve a ``TrainingRequested``: freeze (or reuse) a dataset version, train, gate, register. ``progress`` sees
     every training update (the CLI draws its bar and learning curve from them)."""
     base_model, config = request_model_and_config(request, settings)
-    manifest = store.create_version(request.dataset)
+    manifest = store.create_version(request.dataset, min_entities=settings.min_entities)
     documents = store.documents(manifest.version)
     return train_and_register(
         documents,

@@ -212,9 +212,11 @@ class DatasetStore:
             )
             return cursor.rowcount == 1
 
-    def count(self) -> int:
+    def count(self, min_entities: int = 0) -> int:
+        """Stored documents (with at least ``min_entities`` entities)."""
+        query = "SELECT COUNT(*) FROM documents WHERE json_array_length(entities) >= ?"
         with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM documents").fetchone()[0])
+            return int(self._db.execute(query, (min_entities,)).fetchone()[0])
 
     def note_ids(self) -> list[str]:
         """Every stored note id, in the order stored."""
@@ -253,15 +255,16 @@ class DatasetStore:
 
     # --- dataset versions ------------------------------------------------------------------------------------------
 
-    def create_version(self, selection: DatasetSelection | None = None) -> DatasetManifest:
-        """Freeze the selected stored documents into a new immutable dataset version (or return the named one)."""
+    def create_version(self, selection: DatasetSelection | None = None, *, min_entities: int = 0) -> DatasetManifest:
+        """Freeze the selected stored documents into a new immutable dataset version (or return the named one).
+        ``min_entities``: only documents with at least that many entities (the trainer's ``min_entities`` setting)."""
         selection = selection or DatasetSelection()
         if selection.dataset_version is not None:
             return self.manifest(selection.dataset_version)
-        query = "SELECT note_id, annotator FROM documents"
-        parameters: list[str | int] = []
+        query = "SELECT note_id, annotator FROM documents WHERE json_array_length(entities) >= ?"
+        parameters: list[str | int] = [min_entities]
         if selection.annotators:
-            query += f" WHERE annotator IN ({', '.join('?' for _ in selection.annotators)})"
+            query += f" AND annotator IN ({', '.join('?' for _ in selection.annotators)})"
             parameters += selection.annotators
         query += " ORDER BY seq"
         if selection.max_documents is not None:
@@ -270,7 +273,8 @@ class DatasetStore:
         with self._transaction() as db:
             rows = db.execute(query, parameters).fetchall()
             if not rows:
-                raise EmptyDatasetError("the dataset selection holds no documents; nothing to train on")
+                with_entities = f" with at least {min_entities} entities" if min_entities else ""
+                raise EmptyDatasetError(f"the dataset selection holds no documents{with_entities}; nothing to train on")
             ids = [r[0] for r in rows]
             documents = self._load(db, ids)
             number = int(db.execute("SELECT COALESCE(MAX(number), 0) + 1 FROM dataset_versions").fetchone()[0])

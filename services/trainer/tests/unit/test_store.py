@@ -44,6 +44,20 @@ def test_dataset_version_is_immutable_and_described_by_its_manifest(tmp_path: Pa
     assert store.create_version(DatasetSelection(max_documents=2)).document_count == 2
 
 
+def test_min_entities_leaves_documents_without_entities_out_of_a_new_version(tmp_path: Path) -> None:
+    store = DatasetStore(tmp_path / "store.sqlite3")
+    kept = [sample_annotated(seed=seed, target_chars=300, spans=spans) for seed, spans in ((1, 2), (2, 1))]
+    empty = sample_annotated(seed=3, target_chars=300, spans=1).model_copy(update={"entities": []})
+    for document in (kept[0], empty, kept[1]):
+        store.add(document)
+    assert store.create_version().document_count == 3
+    filtered = store.create_version(min_entities=1)
+    assert [d.id for d in store.documents(filtered.version)] == [d.note_id for d in kept]
+    assert store.create_version(min_entities=2).document_count == 1
+    with pytest.raises(EmptyDatasetError, match="at least 3 entities"):
+        store.create_version(min_entities=3)
+
+
 def test_store_survives_a_restart_and_exports_jsonl(tmp_path: Path) -> None:
     path = tmp_path / "store.sqlite3"
     store = DatasetStore(path)
