@@ -55,6 +55,35 @@ def train(
     return fine_tune(plan, device="cpu", patience=0, max_seconds=seconds)
 
 
+class PairedFigures:
+    """The figures of a baseline and a variant trained in turn, per seed: each run's line printed as it ends, the
+    figures kept for their means (``<name>_dev``, ``_test`` when a test split is given, ``_epochs``,
+    ``_tokens_per_s``)."""
+
+    def __init__(self, test: list[Document]) -> None:
+        self.test = test
+        self.values: dict[str, list[float]] = {}
+
+    def record(self, title: str, name: str, result: TrainingResult, seconds: float) -> None:
+        dev_f1 = result.dev_result.strict_micro.f1
+        line = (
+            f"{title} dev strict F1 {dev_f1:.4f}, {result.epochs_run} epochs (best {result.best_epoch}) in"
+            f" {seconds:.0f} s at {result.tokens_per_second:.0f} tokens/s"
+        )
+        if self.test:
+            scored = result.predictor().predict_documents(self.test)
+            test_f1 = evaluate_spans(self.test, scored, "test").strict_micro.f1
+            self.values.setdefault(f"{name}_test", []).append(test_f1)
+            line += f", test {test_f1:.4f}"
+        print(line, flush=True)
+        self.values.setdefault(f"{name}_dev", []).append(dev_f1)
+        self.values.setdefault(f"{name}_epochs", []).append(result.epochs_run)
+        self.values.setdefault(f"{name}_tokens_per_s", []).append(result.tokens_per_second)
+
+    def mean(self, key: str) -> float:
+        return statistics.fmean(self.values[key])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--role", choices=["teacher", "student"], required=True, help="which of the demo's models")
@@ -72,29 +101,14 @@ def main(argv: list[str] | None = None) -> int:
     test = list(read_documents(arguments.test)) if arguments.test else []
     labels = sorted({entity.label for document in [*train_docs, *dev] for entity in document.entities})
     started = time.perf_counter()
-    figures: dict[str, list[float]] = {}
+    figures = PairedFigures(test)
     for seed in range(arguments.first_seed, arguments.first_seed + arguments.seeds):
         config, default_seconds = demo_config(arguments.role, arguments.teacher, seed)
         seconds = arguments.seconds or default_seconds
         for name, over_budget in (("baseline", False), ("budget", True)):
             result = train(config.model_copy(update={"decay_to_budget": over_budget}), train_docs, dev, seconds, labels)
-            dev_f1 = result.dev_result.strict_micro.f1
-            line = (
-                f"seed {seed} {name:8s}: dev strict F1 {dev_f1:.4f}, {result.epochs_run} epochs (best"
-                f" {result.best_epoch}) in {seconds:.0f} s at {result.tokens_per_second:.0f} tokens/s"
-            )
-            if test:
-                test_f1 = evaluate_spans(test, result.predictor().predict_documents(test), "test").strict_micro.f1
-                figures.setdefault(f"{name}_test", []).append(test_f1)
-                line += f", test {test_f1:.4f}"
-            print(line, flush=True)
-            figures.setdefault(f"{name}_dev", []).append(dev_f1)
-            figures.setdefault(f"{name}_epochs", []).append(result.epochs_run)
-            figures.setdefault(f"{name}_tokens_per_s", []).append(result.tokens_per_second)
-
-    def mean(key: str) -> float:
-        return statistics.fmean(figures[key])
-
+            figures.record(f"seed {seed} {name:8s}:", name, result, seconds)
+    mean = figures.mean
     tail = f" test_f1={mean('budget_test'):.4f} baseline_test_f1={mean('baseline_test'):.4f}" if test else ""
     print(
         f"gain={mean('budget_dev') - mean('baseline_dev'):.4f} dev_f1={mean('budget_dev'):.4f}"

@@ -16,15 +16,13 @@ seconds=…`` (means over seeds; gain is dev_f1 - baseline_dev_f1; ``test_f1``/`
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from pathlib import Path
 
-from budget_schedule import demo_config, train
+from budget_schedule import PairedFigures, demo_config, train
 
 from synthner_shared.documents import read_documents
-from synthner_shared.evaluation import evaluate_spans
 from synthner_shared.offline import stay_offline
 
 
@@ -46,29 +44,14 @@ def main(argv: list[str] | None = None) -> int:
     test = list(read_documents(arguments.test)) if arguments.test else []
     labels = sorted({entity.label for document in [*notes, *dev] for entity in document.entities})
     started = time.perf_counter()
-    figures: dict[str, list[float]] = {}
+    figures = PairedFigures(test)
     for seed in range(arguments.first_seed, arguments.first_seed + arguments.seeds):
         config, default_seconds = demo_config("student", arguments.teacher, seed)
         seconds = arguments.seconds or default_seconds
         for name, documents in (("baseline", notes), ("filtered", kept)):
             result = train(config, documents, dev, seconds, labels)
-            dev_f1 = result.dev_result.strict_micro.f1
-            line = (
-                f"seed {seed} {name:8s}: {len(documents)} notes, dev strict F1 {dev_f1:.4f}, {result.epochs_run}"
-                f" epochs (best {result.best_epoch}) in {seconds:.0f} s at {result.tokens_per_second:.0f} tokens/s"
-            )
-            if test:
-                test_f1 = evaluate_spans(test, result.predictor().predict_documents(test), "test").strict_micro.f1
-                figures.setdefault(f"{name}_test", []).append(test_f1)
-                line += f", test {test_f1:.4f}"
-            print(line, flush=True)
-            figures.setdefault(f"{name}_dev", []).append(dev_f1)
-            figures.setdefault(f"{name}_epochs", []).append(result.epochs_run)
-            figures.setdefault(f"{name}_tokens_per_s", []).append(result.tokens_per_second)
-
-    def mean(key: str) -> float:
-        return statistics.fmean(figures[key])
-
+            figures.record(f"seed {seed} {name:8s}: {len(documents)} notes,", name, result, seconds)
+    mean = figures.mean
     tail = f" test_f1={mean('filtered_test'):.4f} baseline_test_f1={mean('baseline_test'):.4f}" if test else ""
     print(
         f"gain={mean('filtered_dev') - mean('baseline_dev'):.4f} dev_f1={mean('filtered_dev'):.4f}"
