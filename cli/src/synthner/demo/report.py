@@ -200,7 +200,10 @@ def write_report(options: DemoOptions, done: DemoRun, started: float) -> str:
             f"{counts.mentions_found} / {counts.mentions_aligned} / {counts.mentions_dropped}",
         ),
         ("annotator agreement", "n/a (one annotator)" if counts.agreement is None else f"{counts.agreement:.3f}"),
-        (f"trained on (notes with ≥ {options.min_entities} entities)", done.published.dataset.document_count),
+        (
+            f"trained on (notes with ≥ {options.min_entities} entities)" if options.min_entities else "trained on",
+            done.published.dataset.document_count,
+        ),
     ]
     memorised = Memorisation.measure(
         [d.text for d in read_documents(options.lexicon_source)],

@@ -213,9 +213,11 @@ class DatasetStore:
             return cursor.rowcount == 1
 
     def count(self, min_entities: int = 0) -> int:
-        """Stored documents (with at least ``min_entities`` entities)."""
-        query = "SELECT COUNT(*) FROM documents WHERE json_array_length(entities) >= ?"
+        """Stored documents (with at least ``min_entities`` entities; the plain count reads no document)."""
         with self._lock:
+            if not min_entities:
+                return int(self._db.execute("SELECT COUNT(*) FROM documents").fetchone()[0])
+            query = "SELECT COUNT(*) FROM documents WHERE json_array_length(entities) >= ?"
             return int(self._db.execute(query, (min_entities,)).fetchone()[0])
 
     def note_ids(self) -> list[str]:
