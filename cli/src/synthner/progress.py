@@ -70,7 +70,7 @@ class Bar:
         self.count += amount
         if self._bar is not None:
             self._bar.update(amount)
-        elif self._lines is not None:
+        else:
             self._write_line()
 
     def _write_line(self) -> None:
