@@ -258,16 +258,18 @@ def test_the_mix_route_gathers_the_synthetic_notes_of_the_finished_routes(tmp_pa
     assert [d.id for d in read_documents(options.workdir / "mix" / "synthetic.jsonl")] == ["v0", "t0", "t1"]
 
 
-def test_student_levers_train_into_folders_of_their_own_and_the_threshold_filters_at_the_student(
+def test_student_levers_train_into_folders_of_their_own_and_the_filters_apply_at_the_student(
     tmp_path: Path,
 ) -> None:
     """One annotated corpus, several students: the plain one and each lever's, side by side in one workdir; the
-    confidence threshold leaves out the uncertain notes when the student reads the corpus, not when it is written."""
+    confidence threshold and the entity floor leave notes out when the student reads the corpus, not when it is
+    written."""
     plain = Study(_tiny(tmp_path, "tang", "in-process"), say=lambda _: None)
     distilled = Study(replace(plain.options, distill_weight=0.5, distill_temperature=2.0), say=lambda _: None)
     filtered = Study(replace(plain.options, min_confidence=0.9), say=lambda _: None)
-    folders = {study.student_dir.name for study in (plain, distilled, filtered)}
-    assert folders == {"student", "student-distill-w0.5-t2", "student-conf0.9"}
+    floored = Study(replace(plain.options, min_entities=1), say=lambda _: None)
+    folders = {study.student_dir.name for study in (plain, distilled, filtered, floored)}
+    assert folders == {"student", "student-distill-w0.5-t2", "student-conf0.9", "student-ent1"}
     assert distilled.record_path("student").name == "student-distill-w0.5-t2.json"
     assert distilled.record_path("curve").name == "curve-distill-w0.5-t2.json"
     assert distilled.record_path("annotate") == plain.record_path("annotate")  # the corpus is shared
@@ -276,10 +278,12 @@ def test_student_levers_train_into_folders_of_their_own_and_the_threshold_filter
     assert plain._training_config(distill=True).distill_from is None
 
     sure, unsure = _scored(0.99), _scored(0.95, 0.4)
-    corpus = [sure.model_copy(update={"id": f"s{i}"}) for i in range(3)] + [unsure]
+    empty = sure.model_copy(update={"id": "e", "entities": []})
+    corpus = [sure.model_copy(update={"id": f"s{i}"}) for i in range(3)] + [unsure, empty]
     write_documents(plain.synthetic_file, corpus)
-    assert [d.id for d in plain._student_split()[0]] == ["s0", "s1", "s2", "d"]
-    assert [d.id for d in filtered._student_split()[0]] == ["s0", "s1", "s2"]
+    assert [d.id for d in plain._student_split()[0]] == ["s0", "s1", "s2", "d", "e"]
+    assert [d.id for d in filtered._student_split()[0]] == ["s0", "s1", "s2", "e"]
+    assert [d.id for d in floored._student_split()[0]] == ["s0", "s1", "s2", "d"]
 
 
 def test_the_overview_reads_each_route_s_own_student_whatever_its_levers(tmp_path: Path) -> None:

@@ -76,6 +76,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--min-confidence", type=float, default=0.0, help="drop notes where a teacher span scores below this"
     )
     parser.add_argument(
+        "--min-entities",
+        type=int,
+        default=0,
+        help="the student leaves out notes with fewer entities than this (default 0: every note; the demo uses 1)",
+    )
+    parser.add_argument(
         "--distill-weight",
         type=float,
         default=0.5,
@@ -111,6 +117,9 @@ def run_study_command(args: argparse.Namespace) -> int:
     from synthner.study import ROUTES, StudyError, StudyOptions, describe, run_routes
     from synthner_shared.stopping import Stopped
 
+    if args.min_entities < 0:
+        print("synthner study: --min-entities must be 0 or more", file=sys.stderr)
+        return 2
     if args.notes < 1 or args.epochs <= 0 or args.distill_temperature <= 0 or args.llm_parallel < 1:
         print(
             "synthner study: --notes, --epochs, --llm-parallel and --distill-temperature must be positive",
@@ -141,6 +150,7 @@ def run_study_command(args: argparse.Namespace) -> int:
         prefix_words=args.prefix_words,
         truncated=args.truncated,
         min_confidence=args.min_confidence,
+        min_entities=args.min_entities,
         distill_weight=args.distill_weight,
         distill_temperature=args.distill_temperature,
         curve=args.curve,

@@ -76,6 +76,9 @@ class StudyOptions:
     min_confidence: float = 0.0
     """The student leaves out synthetic documents in which any teacher span scores below this (0: keep all); such a
     student's artifacts sit in a folder of their own (``student-conf<C>``)."""
+    min_entities: int = 0
+    """The student leaves out synthetic documents with fewer entities than this (0: keep all; the trainer's
+    ``MIN_ENTITIES``, the demo's ``--min-entities``); its artifacts sit in ``student-ent<N>``."""
     transport: Transport = "auto"
     """How the generator's and annotator's stages run: over RabbitMQ as services (``broker``; ``auto``: when it is
     reachable), or their handlers chained in this process (``in-process``)."""

@@ -121,13 +121,15 @@ class Study:
     @property
     def student_variant(self) -> str:
         """Suffix of the student's folder and records: empty for hard labels on every note, else the distillation
-        settings and the confidence threshold."""
+        settings, the confidence threshold and the entity floor."""
         options = self.options
         variant = ""
         if options.distill_weight:
             variant += f"-distill-w{options.distill_weight:g}-t{options.distill_temperature:g}"
         if options.min_confidence:
             variant += f"-conf{options.min_confidence:g}"
+        if options.min_entities:
+            variant += f"-ent{options.min_entities}"
         return variant
 
     @property
@@ -515,10 +517,15 @@ class Study:
         return {"requested": requested, "quarantined": quarantined, "routes": "+".join(routes), "documents": len(lines)}
 
     def _kept_documents(self) -> list[Document]:
-        """The synthetic documents that pass the confidence threshold."""
+        """The synthetic documents that pass the confidence threshold and hold at least ``min_entities`` entities."""
         from synthner_shared.documents import read_documents
 
-        return [d for d in read_documents(self.synthetic_file) if confident(d, self.options.min_confidence)]
+        options = self.options
+        return [
+            d
+            for d in read_documents(self.synthetic_file)
+            if confident(d, options.min_confidence) and len(d.entities) >= options.min_entities
+        ]
 
     def _student_split(self) -> tuple[list[Document], list[Document]]:
         """The synthetic documents the student trains on, and what it early-stops on."""

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from synthner_ner_api.models import SpanPrediction
+from synthner_shared.ner.onnx import INT8_WINDOWS_PER_PASS
 from synthner_shared.ner.windowed import WindowedTagger, token_budget_batches
 
 if TYPE_CHECKING:
@@ -39,13 +40,6 @@ DEFAULT_MAX_BATCH_TOKENS = 1024
 """Tokens per forward pass, padded (8 windows of 128). Smaller passes keep the activations in the CPU's caches: with
 all-MiniLM-L6-v2 on a 2-core AMD EPYC (AVX-512), fp32 served 38-40 NCBI-disease abstracts/s in passes of 4-8 windows
 against 31-33 in passes of 64 (the former 8,192-token budget), and 29-33 one window at a time."""
-INT8_WINDOWS_PER_PASS = 1
-"""int8 runs one window per forward pass. Dynamic quantisation scales the activations by the range of the whole batch
-tensor, so a window batched with others got other int8 values: a document's entities depended on the documents that
-shared its pass (the micro-batcher's traffic, the int8 gate's sample). With all-MiniLM-L6-v2 on NCBI-disease, 14 of
-100 test abstracts changed spans when the batch order was reversed, 20 when each was sent alone; one window per pass
-gives every document the same entities whatever it is served with, agreed with fp32 at least as well and, on the
-CPU above, ran faster than passes of 64 windows (70-73 against 62 abstracts/s; 4 windows ran 84)."""
 
 
 def _quantized_torch(base: SpanPredictor) -> SpanPredictor:

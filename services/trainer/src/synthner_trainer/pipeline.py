@@ -231,7 +231,8 @@ def judge(
 
     def write(folder: Path) -> None:
         result.save(folder)
-        export_onnx(result.model, folder)  # what the NER API serves, without torch
+        # what the NER API serves, without torch; the int8 graph chosen on the gate's gold
+        export_onnx(result.model, folder, choose_int8_on=gold.documents if gold else ())
         write_metadata(
             folder,
             version=name,
@@ -363,7 +364,8 @@ def write_model_folder(
 
     def write(folder: Path) -> None:
         result.save(folder)
-        export_onnx(result.model, folder)  # what the NER API serves, without torch
+        # what the NER API serves, without torch; the int8 graph chosen on the gate's gold
+        export_onnx(result.model, folder, choose_int8_on=gold.documents if gold else ())
         write_metadata(
             folder,
             version=out.name,

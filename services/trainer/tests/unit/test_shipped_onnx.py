@@ -13,6 +13,7 @@ import pytest
 import torch
 from transformers import AutoModelForTokenClassification
 
+from synthner_shared.documents import read_documents
 from synthner_shared.ner.onnx import (
     INT8_FP32_FFN_LAYERS,
     ONNX_FILE,
@@ -22,10 +23,12 @@ from synthner_shared.ner.onnx import (
     feed_forward_matmuls,
     file_digest,
     quantize_int8,
+    write_int8,
 )
 from synthner_shared.ner.windowed import ModelFolderError
 from synthner_trainer.pipeline import loads_and_predicts
 
+NCBI = Path(__file__).resolve().parents[4].parent / "shared" / "data" / "ncbi_disease"
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]  # the session's first user of tiny_ner_model trains it
 
 
@@ -95,3 +98,39 @@ def test_the_int8_graph_keeps_the_first_layers_feed_forward_blocks_fp32(tiny_ner
 
     assert quantize_int8(tiny_ner_model / ONNX_FILE, tmp_path / ONNX_INT8_FILE, fp32_ffn_layers=0) == []
     assert not {name for pair in pairs for name in pair} & _plain_matmuls(tmp_path / ONNX_INT8_FILE)
+
+
+def test_every_matmul_ships_int8_where_the_gold_allows_it(tiny_ner_model: Path, tmp_path: Path) -> None:
+    """Given documents, the int8 graph is every MatMul int8 when its strict F1 there is within the tolerance of the fp32
+    graph's, and keeps the first layers' feed-forward blocks fp32 when it is not; ``onnx.json`` says which and why."""
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_ner_model, copy)
+    dev = list(read_documents(NCBI / "dev.jsonl"))[:10]
+    pairs = feed_forward_matmuls(onnx.load(str(copy / ONNX_FILE)))
+    kept = [name for pair in pairs[:INT8_FP32_FFN_LAYERS] for name in pair]
+
+    passed = write_int8(copy, dev, max_f1_drop=1.0)
+    assert passed["fp32_nodes"] == []
+    assert not {name for pair in pairs for name in pair} & _plain_matmuls(copy / ONNX_INT8_FILE)
+    chosen = passed["chosen_on"]
+    assert chosen["all_int8"] is True
+    assert chosen["documents"] == 10
+    assert 0 <= chosen["all_int8_strict_f1"] <= 1
+
+    failed = write_int8(copy, dev, max_f1_drop=-1.0)  # a negative tolerance no graph can meet
+    assert failed["fp32_nodes"] == kept
+    assert set(kept) <= _plain_matmuls(copy / ONNX_INT8_FILE)
+    assert failed["chosen_on"]["all_int8"] is False
+    assert failed["chosen_on"]["fp32_strict_f1"] == chosen["fp32_strict_f1"]
+
+
+def test_the_export_records_its_int8_choice_and_ships_a_loadable_folder(tiny_ner_model: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_ner_model, copy)
+    model = AutoModelForTokenClassification.from_pretrained(copy)
+    manifest = export_onnx(model, copy, choose_int8_on=list(read_documents(NCBI / "dev.jsonl"))[:5])
+    assert manifest == json.loads((copy / ONNX_MANIFEST).read_text())
+    assert manifest["int8"]["chosen_on"]["documents"] == 5
+    recorded = manifest["files"][ONNX_INT8_FILE]
+    assert recorded == {"bytes": (copy / ONNX_INT8_FILE).stat().st_size, "sha256": file_digest(copy / ONNX_INT8_FILE)}
+    loads_and_predicts(copy)

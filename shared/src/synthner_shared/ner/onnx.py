@@ -6,8 +6,9 @@ Files beside the Hugging Face folder (``config.json``, tokenizer, ``encoding.jso
 - ``model.onnx``: the fp32 graph (inputs ``input_ids``, ``attention_mask``; output ``logits``; dynamic batch and
   sequence axes), exported from the torch model by :func:`export_onnx`;
 - ``model.int8.onnx``: its int8 dynamic quantisation (weights int8 per output channel in a 7-bit range, activations
-  quantised on the fly; the feed-forward MatMuls of the first :data:`INT8_FP32_FFN_LAYERS` layers stay fp32), which
-  the NER API serves only when it passes its F1 gate;
+  quantised on the fly), which the NER API serves only when it passes its F1 gate: every MatMul int8 where that costs
+  at most :data:`INT8_MAX_F1_DROP` strict F1 on the documents the export is given (the trainer's gold), otherwise the
+  feed-forward MatMuls of the first :data:`INT8_FP32_FFN_LAYERS` layers stay fp32 (:func:`write_int8`);
 - ``onnx.json``: what was exported, and each file's size and SHA-256, checked before a session opens, so a truncated or
   altered graph is refused with a clear reason.
 
@@ -28,6 +29,8 @@ from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from synthner_shared.documents import Document
+from synthner_shared.evaluation import evaluate_spans
 from synthner_shared.ner.windowed import (
     LogProbabilities,
     ModelFolderError,
@@ -55,7 +58,22 @@ comes mostly from there: per MatMul kept fp32, all-MiniLM-L6-v2 fine-tuned on NC
 2026-12-07) lost the most KL divergence (int8 against fp32 token distributions, 60 dev documents) at layer 0's
 down and up projections, then layer 1's; the four together cut it from 0.00126 to 0.00040 (the whole of layers 0-1,
 attention too: 0.00037), and the dev strict-F1 drop from 0.0054 to -0.0016. They are about a fifth of the 6-layer
-model's MatMul work."""
+model's MatMul work (the whole int8 speed-up they cost is why :func:`write_int8` ships every MatMul int8 where the
+F1 allows it)."""
+INT8_MAX_F1_DROP = 0.005
+"""Largest strict-F1 drop, against the fp32 graph on the export's documents, at which every MatMul is shipped int8 (the
+NER API's gate allows the same by default). On a 2-core AVX-512 VNNI CPU the every-MatMul graph of a 3-layer
+all-MiniLM-L6-v2 ran 1.3x the one with two fp32 layers (``benchmarks/int8_fp32_layers.py``) at a dev drop of
+-0.0002; the 6-layer model's drop sat at 0.0050-0.0054, at the edge."""
+INT8_CHOICE_DOCUMENTS = 100
+"""Documents of the export's gold the int8 choice scores (the first ones: the same choice on every run)."""
+INT8_WINDOWS_PER_PASS = 1
+"""int8 runs one window per forward pass. Dynamic quantisation scales the activations by the range of the whole batch
+tensor, so a window batched with others got other int8 values: a document's entities depended on the documents that
+shared its pass (the micro-batcher's traffic, the int8 gate's sample). With all-MiniLM-L6-v2 on NCBI-disease, 14 of
+100 test abstracts changed spans when the batch order was reversed, 20 when each was sent alone; one window per pass
+gives every document the same entities whatever it is served with, agreed with fp32 at least as well and, on a
+2-core AMD EPYC (AVX-512), ran faster than passes of 64 windows (70-73 against 62 abstracts/s; 4 windows ran 84)."""
 
 
 class OnnxUnavailableError(ModelFolderError):
@@ -72,32 +90,72 @@ def manifest_entry(path: Path) -> dict[str, Any]:
     return {"bytes": path.stat().st_size, "sha256": file_digest(path)}
 
 
-def export_onnx(model: Any, folder: Path, *, int8: bool = True) -> dict[str, Any]:
-    """Write ``model.onnx`` (and, with ``int8``, ``model.int8.onnx``) and ``onnx.json`` into ``folder``.
+def export_onnx(
+    model: Any, folder: Path, *, int8: bool = True, choose_int8_on: Sequence[Document] = ()
+) -> dict[str, Any]:
+    """Write ``model.onnx`` (and, with ``int8``, ``model.int8.onnx``: :func:`write_int8`, choosing on
+    ``choose_int8_on``) and ``onnx.json`` into ``folder``, which already holds the model's tokenizer and config.
 
     ``model`` is a torch token-classification model (put in inference mode for the export, its mode restored after).
     Torch and the ``onnx`` package are imported here only. Returns the manifest written to ``onnx.json``.
     """
     _export_fp32(model, folder / ONNX_FILE)
     files = [ONNX_FILE]
-    kept_fp32: list[str] = []
+    int8_entry = None
     if int8:
-        kept_fp32 = quantize_int8(folder / ONNX_FILE, folder / ONNX_INT8_FILE)
+        int8_entry = write_int8(folder, choose_int8_on[:INT8_CHOICE_DOCUMENTS])
         files.append(ONNX_INT8_FILE)
     manifest = {
         "opset": OPSET,
         "inputs": list(_INPUTS),
         "output": "logits",
-        "int8": {
-            "method": "dynamic quantisation (onnxruntime quantize_dynamic): QInt8 weights, per channel, reduce_range",
-            "fp32_nodes": kept_fp32,
-        }
-        if int8
-        else None,
+        "int8": int8_entry,
         "files": {name: manifest_entry(folder / name) for name in files},
     }
     (folder / ONNX_MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     return manifest
+
+
+def write_int8(folder: Path, documents: Sequence[Document], *, max_f1_drop: float = INT8_MAX_F1_DROP) -> dict[str, Any]:
+    """Write ``folder``'s ``model.int8.onnx`` from its ``model.onnx``, the fastest int8 graph the F1 allows: every
+    MatMul int8 if its strict F1 on ``documents`` is at most ``max_f1_drop`` below the fp32 graph's, else
+    the first :data:`INT8_FP32_FFN_LAYERS` layers' feed-forward MatMuls fp32 (also where no documents are given).
+    Returns the manifest's ``int8`` entry: the method, the MatMuls left fp32 and, with documents, the two F1s."""
+    source, target = folder / ONNX_FILE, folder / ONNX_INT8_FILE
+    entry: dict[str, Any] = {
+        "method": "dynamic quantisation (onnxruntime quantize_dynamic): QInt8 weights, per channel, reduce_range"
+    }
+    if documents:
+        quantize_int8(source, target, fp32_ffn_layers=0)
+        fp32_f1 = _strict_f1_of_graph(folder, source, documents)
+        all_int8_f1 = _strict_f1_of_graph(folder, target, documents)
+        passed = fp32_f1 - all_int8_f1 <= max_f1_drop
+        entry["chosen_on"] = {
+            "documents": len(documents),
+            "fp32_strict_f1": round(fp32_f1, 4),
+            "all_int8_strict_f1": round(all_int8_f1, 4),
+            "max_f1_drop": max_f1_drop,
+            "all_int8": passed,
+        }
+        log.info(
+            "int8 graph: every MatMul int8 scores %.4f against fp32 %.4f on %d documents -> %s",
+            all_int8_f1,
+            fp32_f1,
+            len(documents),
+            "shipped" if passed else f"the first {INT8_FP32_FFN_LAYERS} layers' feed-forward blocks stay fp32",
+        )
+        if passed:
+            return {**entry, "fp32_nodes": []}
+    return {**entry, "fp32_nodes": quantize_int8(source, target)}
+
+
+def _strict_f1_of_graph(folder: Path, graph: Path, documents: Sequence[Document]) -> float:
+    """Strict micro F1 of a graph on ``documents``, served as the NER API serves it (int8: one window a pass)."""
+    tokenizer, tags, settings = _tagger_parts(folder)
+    tagger = OnnxSpanPredictor(_open(graph, None), tokenizer, tags, **settings)
+    if graph.name != ONNX_FILE:
+        tagger.batch_size = INT8_WINDOWS_PER_PASS
+    return evaluate_spans(documents, tagger.predict_documents(documents), "int8-choice").strict_micro.f1
 
 
 def _export_fp32(model: Any, path: Path) -> None:
@@ -277,19 +335,8 @@ class OnnxSpanPredictor(WindowedTagger):
         :class:`OnnxUnavailableError`.
         """
         path = Path(folder)
-        config_path = path / "config.json"
-        if not config_path.is_file():
-            raise ModelFolderError(f"{path} is not a model folder (no config.json)")
-        try:
-            config = json.loads(config_path.read_text(encoding="utf-8"))
-            from transformers import AutoTokenizer  # noqa: PLC0415 - imports without torch (tokenizers only)
-
-            tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        except (OSError, ValueError, KeyError) as exc:
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise ModelFolderError(f"{path}: the config or tokenizer could not be loaded: {reason}") from exc
-        tags = iob2_tags_of(config.get("id2label") or {})
-        settings = {"max_positions": config.get("max_position_embeddings"), **read_encoding(path), **options}
+        tokenizer, tags, settings = _tagger_parts(path)
+        settings.update(options)
         name = ONNX_INT8_FILE if int8 else ONNX_FILE
         if has_shipped_onnx(path, int8=int8):
             check_files(path, [name])
@@ -305,6 +352,23 @@ class OnnxSpanPredictor(WindowedTagger):
         else:
             session = _exported_session(path, int8=int8, threads=threads)
         return cls(session, tokenizer, tags, **settings)
+
+
+def _tagger_parts(path: Path) -> tuple[Any, list[str], dict[str, Any]]:
+    """A model folder's tokenizer, IOB2 tags (``config.json``) and encoding options (``encoding.json``)."""
+    config_path = path / "config.json"
+    if not config_path.is_file():
+        raise ModelFolderError(f"{path} is not a model folder (no config.json)")
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+        from transformers import AutoTokenizer  # noqa: PLC0415 - imports without torch (tokenizers only)
+
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError, KeyError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModelFolderError(f"{path}: the config or tokenizer could not be loaded: {reason}") from exc
+    tags = iob2_tags_of(config.get("id2label") or {})
+    return tokenizer, tags, {"max_positions": config.get("max_position_embeddings"), **read_encoding(path)}
 
 
 def _open(path: Path, threads: int | None) -> Any:
