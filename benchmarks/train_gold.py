@@ -188,7 +188,9 @@ def run(args: argparse.Namespace, base_model: Path) -> int:
 
         def write(folder: Path) -> None:
             result.save(folder)
-            export_onnx(result.model, folder, choose_int8_on=dev)  # what the NER API serves, as the trainer ships it
+            export_onnx(
+                result.model, folder, choose_int8_on=result.dev
+            )  # what the NER API serves, as the trainer ships it
             write_metadata(
                 folder,
                 version=args.out.name,

@@ -78,13 +78,23 @@ def test_a_prefix_length_outside_the_generators_bounds_is_refused(
     assert_refused(capsys, code, "--prefix-words", tmp_path / "run")
 
 
-def test_the_prefix_length_reaches_the_generator(tmp_path: Path) -> None:
-    args = build_parser().parse_args(["demo", "--prefix-words", "7", "--workdir", str(tmp_path / "run")])
+def test_a_temperature_outside_the_request_s_bounds_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["demo", "--temperature", "2.5", "--workdir", str(tmp_path / "run")])
+    assert_refused(capsys, code, "--temperature", tmp_path / "run")
+
+
+def test_the_prefix_length_and_temperature_reach_the_generator(tmp_path: Path) -> None:
+    args = build_parser().parse_args(
+        ["demo", "--prefix-words", "7", "--temperature", "0.6", "--workdir", str(tmp_path / "run")]
+    )
     options = options_from(args)
     llm = LocalLLM(base_url="http://127.0.0.1:1/v1", model="m", model_path=tmp_path / "m.gguf", port=1)
     stages = build_stages(options, llm, [], NCBI / "test.jsonl", NCBI / "dev.jsonl")
     assert options.prefix_words == 7
     assert stages.generator.prefix_words == 7
+    assert stages.request.sampling.temperature == 0.6
 
 
 def test_memorisation_finds_a_planted_copy_and_not_new_text() -> None:

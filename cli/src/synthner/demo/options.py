@@ -17,6 +17,7 @@ TransportChoice = Literal["auto", "in-process", "broker", "processes"]
 GenerationMode = Literal["prefix", "label_conditioned"]
 AnnotatorChoice = Literal["teacher", "lexicon", "llm"]
 DEFAULT_PREFIX_WORDS = 10
+DEFAULT_TEMPERATURE = 0.8
 
 
 class DemoError(RuntimeError):
@@ -55,6 +56,8 @@ class DemoOptions:
     teacher_epochs: float = 5.0
     distill_weight: float = 0.5
     distill_temperature: float = 2.0
+    temperature: float = DEFAULT_TEMPERATURE
+    """SmolLM2's sampling temperature for the notes."""
     prefix_words: int = DEFAULT_PREFIX_WORDS
     """Prefix mode: opening words of a gold train note that SmolLM2 continues (fewer where a word may identify
     someone: :func:`synthner_shared.prefixes.safe_prefix`)."""
@@ -96,6 +99,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=2.0,
         help="temperature of the teacher's soft labels (default 2, chosen on the NCBI dev split: docs/results.md)",
+    )
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        default=DEFAULT_TEMPERATURE,
+        help=f"SmolLM2's sampling temperature for the notes, 0-2 (default {DEFAULT_TEMPERATURE:g})",
     )
     parser.add_argument(
         "--prefix-words",
@@ -185,6 +194,8 @@ def options_from(args: argparse.Namespace) -> DemoOptions:
         raise DemoError("--distill-weight must be within 0-1")
     if args.distill_temperature <= 0:
         raise DemoError("--distill-temperature must be a positive number")
+    if not 0 <= args.temperature <= 2:  # the generation request's own bounds
+        raise DemoError("--temperature must be within 0-2")
     if not 1 <= args.prefix_words <= 50:  # the generator's own bounds
         raise DemoError("--prefix-words must be within 1-50")
     if args.min_entities is not None and args.min_entities < 0:
@@ -213,6 +224,7 @@ def options_from(args: argparse.Namespace) -> DemoOptions:
         deadline_s=args.deadline if args.deadline is not None else (900.0 if quick else 3600.0),
         distill_weight=args.distill_weight,
         distill_temperature=args.distill_temperature,
+        temperature=args.temperature,
         prefix_words=args.prefix_words,
         # The quick teacher is bounded by its size, not by time: on a busy or slow CPU a 60-second teacher learnt
         # nothing (F1 0), and the run with it.

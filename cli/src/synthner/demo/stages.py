@@ -173,7 +173,7 @@ def build_stages(
         entity_labels=[LABEL],
         mode=options.mode,
         seed=options.seed,
-        sampling=SamplingParameters(temperature=0.8, top_p=0.95, max_new_tokens=options.max_new_tokens),
+        sampling=SamplingParameters(temperature=options.temperature, top_p=0.95, max_new_tokens=options.max_new_tokens),
         # Raw continuation (no instruction): SmolLM2-135M-Instruct as shipped wanders from three words of an abstract to
         # code, games or arithmetic, and the teacher labels those texts O; still, on NCBI dev the student did as well
         # as on label-conditioned notes (three runs against one) and better than on texts the model was asked to

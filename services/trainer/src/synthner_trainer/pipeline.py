@@ -231,8 +231,7 @@ def judge(
 
     def write(folder: Path) -> None:
         result.save(folder)
-        # what the NER API serves, without torch; the int8 graph chosen on the gate's gold
-        export_onnx(result.model, folder, choose_int8_on=gold.documents if gold else ())
+        export_onnx(result.model, folder, choose_int8_on=result.dev)  # what the NER API serves, without torch
         write_metadata(
             folder,
             version=name,
@@ -364,8 +363,7 @@ def write_model_folder(
 
     def write(folder: Path) -> None:
         result.save(folder)
-        # what the NER API serves, without torch; the int8 graph chosen on the gate's gold
-        export_onnx(result.model, folder, choose_int8_on=gold.documents if gold else ())
+        export_onnx(result.model, folder, choose_int8_on=result.dev)  # what the NER API serves, without torch
         write_metadata(
             folder,
             version=out.name,

@@ -129,6 +129,8 @@ class TrainingResult:
     abbreviations: bool = False
     transitions: TagTransitions | None = None
     identifiers: dict[str, str] = field(default_factory=dict)
+    dev: list[Document] = field(default_factory=list)
+    """The documents its epoch and decoder were chosen on (its shipped int8 graph is chosen on them too)."""
 
     def predictor(self) -> SpanPredictor:
         """Predicts with the trained model in memory, with the windows it was trained on and its decoder options."""
@@ -736,4 +738,5 @@ def fine_tune(  # noqa: PLR0915 - one training loop, easier to follow in one pie
         abbreviations=decoder.abbreviations,
         transitions=predictor.transitions,
         identifiers=decoder.identifiers,
+        dev=plan.dev,
     )

@@ -16,6 +16,7 @@ from transformers import AutoModelForTokenClassification
 from synthner_shared.documents import read_documents
 from synthner_shared.ner.onnx import (
     INT8_FP32_FFN_LAYERS,
+    INT8_MAX_F1_DROP,
     ONNX_FILE,
     ONNX_INT8_FILE,
     ONNX_MANIFEST,
@@ -81,8 +82,8 @@ def _plain_matmuls(path: Path) -> set[str]:
 
 
 def test_the_int8_graph_keeps_the_first_layers_feed_forward_blocks_fp32(tiny_ner_model: Path, tmp_path: Path) -> None:
-    """int8 loses its accuracy mostly in the first layers' feed-forward blocks: their up and down projections stay
-    plain fp32 MatMuls, every other projection becomes int8, and ``onnx.json`` names what stayed fp32."""
+    """int8 loses its accuracy mostly in the first layers' feed-forward blocks: the safe graph keeps their up and down
+    projections plain fp32 MatMuls and makes every other projection int8."""
     pairs = feed_forward_matmuls(onnx.load(str(tiny_ner_model / ONNX_FILE)))
     assert [(up.split("/")[-3:-1], down.split("/")[-3:-1]) for up, down in pairs] == [
         (["intermediate", "dense"], ["output", "dense"])
@@ -90,11 +91,10 @@ def test_the_int8_graph_keeps_the_first_layers_feed_forward_blocks_fp32(tiny_ner
     assert [up.split("/")[3] for up, _ in pairs] == [f"layer.{i}" for i in range(6)]
     kept = [name for pair in pairs[:INT8_FP32_FFN_LAYERS] for name in pair]
     later = {name for pair in pairs[INT8_FP32_FFN_LAYERS:] for name in pair}
-    plain = _plain_matmuls(tiny_ner_model / ONNX_INT8_FILE)
+    assert quantize_int8(tiny_ner_model / ONNX_FILE, tmp_path / ONNX_INT8_FILE) == kept
+    plain = _plain_matmuls(tmp_path / ONNX_INT8_FILE)
     assert set(kept) <= plain
     assert not later & plain
-    manifest = json.loads((tiny_ner_model / ONNX_MANIFEST).read_text())
-    assert manifest["int8"]["fp32_nodes"] == kept
 
     assert quantize_int8(tiny_ner_model / ONNX_FILE, tmp_path / ONNX_INT8_FILE, fp32_ffn_layers=0) == []
     assert not {name for pair in pairs for name in pair} & _plain_matmuls(tmp_path / ONNX_INT8_FILE)
@@ -122,6 +122,12 @@ def test_every_matmul_ships_int8_where_the_gold_allows_it(tiny_ner_model: Path, 
     assert set(kept) <= _plain_matmuls(copy / ONNX_INT8_FILE)
     assert failed["chosen_on"]["all_int8"] is False
     assert failed["chosen_on"]["fp32_strict_f1"] == chosen["fp32_strict_f1"]
+
+
+def test_a_trained_folder_s_int8_graph_was_chosen_on_its_dev_documents(tiny_ner_model: Path) -> None:
+    chosen = json.loads((tiny_ner_model / ONNX_MANIFEST).read_text())["int8"]["chosen_on"]
+    assert chosen["documents"] == 10  # the fixture's dev split
+    assert chosen["max_f1_drop"] == INT8_MAX_F1_DROP
 
 
 def test_the_export_records_its_int8_choice_and_ships_a_loadable_folder(tiny_ner_model: Path, tmp_path: Path) -> None:
