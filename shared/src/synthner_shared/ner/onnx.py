@@ -7,7 +7,7 @@ Files beside the Hugging Face folder (``config.json``, tokenizer, ``encoding.jso
   sequence axes), exported from the torch model by :func:`export_onnx`;
 - ``model.int8.onnx``: its int8 dynamic quantisation (weights int8 per output channel in a 7-bit range, activations
   quantised on the fly), which the NER API serves only when it passes its F1 gate: every MatMul int8 where that costs
-  at most :data:`INT8_MAX_F1_DROP` strict F1 on the documents the export is given (the trainer's gold), otherwise the
+  at most :data:`INT8_MAX_F1_DROP` strict F1 on the documents the export is given (the model's dev), otherwise the
   feed-forward MatMuls of the first :data:`INT8_FP32_FFN_LAYERS` layers stay fp32 (:func:`write_int8`);
 - ``onnx.json``: what was exported, and each file's size and SHA-256, checked before a session opens, so a truncated or
   altered graph is refused with a clear reason.
@@ -66,7 +66,7 @@ NER API's gate allows the same by default). On a 2-core AVX-512 VNNI CPU the eve
 all-MiniLM-L6-v2 ran 1.3x the one with two fp32 layers (``benchmarks/int8_fp32_layers.py``) at a dev drop of
 -0.0002; the 6-layer model's drop sat at 0.0050-0.0054, at the edge."""
 INT8_CHOICE_DOCUMENTS = 100
-"""Documents of the export's gold the int8 choice scores (the first ones: the same choice on every run)."""
+"""Documents the int8 choice scores at most (the first ones given: the same choice on every run)."""
 INT8_WINDOWS_PER_PASS = 1
 """int8 runs one window per forward pass. Dynamic quantisation scales the activations by the range of the whole batch
 tensor, so a window batched with others got other int8 values: a document's entities depended on the documents that
