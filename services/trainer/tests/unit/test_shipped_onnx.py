@@ -127,6 +127,9 @@ def test_every_matmul_ships_int8_where_the_gold_allows_it(tiny_ner_model: Path, 
     assert failed["chosen_on"]["all_int8"] is False
     assert failed["chosen_on"]["fp32_strict_f1"] == chosen["fp32_strict_f1"]
 
+    unlabelled = [d.model_copy(update={"entities": []}) for d in dev]  # F1 0 for every graph: no evidence either way
+    assert write_int8(copy, unlabelled, max_f1_drop=1.0) == {"method": passed["method"], "fp32_nodes": kept}
+
 
 def test_a_trained_folder_s_int8_graph_was_chosen_on_its_dev_documents(tiny_ner_model: Path) -> None:
     chosen = json.loads((tiny_ner_model / ONNX_MANIFEST).read_text())["int8"]["chosen_on"]

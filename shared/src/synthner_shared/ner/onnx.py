@@ -119,13 +119,14 @@ def export_onnx(
 def write_int8(folder: Path, documents: Sequence[Document], *, max_f1_drop: float = INT8_MAX_F1_DROP) -> dict[str, Any]:
     """Write ``folder``'s ``model.int8.onnx`` from its ``model.onnx``, the fastest int8 graph the F1 allows: every
     MatMul int8 if its strict F1 on ``documents`` is at most ``max_f1_drop`` below the fp32 graph's, else
-    the first :data:`INT8_FP32_FFN_LAYERS` layers' feed-forward MatMuls fp32 (also where no documents are given).
-    Returns the manifest's ``int8`` entry: the method, the MatMuls left fp32 and, with documents, the two F1s."""
+    the first :data:`INT8_FP32_FFN_LAYERS` layers' feed-forward MatMuls fp32 (also where no document holds an entity:
+    F1 says nothing there). Returns the manifest's ``int8`` entry: the method, the MatMuls left fp32 and, with
+    documents, the two F1s."""
     source, target = folder / ONNX_FILE, folder / ONNX_INT8_FILE
     entry: dict[str, Any] = {
         "method": "dynamic quantisation (onnxruntime quantize_dynamic): QInt8 weights, per channel, reduce_range"
     }
-    if documents:
+    if any(document.entities for document in documents):
         quantize_int8(source, target, fp32_ffn_layers=0)
         fp32_f1 = _strict_f1_of_graph(folder, source, documents)
         all_int8_f1 = _strict_f1_of_graph(folder, target, documents)
