@@ -55,14 +55,26 @@ def train(
     return fine_tune(plan, device="cpu", patience=0, max_seconds=seconds)
 
 
+def add_paired_arguments(parser: argparse.ArgumentParser, *, seeds: int) -> None:
+    """The arguments every baseline-against-variant benchmark here takes: the splits and the seeds."""
+    parser.add_argument("--dev", type=Path, required=True, help="gold JSONL scored after each epoch (the choice)")
+    parser.add_argument("--test", type=Path, help="gold JSONL both are scored on at the end (reported, not chosen on)")
+    parser.add_argument("--seeds", type=int, default=seeds)
+    parser.add_argument("--first-seed", type=int, default=7)
+
+
 class PairedFigures:
     """The figures of a baseline and a variant trained in turn, per seed: each run's line printed as it ends, the
     figures kept for their means (``<name>_dev``, ``_test`` when a test split is given, ``_epochs``,
-    ``_tokens_per_s``)."""
+    ``_tokens_per_s``) and the last line made of them."""
 
-    def __init__(self, test: list[Document]) -> None:
-        self.test = test
+    def __init__(self, arguments: argparse.Namespace) -> None:
+        """The splits and seeds of :func:`add_paired_arguments`, read."""
+        self.dev = list(read_documents(arguments.dev))
+        self.test = list(read_documents(arguments.test)) if arguments.test else []
+        self.seeds = range(arguments.first_seed, arguments.first_seed + arguments.seeds)
         self.values: dict[str, list[float]] = {}
+        self.started = time.perf_counter()
 
     def record(self, title: str, name: str, result: TrainingResult, seconds: float) -> None:
         dev_f1 = result.dev_result.strict_micro.f1
@@ -83,39 +95,41 @@ class PairedFigures:
     def mean(self, key: str) -> float:
         return statistics.fmean(self.values[key])
 
+    def last_line(self, variant: str, counts: str = "") -> str:
+        """``gain=… dev_f1=… baseline_dev_f1=…[ counts] epochs=… baseline_epochs=… tokens_per_s=…[ test_f1=…
+        baseline_test_f1=…] seeds=… seconds=…``: means over seeds of ``variant`` against the baseline."""
+        mean = self.mean
+        tail = (
+            f" test_f1={mean(f'{variant}_test'):.4f} baseline_test_f1={mean('baseline_test'):.4f}" if self.test else ""
+        )
+        return (
+            f"gain={mean(f'{variant}_dev') - mean('baseline_dev'):.4f} dev_f1={mean(f'{variant}_dev'):.4f}"
+            f" baseline_dev_f1={mean('baseline_dev'):.4f}{counts} epochs={mean(f'{variant}_epochs'):.1f}"
+            f" baseline_epochs={mean('baseline_epochs'):.1f} tokens_per_s={mean(f'{variant}_tokens_per_s'):.0f}{tail}"
+            f" seeds={len(self.seeds)} seconds={time.perf_counter() - self.started:.0f}"
+        )
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--role", choices=["teacher", "student"], required=True, help="which of the demo's models")
     parser.add_argument("--train", type=Path, required=True, help="JSONL it trains on (gold train, or the notes)")
-    parser.add_argument("--dev", type=Path, required=True, help="gold JSONL scored after each epoch (the choice)")
-    parser.add_argument("--test", type=Path, help="gold JSONL both are scored on at the end (reported, not chosen on)")
     parser.add_argument("--teacher", type=Path, help="the teacher's model folder (role student)")
     parser.add_argument("--seconds", type=float, help="time budget (default: the demo's, 300 teacher / 210 student)")
-    parser.add_argument("--seeds", type=int, default=1)
-    parser.add_argument("--first-seed", type=int, default=7)
+    add_paired_arguments(parser, seeds=1)
     arguments = parser.parse_args(argv)
     stay_offline()
     train_docs = list(read_documents(arguments.train))
-    dev = list(read_documents(arguments.dev))
-    test = list(read_documents(arguments.test)) if arguments.test else []
+    figures = PairedFigures(arguments)
+    dev = figures.dev
     labels = sorted({entity.label for document in [*train_docs, *dev] for entity in document.entities})
-    started = time.perf_counter()
-    figures = PairedFigures(test)
-    for seed in range(arguments.first_seed, arguments.first_seed + arguments.seeds):
+    for seed in figures.seeds:
         config, default_seconds = demo_config(arguments.role, arguments.teacher, seed)
         seconds = arguments.seconds or default_seconds
         for name, over_budget in (("baseline", False), ("budget", True)):
             result = train(config.model_copy(update={"decay_to_budget": over_budget}), train_docs, dev, seconds, labels)
             figures.record(f"seed {seed} {name:8s}:", name, result, seconds)
-    mean = figures.mean
-    tail = f" test_f1={mean('budget_test'):.4f} baseline_test_f1={mean('baseline_test'):.4f}" if test else ""
-    print(
-        f"gain={mean('budget_dev') - mean('baseline_dev'):.4f} dev_f1={mean('budget_dev'):.4f}"
-        f" baseline_dev_f1={mean('baseline_dev'):.4f} epochs={mean('budget_epochs'):.1f}"
-        f" baseline_epochs={mean('baseline_epochs'):.1f} tokens_per_s={mean('budget_tokens_per_s'):.0f}{tail}"
-        f" seeds={arguments.seeds} seconds={time.perf_counter() - started:.0f}"
-    )
+    print(figures.last_line("budget"))
     return 0
 
 

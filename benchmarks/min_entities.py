@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
-from budget_schedule import PairedFigures, demo_config, train
+from budget_schedule import PairedFigures, add_paired_arguments, demo_config, train
 
 from synthner_shared.documents import read_documents
 from synthner_shared.offline import stay_offline
@@ -30,36 +29,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--notes", type=Path, required=True, help="the teacher-labelled notes (the demo's notes.jsonl)")
     parser.add_argument("--teacher", type=Path, required=True, help="the teacher's model folder (its soft labels)")
-    parser.add_argument("--dev", type=Path, required=True, help="gold JSONL the choices are made on")
-    parser.add_argument("--test", type=Path, help="gold JSONL both are scored on at the end (reported, not chosen on)")
     parser.add_argument("--min-entities", type=int, default=1, help="the filter measured against none (default 1)")
     parser.add_argument("--seconds", type=float, help="time budget of each training (default: the demo's)")
-    parser.add_argument("--seeds", type=int, default=2)
-    parser.add_argument("--first-seed", type=int, default=7)
+    add_paired_arguments(parser, seeds=2)
     arguments = parser.parse_args(argv)
     stay_offline()
     notes = list(read_documents(arguments.notes))
     kept = [note for note in notes if len(note.entities) >= arguments.min_entities]
-    dev = list(read_documents(arguments.dev))
-    test = list(read_documents(arguments.test)) if arguments.test else []
+    figures = PairedFigures(arguments)
+    dev = figures.dev
     labels = sorted({entity.label for document in [*notes, *dev] for entity in document.entities})
-    started = time.perf_counter()
-    figures = PairedFigures(test)
-    for seed in range(arguments.first_seed, arguments.first_seed + arguments.seeds):
+    for seed in figures.seeds:
         config, default_seconds = demo_config("student", arguments.teacher, seed)
         seconds = arguments.seconds or default_seconds
         for name, documents in (("baseline", notes), ("filtered", kept)):
             result = train(config, documents, dev, seconds, labels)
             figures.record(f"seed {seed} {name:8s}: {len(documents)} notes,", name, result, seconds)
-    mean = figures.mean
-    tail = f" test_f1={mean('filtered_test'):.4f} baseline_test_f1={mean('baseline_test'):.4f}" if test else ""
-    print(
-        f"gain={mean('filtered_dev') - mean('baseline_dev'):.4f} dev_f1={mean('filtered_dev'):.4f}"
-        f" baseline_dev_f1={mean('baseline_dev'):.4f} notes={len(kept)} baseline_notes={len(notes)}"
-        f" epochs={mean('filtered_epochs'):.1f} baseline_epochs={mean('baseline_epochs'):.1f}"
-        f" tokens_per_s={mean('filtered_tokens_per_s'):.0f}{tail} seeds={arguments.seeds}"
-        f" seconds={time.perf_counter() - started:.0f}"
-    )
+    print(figures.last_line("filtered", f" notes={len(kept)} baseline_notes={len(notes)}"))
     return 0
 
 
