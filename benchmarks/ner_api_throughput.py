@@ -18,8 +18,13 @@ that decide the kernels (AVX2, AVX-512, VNNI, AMX) are printed first. The last l
 served as we serve it, has strict F1 higher by this much than ``ours-fp32``: what a shallower, distilled ``--model``
 costs against the full-depth one it replaces).
 
+On a shared VM one process's int8 speed can move by a third from one start to the next (thread placement, caches):
+``--repeats N`` runs the whole measurement in N fresh processes, one after the other, prints each run's last line
+and ends with the median of every figure, then the int8 ratio's range: ``… ratio_int8_min=… ratio_int8_max=…
+repeats=N``.
+
     python benchmarks/ner_api_throughput.py --model DIR [--baseline-model DIR] [--docs FILE] [--count 500]
-        [--threads N] [--no-http] [--no-torch]
+        [--threads N] [--no-http] [--no-torch] [--repeats N]
 """
 
 from __future__ import annotations
@@ -184,6 +189,31 @@ async def over_http(
         server.wait(timeout=60)
 
 
+def figures(line: str) -> dict[str, float]:
+    """The ``key=value`` figures of a last line."""
+    return {key: float(value) for key, value in (item.split("=", 1) for item in line.split())}
+
+
+def repeated(argv: list[str], repeats: int) -> None:
+    """The measurement run ``repeats`` times, each in a fresh process; prints the medians and the int8 range."""
+    runs: list[dict[str, float]] = []
+    for run in range(1, repeats + 1):
+        child = subprocess.run(
+            [sys.executable, __file__, *argv, "--repeats", "1"], capture_output=True, text=True, check=False
+        )
+        if child.returncode != 0:
+            sys.stderr.write(child.stderr)
+            raise SystemExit(f"run {run} of {repeats} failed (exit {child.returncode})")
+        last = child.stdout.strip().splitlines()[-1]
+        print(f"run {run}: {last}", flush=True)
+        runs.append(figures(last))
+    medians = " ".join(
+        f"{key}={statistics.median(r[key] for r in runs):.{2 if key.startswith('ratio') else 4}f}" for key in runs[0]
+    )
+    int8 = [r["ratio_int8"] for r in runs]
+    print(f"{medians} ratio_int8_min={min(int8):.2f} ratio_int8_max={max(int8):.2f} repeats={repeats}")
+
+
 def main(argv: list[str]) -> None:
     stay_offline()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -200,11 +230,19 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch/ONNX Runtime threads (default: all cores)")
     parser.add_argument("--no-http", action="store_true", help="skip the HTTP variants")
     parser.add_argument("--no-torch", action="store_true", help="skip the eager-torch variants")
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="run the measurement in N fresh processes; report medians (default 1)"
+    )
     args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
     missing = [name for name in (ONNX_FILE, ONNX_INT8_FILE) if not (args.model / name).is_file()]
     if missing:
         parser.error(f"{args.model} ships no {', '.join(missing)}: train it with the current trainer")
     print(cpu_line(), flush=True)
+    if args.repeats > 1:
+        repeated(argv, args.repeats)
+        return
 
     gold = list(read_documents(args.docs))[: args.count]
     texts = [d.text for d in gold]
