@@ -120,8 +120,8 @@ def write_int8(folder: Path, documents: Sequence[Document], *, max_f1_drop: floa
     """Write ``folder``'s ``model.int8.onnx`` from its ``model.onnx``, the fastest int8 graph the F1 allows: every
     MatMul int8 if its strict F1 on ``documents`` is at most ``max_f1_drop`` below the fp32 graph's, else
     the first :data:`INT8_FP32_FFN_LAYERS` layers' feed-forward MatMuls fp32 (also where no document holds an entity:
-    F1 says nothing there). Returns the manifest's ``int8`` entry: the method, the MatMuls left fp32 and, with
-    documents, the two F1s."""
+    F1 says nothing there). Returns the manifest's ``int8`` entry: the method, the MatMuls left fp32 and, where a
+    document holds an entity, the two F1s."""
     source, target = folder / ONNX_FILE, folder / ONNX_INT8_FILE
     entry: dict[str, Any] = {
         "method": "dynamic quantisation (onnxruntime quantize_dynamic): QInt8 weights, per channel, reduce_range"
