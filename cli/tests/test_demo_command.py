@@ -11,7 +11,15 @@ import pytest
 
 from synthner.demo.options import options_from
 from synthner.demo.report import Memorisation
-from synthner.demo.stages import build_stages
+from synthner.demo.stages import (
+    AFTER_TRAINING_SECONDS,
+    MIN_STUDENT_SECONDS,
+    STUDENT_SECONDS,
+    Stages,
+    build_stages,
+    student_seconds,
+)
+from synthner.demo.transports import training_request
 from synthner.main import build_parser, main
 from synthner.report import ReportData, SampleNote, highlight, render
 from synthner_shared.documents import Document, DocumentEntity
@@ -95,6 +103,27 @@ def test_the_prefix_length_and_temperature_reach_the_generator(tmp_path: Path) -
     assert options.prefix_words == 7
     assert stages.generator.prefix_words == 7
     assert stages.request.sampling.temperature == 0.6
+
+
+def test_the_time_target_bounds_the_model_s_training_by_what_is_left_of_it(tmp_path: Path) -> None:
+    llm = LocalLLM(base_url="http://127.0.0.1:1/v1", model="m", model_path=tmp_path / "m.gguf", port=1)
+
+    def stages_for(*flags: str) -> Stages:
+        options = options_from(build_parser().parse_args(["demo", *flags, "--workdir", str(tmp_path / "run")]))
+        return build_stages(options, llm, [], NCBI / "test.jsonl", NCBI / "dev.jsonl", started=1000.0)
+
+    stages = stages_for("--minutes", "10")
+    assert stages.finish_by == 1600.0
+    assert student_seconds(stages, 1000.0) == STUDENT_SECONDS  # time to spare: the usual bound
+    assert student_seconds(stages, 1600.0 - AFTER_TRAINING_SECONDS - 100) == 100.0  # a slow CPU: what is left
+    assert student_seconds(stages, 1590.0) == MIN_STUDENT_SECONDS  # never less than the floor
+    assert stages_for().finish_by == 1000.0 + 15 * 60  # the default target
+    for untimed in (stages_for("--minutes", "0"), stages_for("--quick")):
+        assert untimed.finish_by is None
+        assert student_seconds(untimed, 1e9) == STUDENT_SECONDS
+    request = training_request(stages, "job-1")
+    assert request.hyperparameters.max_seconds is not None
+    assert MIN_STUDENT_SECONDS <= request.hyperparameters.max_seconds <= STUDENT_SECONDS
 
 
 def test_memorisation_finds_a_planted_copy_and_not_new_text() -> None:

@@ -83,6 +83,9 @@ def _register_train(groups: argparse._SubParsersAction[argparse.ArgumentParser])
     train.add_argument("--batch-size", type=int, default=None)
     train.add_argument("--max-length", type=int, default=None, help="window length in tokens")
     train.add_argument("--seed", type=int, default=None)
+    train.add_argument(
+        "--max-seconds", type=float, default=None, help="bound on the training's time (the trainer's own holds too)"
+    )
     train.add_argument("--job-id", default=None, help="correlation id (default: a new ops-... id)")
     train.set_defaults(handler=run_train)
     trainings = groups.add_parser(
@@ -334,6 +337,7 @@ def run_train(args: argparse.Namespace) -> int:
                     "batch_size": args.batch_size,
                     "max_length": args.max_length,
                     "seed": args.seed,
+                    "max_seconds": args.max_seconds,
                 },
             }
         )

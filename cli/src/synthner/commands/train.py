@@ -31,6 +31,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--max-length", type=int, help="window length in tokens")
     parser.add_argument("--stride", type=int, help="overlap between windows in tokens")
     parser.add_argument("--seed", type=int)
+    parser.add_argument("--max-seconds", type=float, help="bound on the training's time; the epoch then ends")
     parser.add_argument("--patience", type=int, default=2, help="epochs without dev gain before stopping")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.set_defaults(handler=run_train)
@@ -55,6 +56,7 @@ def run_train(args: argparse.Namespace) -> int:
         max_length=args.max_length,
         stride=args.stride,
         seed=args.seed,
+        max_seconds=args.max_seconds,
     )
     config = TrainingConfig().override(overrides)
     try:

@@ -63,6 +63,9 @@ class DemoOptions:
     someone: :func:`synthner_shared.prefixes.safe_prefix`)."""
     min_entities: int = 0
     """The model trains on the notes with at least this many entities (the trainer's ``min_entities``)."""
+    minutes: float | None = None
+    """The run's time target: where the stages before it ran long (a slower CPU), the model's training gets less than
+    its usual bound so the run ends within it (None: no target)."""
     progress: ProgressView = "off"
 
 
@@ -124,6 +127,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--teacher-seconds",
         type=float,
         help="time bound on the teacher's training (default 300; quick: none, its 2 epochs on 200 documents)",
+    )
+    parser.add_argument(
+        "--minutes",
+        type=float,
+        help="the run's time target: on a slower CPU the model trains for less than its usual 210 s so that the"
+        " run ends within it (default 15; quick: none; 0: none)",
     )
     parser.add_argument(
         "--teacher-documents", type=int, help="train the teacher on the first N gold train documents (quick: 200)"
@@ -202,6 +211,8 @@ def options_from(args: argparse.Namespace) -> DemoOptions:
         raise DemoError("--min-entities must be 0 or more")
     if args.teacher_seconds is not None and args.teacher_seconds <= 0:
         raise DemoError("--teacher-seconds must be a positive number of seconds")
+    if args.minutes is not None and args.minutes < 0:
+        raise DemoError("--minutes must be 0 (no target) or a positive number")
     if args.teacher_documents is not None and args.teacher_documents < 2:
         raise DemoError("--teacher-documents must be at least 2")
     return DemoOptions(
@@ -232,5 +243,7 @@ def options_from(args: argparse.Namespace) -> DemoOptions:
         teacher_documents=args.teacher_documents if args.teacher_documents is not None else (200 if quick else None),
         teacher_epochs=2.0 if quick else 5.0,
         min_entities=args.min_entities if args.min_entities is not None else int(args.annotator == "teacher"),
+        # The quick run is sized for CI, where a busy machine must not cut its small model's training short.
+        minutes=(args.minutes if args.minutes is not None else (None if quick else 15.0)) or None,
         progress=progress_view(args),
     )

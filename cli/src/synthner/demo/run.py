@@ -93,7 +93,7 @@ async def run_prepared(
                 f"local LLM: {llm.server} at {llm.base_url} serving {llm.model_path.name}, {llm.parallel} at once",
                 flush=True,
             )
-            stages = build_stages(options, llm, mentions, gold_path, dev_path)
+            stages = build_stages(options, llm, mentions, gold_path, dev_path, started=started)
             if broker is None:
                 run, training = await run_in_process(stages, llm, options.progress)
             else:

@@ -29,6 +29,8 @@ class Stages:
     trainer: TrainerSettings
     request: GenerationRequested
     """The one generation job of the run."""
+    finish_by: float | None = None
+    """When the run should end (``time.perf_counter()``; the options' ``minutes`` after its start); None: no target."""
 
 
 def lexicon(path: Path) -> list[Mention]:
@@ -69,6 +71,23 @@ tokens/s) the prefix-mode demo took 934 s at 300 s and 927 s at 240 s (its dev s
 budget)."""
 
 
+AFTER_TRAINING_SECONDS = 60.0
+"""What a run needs after the model's training, with a margin: dev scoring of its last epoch, scoring on the gold
+set, the ONNX export and its checks, serving the model and asking it once, the report."""
+MIN_STUDENT_SECONDS = 60.0
+"""The model trains at least this long, even where the run then passes its time target."""
+
+
+def student_seconds(stages: Stages, now: float) -> float:
+    """The model's training bound when it starts at ``now``: :data:`STUDENT_SECONDS`, or what is left of the run's
+    time target after it (a slower CPU took longer over the teacher and the notes), but not under
+    :data:`MIN_STUDENT_SECONDS`."""
+    if stages.finish_by is None:
+        return STUDENT_SECONDS
+    left = stages.finish_by - now - AFTER_TRAINING_SECONDS
+    return max(MIN_STUDENT_SECONDS, min(STUDENT_SECONDS, left))
+
+
 def student_config(options: DemoOptions) -> TrainingConfig:
     """How the model learns the notes: with the teacher's soft labels as well when the teacher labelled them (computed
     once per window: 1.09x the student's tokens/s, benchmarks/soft_label_cache.py)."""
@@ -92,8 +111,16 @@ def student_config(options: DemoOptions) -> TrainingConfig:
 
 
 def build_stages(
-    options: DemoOptions, llm: LocalLLM, mentions: Sequence[Mention], gold: Path, gold_dev: Path
+    options: DemoOptions,
+    llm: LocalLLM,
+    mentions: Sequence[Mention],
+    gold: Path,
+    gold_dev: Path,
+    *,
+    started: float | None = None,
 ) -> Stages:
+    """The stages' settings; ``started`` (``time.perf_counter()`` at the run's start) anchors the options' time
+    target (None: no target)."""
     from synthner_annotator.backends.encoder import EncoderSettings
     from synthner_annotator.backends.lexicon import LexiconSettings
     from synthner_annotator.backends.llm import LLMAnnotatorSettings
@@ -183,4 +210,5 @@ def build_stages(
         else PromptRef(name="clinical_note_brief", version="v1"),
         seed_lexicon=None if prefix else list(mentions),
     )
-    return Stages(generator, annotator, trainer, request)
+    finish_by = started + options.minutes * 60 if started is not None and options.minutes is not None else None
+    return Stages(generator, annotator, trainer, request, finish_by)

@@ -9,6 +9,7 @@ import asyncio
 import logging
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -17,13 +18,14 @@ from typing import TYPE_CHECKING
 
 from synthner.demo.options import DemoError, DemoOptions, StageFailed
 from synthner.demo.progress import CurrentStage, ProgressView, StageBars, TrainingCurve
-from synthner.demo.stages import Stages
+from synthner.demo.stages import Stages, student_seconds
 from synthner.local_pipeline import Observer, PipelineRun, Transport
 from synthner_shared.contracts import (
     AnnotationFailed,
     DocumentAnnotated,
     Envelope,
     EvaluationResult,
+    HyperParameters,
     ModelPublished,
     TrainingRequested,
 )
@@ -113,7 +115,7 @@ async def run_in_process(stages: Stages, llm: LocalLLM, progress: ProgressView) 
                 run = await run_in_memory(stages.request, routes, bars.see)
             finally:
                 bars.close()
-        request = TrainingRequested(correlation_id=stages.request.job_id, producer=PRODUCER)
+        request = training_request(stages, stages.request.job_id)
         report = await asyncio.to_thread(train, trainer.trainer, request, curve)
         run.messages.append(request)
         if report.published is not None:
@@ -121,11 +123,19 @@ async def run_in_process(stages: Stages, llm: LocalLLM, progress: ProgressView) 
         return run, report
 
 
-def announce_training(settings: TrainerSettings, store: DatasetStore) -> None:
-    """The console line before training: its epochs and the notes it trains on."""
+def training_request(stages: Stages, job_id: str) -> TrainingRequested:
+    """The run's one training request, bounded by what is left of its time target (:func:`student_seconds`)."""
+    bound = HyperParameters(max_seconds=student_seconds(stages, time.perf_counter()))
+    return TrainingRequested(correlation_id=job_id, producer=PRODUCER, hyperparameters=bound)
+
+
+def announce_training(settings: TrainerSettings, store: DatasetStore, request: TrainingRequested) -> None:
+    """The console line before training: its epochs, its time bound and the notes it trains on."""
     stored, least = store.count(), settings.min_entities
     notes = f"the {store.count(least)} of {stored} notes with ≥ {least} entities" if least else f"{stored} notes"
-    print(f"training {settings.training.epochs:g} epoch(s) on {notes} ...", flush=True)
+    bound = request.hyperparameters.max_seconds
+    within = f" (at most {bound:.0f} s)" if bound is not None else ""
+    print(f"training {settings.training.epochs:g} epoch(s){within} on {notes} ...", flush=True)
 
 
 def train(trainer: TrainerService, request: TrainingRequested, curve: TrainingCurve) -> TrainingReport:
@@ -133,7 +143,7 @@ def train(trainer: TrainerService, request: TrainingRequested, curve: TrainingCu
     by ``curve`` (the trainer's progress callback) and kept as the learning curve."""
     from synthner_trainer.store import EmptyDatasetError
 
-    announce_training(trainer.settings, trainer.store)
+    announce_training(trainer.settings, trainer.store, request)
     try:
         with curve:
             outcome = trainer.train_now(request)
@@ -237,9 +247,9 @@ async def train_stored(
     outcome and the ``ModelPublished`` event (unless the gate held the model back)."""
     stage.name = "the trainer storing documents"
     await wait_until(lambda: trainer.store.count() >= expected, 120, "the trainer storing documents")
-    request = TrainingRequested(correlation_id=stages.request.job_id, producer=PRODUCER)
+    request = training_request(stages, stages.request.job_id)
     stage.name = "training"
-    announce_training(stages.trainer, trainer.store)
+    announce_training(stages.trainer, trainer.store, request)
     await observer.service.broker.publisher.publish(request)
     await wait_until(lambda: bool(trainer.outcomes) or trainer_task.done(), 3600, "training")
     if not trainer.outcomes:
@@ -312,9 +322,9 @@ async def run_in_processes(  # noqa: PLR0915 - one supervised run, easier to fol
             store = view = DatasetStore(stages.trainer.store_path, read_only=True)
             stage.name = "the trainer storing documents"
             await supervisor.guard(wait_until(lambda: view.count() >= expected, 120, stage.name))
-            request = TrainingRequested(correlation_id=job.job_id, producer=PRODUCER)
+            request = training_request(stages, job.job_id)
             stage.name = "training"
-            announce_training(stages.trainer, view)
+            announce_training(stages.trainer, view, request)
             await observer.service.broker.publisher.publish(request)
 
             def finished() -> bool:

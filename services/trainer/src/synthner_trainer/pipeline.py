@@ -118,6 +118,11 @@ def evaluate_result(
     return metrics
 
 
+def tightest(*bounds: float | None) -> float | None:
+    """The smallest of the time bounds that are set (None: none is)."""
+    return min((bound for bound in bounds if bound is not None), default=None)
+
+
 def train_and_judge(
     documents: Sequence[Document],
     *,
@@ -142,7 +147,7 @@ def train_and_judge(
         patience=settings.patience,
         progress=progress,
         should_stop=should_stop,
-        max_seconds=settings.max_train_seconds,
+        max_seconds=tightest(settings.max_train_seconds, config.max_seconds),
     )
     return judge(result, manifest=manifest, settings=settings, registry=registry, gold=gold)
 
@@ -349,7 +354,8 @@ def train_to_folder(
 ) -> tuple[TrainingResult, list[EvaluationResult]]:
     """The CLI's training: documents from files into one model folder at ``out`` (written atomically)."""
     plan = prepare(train, dev, base_model, config, labels=labels)
-    result = fine_tune(plan, device=device, patience=patience, progress=progress, max_seconds=max_seconds)
+    budget = tightest(max_seconds, config.max_seconds)
+    result = fine_tune(plan, device=device, patience=patience, progress=progress, max_seconds=budget)
     return result, write_model_folder(result, out, manifest_for("files", plan.train, ["files"]), gold)
 
 

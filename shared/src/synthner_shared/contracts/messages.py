@@ -353,6 +353,13 @@ class HyperParameters(Contract):
     weight_decay: float | None = Field(default=None, ge=0, le=1)
     warmup_ratio: float | None = Field(default=None, ge=0, le=1)
     seed: int | None = Field(default=None, ge=0)
+    max_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        le=7 * 24 * 3600,
+        description="Bound on this training's optimisation time in seconds; the trainer keeps the smaller of this and"
+        " its own MAX_TRAIN_SECONDS.",
+    )
 
 
 class TrainingRequested(Envelope):
