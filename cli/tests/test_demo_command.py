@@ -12,9 +12,9 @@ import pytest
 from synthner.demo.options import options_from
 from synthner.demo.report import Memorisation
 from synthner.demo.stages import (
-    AFTER_TRAINING_SECONDS,
     MIN_STUDENT_SECONDS,
     STUDENT_SECONDS,
+    TRAINING_OVERHEAD_SECONDS,
     Stages,
     build_stages,
     student_seconds,
@@ -115,7 +115,7 @@ def test_the_time_target_bounds_the_model_s_training_by_what_is_left_of_it(tmp_p
     stages = stages_for("--minutes", "10")
     assert stages.finish_by == 1600.0
     assert student_seconds(stages, 1000.0) == STUDENT_SECONDS  # time to spare: the usual bound
-    assert student_seconds(stages, 1600.0 - AFTER_TRAINING_SECONDS - 100) == 100.0  # a slow CPU: what is left
+    assert student_seconds(stages, 1600.0 - TRAINING_OVERHEAD_SECONDS - 100) == 100.0  # a slow CPU: what is left
     assert student_seconds(stages, 1590.0) == MIN_STUDENT_SECONDS  # never less than the floor
     assert stages_for().finish_by == 1000.0 + 15 * 60  # the default target
     for untimed in (stages_for("--minutes", "0"), stages_for("--quick")):
