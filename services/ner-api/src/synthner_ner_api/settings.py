@@ -73,6 +73,11 @@ class NerApiSettings(BaseSettings):
     int8_gate_gold: Path | None = Field(default=None, description="Gold JSONL sample the int8 gate scores on.")
     int8_gate_documents: int = Field(default=50, ge=1, description="Documents of the gold sample the gate uses.")
     int8_max_f1_drop: float = Field(default=0.005, ge=0, le=1, description="Largest strict-F1 drop int8 may cost.")
+    int8_only_if_faster: bool = Field(
+        default=True,
+        description="Serve int8 only where the gate's int8 pass ran no slower than fp32's on this CPU (without VNNI"
+        " or AMX a shallow model's int8 graph can be the slower).",
+    )
     torch_threads: int | None = Field(
         default=None,
         ge=1,
