@@ -3,10 +3,15 @@ training loop, on a tiny random BERT."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from transformers import BertConfig, BertForTokenClassification
 
+from synthner_shared.contracts import HyperParameters, TrainingRequested
+from synthner_trainer.pipeline import request_model_and_config, tightest
+from synthner_trainer.settings import TrainerSettings
 from synthner_trainer.training import LinearSchedule, Optimizer, WeightAverage, parameter_groups, run_progress
 
 
@@ -113,3 +118,16 @@ def test_each_step_learns_at_the_rate_its_progress_gives() -> None:
     assert [group["lr"] for group in optimizer.optimizer.param_groups] == pytest.approx([5e-4, 5e-4])
     optimizer.step(batch)  # no progress given: 1 of 100 planned steps done, still warming up
     assert [group["lr"] for group in optimizer.optimizer.param_groups] == pytest.approx([1e-4, 1e-4])
+
+
+def test_the_tightest_time_bound_holds() -> None:
+    assert tightest(None, None) is None
+    assert tightest(210.0, None) == 210.0
+    assert tightest(None, 90.0) == 90.0
+    assert tightest(210.0, 90.0) == 90.0
+    request = TrainingRequested(
+        correlation_id="c-1", producer="tests", hyperparameters=HyperParameters(max_seconds=90.0)
+    )
+    settings = TrainerSettings(data_dir=Path("unused"), max_train_seconds=210.0)
+    _, config = request_model_and_config(request, settings)
+    assert config.max_seconds == 90.0

@@ -11,21 +11,14 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModel, AutoModelForTokenClassification, AutoTokenizer, pipeline
 
-from synthner_shared.contracts import HyperParameters, TrainingRequested
+from synthner_shared.contracts import HyperParameters
 from synthner_shared.documents import Document, DocumentEntity, read_documents, write_documents
 from synthner_shared.evaluation import evaluate_spans
 from synthner_shared.ner import EncodedWindow
 from synthner_shared.ner.predictor import SpanPredictor
 from synthner_trainer.base_model import default_base_model
 from synthner_trainer.distillation import SoftLabels, Teacher, TeacherMismatchError
-from synthner_trainer.pipeline import (
-    GoldSet,
-    gate_and_register,
-    loads_and_predicts,
-    request_model_and_config,
-    tightest,
-    train_to_folder,
-)
+from synthner_trainer.pipeline import GoldSet, gate_and_register, loads_and_predicts, train_to_folder
 from synthner_trainer.registry import ModelRegistry
 from synthner_trainer.settings import TrainerSettings, TrainingConfig
 from synthner_trainer.store import manifest_for
@@ -278,19 +271,6 @@ def test_a_request_s_time_bound_ends_training_after_the_step_that_used_it_up(tmp
     result, _ = train_to_folder(train, tmp_path / "bounded", default_base_model(), bounded, dev=dev, device="cpu")
     assert result.epochs_run == 1  # of 3 planned, each of at least 4 steps
     assert [entry["step"] for entry in result.history] == [1.0]
-
-
-def test_the_tightest_time_bound_holds() -> None:
-    assert tightest(None, None) is None
-    assert tightest(210.0, None) == 210.0
-    assert tightest(None, 90.0) == 90.0
-    assert tightest(210.0, 90.0) == 90.0
-    request = TrainingRequested(
-        correlation_id="c-1", producer="tests", hyperparameters=HyperParameters(max_seconds=90.0)
-    )
-    settings = TrainerSettings(data_dir=Path("unused"), max_train_seconds=210.0)
-    _, config = request_model_and_config(request, settings)
-    assert config.max_seconds == 90.0
 
 
 @pytest.mark.slow
