@@ -27,7 +27,7 @@ from budget_schedule import PairedFigures, add_paired_arguments, demo_config, tr
 from synthner.demo.options import TEACHER_SECONDS, add_arguments, options_from
 from synthner.demo.teacher import teacher_folder, train_teacher
 from synthner.main import main as synthner
-from synthner_shared.documents import read_documents
+from synthner_shared.documents import Document, read_documents
 from synthner_shared.offline import stay_offline
 
 
@@ -55,6 +55,11 @@ def relabel(notes: Path, teacher: Path, out: Path, labels: list[str]) -> None:
         raise SystemExit(f"labelling the notes with {teacher} failed (exit {code})")
 
 
+def with_entities(notes: Path, least: int) -> list[Document]:
+    """The notes the demo's model trains on: those with at least ``least`` entities."""
+    return [note for note in read_documents(notes) if len(note.entities) >= least]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--notes", type=Path, required=True, help="a demo run's teacher-labelled notes (notes.jsonl)")
@@ -74,12 +79,16 @@ def main(argv: list[str] | None = None) -> int:
     relabelled = arguments.workdir / "notes.jsonl"
     relabel(arguments.notes, teacher, relabelled, labels)
     runs = (
-        ("baseline", arguments.notes, arguments.teacher, arguments.baseline_seconds),
-        ("short", relabelled, teacher, arguments.variant_seconds),
+        (
+            "baseline",
+            with_entities(arguments.notes, arguments.min_entities),
+            arguments.teacher,
+            arguments.baseline_seconds,
+        ),
+        ("short", with_entities(relabelled, arguments.min_entities), teacher, arguments.variant_seconds),
     )
     for seed in figures.seeds:
-        for name, notes, labeller, seconds in runs:
-            kept = [note for note in read_documents(notes) if len(note.entities) >= arguments.min_entities]
+        for name, kept, labeller, seconds in runs:
             config, _ = demo_config("student", labeller, seed)
             result = train(config, kept, figures.dev, seconds, labels)
             figures.record(f"seed {seed} {name:8s}: {len(kept)} notes, {seconds:.0f} s,", name, result, seconds)
