@@ -78,12 +78,14 @@ def test_too_few_notes_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture
     assert_refused(capsys, code, "at least 2", tmp_path / "run")
 
 
-@pytest.mark.parametrize("words", ["0", "51"])
-def test_a_prefix_length_outside_the_generators_bounds_is_refused(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], words: str
+@pytest.mark.parametrize(
+    ("option", "words"), [("--prefix-words", "0"), ("--prefix-words", "51"), ("--passage-words", "501")]
+)
+def test_a_prefix_or_passage_length_outside_the_generators_bounds_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str, words: str
 ) -> None:
-    code = main(["demo", "--prefix-words", words, "--workdir", str(tmp_path / "run")])
-    assert_refused(capsys, code, "--prefix-words", tmp_path / "run")
+    code = main(["demo", option, words, "--workdir", str(tmp_path / "run")])
+    assert_refused(capsys, code, option, tmp_path / "run")
 
 
 def test_a_temperature_outside_the_request_s_bounds_is_refused(
@@ -93,16 +95,16 @@ def test_a_temperature_outside_the_request_s_bounds_is_refused(
     assert_refused(capsys, code, "--temperature", tmp_path / "run")
 
 
-def test_the_prefix_length_and_temperature_reach_the_generator(tmp_path: Path) -> None:
-    args = build_parser().parse_args(
-        ["demo", "--prefix-words", "7", "--temperature", "0.6", "--workdir", str(tmp_path / "run")]
-    )
-    options = options_from(args)
+def test_the_prefix_length_passage_and_temperature_reach_the_generator(tmp_path: Path) -> None:
+    args = ["--prefix-words", "7", "--passage-words", "40", "--temperature", "0.6", "--workdir", str(tmp_path / "run")]
+    options = options_from(build_parser().parse_args(["demo", *args]))
     llm = LocalLLM(base_url="http://127.0.0.1:1/v1", model="m", model_path=tmp_path / "m.gguf", port=1)
     stages = build_stages(options, llm, [], NCBI / "test.jsonl", NCBI / "dev.jsonl")
     assert options.prefix_words == 7
-    assert stages.generator.prefix_words == 7
+    assert (stages.generator.prefix_words, stages.generator.passage_words) == (7, 40)
     assert stages.request.sampling.temperature == 0.6
+    conditioned = options_from(build_parser().parse_args(["demo", "--mode", "label_conditioned", *args]))
+    assert build_stages(conditioned, llm, [], NCBI / "test.jsonl", NCBI / "dev.jsonl").generator.passage_words == 0
 
 
 def test_the_time_target_bounds_the_model_s_training_by_what_is_left_of_it(tmp_path: Path) -> None:

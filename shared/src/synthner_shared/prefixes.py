@@ -16,6 +16,9 @@ someone:
 - A sentence whose first word is flagged gives no prefix; the next sentence is tried. A note without any safe
   opening gives none (it is left out, never sent).
 
+The same rules choose the context a generator may read before a prefix (:func:`safe_passage`): only sentences in
+which no word is flagged, whole.
+
 The rules are deliberately blunt: a prefix may come out shorter than asked, never with a name in it. Descriptive words
 that identify nobody on their own (sex, kinship, an age in words, ethnicity: "varón", "madre", "siete años") are
 kept: the generator has to be able to write them, and MEDDOCAN-style gold marks them only as quasi-identifiers.
@@ -92,8 +95,13 @@ def _value(line: str) -> str | None:
     return value if len(value.split()) >= MIN_FIELD_WORDS else None
 
 
+TITLE = re.compile(r"^[A-Z][a-z]{0,2}\.$")
+"""A capitalised abbreviation of up to three letters ("Dr.", "Dra.", "Sr.", "Mrs."): its full stop ends no sentence,
+so the name after it is not taken for a sentence opener."""
+
+
 def _ends_sentence(token: str) -> bool:
-    return token.rstrip("\"')»”").endswith((".", "!", "?"))
+    return token.rstrip("\"')»”").endswith((".", "!", "?")) and not TITLE.match(token)
 
 
 def prefix_span(text: str, words: int, vocabulary: frozenset[str]) -> tuple[int, int] | None:
@@ -137,6 +145,33 @@ def safe_prefix(text: str, words: int, vocabulary: frozenset[str]) -> str:
     words)."""
     span = prefix_span(text, words, vocabulary)
     return " ".join(text[span[0] : span[1]].split()) if span else ""
+
+
+def safe_passage(text: str, words: int, vocabulary: frozenset[str]) -> str:
+    """At most ``words`` words of the sentences of ``text`` that hold no flagged word at all and at least
+    ``MIN_LINE_WORDS`` words ("Madrid." after a full stop is no sentence), in order (header lines skipped, whitespace
+    normalised): context a generator may read before a prefix, under the same rules as the prefix
+    itself. ``""`` when no sentence qualifies."""
+    if words < 1:
+        raise ValueError(f"a passage needs at least one word, not {words}")
+    kept: list[str] = []
+    for raw in text.splitlines():
+        value = _value(raw.strip())
+        if value is None:
+            continue
+        sentence: list[str] = []
+        clean = True
+        for token in value.split():
+            clean = clean and not _flagged(token, sentence_start=not sentence, vocabulary=vocabulary)
+            sentence.append(token)
+            if _ends_sentence(token):
+                kept.extend(sentence if clean and len(sentence) >= MIN_LINE_WORDS else [])
+                sentence, clean = [], True
+        # A line's last sentence may end without a full stop (a title).
+        kept.extend(sentence if clean and len(sentence) >= MIN_LINE_WORDS else [])
+        if len(kept) >= words:
+            break
+    return " ".join(kept[:words])
 
 
 def safe_prefixes(texts: Iterable[str], words: int) -> list[str]:

@@ -8,7 +8,7 @@ import pytest
 
 from synthner_shared.documents import Document, read_documents
 from synthner_shared.prefixes import MEDDOCAN_DESCRIPTOR_LABELS as DESCRIPTORS
-from synthner_shared.prefixes import lowercase_vocabulary, prefix_span, safe_prefix, safe_prefixes
+from synthner_shared.prefixes import lowercase_vocabulary, prefix_span, safe_passage, safe_prefix, safe_prefixes
 
 MEDDOCAN = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "meddocan"
 
@@ -74,3 +74,37 @@ def test_a_note_without_a_safe_opening_gives_no_prefix() -> None:
     assert safe_prefixes(notes, 3) == ["Mujer de", "mujer sin antecedentes"]
     with pytest.raises(ValueError, match="at least one word"):
         safe_prefix("text", 0, frozenset())
+
+
+def test_no_direct_identifier_of_a_meddocan_note_survives_in_its_passage(meddocan: list[Document]) -> None:
+    vocabulary = lowercase_vocabulary(d.text for d in meddocan)
+    with_passage = 0
+    leaks = []
+    for document in meddocan:
+        passage = safe_passage(document.text, 1000, vocabulary)
+        with_passage += bool(passage)
+        for entity in document.entities:
+            surface = document.text[entity.start : entity.end]
+            # Identifiers have a capital or a digit; a lower-case "hospital local" (HOSPITAL) identifies nobody.
+            named = any(char.isupper() or char.isdigit() for char in surface)
+            if entity.label not in DESCRIPTORS and named and len(surface) > 3 and surface in passage:
+                leaks.append((entity.label, surface))
+    assert leaks == []
+    assert with_passage > 0.9 * len(meddocan)  # the rule leaves most notes something to read
+
+
+def test_a_passage_is_the_sentences_without_a_flagged_word_whole_and_cut_at_the_words_asked() -> None:
+    note = (
+        "Nombre: Ernesto.\nNHC: 368503.\n"
+        "Paciente de 70 años que presenta hematuria. El paciente acude con su esposa. Lo atiende Ernesto Rivera.\n"
+        "Refiere dolor lumbar desde hace semanas\n"
+        "Se pauta tratamiento con reposo. Madrid."
+    )
+    vocabulary = lowercase_vocabulary([note, "el se refiere"])
+    assert safe_passage(note, 100, vocabulary) == (
+        "El paciente acude con su esposa. Refiere dolor lumbar desde hace semanas Se pauta tratamiento con reposo."
+    )
+    assert safe_passage(note, 4, vocabulary) == "El paciente acude con"
+    assert safe_passage("Ernesto Rivera, 12 de marzo.", 10, vocabulary) == ""
+    with pytest.raises(ValueError, match="at least one word"):
+        safe_passage(note, 0, vocabulary)

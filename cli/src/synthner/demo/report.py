@@ -113,6 +113,11 @@ def mode_described(options: DemoOptions) -> str:
         return (
             "prefix (Vakili et al., not adapted): SmolLM2 continues the opening words of a gold train note (at most"
             f" {options.prefix_words})"
+            + (
+                f", after reading up to {options.passage_words} words of another one's sentences without identifiers"
+                if options.passage_words
+                else ""
+            )
         )
     return "label_conditioned (Tang et al.): each prompt names Disease entities from the lexicon"
 
@@ -125,8 +130,13 @@ def notes_on(options: DemoOptions, done: DemoRun) -> str:
             " poorly, so the F1 on real abstracts is low: this run shows the loop working, not the method's ceiling."
         )
     seeded = (
-        f"continuing at most {options.prefix_words} opening words of gold train notes: only those words of real text"
-        " reached the student"
+        f"continuing at most {options.prefix_words} opening words of gold train notes"
+        + (
+            f" after up to {options.passage_words} words of another's sentences without identifiers: the prefixes and"
+            " what SmolLM2 copied of those sentences (the 5-gram recall) are the real text that reached the student"
+            if options.passage_words
+            else ": only those words of real text reached the student"
+        )
         if options.mode == "prefix"
         else "label-conditioned on gold train mentions: no real text reached the student"
     )

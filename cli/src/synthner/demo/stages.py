@@ -150,6 +150,9 @@ def build_stages(
         # someone; the LLM as shipped never trained on them).
         prefix_file=options.lexicon_source if prefix else None,
         prefix_words=options.prefix_words,
+        # Before each prefix, a passage of another train note (its sentences without identifiers): SmolLM2 as shipped
+        # then stays on the subject far more often (docs/results.md).
+        passage_words=options.passage_words if prefix else 0,
         state_dir=options.workdir / "generator",
         tracker_db=options.workdir / "generator" / "tracker.sqlite3",
         instance="demo",
@@ -202,10 +205,10 @@ def build_stages(
         mode=options.mode,
         seed=options.seed,
         sampling=SamplingParameters(temperature=options.temperature, top_p=0.95, max_new_tokens=options.max_new_tokens),
-        # Raw continuation (no instruction): SmolLM2-135M-Instruct as shipped wanders from three words of an abstract to
-        # code, games or arithmetic, and the teacher labels those texts O; still, on NCBI dev the student did as well
-        # as on label-conditioned notes (three runs against one) and better than on texts the model was asked to
-        # begin with the prefix, and the notes take two thirds of the time to write (docs/results.md).
+        # Raw continuation (no instruction, after the passage): with the prefix alone, SmolLM2-135M-Instruct as shipped
+        # wandered from an abstract's opening words to code, games or arithmetic in about half its notes; still, on
+        # NCBI dev the student did as well as on label-conditioned notes (three runs against one) and better than on
+        # texts the model was asked to begin with the prefix, and the notes take two thirds of the time to write.
         prompt=PromptRef(name="continuation", version="v1")
         if prefix
         else PromptRef(name="clinical_note_brief", version="v1"),

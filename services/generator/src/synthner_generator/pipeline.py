@@ -161,7 +161,7 @@ class Generator:
             requested=plan.requested,
             prefix=plan.prefix,
         )
-        return Prompt(instruction, plan.prefix, request.sampling, plan.seed)
+        return Prompt(instruction, plan.prefix, request.sampling, plan.seed, context=plan.passage)
 
     async def _note(self, request: GenerationRequested, index: int) -> NoteResult:
         last = NoteResult("rejected")
@@ -211,6 +211,8 @@ class Generator:
             attributes["requested_total"] = len(plan.requested)
         if plan.prefix:
             attributes["prefix_words"] = len(plan.prefix.split())
+        if plan.passage:
+            attributes["passage_words"] = len(plan.passage.split())
         record = GenerationRecord(
             backend=self._llm.backend,
             model=self._llm.model,

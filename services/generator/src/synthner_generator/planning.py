@@ -42,6 +42,8 @@ class JobContext:
     prefixes: Sequence[str] | None
     entities_per_label: int
     prefix_words: int
+    passages: Sequence[str] = ()
+    """Prefix mode: identifier-free passages of real notes, one read before each prefix (none: the prefix alone)."""
 
 
 def lexicon_for(request: GenerationRequested, vocabulary: Vocabulary) -> dict[str, list[Mention]]:
@@ -112,6 +114,7 @@ class NotePlan:
     attributes: Attributes
     requested: list[Mention]
     prefix: str
+    passage: str = ""
 
 
 def plan_note(request: GenerationRequested, index: int, attempt: int, context: JobContext) -> NotePlan:
@@ -125,7 +128,9 @@ def plan_note(request: GenerationRequested, index: int, attempt: int, context: J
         for mentions in lexicon_for(request, vocabulary).values():
             unique = sorted(set(mentions), key=lambda m: m.text)
             requested.extend(rng.sample(unique, k=min(context.entities_per_label, len(unique))))
-    prefix = ""
+    prefix = passage = ""
     if request.mode == "prefix" and context.prefixes:
         prefix = " ".join(rng.choice(context.prefixes).split()[: context.prefix_words])
-    return NotePlan(index, attempt, seed, note_type, attributes, requested, prefix)
+        if context.passages:  # drawn after the prefix, so the prefixes stay what they were without passages
+            passage = rng.choice(context.passages)
+    return NotePlan(index, attempt, seed, note_type, attributes, requested, prefix, passage)

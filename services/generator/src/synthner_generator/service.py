@@ -21,7 +21,7 @@ from synthner_shared.contracts import GenerationProgress, GenerationRequested
 from synthner_shared.documents import read_documents
 from synthner_shared.leakgate import LeakGate
 from synthner_shared.messaging import GENERATOR, JOB_PROGRESS, BrokerSettings, Consumer, Service
-from synthner_shared.prefixes import PREFIX_FILTER, lowercase_vocabulary, safe_prefix
+from synthner_shared.prefixes import PREFIX_FILTER, lowercase_vocabulary, safe_passage, safe_prefix
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +43,26 @@ def load_prefixes(path: Path, words: int) -> list[str]:
     return prefixes
 
 
+def load_passages(path: Path, words: int) -> list[str]:
+    """Up to ``words`` words of each whole real note's sentences with nothing flagged as identifying
+    (:func:`safe_passage`); notes with fewer than half as many such words are left out. Prefix-only documents
+    (``prefix_filter`` set) give none."""
+    documents = [d for d in read_documents(path) if (d.model_extra or {}).get("prefix_filter") is None]
+    vocabulary = lowercase_vocabulary(d.text for d in documents)
+    passages = (safe_passage(d.text, words, vocabulary) for d in documents)
+    return [passage for passage in passages if 2 * len(passage.split()) >= words]
+
+
 def job_context(settings: GeneratorSettings) -> JobContext:
     prefixes = load_prefixes(settings.prefix_file, settings.prefix_words) if settings.prefix_file else None
+    passages: list[str] = []
+    if settings.prefix_file and settings.passage_words:
+        passages = load_passages(settings.prefix_file, settings.passage_words)
+        if not passages:
+            raise ValueError(
+                f"passage_words is {settings.passage_words}, but no note of the prefix file has half as many words "
+                "in sentences without identifiers: set it lower, or 0 for prefixes alone"
+            )
     return JobContext(
         catalog=PromptCatalog(settings.prompt_dir),
         vocabularies=load_vocabularies(settings.vocabulary_dir),
@@ -53,6 +71,7 @@ def job_context(settings: GeneratorSettings) -> JobContext:
         prefixes=prefixes,
         entities_per_label=settings.entities_per_label,
         prefix_words=settings.prefix_words,
+        passages=passages,
     )
 
 

@@ -66,6 +66,17 @@ class GeneratorSettings(EgressSettings, BaseSettings):
         description="Prefix mode: JSONL documents of held-out real notes (synthner adapt's heldout_prefixes.jsonl).",
     )
     prefix_words: int = Field(default=3, ge=1, le=50, description="Prefix mode: opening words given to the LLM.")
+    passage_words: int = Field(
+        default=0,
+        ge=0,
+        le=1000,
+        description=(
+            "Prefix mode: before each prefix the LLM reads up to this many words of another note of prefix_file, "
+            "only its sentences with nothing that may identify someone (the prefix rules); notes with fewer than "
+            "half as many such words are not used. Keeps a model never adapted to the notes on their subject. "
+            "0: the prefix alone."
+        ),
+    )
     regenerate_rejected: int = Field(
         default=1, ge=0, le=10, description="Extra tries (new derived seed) when a reply is rejected or a duplicate."
     )

@@ -48,7 +48,11 @@ async def test_a_continuation_prompt_is_continued_by_llama_cpp_through_the_compl
     tmp_path: Path,
 ) -> None:
     prefixes = tmp_path / "heldout_prefixes.jsonl"
-    prefixes.write_text('{"id": "h1", "text": "The patient was", "entities": [], "prefix_filter": "v1"}\n')
+    note = "The patient was admitted with chest pain. The patient was treated with aspirin and sent to the ward."
+    prefixes.write_text(
+        '{"id": "h1", "text": "The patient was", "entities": [], "prefix_filter": "v1"}\n'
+        f'{{"id": "h2", "text": "{note}", "entities": []}}\n'
+    )
     async with local_llm() as server:
         settings = settings_for(
             server.base_url.removesuffix("/v1"),
@@ -57,6 +61,7 @@ async def test_a_continuation_prompt_is_continued_by_llama_cpp_through_the_compl
             min_chars=20,
             request_timeout_s=300,
             prefix_file=prefixes,
+            passage_words=12,  # the whole note's 18 words, cut at 12: read before the prefix, not part of the note
         )
         client = OpenAIChatClient(server.base_url, server.model, timeout_s=300)
         try:
@@ -77,3 +82,4 @@ async def test_a_continuation_prompt_is_continued_by_llama_cpp_through_the_compl
     for note in (m for m in outputs if isinstance(m, NoteGenerated)):
         assert note.text.startswith("The patient was")
         assert note.generation.attributes["prefix_words"] == 3
+        assert note.generation.attributes["passage_words"] == 12

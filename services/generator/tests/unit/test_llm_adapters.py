@@ -164,6 +164,18 @@ async def test_openai_sends_a_continuation_prompt_as_plain_text_to_the_completio
     assert second.path == "/v1/chat/completions"
 
 
+@pytest.mark.parametrize("backend", ["openai", "tgi"])
+async def test_a_passage_goes_before_the_opening_words_in_the_text_to_continue(backend: str) -> None:
+    primed = Prompt("", "Paciente varón de", SAMPLING, seed=7, context="El paciente acude con su esposa.")
+    async with local_llm_server() as server:
+        client = TgiClient(server.url, "m", 10) if backend == "tgi" else OpenAIChatClient(f"{server.url}/v1", "m", 10)
+        try:
+            await client.complete(primed)
+        finally:
+            await client.aclose()
+    assert server.requests[0].prompt == "El paciente acude con su esposa.\n\nPaciente varón de"
+
+
 async def test_openai_falls_back_to_chat_once_a_server_has_no_completions_endpoint() -> None:
     continuation = Prompt("", "Paciente varón de", SAMPLING, seed=7)
     async with local_llm_server(completions=False) as server:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from synthner_generator.llm import Prompt
 from synthner_generator.planning import JobContext, JobRefused, derive_seed, plan_note, split, validate
 from synthner_generator.prompts import PromptCatalog, UnknownPromptError
 from synthner_generator.vocabulary import load_vocabularies
@@ -138,6 +139,38 @@ def test_label_conditioned_mode_needs_lexicon_entries_for_each_label() -> None:
 def test_prefix_mode_continues_the_opening_words_of_a_real_note() -> None:
     plan = plan_note(job(mode="prefix"), 0, 0, context(prefixes=["Paciente de 70", "Mujer de 45"]))
     assert plan.prefix in {"Paciente de 70", "Mujer de 45"}
+
+
+def test_a_passage_is_read_before_the_prefix_and_leaves_the_prefix_as_it_was() -> None:
+    prefixes = ["Paciente de 70", "Mujer de 45", "Varón de 33"]
+    passages = ["El paciente acude con su esposa.", "Refiere dolor lumbar."]
+    for index in range(6):
+        alone = plan_note(job(mode="prefix"), index, 0, context(prefixes=prefixes))
+        read = plan_note(job(mode="prefix"), index, 0, context(prefixes=prefixes, passages=passages))
+        assert (alone.prefix, alone.passage) == (read.prefix, "")
+        assert read.passage in passages
+        prompt = Prompt("", read.prefix, context=read.passage)
+        assert prompt.continuation() == f"{read.passage}\n\n{read.prefix}"
+    assert Prompt("", "Paciente de 70").continuation() == "Paciente de 70"
+
+
+def test_passages_come_from_whole_notes_with_enough_words_without_identifiers(tmp_path: Path) -> None:
+    from synthner_generator.service import job_context, load_passages  # noqa: PLC0415 - builds from settings
+    from synthner_generator.settings import GeneratorSettings  # noqa: PLC0415
+
+    notes = tmp_path / "notes.jsonl"
+    lines = [
+        {"id": "1", "text": "Paciente de 70 años. El paciente acude con su esposa por dolor.", "entities": []},
+        {"id": "2", "text": "Ernesto Rivera acude el 12 de marzo.", "entities": []},
+        {"id": "3", "text": "El dolor cede.", "entities": []},
+        {"id": "4", "text": "Paciente de", "entities": [], "prefix_filter": "v1"},
+    ]
+    notes.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert load_passages(notes, 8) == ["El paciente acude con su esposa por dolor."]
+    settings = GeneratorSettings(prefix_file=notes, endpoint_zone="internal", passage_words=8)
+    assert job_context(settings).passages == ["El paciente acude con su esposa por dolor."]
+    with pytest.raises(ValueError, match="no note of the prefix file has half as many words"):
+        job_context(settings.model_copy(update={"passage_words": 40}))
 
 
 def test_a_large_job_is_split_into_bounded_parts_with_stable_ids() -> None:

@@ -73,7 +73,7 @@ class OpenAIChatClient:
         if sampling.stop:
             options["stop"] = list(sampling.stop)
         if not prompt.instruction and prompt.prefix and self._completions:
-            completion = await self._continue(prompt.prefix, options)
+            completion = await self._continue(prompt.continuation(), options)
             if completion is not None:
                 return completion
         try:
@@ -81,7 +81,7 @@ class OpenAIChatClient:
                 response = await self._client.chat.completions.create(
                     model=self._model,
                     # A prompt without instruction (continuation) sends the opening words themselves.
-                    messages=[{"role": "user", "content": prompt.instruction or prompt.prefix}],
+                    messages=[{"role": "user", "content": prompt.instruction or prompt.continuation()}],
                     extra_headers=call.headers or None,
                     **options,
                 )
@@ -92,12 +92,12 @@ class OpenAIChatClient:
         choice = response.choices[0]
         return Completion(choice.message.content or "", _FINISH.get(choice.finish_reason or "", "other"))
 
-    async def _continue(self, prefix: str, options: dict[str, Any]) -> Completion | None:
-        """The model's continuation of ``prefix`` from the completions endpoint; None when the server has none."""
+    async def _continue(self, text: str, options: dict[str, Any]) -> Completion | None:
+        """The model's continuation of ``text`` from the completions endpoint; None when the server has none."""
         try:
             async with llm_call("generator", "text_completion", self._model) as call:
                 response = await self._client.completions.create(
-                    model=self._model, prompt=prefix, extra_headers=call.headers or None, **options
+                    model=self._model, prompt=text, extra_headers=call.headers or None, **options
                 )
         except openai.APIStatusError as exc:
             if exc.status_code not in NO_COMPLETIONS_ROUTE:

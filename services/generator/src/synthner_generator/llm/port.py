@@ -25,6 +25,13 @@ class Prompt:
     prefix: str = ""
     sampling: SamplingParameters = field(default_factory=SamplingParameters)
     seed: int = 0
+    context: str = ""
+    """Prefix mode: text the model reads before the prefix, not part of the note (identifier-free sentences of
+    another real note)."""
+
+    def continuation(self) -> str:
+        """The text a plain completion continues: the context, a blank line, the prefix."""
+        return f"{self.context}\n\n{self.prefix}" if self.context else self.prefix
 
 
 @dataclass(frozen=True)

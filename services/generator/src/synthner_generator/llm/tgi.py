@@ -83,8 +83,8 @@ class TgiClient:
         sampling = prompt.sampling
         greedy = sampling.temperature == 0.0
         text = prompt.instruction.rstrip()
-        if prompt.prefix:  # no instruction (the continuation prompt): the text is the opening words alone
-            text = f"{text}\n\n{prompt.prefix}" if text else prompt.prefix
+        if prompt.prefix:  # no instruction (the continuation prompt): the opening words, after any context
+            text = f"{text}\n\n{prompt.continuation()}" if text else prompt.continuation()
         try:
             async with llm_call("generator", "text_completion", self._model):
                 output = await self._client.text_generation(  # type: ignore[misc]  # overloads x optional arguments
