@@ -74,11 +74,11 @@ class DemoOptions:
     temperature: float = DEFAULT_TEMPERATURE
     """SmolLM2's sampling temperature for the notes."""
     prefix_words: int = DEFAULT_PREFIX_WORDS
+    """Prefix mode: opening words of a gold train note that SmolLM2 continues (fewer where a word may identify
+    someone: :func:`synthner_shared.prefixes.safe_prefix`)."""
     passage_words: int = DEFAULT_PASSAGE_WORDS
     """Prefix mode: words of another gold train note (its sentences without identifiers) read before each prefix
     (0: the prefix alone)."""
-    """Prefix mode: opening words of a gold train note that SmolLM2 continues (fewer where a word may identify
-    someone: :func:`synthner_shared.prefixes.safe_prefix`)."""
     min_entities: int = 0
     """The model trains on the notes with at least this many entities (the trainer's ``min_entities``)."""
     minutes: float | None = None
