@@ -48,10 +48,10 @@ async def test_a_continuation_prompt_is_continued_by_llama_cpp_through_the_compl
     tmp_path: Path,
 ) -> None:
     prefixes = tmp_path / "heldout_prefixes.jsonl"
-    note = "The patient was admitted with chest pain. The patient was treated with aspirin and sent to the ward."
+    whole = "The patient was admitted with chest pain. The patient was treated with aspirin and sent to the ward."
     prefixes.write_text(
         '{"id": "h1", "text": "The patient was", "entities": [], "prefix_filter": "v1"}\n'
-        f'{{"id": "h2", "text": "{note}", "entities": []}}\n'
+        f'{{"id": "h2", "text": "{whole}", "entities": []}}\n'
     )
     async with local_llm() as server:
         settings = settings_for(
